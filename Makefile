@@ -1,0 +1,36 @@
+# medgan: two commands on a fresh machine with python3 and make.
+#   make demo   sets up .venv when missing, then runs the end-to-end demo
+#   make test   sets up .venv when missing, then runs the test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.medgan-installed
+# The CPU build of PyTorch is installed first when no NVIDIA GPU is present, so that
+# pip does not pull a multi-GB CUDA build to satisfy `torch>=2.4`.
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: all demo test venv clean lint
+
+all: test
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch" >/dev/null 2>&1; then \
+		echo "medgan: no NVIDIA GPU found, installing the CPU build of PyTorch"; \
+		$(PY) -m pip install -q "$(TORCH_CPU)" || \
+		$(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu; \
+	fi
+	$(PY) -m pip install -q -e ".[dev,simulate]"
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) pipelines/demo.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache build *.egg-info

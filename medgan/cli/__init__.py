@@ -1,0 +1,1 @@
+"""The ``medgan`` command line: thin sub-commands over the Python API."""

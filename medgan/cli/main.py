@@ -1,0 +1,72 @@
+"""``medgan`` entry point: sub-command dispatch and error reporting.
+
+Every user-facing problem is a :class:`~medgan.errors.MedganError` and ends as
+one line on stderr with exit code 1; argparse usage errors exit with 2.  An
+unexpected exception is reported as one line too, with a hint to re-run with
+``--debug`` (or ``MEDGAN_DEBUG=1``) for the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from medgan import __version__
+from medgan.errors import MedganError
+
+#: sub-command name -> module in medgan.cli providing ``add_parser`` and ``run``
+COMMANDS = {
+    "info": "medgan.cli.info",
+    "convert": "medgan.cli.convert",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medgan",
+        description="Unpaired medical image-to-image translation (CBCT to CT, contrast to non-contrast CT).",
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"medgan {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    debug = args.debug or os.environ.get("MEDGAN_DEBUG") == "1"
+    if not debug:
+        import SimpleITK as sitk
+
+        # ITK prints C++ warnings straight to stderr; medgan checks those conditions itself.
+        sitk.ProcessObject_SetGlobalWarningDisplay(False)
+    try:
+        return int(args.func(args) or 0)
+    except MedganError as exc:
+        if debug:
+            raise
+        print(f"medgan {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"medgan {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence: never a traceback
+        if debug:
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(
+            f"medgan {args.command}: internal error: {type(exc).__name__}: {msg} (re-run with --debug for details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

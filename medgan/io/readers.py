@@ -1,0 +1,137 @@
+"""``read_volume``: one entry point for NIfTI, MHA/NRRD and DICOM (folder, file or .zip)."""
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from medgan.errors import InputError
+from medgan.io import dicom
+from medgan.io.formats import format_of, suffix_of
+from medgan.io.validate import check_image, check_values
+from medgan.io.volume import Volume
+
+
+def read_volume(path: str | Path, series_uid: str | None = None, check_finite: bool = True) -> Volume:
+    """Read a 3D volume from a NIfTI/MHA/NRRD file, a DICOM series folder, a DICOM file or a .zip.
+
+    Raises :class:`~medgan.errors.InputError` with one readable sentence for every
+    input medgan cannot use: missing path, empty folder, no or several DICOM
+    series, corrupt or non-image file, 2D or 4D image, NaN/Inf voxels, zero spacing.
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise InputError(f"{name} does not exist")
+    if path.is_dir():
+        volume = _read_dicom_folder(path, name, series_uid)
+    elif format_of(path) == "zip" or zipfile.is_zipfile(path):
+        volume = _read_zip(path, name, series_uid)
+    elif format_of(path) == "dicom" or dicom.is_dicom_file(path):
+        volume = _read_dicom_file(path, name, series_uid)
+    else:
+        volume = _read_file(path, name)
+    if check_finite:
+        check_values(volume.array, name)
+    volume.meta["path"] = str(path)
+    return volume
+
+
+def _read_dicom_folder(path: Path, name: str, series_uid: str | None) -> Volume:
+    if not any(path.iterdir()):
+        raise InputError(f"{name} is an empty folder")
+    info = dicom.select_series(dicom.find_series(path), name, series_uid)
+    return dicom.read_series(info, name)
+
+
+def _read_dicom_file(path: Path, name: str, series_uid: str | None) -> Volume:
+    """A single DICOM file stands for the series it belongs to in its folder."""
+    uid = series_uid or dicom._read_tags(str(path), ("0020|000e",)).get("0020|000e")
+    series = dicom.find_series(path.parent, max_depth=1)
+    series = [s for s in series if str(path.resolve()) in {str(Path(f).resolve()) for f in s.files}] or series
+    return dicom.read_series(dicom.select_series(series, name, uid if len(series) > 1 else None), name)
+
+
+def _read_zip(path: Path, name: str, series_uid: str | None) -> Volume:
+    try:
+        with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory(prefix="medgan-zip-") as tmp:
+            # ZipFile.extractall strips absolute paths and '..' components (no zip-slip).
+            archive.extractall(tmp)
+            volume = _read_dicom_folder(Path(tmp), name, series_uid)
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise InputError(f"{name} is not a readable .zip archive ({exc})") from None
+    volume.meta["format"] = "dicom-zip"
+    return volume
+
+
+def _check_nifti_header(path: Path, name: str) -> None:
+    """ITK replaces a zero NIfTI pixdim by 1 mm without a word; nibabel shows the header as written."""
+    import nibabel as nib
+
+    try:
+        # check=False: read the header as written (nibabel's loader would also "fix" zero pixdims).
+        opener = gzip.open if suffix_of(path) == ".nii.gz" else open
+        with opener(path, "rb") as fh:
+            header = nib.Nifti1Header.from_fileobj(fh, check=False)
+    except Exception as exc:  # nibabel and gzip raise several types for corrupt headers
+        raise InputError(f"{name} is not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
+    ndim = int(header["dim"][0])
+    zooms = header.get_zooms()[:min(ndim, 3)]
+    if ndim >= 3 and any(not (z > 0) for z in zooms):
+        raise InputError(f"{name} has invalid voxel spacing {tuple(float(z) for z in zooms)}: every spacing must be > 0")
+    expected = int(header["vox_offset"]) + int(np.prod(header["dim"][1 : ndim + 1], dtype=np.int64)) * int(header["bitpix"]) // 8
+    if _stored_bytes(path, expected) < expected:
+        raise InputError(f"{name} is truncated: its header promises more voxel data than the file holds")
+
+
+def _stored_bytes(path: Path, expected: int) -> int:
+    """Uncompressed length of a .nii/.nii.gz, without holding it in memory.
+
+    ITK fills missing voxels of a truncated NIfTI with zeros and reports no
+    error.  The gzip trailer (length mod 2**32) answers at once for
+    single-member files; only on a mismatch is the stream decompressed.
+    """
+    if suffix_of(path) != ".nii.gz":
+        return path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(-4, os.SEEK_END)
+        if int.from_bytes(fh.read(4), "little") == expected % 2**32:
+            return expected
+    total = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error):
+        return -1
+    return total
+
+
+def _read_file(path: Path, name: str) -> Volume:
+    fmt = format_of(path)
+    if fmt == "nifti":
+        _check_nifti_header(path, name)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        msg = dicom._first_line(exc)
+        if "Unable to determine ImageIO reader" in msg:
+            raise InputError(f"{name} is not a readable image file (corrupt, truncated or unsupported format)") from None
+        if "Zero-valued spacing" in msg:
+            raise InputError(f"{name} has zero voxel spacing") from None
+        raise InputError(f"{name} cannot be read: {msg}") from None
+    check_image(image, name)
+    modality = None
+    if image.HasMetaDataKey("0008|0060"):
+        modality = image.GetMetaData("0008|0060").strip()
+    try:
+        volume = Volume.from_sitk(image, {"format": fmt or "image", "modality": modality})
+    except RuntimeError as exc:  # truncated data surfaces when the buffer is filled
+        raise InputError(f"{name} cannot be read: {dicom._first_line(exc)}") from None
+    return volume

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from medgan import __version__
+from medgan.io import Volume, write_volume
+
+
+def test_version(run_cli):
+    code, out, _ = run_cli("--version")
+    assert code == 0 and out.strip() == f"medgan {__version__}"
+
+
+def test_info_json_reports_geometry(run_cli, tmp_path, oblique_volume):
+    f = write_volume(oblique_volume, tmp_path / "v.mha")
+    code, out, err = run_cli("info", "-i", f, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["size"] == [10, 12, 7]
+    np.testing.assert_allclose(info["spacing"], [0.7, 1.3, 2.5])
+    np.testing.assert_allclose(info["direction"], oblique_volume.direction, atol=1e-6)
+    assert (info["min"], info["max"]) == (-32768, 32767)
+
+
+def test_convert_output_type_adds_suffix(run_cli, tmp_path):
+    f = write_volume(Volume(np.ones((3, 4, 5), np.int16), (1, 1, 1), (0, 0, 0)), tmp_path / "v.nii.gz")
+    code, out, err = run_cli("convert", "-i", f, "-o", tmp_path / "out", "-ot", "mha")
+    assert code == 0, err
+    assert (tmp_path / "out.mha").is_file()
