@@ -19,6 +19,7 @@ from medgan.errors import MedganError
 COMMANDS = {
     "info": "medgan.cli.info",
     "convert": "medgan.cli.convert",
+    "simulate": "medgan.cli.simulate",
 }
 
 

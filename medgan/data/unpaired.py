@@ -1,0 +1,161 @@
+"""Unpaired patch sampling over two folders of volumes, with TorchIO queues.
+
+Domain A (e.g. CBCT) and domain B (e.g. CT) are two independent
+:class:`torchio.Queue` objects, so a batch never pairs a volume with its own
+counterpart by construction.  Each queue loads subjects lazily through
+:func:`medgan.io.read_volume` (any format medgan reads, DICOM included), adds a
+body-mask sampling map, clips and scales HU with the named preset, applies the
+optional augmentation and samples 2D slices (``spatial_dims=2``) or 3D patches
+weighted by the body mask.  TorchIO's ``subject_sampler`` takes a
+``DistributedSampler`` for per-rank sharding; its worker pool loads each
+subject once per pass, so workers do not duplicate samples.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torchio as tio
+
+from medgan.data.body_mask import body_mask
+from medgan.data.hu import HUPreset
+from medgan.errors import InputError
+from medgan.io import Volume, read_volume
+from medgan.io.dicom import is_dicom_file
+from medgan.io.formats import format_of
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def list_volumes(folder: str | Path) -> list[Path]:
+    """Volumes in a folder: image files, and sub-folders holding a DICOM series (one per case)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder of volumes")
+    found = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_file() and format_of(p) in ("nifti", "mha", "nrrd", "zip"):
+            found.append(p)
+        elif p.is_dir() and any(is_dicom_file(f) for f in p.iterdir() if f.is_file()):
+            found.append(p)
+    if not found:
+        raise InputError(f"{folder} holds no volumes (.nii.gz, .mha, .nrrd, .zip or DICOM series folders)")
+    return found
+
+
+def volume_to_torchio(volume: Volume) -> tuple[torch.Tensor, np.ndarray]:
+    """Volume ([z, y, x], LPS) -> TorchIO's (tensor [1, x, y, z], RAS affine)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(volume.array.transpose(2, 1, 0)[None].astype(np.float32)))
+    return tensor, LPS_TO_RAS @ volume.index_to_physical()
+
+
+def _reader(path):
+    return volume_to_torchio(read_volume(path))
+
+
+class AddBodyMask(tio.Transform):
+    """Adds ``sampling_map``: the body mask (dilated a little) with a small floor outside it."""
+
+    def __init__(self, floor: float = 0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.floor = floor
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        hu = subject["image"].data[0].numpy()
+        mask = body_mask(hu.transpose(2, 1, 0)).transpose(2, 1, 0)
+        prob = np.where(mask, 1.0, self.floor).astype(np.float32)
+        subject.add_image(tio.LabelMap(tensor=torch.from_numpy(prob)[None], affine=subject["image"].affine),
+                          "sampling_map")
+        return subject
+
+
+@dataclasses.dataclass
+class PatchSpec:
+    spatial_dims: int = 2
+    patch_size: Sequence[int] = (128, 128)  #: (y, x) in 2D, (z, y, x) in 3D
+    samples_per_volume: int = 16
+    queue_length: int = 128
+    num_workers: int = 0
+    flip: bool = True
+    affine: bool = False
+
+    def torchio_patch_size(self) -> tuple[int, int, int]:
+        ps = tuple(int(p) for p in self.patch_size)
+        if self.spatial_dims == 2:
+            if len(ps) != 2:
+                raise InputError("2D patch_size needs two numbers (y, x)")
+            return (ps[1], ps[0], 1)
+        if len(ps) != 3:
+            raise InputError("3D patch_size needs three numbers (z, y, x)")
+        return (ps[2], ps[1], ps[0])
+
+
+def make_transform(preset: HUPreset, spec: PatchSpec) -> tio.Compose:
+    steps: list[tio.Transform] = [AddBodyMask(), tio.Clamp(out_min=preset.lo, out_max=preset.hi),
+                                  tio.RescaleIntensity(out_min_max=(-1.0, 1.0), in_min_max=(preset.lo, preset.hi))]
+    if spec.flip:
+        steps.append(tio.RandomFlip(axes=("LR",), flip_probability=0.5))
+    if spec.affine:
+        steps.append(tio.RandomAffine(scales=0.05, degrees=(0, 0, 5) if spec.spatial_dims == 2 else 5,
+                                      default_pad_value=-1.0))
+    return tio.Compose(steps)
+
+
+def make_queue(paths: Sequence[Path], preset: HUPreset, spec: PatchSpec, subject_sampler=None) -> tio.Queue:
+    subjects = [tio.Subject(image=tio.ScalarImage(p, reader=_reader), case=Path(p).name) for p in paths]
+    dataset = tio.SubjectsDataset(subjects, transform=make_transform(preset, spec))
+    sampler = tio.WeightedSampler(spec.torchio_patch_size(), probability_map="sampling_map")
+    return tio.Queue(dataset, max_length=spec.queue_length, samples_per_volume=spec.samples_per_volume,
+                     sampler=sampler, num_workers=spec.num_workers, subject_sampler=subject_sampler,
+                     shuffle_subjects=subject_sampler is None, shuffle_patches=True, verbose=False)
+
+
+def patches_to_network(batch_image: torch.Tensor, spatial_dims: int) -> torch.Tensor:
+    """TorchIO batch [N, C, x, y, z] -> network layout [N, C, y, x] (2D) or [N, C, z, y, x] (3D)."""
+    if spatial_dims == 2:
+        return batch_image[..., 0].transpose(-1, -2).contiguous()
+    return batch_image.permute(0, 1, 4, 3, 2).contiguous()
+
+
+class UnpairedLoader:
+    """Endless iterator of ``{"A": tensor, "B": tensor}`` batches from two independent queues."""
+
+    def __init__(self, paths_a, paths_b, preset: HUPreset, spec: PatchSpec, batch_size: int,
+                 rank: int = 0, world_size: int = 1, seed: int = 0):
+        self.spec = spec
+        self.batch_size = batch_size
+        self.samplers = []
+        queues = []
+        for paths in (paths_a, paths_b):
+            sub_sampler = None
+            if world_size > 1:
+                from torch.utils.data.distributed import DistributedSampler
+
+                sub_sampler = DistributedSampler(range(len(paths)), num_replicas=world_size, rank=rank,
+                                                 shuffle=True, seed=seed, drop_last=False)
+                self.samplers.append(sub_sampler)
+            queues.append(make_queue(paths, preset, spec, sub_sampler))
+        self.queues = queues
+        self.epoch = 0
+
+    def _loader(self, queue):
+        return tio.SubjectsLoader(queue, batch_size=self.batch_size, num_workers=0, drop_last=True)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            for s in self.samplers:
+                s.set_epoch(self.epoch)
+            it_a, it_b = iter(self._loader(self.queues[0])), iter(self._loader(self.queues[1]))
+            while True:
+                try:
+                    a, b = next(it_a), next(it_b)
+                except StopIteration:
+                    break
+                yield {"A": patches_to_network(a["image"][tio.DATA], self.spec.spatial_dims),
+                       "B": patches_to_network(b["image"][tio.DATA], self.spec.spatial_dims)}
+            self.epoch += 1

@@ -1,0 +1,1 @@
+"""Data medgan can make itself: simulated CBCT, simulated contrast, procedural CT phantoms."""
