@@ -8,7 +8,10 @@ from scipy import ndimage
 def body_mask(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
     """Boolean mask of the patient's body (couch and air outside removed, lungs/bowel gas filled)."""
     mask = np.asarray(hu) > threshold
-    mask = ndimage.binary_opening(mask, iterations=1)
+    # in-plane opening (a 3D one would erode the first and last slices): drops thin couch rails and noise
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    mask = ndimage.binary_opening(mask, structure=in_plane)
     labels, n = ndimage.label(mask)
     if n == 0:
         return np.zeros(mask.shape, bool)
