@@ -20,6 +20,7 @@ COMMANDS = {
     "info": "medgan.cli.info",
     "convert": "medgan.cli.convert",
     "simulate": "medgan.cli.simulate",
+    "train": "medgan.cli.train",
 }
 
 

@@ -1,0 +1,72 @@
+"""The configuration schema. Every YAML key maps to one typed field here."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    spatial_dims: int = 2
+    generator: str = "resnet"
+    generator_args: dict[str, Any] = dataclasses.field(default_factory=lambda: {"channels": 64, "n_blocks": 9})
+    discriminator: str = "patchgan"
+    discriminator_args: dict[str, Any] = dataclasses.field(default_factory=lambda: {"channels": 64, "num_layers": 3})
+
+
+@dataclasses.dataclass
+class DataConfig:
+    train_a: str = ""                       #: folder of domain-A volumes (e.g. CBCT, contrast CT)
+    train_b: str = ""                       #: folder of domain-B volumes (e.g. CT, non-contrast CT)
+    val_a: Optional[str] = None             #: held-out A volumes ...
+    val_b: Optional[str] = None             #: ... and their registered B counterparts, matched by file name
+    hu_preset: str = "ct-full"
+    patch_size: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
+    samples_per_volume: int = 32
+    queue_length: int = 256
+    num_workers: int = 0
+    flip: bool = True
+    affine: bool = False
+
+
+@dataclasses.dataclass
+class LossConfig:
+    adversarial: str = "lsgan"
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 5.0            #: 0.5 x lambda_cycle, as in the reference CycleGAN
+    lambda_structure: float = 0.0           #: gradient-correlation between input and translation
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    batch_size: int = 1
+    steps: int = 100_000
+    decay_start: Optional[int] = None       #: step at which the linear LR decay to 0 starts (default: half)
+    pool_size: int = 50
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "bf16"                       #: bf16 | fp16 | none (autocast on CUDA only)
+    channels_last: bool = True
+    compile: bool = False
+    checkpoint_every: int = 1000
+    val_every: int = 1000
+    log_every: int = 50
+    max_val_slices: int = 64
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    name: str = "medgan"
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)

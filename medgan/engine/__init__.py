@@ -1,0 +1,1 @@
+"""Training: the CycleGAN model, its optimisation loop, checkpoints and distributed set-up."""

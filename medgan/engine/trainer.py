@@ -1,0 +1,211 @@
+"""The training loop: data segments, logging, validation, checkpoints, export.
+
+Exact resume: the data stream and every random draw are re-seeded at each
+checkpoint step from ``(seed, step, rank)``, so training resumed from a
+checkpoint at step S continues exactly as the uninterrupted run does after S.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from medgan import __version__
+from medgan.config import ExperimentConfig, config_from_dict, config_to_dict
+from medgan.data.body_mask import body_mask
+from medgan.data.hu import get_preset
+from medgan.data.unpaired import PatchSpec, UnpairedLoader, list_volumes
+from medgan.engine import checkpoint as ckpt
+from medgan.engine.cyclegan import CycleGAN
+from medgan.engine.device import resolve_device
+from medgan.engine.distributed import barrier, init_distributed, shutdown
+from medgan.errors import ConfigError, InputError
+from medgan.evaluation.metrics import mae, ssim
+from medgan.inference.engine import run_generator
+from medgan.io import read_volume
+from medgan.utils.progress import bar
+
+LOSS_KEYS = ["g_total", "g_adv", "cycle", "identity", "structure", "d_a", "d_b"]
+
+
+def derive_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % 2**31
+
+
+def validation_pairs(cfg: ExperimentConfig) -> list[tuple[Path, Path]]:
+    if not (cfg.data.val_a and cfg.data.val_b):
+        return []
+    b_by_name = {p.name: p for p in list_volumes(cfg.data.val_b)}
+    pairs = [(a, b_by_name[a.name]) for a in list_volumes(cfg.data.val_a) if a.name in b_by_name]
+    if not pairs:
+        raise InputError(f"no file names in common between {cfg.data.val_a} and {cfg.data.val_b}")
+    return pairs
+
+
+class Trainer:
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False):
+        self.cfg, self.run_dir, self.quiet = cfg, Path(run_dir), quiet
+        if not cfg.data.train_a or not cfg.data.train_b:
+            raise ConfigError("data.train_a and data.train_b must name the two domain folders")
+        self.paths_a, self.paths_b = list_volumes(cfg.data.train_a), list_volumes(cfg.data.train_b)
+        self.val_pairs = validation_pairs(cfg)
+        self.preset = get_preset(cfg.data.hu_preset)
+        self.spec = PatchSpec(cfg.model.spatial_dims, cfg.data.patch_size, cfg.data.samples_per_volume,
+                              cfg.data.queue_length, cfg.data.num_workers, cfg.data.flip, cfg.data.affine)
+        self.spec.torchio_patch_size()  # validates the patch size against spatial_dims
+        probe = torch.device("cpu") if cfg.train.device == "cpu" else None
+        self.dist = init_distributed(probe or resolve_device(cfg.train.device, quiet=True))
+        self.device = resolve_device(cfg.train.device, self.dist.local_rank, quiet=quiet or not self.dist.is_main)
+        self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
+        self.model = CycleGAN(cfg, self.device, distributed=self.dist.enabled)
+        if resume:
+            self._resume()
+        elif self.ckpt_path.exists():
+            raise ConfigError(f"{self.run_dir} already holds a training run; add --resume to continue it "
+                              "or choose another output folder")
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+    # ------------------------------------------------------------------ resume
+    def _resume(self) -> None:
+        if not self.ckpt_path.exists():
+            raise ConfigError(f"nothing to resume: {self.ckpt_path} does not exist")
+        state = ckpt.load_checkpoint(self.ckpt_path, map_location=self.device)
+        saved = config_from_dict(state["config"])
+        if dataclasses.asdict(saved.model) != dataclasses.asdict(self.cfg.model):
+            raise ConfigError("the checkpoint's model section differs from the config; resume with the same model")
+        self.model.load_state_dict(state)
+        ckpt.set_rng_state(state["rng"])
+        self._truncate_log(self.run_dir / "metrics.csv", self.model.step)
+        self._truncate_log(self.run_dir / "validation.csv", self.model.step)
+
+    @staticmethod
+    def _truncate_log(path: Path, step: int) -> None:
+        """Drop log rows written after the checkpoint (the killed run's lost steps)."""
+        if not path.exists():
+            return
+        rows = list(csv.reader(path.open()))
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as fh:
+            csv.writer(fh).writerows(kept)
+        tmp.replace(path)
+
+    # ------------------------------------------------------------------ loop
+    def _new_stream(self, step: int):
+        ckpt.seed_everything(derive_seed(self.cfg.train.seed, step, self.dist.rank))
+        loader = UnpairedLoader(self.paths_a, self.paths_b, self.preset, self.spec, self.cfg.optim.batch_size,
+                                rank=self.dist.rank, world_size=self.dist.world_size, seed=self.cfg.train.seed)
+        loader.epoch = step
+        return iter(loader)
+
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train to ``optim.steps`` (or ``stop_after`` more steps); returns the last logs."""
+        cfg, model = self.cfg, self.model
+        total = cfg.optim.steps
+        end = total if stop_after is None else min(total, model.step + stop_after)
+        every = max(1, cfg.train.checkpoint_every)
+        stream = None
+        logs: dict = {}
+        t0, seen = time.perf_counter(), 0
+        with bar(total=total, initial=model.step, desc="train", quiet=self.quiet or not self.dist.is_main,
+                 unit="step") as pbar:
+            while model.step < end:
+                if stream is None or model.step % every == 0:
+                    stream = self._new_stream(model.step)
+                logs = model.train_step(next(stream))
+                if not all(np.isfinite(v) for v in logs.values()):
+                    raise InputError(f"training diverged at step {model.step} (non-finite loss {logs}); the last "
+                                     f"checkpoint {self.ckpt_path} is intact - lower the learning rate and resume")
+                seen += cfg.optim.batch_size * self.dist.world_size
+                step = model.step
+                pbar.update(1)
+                if step % cfg.train.log_every == 0 or step == end:
+                    rate = seen / max(time.perf_counter() - t0, 1e-9)
+                    pbar.set_postfix({k: f"{logs[k]:.3f}" for k in ("g_adv", "cycle", "d_a", "d_b")} | {"img/s": f"{rate:.1f}"})
+                    if self.dist.is_main:
+                        self._log(step, logs)
+                if cfg.train.val_every and step % cfg.train.val_every == 0 and self.val_pairs and self.dist.is_main:
+                    self.validate(step)
+                if step % every == 0 or step == end:
+                    self.save()
+        return logs
+
+    def _log(self, step: int, logs: dict) -> None:
+        path = self.run_dir / "metrics.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as fh:
+            w = csv.writer(fh)
+            if new:
+                w.writerow(["step", *LOSS_KEYS, "lr_g"])
+            w.writerow([step, *(f"{logs[k]:.6g}" if k in logs else "" for k in LOSS_KEYS),
+                        f"{self.model.opt_g.param_groups[0]['lr']:.6g}"])
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self, step: int) -> list[dict]:
+        results = []
+        for path_a, path_b in self.val_pairs:
+            a, b = read_volume(path_a), read_volume(path_b)
+            if (diff := a.grid_difference(b)) is not None:
+                raise InputError(f"validation pair {path_a.name}: {diff}")
+            z = slice(None)
+            if a.shape[0] > self.cfg.train.max_val_slices:
+                mid, half = a.shape[0] // 2, self.cfg.train.max_val_slices // 2
+                z = slice(mid - half, mid + half)
+            hu_a, hu_b = a.array[z].astype(np.float32), b.array[z].astype(np.float32)
+            pred = run_generator(self.model.gen.g_ab, hu_a, self.preset, self.cfg.model.spatial_dims, self.device,
+                                 patch_size=self.cfg.data.patch_size)
+            mask = body_mask(hu_b)
+            results.append({"step": step, "case": path_a.name, "mae_input": mae(hu_a, hu_b, mask),
+                            "mae": mae(pred, hu_b, mask), "ssim": ssim(pred, hu_b, mask)})
+            if len(results) == 1:
+                from medgan.utils.figures import comparison_figure
+
+                comparison_figure(self.run_dir / "samples" / f"step_{step:07d}.png", hu_a, pred, hu_b,
+                                  titles=("input (A)", "translation", "target (B)"))
+        self.model.gen.train()
+        path = self.run_dir / "validation.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(results[0]))
+            if new:
+                w.writeheader()
+            w.writerows(results)
+        if not self.quiet:
+            m_in = np.mean([r["mae_input"] for r in results])
+            m_out = np.mean([r["mae"] for r in results])
+            print(f"\nvalidation step {step}: HU MAE input {m_in:.1f} -> translated {m_out:.1f}", file=sys.stderr)
+        return results
+
+    # ------------------------------------------------------------------ outputs
+    def save(self) -> None:
+        if self.dist.is_main:
+            cfg_dict = config_to_dict(self.cfg)
+            ckpt.save_checkpoint(self.ckpt_path, self.model.state_dict(), cfg_dict, self.preset.to_dict())
+            gen_state = {f"{k}": v for k, v in self.model.gen.state_dict().items()}
+            ckpt.export_model(self.run_dir / "model.safetensors", gen_state, cfg_dict, self.preset.to_dict(),
+                              {"step": self.model.step, "direction": "A->B"})
+            from medgan.utils.figures import loss_curves
+
+            loss_curves(self.run_dir / "metrics.csv", self.run_dir / "loss_curves.png")
+        barrier(self.dist)
+
+    def close(self) -> None:
+        shutdown(self.dist)
+
+
+def train(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> Path:
+    trainer = Trainer(cfg, run_dir, resume=resume, quiet=quiet)
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+    return Path(run_dir) / "model.safetensors"

@@ -1,0 +1,1 @@
+"""Applying a trained generator to whole volumes."""

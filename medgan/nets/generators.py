@@ -1,0 +1,77 @@
+"""Generators: the reference CycleGAN ResNet generator (2D/3D) and MONAI's U-Net."""
+from __future__ import annotations
+
+from torch import nn
+
+from medgan.nets.layers import PadToMultiple, conv, norm, reflect_pad
+from medgan.nets.registry import register_generator
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, dims: int, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            reflect_pad(dims, 1), conv(dims)(ch, ch, 3), norm(dims, ch), nn.ReLU(True),
+            reflect_pad(dims, 1), conv(dims)(ch, ch, 3), norm(dims, ch),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+@register_generator("resnet")
+class ResnetGenerator(nn.Module):
+    """Johnson-style ResNet generator as in CycleGAN: c7s1-k, 2 stride-2 downsamplings, ``n_blocks``
+    residual blocks, 2 upsamplings, c7s1-1 with tanh.
+
+    ``upsample="resize"`` (default) uses nearest-neighbour resize + convolution, which avoids the
+    checkerboard artefacts of transposed convolutions; ``"transposed"`` gives the reference design.
+    Any input size is accepted (padded to a multiple of 4 and cropped back).
+    """
+
+    def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 1, channels: int = 64,
+                 n_blocks: int = 9, n_down: int = 2, upsample: str = "resize"):
+        super().__init__()
+        if upsample not in ("resize", "transposed"):
+            raise TypeError(f"upsample must be 'resize' or 'transposed', not {upsample!r}")
+        d, C = spatial_dims, conv(spatial_dims)
+        layers = [reflect_pad(d, 3), C(in_channels, channels, 7), norm(d, channels), nn.ReLU(True)]
+        ch = channels
+        for _ in range(n_down):
+            layers += [C(ch, ch * 2, 3, stride=2, padding=1), norm(d, ch * 2), nn.ReLU(True)]
+            ch *= 2
+        layers += [ResidualBlock(d, ch) for _ in range(n_blocks)]
+        for _ in range(n_down):
+            if upsample == "transposed":
+                T = nn.ConvTranspose2d if d == 2 else nn.ConvTranspose3d
+                layers += [T(ch, ch // 2, 3, stride=2, padding=1, output_padding=1)]
+            else:
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), reflect_pad(d, 1), C(ch, ch // 2, 3)]
+            layers += [norm(d, ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [reflect_pad(d, 3), C(ch, out_channels, 7), nn.Tanh()]
+        self.model = PadToMultiple(nn.Sequential(*layers), 2**n_down)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+@register_generator("unet")
+class UNetGenerator(nn.Module):
+    """MONAI's residual U-Net with instance norm, ending in tanh; any input size."""
+
+    def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 1,
+                 channels=(32, 64, 128, 256), strides=(2, 2, 2), num_res_units: int = 2):
+        super().__init__()
+        from monai.networks.nets import UNet
+
+        net = UNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
+                   channels=tuple(channels), strides=tuple(strides), num_res_units=num_res_units,
+                   norm="INSTANCE", act="LEAKYRELU")
+        multiple = 1
+        for s in strides:
+            multiple *= s
+        self.model = nn.Sequential(PadToMultiple(net, multiple), nn.Tanh())
+
+    def forward(self, x):
+        return self.model(x)

@@ -1,0 +1,43 @@
+"""Small layer factories that pick the 2D or 3D class, and the pad-to-multiple wrapper."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv(dims: int):
+    return nn.Conv2d if dims == 2 else nn.Conv3d
+
+
+def norm(dims: int, channels: int) -> nn.Module:
+    # instance norm without affine parameters, as in the reference CycleGAN
+    return (nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d)(channels, affine=False)
+
+
+def reflect_pad(dims: int, width: int) -> nn.Module:
+    return (nn.ReflectionPad2d if dims == 2 else nn.ReflectionPad3d)(width)
+
+
+class PadToMultiple(nn.Module):
+    """Runs ``net`` on an input padded (by replication) to a multiple of ``multiple`` and crops back.
+
+    Lets encoder-decoder generators accept any size (odd slices, 3D patches of 41 voxels).
+    """
+
+    def __init__(self, net: nn.Module, multiple: int):
+        super().__init__()
+        self.net = net
+        self.multiple = multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sizes = x.shape[2:]
+        extra = [(-s) % self.multiple for s in sizes]
+        if not any(extra):
+            return self.net(x)
+        pad = []
+        for e in reversed(extra):
+            pad += [e // 2, e - e // 2]
+        y = self.net(F.pad(x, pad, mode="replicate"))
+        slices = [slice(None), slice(None)] + [slice(e // 2, e // 2 + s) for e, s in zip(extra, sizes)]
+        return y[tuple(slices)]

@@ -1,0 +1,68 @@
+"""PNG figures people would rather look at than numbers: slice comparisons and loss curves."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def comparison_figure(path: Path, *volumes, titles=(), window=(-400.0, 600.0), diff_range: float = 300.0) -> Path:
+    """Middle axial slice of each volume side by side, plus |translation - target| when 3 are given."""
+    plt = _plt()
+    z = volumes[0].shape[0] // 2
+    slices = [np.asarray(v)[z] for v in volumes]
+    n = len(slices) + (1 if len(slices) == 3 else 0)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4))
+    for ax, img, title in zip(axes, slices, list(titles) + [""] * n):
+        ax.imshow(img, cmap="gray", vmin=window[0], vmax=window[1])
+        ax.set_title(title)
+        ax.axis("off")
+    if len(slices) == 3:
+        im = axes[-1].imshow(slices[1] - slices[2], cmap="RdBu_r", vmin=-diff_range, vmax=diff_range)
+        axes[-1].set_title("translation - target (HU)")
+        axes[-1].axis("off")
+        fig.colorbar(im, ax=axes[-1], fraction=0.046)
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def loss_curves(metrics_csv: Path, path: Path) -> Path | None:
+    if not Path(metrics_csv).exists():
+        return None
+    rows = list(csv.DictReader(Path(metrics_csv).open()))
+    if not rows:
+        return None
+    plt = _plt()
+    steps = [int(r["step"]) for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, ax in (("g_adv", ax1), ("cycle", ax1), ("identity", ax1), ("d_a", ax2), ("d_b", ax2)):
+        vals = [float(r[key]) if r.get(key) else np.nan for r in rows]
+        if not np.all(np.isnan(vals)):
+            ax.plot(steps, vals, label=key)
+    ax1.set_title("generator losses")
+    ax2.set_title("discriminator losses")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("step")
+        ax.legend()
+    _save(fig, path)
+    plt.close(fig)
+    return path
