@@ -21,6 +21,7 @@ COMMANDS = {
     "convert": "medgan.cli.convert",
     "simulate": "medgan.cli.simulate",
     "train": "medgan.cli.train",
+    "translate": "medgan.cli.translate",
 }
 
 

@@ -63,6 +63,7 @@ class Trainer:
         self.dist = init_distributed(probe or resolve_device(cfg.train.device, quiet=True))
         self.device = resolve_device(cfg.train.device, self.dist.local_rank, quiet=quiet or not self.dist.is_main)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
+        ckpt.seed_everything(cfg.train.seed)  # same seed, same initial weights on every rank
         self.model = CycleGAN(cfg, self.device, distributed=self.dist.enabled)
         if resume:
             self._resume()
@@ -134,7 +135,9 @@ class Trainer:
                         self._log(step, logs)
                 if cfg.train.val_every and step % cfg.train.val_every == 0 and self.val_pairs and self.dist.is_main:
                     self.validate(step)
-                if step % every == 0 or step == end:
+                # only at segment boundaries (and the final step): the data stream is seeded per segment,
+                # so a checkpoint mid-segment could not be resumed exactly
+                if step % every == 0 or step == total:
                     self.save()
         return logs
 

@@ -22,7 +22,7 @@ class PatchGAN(nn.Module):
         from monai.networks.nets import PatchDiscriminator
 
         self.net = PatchDiscriminator(spatial_dims=spatial_dims, channels=channels, in_channels=in_channels,
-                                      out_channels=1, num_layers_d=num_layers, norm="INSTANCE", bias=True)
+                                      out_channels=1, num_layers_d=num_layers, norm="INSTANCE")
         if spectral_norm:
             for name, module in list(self.net.named_modules()):
                 if isinstance(module, (nn.Conv2d, nn.Conv3d)):

@@ -11,8 +11,8 @@ class ResidualBlock(nn.Module):
     def __init__(self, dims: int, ch: int):
         super().__init__()
         self.body = nn.Sequential(
-            reflect_pad(dims, 1), conv(dims)(ch, ch, 3), norm(dims, ch), nn.ReLU(True),
-            reflect_pad(dims, 1), conv(dims)(ch, ch, 3), norm(dims, ch),
+            reflect_pad(dims, 1), conv(dims)(ch, ch, 3, bias=False), norm(dims, ch), nn.ReLU(True),
+            reflect_pad(dims, 1), conv(dims)(ch, ch, 3, bias=False), norm(dims, ch),
         )
 
     def forward(self, x):
@@ -35,18 +35,20 @@ class ResnetGenerator(nn.Module):
         if upsample not in ("resize", "transposed"):
             raise TypeError(f"upsample must be 'resize' or 'transposed', not {upsample!r}")
         d, C = spatial_dims, conv(spatial_dims)
-        layers = [reflect_pad(d, 3), C(in_channels, channels, 7), norm(d, channels), nn.ReLU(True)]
+        # convolutions followed by instance norm carry no bias: the norm removes it, and Adam would
+        # turn its zero gradient's rounding noise into full-size random steps
+        layers = [reflect_pad(d, 3), C(in_channels, channels, 7, bias=False), norm(d, channels), nn.ReLU(True)]
         ch = channels
         for _ in range(n_down):
-            layers += [C(ch, ch * 2, 3, stride=2, padding=1), norm(d, ch * 2), nn.ReLU(True)]
+            layers += [C(ch, ch * 2, 3, stride=2, padding=1, bias=False), norm(d, ch * 2), nn.ReLU(True)]
             ch *= 2
         layers += [ResidualBlock(d, ch) for _ in range(n_blocks)]
         for _ in range(n_down):
             if upsample == "transposed":
                 T = nn.ConvTranspose2d if d == 2 else nn.ConvTranspose3d
-                layers += [T(ch, ch // 2, 3, stride=2, padding=1, output_padding=1)]
+                layers += [T(ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=False)]
             else:
-                layers += [nn.Upsample(scale_factor=2, mode="nearest"), reflect_pad(d, 1), C(ch, ch // 2, 3)]
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), reflect_pad(d, 1), C(ch, ch // 2, 3, bias=False)]
             layers += [norm(d, ch // 2), nn.ReLU(True)]
             ch //= 2
         layers += [reflect_pad(d, 3), C(ch, out_channels, 7), nn.Tanh()]

@@ -1,0 +1,109 @@
+"""``medgan translate``: synthetic CT from CBCT (or non-contrast from contrast CT), file or batch."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from medgan.cli.common import add_input, add_output
+from medgan.errors import InputError, MedganError, OutputError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("translate", help="translate a volume (or a folder of cases) with a trained model")
+    add_input(p, "volume, DICOM series folder, or a folder of cases (batch mode)")
+    add_output(p, "output file/folder; in batch mode a folder")
+    p.add_argument("-m", "--model", metavar="PATH", help="exported model (.safetensors), run folder or checkpoint "
+                   "(default: the shipped starter CBCT->CT model)")
+    p.add_argument("-d", "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--amp", action=__import__("argparse").BooleanOptionalAction, default=True,
+                   help="bf16 autocast on CUDA (default: on)")
+    p.add_argument("--batch-size", type=int, default=16, help="slices per batch for 2D models")
+    p.add_argument("--patch-size", type=int, nargs=3, metavar=("Z", "Y", "X"), help="3D sliding-window size")
+    p.add_argument("--overlap", type=float, default=0.25, help="3D sliding-window overlap (0-1)")
+    p.add_argument("--sw-batch-size", type=int, default=4, help="3D windows per batch")
+    p.add_argument("--qa-map", metavar="PATH", help="also write the cycle-consistency reliability map "
+                   "(in batch mode: a folder)")
+    p.add_argument("--continue", dest="cont", action="store_true", help="batch mode: skip cases already done")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run)
+
+
+def _is_case_folder(path: Path) -> bool:
+    """A folder of cases (batch) rather than one DICOM series folder."""
+    from medgan.io.dicom import is_dicom_file
+
+    return path.is_dir() and not any(is_dicom_file(f) for f in path.iterdir() if f.is_file())
+
+
+def _case_output(case: Path, out_dir: Path, output_type: str | None) -> Path:
+    from medgan.io.formats import OUTPUT_TYPES, format_of, strip_suffix
+
+    stem = strip_suffix(case.name)
+    if output_type == "dicom":
+        return out_dir / stem
+    fmt = output_type or (format_of(case) if format_of(case) in ("nifti", "mha", "nrrd") else "nifti")
+    return out_dir / (stem + OUTPUT_TYPES[fmt])
+
+
+def _translate_one(src, dst, args, model, opts, qa_path=None):
+    from medgan.inference.translate import translate
+    from medgan.io import read_volume, write_volume
+    from medgan.io.writers import resolve_output
+
+    volume = read_volume(src, series_uid=args.series_uid)
+    out_path, out_type = resolve_output(dst, args.output_type)
+    if out_type == "dicom" and not volume.meta.get("format", "").startswith("dicom"):
+        raise OutputError("DICOM output needs a DICOM input (the new series joins the input's study)")
+    result = translate(volume, model, opts, qa_map=qa_path is not None)
+    sct, qa = result if qa_path is not None else (result, None)
+    written = write_volume(sct, out_path, out_type, dtype="int16", inputs=[src],
+                           series_description="medgan synthetic CT")
+    if qa is not None:
+        write_volume(qa, qa_path, None if out_type == "dicom" else None, inputs=[src])
+    return written
+
+
+def run(args) -> int:
+    from medgan.inference.model import load_model
+    from medgan.inference.translate import TranslateOptions
+    from medgan.utils.progress import bar
+
+    src = Path(args.input)
+    if not src.exists():
+        raise InputError(f"{src} does not exist")
+    model = load_model(args.model)
+    opts = TranslateOptions(device=args.device, amp=args.amp, batch_size=args.batch_size,
+                            patch_size=args.patch_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
+                            quiet=args.quiet)
+    if not _is_case_folder(src):
+        t0 = time.perf_counter()
+        out = _translate_one(src, Path(args.output), args, model, opts, args.qa_map)
+        if not args.quiet:
+            print(f"wrote {out} ({time.perf_counter() - t0:.1f} s)")
+        return 0
+
+    from medgan.data.unpaired import list_volumes
+
+    cases = list_volumes(src)
+    out_dir = Path(args.output)
+    qa_dir = Path(args.qa_map) if args.qa_map else None
+    results = []
+    for case in bar(cases, desc="translate", quiet=args.quiet, unit="case"):
+        dst = _case_output(case, out_dir, args.output_type)
+        if args.cont and dst.exists():
+            results.append((case.name, "skipped (done)", 0.0))
+            continue
+        t0 = time.perf_counter()
+        try:
+            qa = _case_output(case, qa_dir, "nifti") if qa_dir else None
+            _translate_one(case, dst, args, model, opts, qa)
+            results.append((case.name, "ok", time.perf_counter() - t0))
+        except MedganError as exc:
+            results.append((case.name, f"FAILED: {exc}", time.perf_counter() - t0))
+    width = max(len(r[0]) for r in results)
+    for name, status, secs in results:
+        print(f"{name:<{width}}  {status}" + (f"  ({secs:.1f} s)" if status == "ok" else ""))
+    failed = sum(r[1].startswith("FAILED") for r in results)
+    print(f"{len(results) - failed} of {len(results)} cases done, {failed} failed", file=sys.stderr if failed else sys.stdout)
+    return 1 if failed else 0

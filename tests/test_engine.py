@@ -1,0 +1,227 @@
+"""Training: loss goes down, exact resume, kill safety, DDP equivalence, config errors, safe checkpoints."""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medgan.config import apply_overrides, config_from_dict, load_config
+from medgan.engine import checkpoint as ckpt
+from medgan.engine.cyclegan import CycleGAN
+from medgan.engine.trainer import Trainer
+from medgan.errors import ConfigError, ModelError
+from medgan.io import write_volume
+from medgan.simulation.phantom import make_phantom
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny_cpu.yaml"
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    for i in range(2):
+        ct, _ = make_phantom(i, shape=(16, 64, 64))
+        write_volume(ct, root / "A" / f"c{i}.nii.gz")                       # "CBCT": darker, noisier
+        shifted = ct.with_array((ct.array.astype(np.float32) * 0.9 - 60).astype(np.int16))
+        write_volume(shifted, root / "B" / f"c{i + 5}.nii.gz")
+    write_volume(ct, root / "VA" / "v.nii.gz")
+    write_volume(ct, root / "VB" / "v.nii.gz")
+    return root
+
+
+def tiny_cfg(domains, *overrides):
+    return load_config(TINY, [f"data.train_a={domains / 'A'}", f"data.train_b={domains / 'B'}", *overrides])
+
+
+def test_2d_training_lowers_cycle_loss(domains, tmp_path):
+    cfg = tiny_cfg(domains, "optim.steps=30", "train.log_every=1", "train.val_every=0", "train.checkpoint_every=30")
+    tr = Trainer(cfg, tmp_path / "run", quiet=True)
+    tr.fit()
+    rows = np.genfromtxt(tmp_path / "run" / "metrics.csv", delimiter=",", names=True)
+    assert rows["cycle"][-5:].mean() < 0.7 * rows["cycle"][:5].mean()
+    assert (tmp_path / "run" / "model.safetensors").exists() and (tmp_path / "run" / "loss_curves.png").stat().st_size > 0
+
+
+def test_3d_training_runs_and_lowers_cycle_loss(domains, tmp_path):
+    cfg = tiny_cfg(domains, "model.spatial_dims=3", "data.patch_size=[16,32,32]", "optim.batch_size=2",
+                   "optim.steps=16", "train.log_every=1", "train.val_every=0", "train.checkpoint_every=16")
+    Trainer(cfg, tmp_path / "run3", quiet=True).fit()
+    rows = np.genfromtxt(tmp_path / "run3" / "metrics.csv", delimiter=",", names=True)
+    assert rows["cycle"][-4:].mean() < rows["cycle"][:4].mean()
+
+
+def test_validation_writes_metrics_and_samples(domains, tmp_path):
+    cfg = tiny_cfg(domains, f"data.val_a={domains / 'VA'}", f"data.val_b={domains / 'VB'}", "optim.steps=4",
+                   "train.val_every=4", "train.checkpoint_every=4")
+    Trainer(cfg, tmp_path / "v", quiet=True).fit()
+    rows = (tmp_path / "v" / "validation.csv").read_text().splitlines()
+    assert rows[0].startswith("step,case,mae_input,mae,ssim") and len(rows) == 2
+    assert float(rows[1].split(",")[2]) == 0.0  # identical pair: the untranslated input has MAE 0
+    assert (tmp_path / "v" / "samples" / "step_0000004.png").stat().st_size > 1000
+
+
+def _states_equal(a: dict, b: dict, path="") -> None:
+    assert type(a) is type(b), path
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _states_equal(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _states_equal(x, y, f"{path}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
+
+
+def test_resume_equals_uninterrupted(domains, tmp_path):
+    cfg = tiny_cfg(domains, "optim.steps=12", "train.checkpoint_every=4", "train.val_every=0")
+    straight = Trainer(cfg, tmp_path / "straight", quiet=True)
+    straight.fit()
+    first = Trainer(cfg, tmp_path / "resumed", quiet=True)
+    first.fit(stop_after=5)  # checkpoint at 4; step 5 is "lost" as if killed
+    assert ckpt.load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")["step"] == 4
+    resumed = Trainer(cfg, tmp_path / "resumed", resume=True, quiet=True)
+    assert resumed.model.step == 4
+    resumed.fit()
+    _states_equal(straight.model.state_dict(), resumed.model.state_dict())
+    assert torch.equal(torch.get_rng_state(), torch.get_rng_state())
+    a = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = ckpt.load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    _states_equal(a["rng"], b["rng"])
+    steps = [int(r.split(",")[0]) for r in (tmp_path / "resumed" / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps))  # no duplicated log rows after the resume
+
+
+def test_sigkill_during_training_then_resume(domains, tmp_path):
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "medgan.cli.main", "train", "-c", str(TINY), "-o", str(run), "-q",
+           "--set", f"data.train_a={domains / 'A'}", "--set", f"data.train_b={domains / 'B'}",
+           "--set", "optim.steps=400", "--set", "train.checkpoint_every=3", "--set", "train.val_every=0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = run / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not last.exists():
+        time.sleep(0.2)
+    time.sleep(1.5)  # let it run on, likely mid-way through another checkpoint write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = ckpt.load_checkpoint(last)
+    assert state["step"] % 3 == 0 and state["step"] > 0
+    code = subprocess.run(cmd[:-6] + ["--set", f"data.train_a={domains / 'A'}", "--set",
+                                      f"data.train_b={domains / 'B'}", "--set", f"optim.steps={state['step'] + 3}",
+                                      "--set", "train.checkpoint_every=3", "--set", "train.val_every=0", "--resume"],
+                          capture_output=True, text=True, timeout=300)
+    assert code.returncode == 0, code.stderr
+    assert ckpt.load_checkpoint(last)["step"] == state["step"] + 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, cfg_dict, batches, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = CycleGAN(config_from_dict(cfg_dict), torch.device("cpu"), distributed=True)
+    half = batches[0]["A"].shape[0] // world
+    for b in batches:
+        model.train_step({k: v[rank * half:(rank + 1) * half] for k, v in b.items()})
+    if rank == 0:
+        torch.save(model.gen.state_dict(), out)
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_gloo_matches_single_process(tmp_path):
+    cfg = config_from_dict(apply_overrides(
+        __import__("yaml").safe_load(TINY.read_text()), ["optim.pool_size=0", "optim.batch_size=4"]))
+    g = torch.Generator().manual_seed(1)
+    batches = [{"A": torch.rand(4, 1, 32, 32, generator=g) * 2 - 1, "B": torch.rand(4, 1, 32, 32, generator=g) * 2 - 1}
+               for _ in range(3)]
+    torch.manual_seed(0)
+    single = CycleGAN(cfg, torch.device("cpu"))
+    for b in batches:
+        single.train_step(b)
+    out = tmp_path / "ddp.pt"
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), __import__("dataclasses").asdict(cfg), batches,
+                                                   str(out)), nprocs=2, join=True)
+    ddp_state = torch.load(out, weights_only=True)
+    for k, v in single.gen.state_dict().items():
+        torch.testing.assert_close(ddp_state[k], v, atol=2e-5, rtol=1e-4)
+
+
+def test_torchrun_two_processes_completes(domains, tmp_path):
+    run = tmp_path / "ddp_run"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
+                           str(_free_port()), "-m", "medgan.cli.main", "train", "-c", str(TINY), "-o", str(run), "-q",
+                           "--set", f"data.train_a={domains / 'A'}", "--set", f"data.train_b={domains / 'B'}",
+                           "--set", "optim.steps=4", "--set", "train.checkpoint_every=2", "--set", "train.val_every=0"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ckpt.load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.lrg=1", "unknown key 'lrg' in optim"),
+    ("optim.steps=many", "optim.steps: expected int"),
+    ("model.generator=nope", "unknown generator 'nope'"),
+    ("loss.adversarial=xx", "unknown adversarial loss"),
+    ("data.patch_size=[8,8,8]", "2D patch_size needs two numbers"),
+])
+def test_bad_configs_give_clear_errors(domains, tmp_path, run_cli, override, message):
+    code, _, err = run_cli("train", "-c", TINY, "-o", tmp_path / "r", "--set", f"data.train_a={domains / 'A'}",
+                           "--set", f"data.train_b={domains / 'B'}", "--set", override)
+    assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_missing_config_and_bad_yaml(tmp_path, run_cli):
+    code, _, err = run_cli("train", "-c", tmp_path / "none.yaml")
+    assert code == 1 and "does not exist" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    code, _, err = run_cli("train", "-c", bad)
+    assert code == 1 and "not valid YAML" in err
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {os.environ.get('MEDGAN_EVIL_MARKER', '/tmp/medgan_evil')}",))
+
+
+def test_malicious_checkpoint_is_refused_and_never_executes(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("MEDGAN_EVIL_MARKER", str(marker))
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": ckpt.CHECKPOINT_FORMAT, "payload": _Evil()}, evil)
+    with pytest.raises(ModelError, match="refused"):
+        ckpt.load_checkpoint(evil)
+    assert not marker.exists()
+    with open(tmp_path / "raw.pt", "wb") as fh:
+        pickle.dump(_Evil(), fh)
+    with pytest.raises(ModelError):
+        ckpt.load_checkpoint(tmp_path / "raw.pt")
+    assert not marker.exists()
+
+
+def test_resume_without_checkpoint_and_rerun_refused(domains, tmp_path):
+    cfg = tiny_cfg(domains, "optim.steps=2", "train.checkpoint_every=2", "train.val_every=0")
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        Trainer(cfg, tmp_path / "x", resume=True, quiet=True)
+    Trainer(cfg, tmp_path / "y", quiet=True).fit()
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        Trainer(cfg, tmp_path / "y", quiet=True)

@@ -1,0 +1,95 @@
+"""Network shapes, the registry, and every loss against hand-computed values."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medgan.errors import ConfigError
+from medgan.losses import AdversarialLoss, gradient_correlation_loss
+from medgan.nets import GENERATORS, build_discriminator, build_generator, register_generator
+
+
+@pytest.mark.parametrize("name,kw", [("resnet", dict(channels=8, n_blocks=2)),
+                                     ("resnet", dict(channels=8, n_blocks=1, upsample="transposed")),
+                                     ("unet", dict(channels=(8, 16, 32), strides=(2, 2), num_res_units=1))])
+@pytest.mark.parametrize("dims,shape", [(2, (2, 1, 37, 45)), (2, (1, 1, 64, 64)), (3, (1, 1, 9, 21, 18))])
+def test_generator_output_shape_and_range(name, kw, dims, shape):
+    y = build_generator(name, dims, **kw)(torch.randn(*shape))
+    assert y.shape == shape
+    assert y.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("dims,shape,out", [(2, (2, 1, 64, 64), (2, 1, 6, 6)), (3, (1, 1, 32, 32, 32), (1, 1, 2, 2, 2))])
+def test_patchgan_returns_patch_logits(dims, shape, out):
+    assert build_discriminator("patchgan", dims, channels=8)(torch.randn(*shape)).shape == out
+
+
+def test_spectral_norm_option_wraps_convs():
+    d = build_discriminator("patchgan", 2, channels=8, spectral_norm=True)
+    assert any("parametrizations" in n for n, _ in d.named_parameters())
+    assert d(torch.randn(1, 1, 64, 64)).shape == (1, 1, 6, 6)
+
+
+def test_registry_new_architecture_and_errors():
+    @register_generator("test-tiny")
+    class Tiny(torch.nn.Module):
+        def __init__(self, spatial_dims, scale=1.0):
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, x):
+            return x * self.scale
+
+    try:
+        assert build_generator("test-tiny", 2, scale=0.5)(torch.ones(1)).item() == 0.5
+        with pytest.raises(ConfigError, match="bad arguments"):
+            build_generator("test-tiny", 2, nope=1)
+    finally:
+        GENERATORS.pop("test-tiny")
+    with pytest.raises(ConfigError, match="unknown generator 'nope'"):
+        build_generator("nope", 2)
+    with pytest.raises(ConfigError, match="spatial_dims"):
+        build_generator("resnet", 4)
+
+
+LOGITS = torch.tensor([[-1.0, 0.5], [2.0, 0.0]])
+
+
+def test_lsgan_values():
+    adv = AdversarialLoss("lsgan")
+    assert adv(LOGITS, True, True).item() == pytest.approx(((LOGITS - 1) ** 2).mean().item())
+    assert adv(LOGITS, False, True).item() == pytest.approx((LOGITS ** 2).mean().item())
+    assert adv(LOGITS, True, False).item() == pytest.approx(((LOGITS - 1) ** 2).mean().item())
+
+
+def test_bce_values_non_saturating():
+    adv = AdversarialLoss("bce")
+    assert adv(LOGITS, True, True).item() == pytest.approx(F.softplus(-LOGITS).mean().item(), rel=1e-5)
+    assert adv(LOGITS, False, True).item() == pytest.approx(F.softplus(LOGITS).mean().item(), rel=1e-5)
+    # the generator's gradient pushes D(G(z)) up
+    x = LOGITS.clone().requires_grad_(True)
+    adv(x, True, False).backward()
+    assert (x.grad < 0).all()
+
+
+def test_hinge_values():
+    adv = AdversarialLoss("hinge")
+    assert adv(LOGITS, True, True).item() == pytest.approx(F.relu(1 - LOGITS).mean().item())
+    assert adv(LOGITS, False, True).item() == pytest.approx(F.relu(1 + LOGITS).mean().item())
+    assert adv(LOGITS, True, False).item() == pytest.approx(-LOGITS.mean().item())
+
+
+def test_unknown_adversarial_loss():
+    with pytest.raises(ConfigError, match="unknown adversarial loss"):
+        AdversarialLoss("wgan-xx")
+
+
+def test_gradient_correlation_invariant_to_intensity_but_not_to_shift():
+    x = torch.zeros(1, 1, 32, 32)
+    x[..., 8:20, 10:24] = 1.0
+    x = x + 0.01 * torch.randn_like(x)
+    assert gradient_correlation_loss(x, x).item() == pytest.approx(0.0, abs=1e-5)
+    assert gradient_correlation_loss(x, 3 * x - 2).item() == pytest.approx(0.0, abs=1e-5)
+    moved = torch.roll(x, shifts=5, dims=-1)
+    assert gradient_correlation_loss(x, moved).item() > 0.5
