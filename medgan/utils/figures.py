@@ -24,22 +24,22 @@ def _save(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def comparison_figure(path: Path, *volumes, titles=(), window=(-400.0, 600.0), diff_range: float = 300.0) -> Path:
-    """Middle axial slice of each volume side by side, plus |translation - target| when 3 are given."""
+def comparison_figure(path: Path, *volumes, titles=(), window=(-400.0, 600.0), diff_range: float = 300.0,
+                      diff_title: str = "translation - target (HU)") -> Path:
+    """Middle axial slice of each volume side by side, then the difference of the last two (HU)."""
     plt = _plt()
     z = volumes[0].shape[0] // 2
     slices = [np.asarray(v)[z] for v in volumes]
-    n = len(slices) + (1 if len(slices) == 3 else 0)
+    n = len(slices) + 1
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4))
     for ax, img, title in zip(axes, slices, list(titles) + [""] * n):
         ax.imshow(img, cmap="gray", vmin=window[0], vmax=window[1])
         ax.set_title(title)
         ax.axis("off")
-    if len(slices) == 3:
-        im = axes[-1].imshow(slices[1] - slices[2], cmap="RdBu_r", vmin=-diff_range, vmax=diff_range)
-        axes[-1].set_title("translation - target (HU)")
-        axes[-1].axis("off")
-        fig.colorbar(im, ax=axes[-1], fraction=0.046)
+    im = axes[-1].imshow(slices[-2] - slices[-1], cmap="RdBu_r", vmin=-diff_range, vmax=diff_range)
+    axes[-1].set_title(diff_title)
+    axes[-1].axis("off")
+    fig.colorbar(im, ax=axes[-1], fraction=0.046)
     _save(fig, path)
     plt.close(fig)
     return path
