@@ -97,7 +97,6 @@ def test_resume_equals_uninterrupted(domains, tmp_path):
     assert resumed.model.step == 4
     resumed.fit()
     _states_equal(straight.model.state_dict(), resumed.model.state_dict())
-    assert torch.equal(torch.get_rng_state(), torch.get_rng_state())
     a = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = ckpt.load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     _states_equal(a["rng"], b["rng"])

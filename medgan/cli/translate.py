@@ -1,6 +1,7 @@
 """``medgan translate``: synthetic CT from CBCT (or non-contrast from contrast CT), file or batch."""
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("-m", "--model", metavar="PATH", help="exported model (.safetensors), run folder or checkpoint "
                    "(default: the shipped starter CBCT->CT model)")
     p.add_argument("-d", "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--amp", action=__import__("argparse").BooleanOptionalAction, default=True,
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CUDA (default: on)")
     p.add_argument("--batch-size", type=int, default=16, help="slices per batch for 2D models")
     p.add_argument("--patch-size", type=int, nargs=3, metavar=("Z", "Y", "X"), help="3D sliding-window size")
@@ -60,7 +61,7 @@ def _translate_one(src, dst, args, model, opts, qa_path=None):
     written = write_volume(sct, out_path, out_type, dtype="int16", inputs=[src],
                            series_description="medgan synthetic CT")
     if qa is not None:
-        write_volume(qa, qa_path, None if out_type == "dicom" else None, inputs=[src])
+        write_volume(qa, qa_path, inputs=[src])
     return written
 
 

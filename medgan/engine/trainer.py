@@ -193,8 +193,7 @@ class Trainer:
         if self.dist.is_main:
             cfg_dict = config_to_dict(self.cfg)
             ckpt.save_checkpoint(self.ckpt_path, self.model.state_dict(), cfg_dict, self.preset.to_dict())
-            gen_state = {f"{k}": v for k, v in self.model.gen.state_dict().items()}
-            ckpt.export_model(self.run_dir / "model.safetensors", gen_state, cfg_dict, self.preset.to_dict(),
+            ckpt.export_model(self.run_dir / "model.safetensors", self.model.gen.state_dict(), cfg_dict, self.preset.to_dict(),
                               {"step": self.model.step, "direction": "A->B"})
             from medgan.utils.figures import loss_curves
 
