@@ -22,6 +22,7 @@ COMMANDS = {
     "simulate": "medgan.cli.simulate",
     "train": "medgan.cli.train",
     "translate": "medgan.cli.translate",
+    "evaluate": "medgan.cli.evaluate",
 }
 
 

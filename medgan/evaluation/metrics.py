@@ -5,6 +5,9 @@
 * PSNR (scikit-image) over the masked voxels, data_range 4024;
 * SSIM (scikit-image ``structural_similarity``, full map, data_range 4024) on images
   shifted to start at 0 with voxels outside the mask set to 0, averaged over the mask.
+
+Beyond the challenge: the mean error (bias) and the MAE per tissue class of the
+reference CT (air < -200 HU <= soft tissue < 200 HU <= bone).
 """
 from __future__ import annotations
 
@@ -56,6 +59,24 @@ def ssim(pred, target, mask=None) -> float:
     return float(smap[m].mean())
 
 
+#: tissue classes by the *reference* CT's HU: name -> [low, high)
+TISSUE_CLASSES = {"air": (-np.inf, -200.0), "soft_tissue": (-200.0, 200.0), "bone": (200.0, np.inf)}
+
+
+def tissue_mae(pred, target, mask=None) -> dict[str, float]:
+    """MAE inside the mask per tissue class of the reference; NaN for a class with no voxel."""
+    p, t, m = _prep(pred, target, mask)
+    raw_t = np.asarray(target, np.float64)
+    out = {}
+    for name, (lo, hi) in TISSUE_CLASSES.items():
+        sel = m & (raw_t >= lo) & (raw_t < hi)
+        out[name] = float(np.abs(p - t)[sel].mean()) if sel.any() else float("nan")
+    return out
+
+
 def image_metrics(pred, target, mask=None) -> dict[str, float]:
-    return {"mae": mae(pred, target, mask), "me": mean_error(pred, target, mask),
-            "psnr": psnr(pred, target, mask), "ssim": ssim(pred, target, mask)}
+    """MAE, mean error, PSNR, SSIM and the per-tissue MAE (keys ``mae_air``, ``mae_soft_tissue``, ``mae_bone``)."""
+    out = {"mae": mae(pred, target, mask), "me": mean_error(pred, target, mask),
+           "psnr": psnr(pred, target, mask), "ssim": ssim(pred, target, mask)}
+    out.update({f"mae_{k}": v for k, v in tissue_mae(pred, target, mask).items()})
+    return out

@@ -1,0 +1,102 @@
+"""``medgan evaluate``: HU MAE / ME / PSNR / SSIM (SynthRAD2023 definitions), per case and over a cohort."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+from medgan.errors import InputError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="compare translations with reference CTs (MAE, ME, PSNR, SSIM, per tissue)")
+    p.add_argument("--pred", required=True, metavar="PATH", help="translated volume, or a folder of cases")
+    p.add_argument("--target", required=True, metavar="PATH", help="reference CT (or a folder, cases matched by name)")
+    p.add_argument("--mask", metavar="PATH", help="evaluation mask (or folder); default: automatic body mask of the target")
+    p.add_argument("--input", metavar="PATH", help="untranslated input (or folder), reported as a baseline row")
+    p.add_argument("-o", "--output", metavar="DIR", help="report folder: metrics.csv, metrics.json, one PNG per case")
+    p.add_argument("--pred-label", default="prediction", help="name of the prediction in tables (e.g. sCT)")
+    p.add_argument("--input-label", default="input", help="name of the baseline in tables (e.g. CBCT)")
+    p.add_argument("--train-mae", type=float, metavar="HU",
+                   help="MAE of the model on its own training cases: also print Efron's .632 estimate")
+    p.add_argument("--no-figures", action="store_true", help="tables only, no PNG report")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run)
+
+
+def _fmt(st: dict, digits: int) -> str:
+    if st["n"] == 0 or not math.isfinite(st["mean"]):
+        return "inf" if st["n"] and st["mean"] == math.inf else "n/a"
+    s = f"{st['mean']:.{digits}f}"
+    if st["n"] > 1:
+        s += f" ± {st['std']:.{digits}f} [{st['ci_low']:.{digits}f}, {st['ci_high']:.{digits}f}]"
+    return s
+
+
+def print_summary(summary: dict, n_cases: int, pred_label: str, input_label: str, train_mae=None, out=None):
+    out = out or sys.stdout
+    cols = (("MAE (HU)", "mae", 1), ("ME (HU)", "me", 1), ("PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 3))
+    head = f"{'image':<14}" + "".join(f"{c[0]:>30}" for c in cols)
+    print(f"{n_cases} case(s); mean ± std [bootstrap 95% CI of the mean]" if n_cases > 1 else "1 case", file=out)
+    print(head, file=out)
+    for label, ms in summary.items():
+        print(f"{label:<14}" + "".join(f"{_fmt(ms[k], d):>30}" for _, k, d in cols), file=out)
+    if input_label in summary and pred_label in summary:
+        a, b = summary[input_label]["mae"]["mean"], summary[pred_label]["mae"]["mean"]
+        print(f"{input_label} MAE {a:.1f} HU -> {pred_label} MAE {b:.1f} HU", file=out)
+    if train_mae is not None and pred_label in summary:
+        from medgan.evaluation.statistics import estimate_632
+
+        print(f".632 estimate of the {pred_label} MAE: "
+              f"{estimate_632(summary[pred_label]['mae']['mean'], train_mae):.1f} HU", file=out)
+
+
+def run(args) -> int:
+    from medgan.evaluation.evaluate import evaluate_case, evaluate_folders, summary_table
+    from medgan.evaluation.report import case_report, write_tables
+    from medgan.utils.progress import bar
+
+    pred, target = Path(args.pred), Path(args.target)
+    for what, p in (("prediction", pred), ("target", target), ("mask", args.mask), ("input", args.input)):
+        if p is not None and not Path(p).exists():
+            raise InputError(f"{what} {p} does not exist")
+    out_dir = Path(args.output) if args.output else None
+    figures = out_dir is not None and not args.no_figures
+
+    def relabel(res):
+        res.rows = {(args.pred_label if k == "prediction" else args.input_label if k == "input" else k): v
+                    for k, v in res.rows.items()}
+        res.volumes = {(args.pred_label if k == "prediction" else args.input_label if k == "input" else k): v
+                       for k, v in res.volumes.items()}
+        if figures:
+            case_report(out_dir / f"{res.case}.png", res)
+
+    from medgan.data.unpaired import list_volumes
+    from medgan.io.dicom import is_dicom_file
+
+    batch = pred.is_dir() and not any(is_dicom_file(f) for f in pred.iterdir() if f.is_file())
+    if not batch:
+        res = evaluate_case(pred, target, args.mask, args.input)
+        relabel(res)
+        results, failures = [res], []
+    else:
+        if not target.is_dir():
+            raise InputError(f"--pred is a folder of cases, so --target must be one too ({target} is not)")
+        list_volumes(pred)
+        results, failures = evaluate_folders(
+            pred, target, Path(args.mask) if args.mask else None, Path(args.input) if args.input else None,
+            on_case=relabel, progress=lambda it: bar(it, desc="evaluate", quiet=args.quiet, unit="case"))
+    summary = summary_table(results)
+    if out_dir is not None:
+        csv_path, _ = write_tables(out_dir, results, summary, failures)
+    if results:
+        print_summary(summary, len(results), args.pred_label, args.input_label, args.train_mae)
+    for case, err in failures:
+        print(f"{case}: FAILED: {err}", file=sys.stderr)
+    if out_dir is not None:
+        print(f"report: {csv_path.parent}")
+    if failures:
+        print(f"{len(results)} of {len(results) + len(failures)} cases evaluated, {len(failures)} failed",
+              file=sys.stderr)
+        return 1
+    return 0
