@@ -83,3 +83,22 @@ def test_unpaired_loader_deterministic(domains):
 
     for x, y in zip(first(), first()):
         torch.testing.assert_close(x, y)
+
+
+def test_training_reader_resamples_to_the_configured_spacing(tmp_path):
+    from medgan.data.resample import resample_to_spacing
+    from medgan.data.unpaired import _reader
+
+    arr = np.full((5, 40, 30), -1000.0, np.float32)
+    arr[:, 10:30, 5:25] = 50.0
+    vol = Volume(arr, (0.5, 0.5, 3.0), (1.0, 2.0, 3.0))
+    path = write_volume(vol, tmp_path / "v.nii.gz")
+    tensor, affine = _reader(path, spacing=[1.0, 1.0])
+    assert tuple(tensor.shape) == (1, 15, 20, 5)                  # TorchIO layout [C, x, y, z]
+    assert np.allclose(np.abs(np.diag(affine)[:3]), (1.0, 1.0, 3.0))
+    # the physical extent and the HU of a flat region survive
+    out = resample_to_spacing(vol, [1.0, 1.0, 1.5])
+    assert out.size == (15, 20, 10) and out.direction == vol.direction
+    # same physical box: the first voxel centre moves by half the change in voxel size
+    assert out.origin == pytest.approx((1.25, 2.25, 3.0 - 0.75))
+    assert out.array[:, 7:12, 5:9] == pytest.approx(50.0, abs=0.5)     # edge slices too: no fill value

@@ -21,6 +21,9 @@ class DataConfig:
     val_a: Optional[str] = None             #: held-out A volumes ...
     val_b: Optional[str] = None             #: ... and their registered B counterparts, matched by file name
     hu_preset: str = "ct-full"
+    #: voxel size the model works at, mm: [x, y] (in-plane; slice spacing kept) or [x, y, z].
+    #: Training volumes are resampled to it; ``translate`` resamples inputs in and back out.
+    spacing: Optional[list[float]] = None
     patch_size: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
     samples_per_volume: int = 32
     queue_length: int = 256

@@ -13,6 +13,7 @@ subject once per pass, so workers do not duplicate samples.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -22,6 +23,7 @@ import torchio as tio
 
 from medgan.data.body_mask import body_mask
 from medgan.data.hu import HUPreset
+from medgan.data.resample import needs_resampling, resample_to_spacing
 from medgan.errors import InputError
 from medgan.io import Volume, read_volume
 from medgan.io.dicom import is_dicom_file
@@ -54,8 +56,11 @@ def volume_to_torchio(volume: Volume) -> tuple[torch.Tensor, np.ndarray]:
     return tensor, LPS_TO_RAS @ volume.index_to_physical()
 
 
-def _reader(path):
-    return volume_to_torchio(read_volume(path))
+def _reader(path, spacing=None):
+    volume = read_volume(path)
+    if needs_resampling(volume, spacing):
+        volume = resample_to_spacing(volume, spacing)
+    return volume_to_torchio(volume)
 
 
 class AddBodyMask(tio.Transform):
@@ -83,6 +88,7 @@ class PatchSpec:
     num_workers: int = 0
     flip: bool = True
     affine: bool = False
+    spacing: Sequence[float] | None = None  #: resample every volume to this (see medgan.data.resample)
 
     def torchio_patch_size(self) -> tuple[int, int, int]:
         ps = tuple(int(p) for p in self.patch_size)
@@ -107,7 +113,8 @@ def make_transform(preset: HUPreset, spec: PatchSpec) -> tio.Compose:
 
 
 def make_queue(paths: Sequence[Path], preset: HUPreset, spec: PatchSpec, subject_sampler=None) -> tio.Queue:
-    subjects = [tio.Subject(image=tio.ScalarImage(p, reader=_reader), case=Path(p).name) for p in paths]
+    reader = functools.partial(_reader, spacing=spec.spacing)
+    subjects = [tio.Subject(image=tio.ScalarImage(p, reader=reader), case=Path(p).name) for p in paths]
     dataset = tio.SubjectsDataset(subjects, transform=make_transform(preset, spec))
     sampler = tio.WeightedSampler(spec.torchio_patch_size(), probability_map="sampling_map")
     return tio.Queue(dataset, max_length=spec.queue_length, samples_per_volume=spec.samples_per_volume,

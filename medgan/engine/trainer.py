@@ -28,6 +28,7 @@ from medgan.engine.distributed import barrier, init_distributed, shutdown
 from medgan.errors import ConfigError, InputError
 from medgan.evaluation.metrics import mae, ssim
 from medgan.inference.engine import run_generator
+from medgan.data.resample import check_spacing, needs_resampling, resample_to_spacing
 from medgan.io import read_volume
 from medgan.utils.progress import bar
 
@@ -53,11 +54,13 @@ class Trainer:
         self.cfg, self.run_dir, self.quiet = cfg, Path(run_dir), quiet
         if not cfg.data.train_a or not cfg.data.train_b:
             raise ConfigError("data.train_a and data.train_b must name the two domain folders")
+        self.preset = get_preset(cfg.data.hu_preset)
+        check_spacing(cfg.data.spacing)
         self.paths_a, self.paths_b = list_volumes(cfg.data.train_a), list_volumes(cfg.data.train_b)
         self.val_pairs = validation_pairs(cfg)
-        self.preset = get_preset(cfg.data.hu_preset)
         self.spec = PatchSpec(cfg.model.spatial_dims, cfg.data.patch_size, cfg.data.samples_per_volume,
-                              cfg.data.queue_length, cfg.data.num_workers, cfg.data.flip, cfg.data.affine)
+                              cfg.data.queue_length, cfg.data.num_workers, cfg.data.flip, cfg.data.affine,
+                              cfg.data.spacing)
         self.spec.torchio_patch_size()  # validates the patch size against spatial_dims
         probe = torch.device("cpu") if cfg.train.device == "cpu" else None
         self.dist = init_distributed(probe or resolve_device(cfg.train.device, quiet=True))
@@ -159,6 +162,8 @@ class Trainer:
             a, b = read_volume(path_a), read_volume(path_b)
             if (diff := a.grid_difference(b)) is not None:
                 raise InputError(f"validation pair {path_a.name}: {diff}")
+            if needs_resampling(a, self.cfg.data.spacing):
+                a, b = resample_to_spacing(a, self.cfg.data.spacing), resample_to_spacing(b, self.cfg.data.spacing)
             z = slice(None)
             if a.shape[0] > self.cfg.train.max_val_slices:
                 mid, half = a.shape[0] // 2, self.cfg.train.max_val_slices // 2

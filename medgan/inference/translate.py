@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from medgan.data.resample import needs_resampling, resample_like, resample_to_spacing
 from medgan.engine.device import resolve_device
 from medgan.inference.engine import run_generator
 from medgan.inference.model import TranslationModel, load_model
@@ -46,17 +48,32 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
     kw = dict(preset=model.preset, spatial_dims=model.spatial_dims, device=device, batch_size=opts.batch_size,
               patch_size=patch, overlap=opts.overlap, sw_batch_size=opts.sw_batch_size,
               amp=opts.amp and device.type == "cuda")
-    hu = np.asarray(volume.array, dtype=np.float32)
+    work = volume
+    if needs_resampling(volume, model.config.data.spacing):
+        # the network sees voxels of the size it was trained on; results go back onto the input grid
+        work = resample_to_spacing(volume, model.config.data.spacing, default=model.preset.lo)
+        if not opts.quiet:
+            fmt = lambda s: " x ".join(f"{v:.3g}" for v in s)  # noqa: E731
+            print(f"resampling {fmt(volume.spacing)} mm -> model spacing {fmt(work.spacing)} mm and back",
+                  file=sys.stderr)
+    hu = np.asarray(work.array, dtype=np.float32)
     with torch.inference_mode():
         sct = run_generator(model.g_ab, hu, **kw)
-    out = volume.with_array(sct, modality="CT (synthetic)")
+    qa = None
+    if qa_map:
+        with torch.inference_mode():
+            rec = run_generator(model.g_ba, sct, **kw)
+        err = np.abs(rec - model.preset.denormalize(model.preset.normalize(hu)))
+        qa = ndimage.gaussian_filter(err, sigma=1.0).astype(np.float32)
+    sct_vol = work.with_array(sct)
+    if work is not volume:
+        sct_vol = resample_like(sct_vol, volume, default=model.preset.lo)
+        sct_vol.array = np.clip(sct_vol.array, model.preset.lo, model.preset.hi)
+        qa = resample_like(work.with_array(qa), volume, default=0.0).array if qa is not None else None
+    out = volume.with_array(sct_vol.array.astype(np.float32), modality="CT (synthetic)")
     out.meta.pop("path", None)
-    if not qa_map:
+    if qa is None:
         return out
-    with torch.inference_mode():
-        rec = run_generator(model.g_ba, sct, **kw)
-    err = np.abs(rec - model.preset.denormalize(model.preset.normalize(hu)))
-    smooth = ndimage.gaussian_filter(err, sigma=1.0).astype(np.float32)
-    qa = volume.with_array(smooth, modality="medgan QA map (cycle error, HU)")
-    qa.meta.pop("path", None)
-    return out, qa
+    qa_vol = volume.with_array(qa.astype(np.float32), modality="medgan QA map (cycle error, HU)")
+    qa_vol.meta.pop("path", None)
+    return out, qa_vol
