@@ -102,3 +102,16 @@ def test_training_reader_resamples_to_the_configured_spacing(tmp_path):
     # same physical box: the first voxel centre moves by half the change in voxel size
     assert out.origin == pytest.approx((1.25, 2.25, 3.0 - 0.75))
     assert out.array[:, 7:12, 5:9] == pytest.approx(50.0, abs=0.5)     # edge slices too: no fill value
+
+
+def test_volumes_smaller_than_the_patch_are_padded_with_air(tmp_path):
+    from medgan.data.unpaired import _reader, pad_to_size
+
+    vol = Volume(np.full((3, 20, 30), 40.0, np.float32), (2.0, 1.0, 5.0), (10.0, 20.0, 30.0))
+    padded = pad_to_size(vol, (3, 24, 33))
+    assert padded.shape == (3, 24, 33)
+    assert padded.array[0, 0, 0] == -1024.0 and padded.array[1, 2, 1] == 40.0
+    # the anatomy keeps its physical position: voxel (0, 2, 1) of the padded grid is voxel (0, 0, 0) before
+    assert padded.index_to_physical()[:3] @ [1, 2, 0, 1] == pytest.approx(vol.index_to_physical()[:3, 3])
+    tensor, _ = _reader(write_volume(vol, tmp_path / "small.nii.gz"), min_shape_zyx=(1, 32, 32))
+    assert tuple(tensor.shape) == (1, 32, 32, 3)

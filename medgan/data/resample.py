@@ -48,29 +48,34 @@ def needs_resampling(volume: Volume, spacing: Sequence[float] | None, rtol: floa
     return target is not None and not np.allclose(volume.spacing, target, rtol=rtol, atol=0)
 
 
-def _resample(volume: Volume, size, spacing, origin, direction, default: float) -> Volume:
-    image = volume.to_sitk(np.float32)
-    out = sitk.Resample(image, [int(s) for s in size], sitk.Transform(), sitk.sitkLinear, tuple(origin),
-                        tuple(spacing), tuple(direction), float(default), sitk.sitkFloat32, True)
+def _resample(volume: Volume, size, spacing, origin, direction, default: float, labels: bool = False) -> Volume:
+    image = volume.to_sitk(None if labels else np.float32)
+    out = sitk.Resample(image, [int(s) for s in size], sitk.Transform(),
+                        sitk.sitkNearestNeighbor if labels else sitk.sitkLinear, tuple(origin), tuple(spacing),
+                        tuple(direction), float(default), image.GetPixelID() if labels else sitk.sitkFloat32, True)
     return Volume.from_sitk(out, {**volume.meta, "resampled_from": volume.spacing})
 
 
-def resample_to_spacing(volume: Volume, spacing: Sequence[float], default: float = -1024.0) -> Volume:
-    """``volume`` on a grid with ``spacing`` covering the same physical extent (same origin and direction)."""
+def resample_to_spacing(volume: Volume, spacing: Sequence[float], default: float = -1024.0,
+                        labels: bool = False) -> Volume:
+    """``volume`` on a grid with ``spacing`` covering the same physical box (same direction).
+
+    ``labels=True`` resamples a label map: nearest neighbour, no smoothing, dtype kept.
+    """
     target = target_spacing(volume, spacing)
     src = np.asarray(volume.spacing)
     extent = np.asarray(volume.size, float) * src
     size = np.maximum(1, np.round(extent / np.asarray(target))).astype(int)
     # anti-aliasing before downsampling: a Gaussian whose FWHM makes up the difference in voxel size
     sigma_mm = np.sqrt(np.maximum(np.asarray(target) ** 2 - src ** 2, 0.0)) / 2.355
-    if np.any(sigma_mm > 0.25 * src):
+    if not labels and np.any(sigma_mm > 0.25 * src):
         arr = ndimage.gaussian_filter(np.asarray(volume.array, np.float32), sigma=(sigma_mm / src)[::-1], mode="nearest")
         volume = volume.with_array(arr)
     # centre the new grid on the old one: same box, centre voxel-aligned
     n = np.asarray(volume.size, float)
     offset = ((n - 1) * src - (size - 1) * np.asarray(target)) / 2.0
     origin = np.asarray(volume.origin) + volume.direction_matrix @ offset
-    return _resample(volume, size, target, origin, volume.direction, default)
+    return _resample(volume, size, target, origin, volume.direction, 0 if labels else default, labels)
 
 
 def resample_like(volume: Volume, reference: Volume, default: float = -1024.0) -> Volume:

@@ -56,10 +56,24 @@ def volume_to_torchio(volume: Volume) -> tuple[torch.Tensor, np.ndarray]:
     return tensor, LPS_TO_RAS @ volume.index_to_physical()
 
 
-def _reader(path, spacing=None):
+def pad_to_size(volume: Volume, min_shape_zyx: Sequence[int], value: float = -1024.0) -> Volume:
+    """Pad with air, centred, so every axis is at least ``min_shape_zyx`` (the origin moves, the anatomy stays)."""
+    before = [max(0, m - s) // 2 for s, m in zip(volume.shape, min_shape_zyx)]
+    after = [max(0, m - s) - b for s, m, b in zip(volume.shape, min_shape_zyx, before)]
+    if not any(before) and not any(after):
+        return volume
+    arr = np.pad(volume.array, list(zip(before, after)), constant_values=value)
+    shift = volume.direction_matrix @ (np.asarray(before[::-1], float) * np.asarray(volume.spacing))
+    return Volume(arr, volume.spacing, tuple(np.asarray(volume.origin) - shift), volume.direction, dict(volume.meta))
+
+
+def _reader(path, spacing=None, min_shape_zyx=None):
     volume = read_volume(path)
     if needs_resampling(volume, spacing):
         volume = resample_to_spacing(volume, spacing)
+    if min_shape_zyx is not None:
+        # a patch must fit inside the image: small volumes (or small after resampling) get air around them
+        volume = pad_to_size(volume, min_shape_zyx)
     return volume_to_torchio(volume)
 
 
@@ -113,7 +127,8 @@ def make_transform(preset: HUPreset, spec: PatchSpec) -> tio.Compose:
 
 
 def make_queue(paths: Sequence[Path], preset: HUPreset, spec: PatchSpec, subject_sampler=None) -> tio.Queue:
-    reader = functools.partial(_reader, spacing=spec.spacing)
+    px, py, pz = spec.torchio_patch_size()
+    reader = functools.partial(_reader, spacing=spec.spacing, min_shape_zyx=(pz, py, px))
     subjects = [tio.Subject(image=tio.ScalarImage(p, reader=reader), case=Path(p).name) for p in paths]
     dataset = tio.SubjectsDataset(subjects, transform=make_transform(preset, spec))
     sampler = tio.WeightedSampler(spec.torchio_patch_size(), probability_map="sampling_map")

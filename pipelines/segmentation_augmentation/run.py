@@ -1,0 +1,151 @@
+"""Segmentation-augmentation study: Dice on non-contrast CT with vs. without medgan synthetic non-contrast.
+
+    python pipelines/segmentation_augmentation/run.py                 # CPU size, default cohort
+    python pipelines/segmentation_augmentation/run.py --size gpu      # the full study
+    python pipelines/segmentation_augmentation/run.py --data my_cohort/ -w runs/seg_mine
+
+See study.py for the design and README.md for the data layout.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+import study  # noqa: E402
+
+
+def _hardware(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def train_cyclegan(work: Path, prepared: dict, train: list[str], size: study.StudySize, quiet: bool) -> Path:
+    """Unpaired contrast (A) -> non-contrast (B) CycleGAN on disjoint halves of the training patients."""
+    from medgan.config import load_config
+    from medgan.engine.trainer import train as run_training
+    from medgan.io import write_volume
+
+    data = work / "cyclegan_data"
+    for i, name in enumerate(train):
+        a, b = data / "A" / f"{name}.nii.gz", data / "B" / f"{name}.nii.gz"
+        if i % 2 == 0 and not a.exists():
+            write_volume(prepared[name]["contrast"], a, dtype="int16")
+        if i % 2 == 1 and not b.exists():
+            write_volume(prepared[name]["native"], b, dtype="int16")
+    cfg = load_config(REPO / "configs" / "contrast2noncontrast_2d.yaml", [
+        f"data.train_a={data / 'A'}", f"data.train_b={data / 'B'}", f"optim.steps={size.cyclegan_steps}",
+        f"optim.decay_start={size.cyclegan_steps // 2}", f"data.spacing=[{size.spacing},{size.spacing}]",
+        f"train.checkpoint_every={max(1, size.cyclegan_steps // 4)}", "train.val_every=0",
+        f"train.log_every={max(1, size.cyclegan_steps // 20)}", *size.cyclegan_overrides])
+    run = work / "cyclegan"
+    model = run / "model.safetensors"
+    if model.exists() and not (run / "checkpoint.pt").exists():
+        return model
+    resume = (run / "checkpoint.pt").exists()
+    print(f"CycleGAN contrast -> non-contrast: {size.cyclegan_steps} steps" + (" (resuming)" if resume else ""))
+    return run_training(cfg, run, resume=resume, quiet=quiet)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", choices=list(study.SIZES), default="cpu")
+    p.add_argument("--data", type=Path, help="your cohort: ct/, labels/ and optional contrast/ (see README.md)")
+    p.add_argument("-w", "--work", type=Path, default=REPO / "runs" / "segmentation_augmentation")
+    p.add_argument("--arms", default="a,b,c", help="which arms to run (a, b, c)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    args = p.parse_args(argv)
+    import SimpleITK as sitk
+    import torch
+
+    from medgan.engine.device import resolve_device
+    from medgan.inference.translate import TranslateOptions, translate
+    from medgan.utils.progress import bar
+
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)
+    t0 = time.perf_counter()
+    size = study.SIZES[args.size]
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    device = resolve_device("auto", quiet=args.quiet)
+    shared = Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
+    cohort = study.load_user_cohort(args.data) if args.data else \
+        study.default_cohort(size, shared if shared.is_dir() else None)
+    prepared = {pt.name: study.prepare_patient(pt, size, seed=i) for i, pt in enumerate(cohort)}
+    train, test = study.split(sorted(prepared), size.test_fraction)
+    print(f"patients: train {train} | test {test}")
+    arms = [a for a in args.arms.split(",") if a in study.ARMS]
+
+    # ---- training slices of each arm -------------------------------------------------------------
+    def slices(kind):
+        pairs = [study.to_slices(prepared[n][kind].array, prepared[n]["labels"], size.slice_size) for n in train]
+        return np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
+
+    contrast_x, contrast_y = slices("contrast")
+    sets = {"a": (contrast_x, contrast_y, False), "b": (contrast_x, contrast_y, True)}
+    if "c" in arms:
+        model = train_cyclegan(work, prepared, train, size, args.quiet)
+        for n in train:
+            prepared[n]["synthetic"] = translate(prepared[n]["contrast"], model, TranslateOptions(quiet=True))
+        syn_x, syn_y = slices("synthetic")
+        sets["c"] = (np.concatenate([contrast_x, syn_x]), np.concatenate([contrast_y, syn_y]), False)
+        shown = prepared[train[0]]
+        from medgan.utils.figures import comparison_figure
+
+        comparison_figure(work / "synthetic_noncontrast_example.png", shown["contrast"].array,
+                          shown["synthetic"].array, shown["native"].array,
+                          titles=("contrast CT (simulated)", "medgan synthetic non-contrast", "true non-contrast"),
+                          window=(-160.0, 240.0), diff_range=100.0, diff_title="synthetic - true (HU)")
+
+    # ---- segmentation arms -------------------------------------------------------------------------
+    rows = []
+    for seed in size.seeds:
+        for arm in arms:
+            x, y, aug = sets[arm]
+            net = study.train_segmenter(x, y, size, seed, aug, device, progress=lambda it: bar(
+                it, desc=f"seed {seed} arm ({arm})", quiet=args.quiet, unit="it"))
+            for n in test:
+                for organ, d in study.dice_per_organ(net, prepared[n]["native"].array, prepared[n]["labels"],
+                                                     size, device).items():
+                    rows.append({"arm": arm, "seed": seed, "patient": n, "organ": organ, "dice": d})
+                finite = [r["dice"] for r in rows[-len(study.ORGANS):] if np.isfinite(r["dice"])]
+                rows.append({"arm": arm, "seed": seed, "patient": n, "organ": "mean",
+                             "dice": float(np.mean(finite)) if finite else float("nan")})
+    summary = study.summarise(rows)
+    with (work / "results.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["arm", "seed", "patient", "organ", "dice"])
+        w.writeheader()
+        w.writerows(rows)
+    study.write_json(work / "results.json", {
+        "size": args.size, "train": train, "test": test, "arms": study.ARMS, "summary": summary,
+        "hardware": _hardware(device), "seconds": round(time.perf_counter() - t0, 1),
+        "torch": torch.__version__})
+    study.dice_figure(work / "dice_per_organ.png", summary)
+    organs = list(study.ORGANS) + ["mean"]
+    print("\nDice on non-contrast test CT (mean ± std over test patients x seeds)")
+    print(f"{'arm':<36}" + "".join(f"{o:>15}" for o in organs))
+    for arm in arms:
+        cells = [f"{summary[arm][o]['mean']:.3f} ± {summary[arm][o]['std']:.3f}"
+                 if np.isfinite(summary[arm][o]["std"]) else f"{summary[arm][o]['mean']:.3f}" for o in organs]
+        print(f"{'(' + arm + ') ' + study.ARMS[arm]:<36}" + "".join(f"{c:>15}" for c in cells))
+    print(f"\n{work / 'results.csv'}, {work / 'dice_per_organ.png'} ({time.perf_counter() - t0:.0f} s, "
+          f"{_hardware(device)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Does synthetic non-contrast CT help a segmentation model trained on contrast CT? (Sandfort et al. 2019)
+
+Training data are contrast-enhanced CTs with organ labels; the test data are
+*non-contrast* CTs of other patients with the same labels.  Three arms train the same
+MONAI 2D ``UNet`` (Dice + cross-entropy) on:
+
+(a) the contrast CTs only;
+(b) the contrast CTs with standard intensity augmentation (MONAI scale/shift/gamma/noise);
+(c) the contrast CTs plus their medgan synthetic non-contrast versions, translated by a
+    contrast -> non-contrast CycleGAN trained *unpaired* on the training patients
+    (contrast CTs of one half, non-contrast CTs of the other half).
+
+Dice per organ is measured on the non-contrast test patients, per arm and seed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+#: organ -> TotalSegmentator ``total`` label values merged into it
+ORGANS = {"spleen": (1,), "kidneys": (2, 3), "liver": (5,), "aorta": (52,)}
+ARMS = {"a": "contrast CT only", "b": "+ intensity augmentation", "c": "+ medgan synthetic non-contrast"}
+
+
+@dataclasses.dataclass
+class StudySize:
+    """How big the study is: ``tiny`` for the test suite, ``cpu`` for 2 cores, ``gpu`` for the full study."""
+    phantoms: int = 8
+    phantom_shape: tuple = (32, 128, 128)
+    use_real: bool = True
+    spacing: float = 3.0                 #: in-plane mm every volume is resampled to
+    slice_size: int = 128                #: slices are padded/cropped to this square
+    cyclegan_steps: int = 400
+    cyclegan_overrides: tuple = ("model.generator_args.channels=16", "model.generator_args.n_blocks=3",
+                                 "model.discriminator_args.channels=16", "data.patch_size=[96,96]")
+    seg_iterations: int = 300
+    seg_batch: int = 16
+    seg_channels: tuple = (16, 32, 64, 128)
+    seeds: tuple = (0, 1)
+    test_fraction: float = 0.35
+
+
+SIZES = {
+    "tiny": StudySize(phantoms=5, phantom_shape=(12, 64, 64), use_real=False, spacing=6.0, slice_size=64,
+                      cyclegan_steps=4, cyclegan_overrides=(
+                          "model.generator_args.channels=8", "model.generator_args.n_blocks=1",
+                          "model.discriminator_args.channels=8", "data.patch_size=[48,48]",
+                          "optim.batch_size=2", "data.samples_per_volume=4", "data.queue_length=8"),
+                      seg_iterations=6, seg_batch=4, seg_channels=(8, 16, 32), seeds=(0,)),
+    "cpu": StudySize(),
+    "gpu": StudySize(phantoms=40, cyclegan_steps=20000, cyclegan_overrides=("data.patch_size=[128,128]",),
+                     seg_iterations=4000, seg_batch=32, seg_channels=(32, 64, 128, 256), seeds=(0, 1, 2, 3, 4)),
+}
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclasses.dataclass
+class Patient:
+    name: str
+    native: "object"                     #: medgan Volume, non-contrast CT (HU)
+    labels: "object"                     #: medgan Volume, TotalSegmentator label values
+    contrast: "object | None" = None     #: contrast-enhanced CT; simulated from the labels when absent
+
+
+def load_user_cohort(root: Path) -> list[Patient]:
+    """``root/ct/<case>``, ``root/labels/<case>`` and optionally ``root/contrast/<case>`` (any medgan format)."""
+    from medgan.data.unpaired import list_volumes
+    from medgan.io import read_volume
+    from medgan.io.formats import strip_suffix
+
+    def index(folder):
+        return {strip_suffix(p.name): p for p in list_volumes(folder)} if folder.is_dir() else {}
+
+    cts, labels, contrast = index(root / "ct"), index(root / "labels"), index(root / "contrast")
+    if not cts:
+        raise SystemExit(f"segmentation study: {root / 'ct'} holds no CTs (layout: ct/, labels/, optional contrast/)")
+    missing = sorted(set(cts) - set(labels))
+    if missing:
+        raise SystemExit(f"segmentation study: no label map for {', '.join(missing)} in {root / 'labels'}")
+    return [Patient(n, read_volume(cts[n]), read_volume(labels[n]),
+                    read_volume(contrast[n]) if n in contrast else None) for n in sorted(cts)]
+
+
+def default_cohort(size: StudySize, shared: Path | None) -> list[Patient]:
+    """Real native CTs with reference labels from ../shared/data (when present) plus phantoms."""
+    from medgan.io import read_volume
+    from medgan.simulation.phantom import make_phantom
+
+    patients = []
+    if size.use_real and shared is not None:
+        ts = shared / "totalsegmentator"
+        for name, ct, seg in (("ts_example_ct_sm", "example_ct_sm.nii.gz", "example_seg.nii.gz"),
+                              ("ts_example_ct_dicom", "example_ct_dicom", "example_seg_dicom.nii.gz")):
+            if (ts / ct).exists() and (ts / seg).exists():
+                patients.append(Patient(name, read_volume(ts / ct), read_volume(ts / seg)))
+    for i in range(size.phantoms):
+        ct, lab = make_phantom(2000 + i, shape=size.phantom_shape,
+                               spacing_zyx=(4.0, 384.0 / size.phantom_shape[1], 384.0 / size.phantom_shape[2]))
+        patients.append(Patient(f"phantom{i:02d}", ct, lab))
+    return patients
+
+
+def organ_map(labels: np.ndarray) -> np.ndarray:
+    """TotalSegmentator labels -> 0 background, 1..len(ORGANS) in ORGANS order."""
+    out = np.zeros(labels.shape, np.int64)
+    for k, values in enumerate(ORGANS.values(), start=1):
+        out[np.isin(labels, values)] = k
+    return out
+
+
+def prepare_patient(p: Patient, size: StudySize, seed: int) -> dict:
+    """Resample to the study spacing, simulate contrast when none is given; arrays [z, y, x]."""
+    from medgan.data.resample import resample_to_spacing
+    from medgan.simulation.contrast import simulate_contrast
+
+    if p.native.grid_difference(p.labels) is not None:
+        raise SystemExit(f"segmentation study: {p.name}: labels are not on the CT's grid "
+                         f"({p.native.grid_difference(p.labels)})")
+    contrast = p.contrast
+    if contrast is None:
+        contrast, _ = simulate_contrast(p.native, p.labels, phase="portal-venous", seed=seed)
+    sp = [size.spacing, size.spacing]
+    native = resample_to_spacing(p.native, sp)
+    return {"name": p.name, "native": native, "contrast": resample_to_spacing(contrast, sp),
+            "labels": organ_map(resample_to_spacing(p.labels, sp, labels=True).array)}
+
+
+def split(names: list[str], test_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Patient-level train/test split; a real CT is in the test set whenever there is one."""
+    rng = np.random.default_rng(seed)
+    real = [n for n in names if not n.startswith("phantom")]
+    order = [names[i] for i in rng.permutation(len(names))]
+    n_test = max(1, round(test_fraction * len(names)))
+    test = ([real[0]] if real else []) + [n for n in order if n not in real[:1]]
+    test = sorted(test[:n_test])
+    train = sorted(n for n in names if n not in test)
+    if len(train) < 2:
+        raise SystemExit("segmentation study: fewer than 2 training patients; add data")
+    return train, test
+
+
+# ---------------------------------------------------------------------------------------------- model
+def normalise(hu: np.ndarray) -> np.ndarray:
+    """The ct-abdomen window (-1024..1500 HU) to [-1, 1], as the CycleGAN sees it."""
+    from medgan.data.hu import HU_PRESETS
+
+    return HU_PRESETS["ct-abdomen"].normalize(np.asarray(hu, np.float32))
+
+
+def to_slices(image: np.ndarray, labels: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Axial slices padded (air / background) or centre-cropped to side x side: [n, 1, side, side], [n, 1, side, side]."""
+    from monai.transforms import ResizeWithPadOrCrop
+
+    fit_img = ResizeWithPadOrCrop((side, side), constant_values=-1.0)
+    fit_lab = ResizeWithPadOrCrop((side, side))
+    img = np.stack([np.asarray(fit_img(s[None])) for s in normalise(image)])
+    lab = np.stack([np.asarray(fit_lab(s[None])) for s in labels.astype(np.float32)])
+    return img.astype(np.float32), lab.astype(np.int64)
+
+
+def build_unet(size: StudySize):
+    from monai.networks.nets import UNet
+
+    ch = tuple(size.seg_channels)
+    return UNet(spatial_dims=2, in_channels=1, out_channels=len(ORGANS) + 1, channels=ch,
+                strides=(2,) * (len(ch) - 1), num_res_units=1)
+
+
+def intensity_augment(batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Standard intensity augmentation with MONAI's array transforms, one draw per slice."""
+    from monai.transforms import Compose, RandAdjustContrast, RandGaussianNoise, RandScaleIntensity, RandShiftIntensity
+
+    aug = Compose([RandScaleIntensity(factors=0.15, prob=1.0), RandShiftIntensity(offsets=0.1, prob=1.0),
+                   RandAdjustContrast(gamma=(0.7, 1.5), prob=0.5), RandGaussianNoise(std=0.03, prob=0.5)])
+    aug.set_random_state(seed=int(rng.integers(2 ** 31)))
+    out = []
+    for x in batch:
+        # gamma needs a non-negative image: shift [-1, 1] to [0, 2] and back
+        out.append(torch.as_tensor(np.asarray(aug(x + 1.0))) - 1.0)
+    return torch.stack(out).float()
+
+
+def train_segmenter(images: np.ndarray, labels: np.ndarray, size: StudySize, seed: int, augment: bool,
+                    device: torch.device, progress=None) -> torch.nn.Module:
+    """Dice + CE training on slices; slices holding an organ are drawn 4x as often as empty ones."""
+    from monai.losses import DiceCELoss
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = build_unet(size).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    weights = np.where(labels.reshape(len(labels), -1).max(axis=1) > 0, 4.0, 1.0)
+    weights /= weights.sum()
+    its = range(size.seg_iterations)
+    for _ in (progress(its) if progress else its):
+        idx = rng.choice(len(images), size=size.seg_batch, p=weights)
+        x, y = torch.from_numpy(images[idx]), torch.from_numpy(labels[idx])
+        if rng.random() < 0.5:                                  # left-right flip, every arm alike
+            x, y = x.flip(-1), y.flip(-1)
+        if augment:
+            x = intensity_augment(x, rng)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x.to(device)), y.to(device))
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def dice_per_organ(net: torch.nn.Module, image: np.ndarray, labels: np.ndarray, size: StudySize,
+                   device: torch.device) -> dict[str, float]:
+    """3D Dice per organ over the whole test volume (NaN where the organ is absent from the reference)."""
+    from monai.metrics import DiceMetric
+    from monai.networks.utils import one_hot
+
+    x, y = to_slices(image, labels, size.slice_size)
+    pred = torch.cat([net(torch.from_numpy(x[i:i + 32]).to(device)).argmax(1, keepdim=True).cpu()
+                      for i in range(0, len(x), 32)])
+    # [slices, 1, H, W] -> one volume [1, C, slices, H, W]
+    n_cls = len(ORGANS) + 1
+    p = one_hot(pred.permute(1, 0, 2, 3)[None], n_cls)
+    t = one_hot(torch.from_numpy(y).permute(1, 0, 2, 3)[None], n_cls)
+    metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
+    d = metric(p, t)[0].tolist()
+    return {organ: (float(v) if not math.isnan(v) else float("nan")) for organ, v in zip(ORGANS, d)}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """arm -> organ -> {mean, std, n} over test patients x seeds (NaN rows skipped)."""
+    out: dict = {}
+    for arm in ARMS:
+        out[arm] = {}
+        for organ in list(ORGANS) + ["mean"]:
+            vals = [r["dice"] for r in rows if r["arm"] == arm and r["organ"] == organ and math.isfinite(r["dice"])]
+            out[arm][organ] = {"mean": float(np.mean(vals)) if vals else float("nan"),
+                               "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"), "n": len(vals)}
+    return out
+
+
+def dice_figure(path: Path, summary: dict) -> Path:
+    from medgan.utils.figures import _plt, _save
+
+    plt = _plt()
+    organs = list(ORGANS) + ["mean"]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(ARMS)
+    for i, (arm, label) in enumerate(ARMS.items()):
+        means = [summary[arm][o]["mean"] for o in organs]
+        stds = [0.0 if not math.isfinite(summary[arm][o]["std"]) else summary[arm][o]["std"] for o in organs]
+        ax.bar(np.arange(len(organs)) + i * width, means, width, yerr=stds, capsize=3, label=f"({arm}) {label}")
+    ax.set_xticks(np.arange(len(organs)) + width, organs)
+    ax.set_ylabel("Dice on non-contrast CT")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Segmentation trained on contrast CT, tested on non-contrast CT")
+    _save(fig, Path(path))
+    plt.close(fig)
+    return Path(path)
+
+
+def write_json(path: Path, doc: dict) -> None:
+    import os
+
+    def clean(o):
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [clean(v) for v in o]
+        return o
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(clean(doc), indent=2))
+    os.replace(tmp, path)
