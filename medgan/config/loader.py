@@ -34,6 +34,12 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         return dict(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 reads "4e-4" (no dot) as a string; a float field takes it as the number it means
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     if not isinstance(value, hint):

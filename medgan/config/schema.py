@@ -34,7 +34,12 @@ class DataConfig:
 
 @dataclasses.dataclass
 class LossConfig:
-    adversarial: str = "lsgan"
+    adversarial: str = "lsgan"              #: lsgan | bce | minimax | hinge | wgan-gp (see medgan.losses)
+    gp_weight: float = 10.0                 #: WGAN-GP gradient-penalty weight
+    label_smoothing: float = 0.0            #: one-sided: D's real target 1 - s (lsgan/bce/minimax)
+    label_noise: float = 0.0                #: soft noisy labels: targets drawn within n of 0/1
+    instance_noise: float = 0.0             #: Gaussian std on D inputs (normalised units) at step 0 ...
+    instance_noise_steps: Optional[int] = None  #: ... decaying linearly to 0 here (default: optim.steps)
     lambda_cycle: float = 10.0
     lambda_identity: float = 5.0            #: 0.5 x lambda_cycle, as in the reference CycleGAN
     lambda_structure: float = 0.0           #: gradient-correlation between input and translation
@@ -50,6 +55,8 @@ class OptimConfig:
     steps: int = 100_000
     decay_start: Optional[int] = None       #: step at which the linear LR decay to 0 starts (default: half)
     pool_size: int = 50
+    d_steps: int = 1                        #: discriminator updates per generator update
+    n_critic: int = 5                       #: the same for wgan-gp (Gulrajani et al. use 5)
 
 
 @dataclasses.dataclass
@@ -63,6 +70,8 @@ class TrainConfig:
     val_every: int = 1000
     log_every: int = 50
     max_val_slices: int = 64
+    alarms: bool = True                     #: D collapse / G divergence / mode collapse warnings
+    alarm_patience: int = 50                #: steps a condition must hold before it fires
 
 
 @dataclasses.dataclass

@@ -13,6 +13,7 @@ from medgan.config import ExperimentConfig
 from medgan.engine.pool import ImagePool
 from medgan.inference.engine import autocast
 from medgan.losses import AdversarialLoss, gradient_correlation_loss
+from medgan.losses.adversarial import gradient_penalty, instance_noise_std
 from medgan.nets import build_discriminator, build_generator
 
 
@@ -80,7 +81,15 @@ class CycleGAN:
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, linear_decay(o.steps, decay_start))
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, linear_decay(o.steps, decay_start))
         self.pool_a, self.pool_b = ImagePool(o.pool_size), ImagePool(o.pool_size)
-        self.adv = AdversarialLoss(cfg.loss.adversarial)
+        L = cfg.loss
+        self.adv = AdversarialLoss(L.adversarial, L.label_smoothing, L.label_noise)
+        self.d_steps = o.n_critic if L.adversarial == "wgan-gp" else o.d_steps
+        if self.d_steps < 1:
+            from medgan.errors import ConfigError
+
+            raise ConfigError("optim.d_steps and optim.n_critic must be at least 1")
+        #: logits above this count as "real" when measuring discriminator accuracy
+        self.real_threshold = 0.5 if L.adversarial == "lsgan" else 0.0
         amp = cfg.train.amp if device.type == "cuda" else "none"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
@@ -107,15 +116,19 @@ class CycleGAN:
             x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
         return x
 
+    def _noisy(self, x: torch.Tensor, std: float) -> torch.Tensor:
+        return x + std * torch.randn_like(x) if std > 0 else x
+
     def train_step(self, batch: dict) -> dict[str, float]:
         L = self.cfg.loss
         real_a, real_b = self._prep(batch["A"]), self._prep(batch["B"])
+        sigma = instance_noise_std(self.step, L.instance_noise, L.instance_noise_steps or self.cfg.optim.steps)
         # ---- generators: D parameters frozen, D used through the plain module (no DDP sync) ----
         self.disc.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
         with self._autocast():
             out = self.gen_fwd(real_a, real_b, identity=L.lambda_identity > 0)
-            pred_fake_a, pred_fake_b = self.disc(out["fake_a"], out["fake_b"])
+            pred_fake_a, pred_fake_b = self.disc(self._noisy(out["fake_a"], sigma), self._noisy(out["fake_b"], sigma))
             loss_gan = self.adv(pred_fake_b, True, False) + self.adv(pred_fake_a, True, False)
             loss_cycle = (out["rec_a"].float() - real_a).abs().mean() + (out["rec_b"].float() - real_b).abs().mean()
             loss_g = loss_gan + L.lambda_cycle * loss_cycle
@@ -131,21 +144,36 @@ class CycleGAN:
                 logs["structure"] = loss_struct
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
-        # ---- discriminators: real and pooled fakes in one forward ----
+        # ---- discriminators: real and pooled fakes in one forward, d_steps (n_critic) times ----
         self.disc.requires_grad_(True)
-        self.opt_d.zero_grad(set_to_none=True)
-        fake_a = self.pool_a.query(out["fake_a"].detach().float())
-        fake_b = self.pool_b.query(out["fake_b"].detach().float())
+        fake_a = self.pool_a.query(out["fake_a"].detach().float()).to(real_a.dtype)
+        fake_b = self.pool_b.query(out["fake_b"].detach().float()).to(real_b.dtype)
         n_a, n_b = real_a.shape[0], real_b.shape[0]
-        with self._autocast():
-            pred_a, pred_b = self.disc_fwd(torch.cat([real_a, fake_a.to(real_a.dtype)]),
-                                           torch.cat([real_b, fake_b.to(real_b.dtype)]))
-            loss_d_a = 0.5 * (self.adv(pred_a[:n_a], True, True) + self.adv(pred_a[n_a:], False, True))
-            loss_d_b = 0.5 * (self.adv(pred_b[:n_b], True, True) + self.adv(pred_b[n_b:], False, True))
-            loss_d = loss_d_a + loss_d_b
-        self.scaler.scale(loss_d).backward()
-        self.scaler.step(self.opt_d)
-        self.scaler.update()
+        wgan = L.adversarial == "wgan-gp"
+        for _ in range(self.d_steps):
+            # the extra updates reuse this step's batch and pooled fakes (fresh instance noise each time)
+            self.opt_d.zero_grad(set_to_none=True)
+            with self._autocast():
+                pred_a, pred_b = self.disc_fwd(self._noisy(torch.cat([real_a, fake_a]), sigma),
+                                               self._noisy(torch.cat([real_b, fake_b]), sigma))
+                half = 1.0 if wgan else 0.5
+                loss_d_a = half * (self.adv(pred_a[:n_a], True, True) + self.adv(pred_a[n_a:], False, True))
+                loss_d_b = half * (self.adv(pred_b[:n_b], True, True) + self.adv(pred_b[n_b:], False, True))
+                if wgan:
+                    loss_d_a = loss_d_a + gradient_penalty(self.disc.d_a, real_a, fake_a, L.gp_weight)
+                    loss_d_b = loss_d_b + gradient_penalty(self.disc.d_b, real_b, fake_b, L.gp_weight)
+                loss_d = loss_d_a + loss_d_b
+            self.scaler.scale(loss_d).backward()
+            self.scaler.step(self.opt_d)
+            self.scaler.update()
+        with torch.no_grad():
+            t = self.real_threshold
+            acc = [0.5 * ((p[:n] > t).float().mean() + (p[n:] <= t).float().mean())
+                   for p, n in ((pred_a.float(), n_a), (pred_b.float(), n_b))]
+            logs["d_acc"] = 0.5 * (acc[0] + acc[1])
+            if real_a.shape[0] > 1:
+                spread_in = real_a.float().std(0).mean()
+                logs["var_ratio"] = out["fake_b"].detach().float().std(0).mean() / spread_in.clamp_min(1e-6)
         self.sched_g.step()
         self.sched_d.step()
         self.step += 1

@@ -28,11 +28,12 @@ from medgan.engine.distributed import barrier, init_distributed, shutdown
 from medgan.errors import ConfigError, InputError
 from medgan.evaluation.metrics import mae, ssim
 from medgan.inference.engine import run_generator
+from medgan.engine.alarms import TrainingAlarms
 from medgan.data.resample import check_spacing, needs_resampling, resample_to_spacing
 from medgan.io import read_volume
 from medgan.utils.progress import bar
 
-LOSS_KEYS = ["g_total", "g_adv", "cycle", "identity", "structure", "d_a", "d_b"]
+LOSS_KEYS = ["g_total", "g_adv", "cycle", "identity", "structure", "d_a", "d_b", "d_acc", "var_ratio"]
 
 
 def derive_seed(seed: int, step: int, rank: int) -> int:
@@ -68,6 +69,7 @@ class Trainer:
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         ckpt.seed_everything(cfg.train.seed)  # same seed, same initial weights on every rank
         self.model = CycleGAN(cfg, self.device, distributed=self.dist.enabled)
+        self.alarms = TrainingAlarms(cfg.train.alarm_patience) if cfg.train.alarms else None
         if resume:
             self._resume()
         elif self.ckpt_path.exists():
@@ -125,6 +127,11 @@ class Trainer:
                 if stream is None or model.step % every == 0:
                     stream = self._new_stream(model.step)
                 logs = model.train_step(next(stream))
+                if self.alarms is not None and self.dist.is_main:
+                    for message in self.alarms.update(model.step, logs):
+                        pbar.write(f"medgan ALARM: {message}", file=sys.stderr)
+                        with (self.run_dir / "alarms.log").open("a") as fh:
+                            fh.write(message + "\n")
                 if not all(np.isfinite(v) for v in logs.values()):
                     raise InputError(f"training diverged at step {model.step} (non-finite loss {logs}); the last "
                                      f"checkpoint {self.ckpt_path} is intact - lower the learning rate and resume")

@@ -150,7 +150,7 @@ def train(work: Path, data: Path, config: Path, overrides: list[str], has_val: b
         paths += ["data.val_a=null", "data.val_b=null"]
     cfg = load_config(config, paths + list(overrides))
     run = work / "run"
-    resume = (run / "checkpoint.pt").exists()
+    resume = (run / "checkpoints" / "last.pt").exists()
     print(f"train: {config.name} for {cfg.optim.steps} steps -> {run}" + (" (resuming)" if resume else ""))
     return run_training(cfg, run, resume=resume, quiet=quiet)
 

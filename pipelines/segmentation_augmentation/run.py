@@ -53,10 +53,7 @@ def train_cyclegan(work: Path, prepared: dict, train: list[str], size: study.Stu
         f"train.checkpoint_every={max(1, size.cyclegan_steps // 4)}", "train.val_every=0",
         f"train.log_every={max(1, size.cyclegan_steps // 20)}", *size.cyclegan_overrides])
     run = work / "cyclegan"
-    model = run / "model.safetensors"
-    if model.exists() and not (run / "checkpoint.pt").exists():
-        return model
-    resume = (run / "checkpoint.pt").exists()
+    resume = (run / "checkpoints" / "last.pt").exists()
     print(f"CycleGAN contrast -> non-contrast: {size.cyclegan_steps} steps" + (" (resuming)" if resume else ""))
     return run_training(cfg, run, resume=resume, quiet=quiet)
 
