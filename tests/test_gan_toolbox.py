@@ -143,3 +143,37 @@ def test_healthy_short_run_raises_no_alarm(tmp_path, phantom_folders):
     trainer = Trainer(cfg, tmp_path / "run", quiet=True)
     trainer.fit()
     assert trainer.alarms.fired == [] and not (tmp_path / "run" / "alarms.log").exists()
+
+
+def test_paired_mode_trains_then_translate_and_evaluate_use_it(tmp_path, run_cli):
+    import numpy as np
+
+    from medgan.config import load_config
+    from medgan.engine.trainer import Trainer
+    from medgan.io import write_volume
+    from medgan.simulation.phantom import make_phantom
+    from tests.conftest import REPO
+
+    for i in range(2):                                   # registered pairs: same grid, same file name
+        ct, _ = make_phantom(10 + i, shape=(6, 48, 48))
+        write_volume(ct.with_array((ct.array * 0.8 - 90).astype(np.int16)), tmp_path / "A" / f"p{i}.nii.gz")
+        write_volume(ct, tmp_path / "B" / f"p{i}.nii.gz")
+    cfg = load_config(REPO / "configs" / "tiny_cpu.yaml", [
+        f"data.train_a={tmp_path / 'A'}", f"data.train_b={tmp_path / 'B'}", "model.mode=paired", "optim.steps=4",
+        "train.val_every=0", "train.checkpoint_every=4", "data.patch_size=[32,32]"])
+    trainer = Trainer(cfg, tmp_path / "run", quiet=True)
+    logs = trainer.fit()
+    assert "l1" in logs and "cycle" not in logs and trainer.model.disc.d_b.net is not None
+    assert not hasattr(trainer.model.gen, "g_ba")
+    code, _, err = run_cli("translate", "-i", tmp_path / "A" / "p0.nii.gz", "-o", tmp_path / "s.nii.gz",
+                           "-m", tmp_path / "run", "-q")
+    assert code == 0, err
+    code, out, _ = run_cli("evaluate", "--pred", tmp_path / "s.nii.gz", "--target", tmp_path / "B" / "p0.nii.gz")
+    assert code == 0 and "prediction" in out
+    code, _, err = run_cli("translate", "-i", tmp_path / "A" / "p0.nii.gz", "-o", tmp_path / "s2.nii.gz",
+                           "-m", tmp_path / "run", "--qa-map", tmp_path / "qa.nii.gz", "-q")
+    assert code == 1 and "paired (pix2pix) model" in err
+    bad = load_config(REPO / "configs" / "tiny_cpu.yaml", [f"data.train_a={tmp_path / 'A'}",
+                                                           f"data.train_b={tmp_path / 'B'}", "model.mode=pix"])
+    with pytest.raises(ConfigError, match="unknown model.mode 'pix'"):
+        Trainer(bad, tmp_path / "run2", quiet=True)

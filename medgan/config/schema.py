@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 @dataclasses.dataclass
 class ModelConfig:
+    mode: str = "cyclegan"                  #: cyclegan (unpaired) | paired (pix2pix, registered A/B)
     spatial_dims: int = 2
     generator: str = "resnet"
     generator_args: dict[str, Any] = dataclasses.field(default_factory=lambda: {"channels": 64, "n_blocks": 9})
@@ -43,6 +44,7 @@ class LossConfig:
     lambda_cycle: float = 10.0
     lambda_identity: float = 5.0            #: 0.5 x lambda_cycle, as in the reference CycleGAN
     lambda_structure: float = 0.0           #: gradient-correlation between input and translation
+    lambda_l1: float = 100.0                #: paired mode: L1 to the registered target (pix2pix)
 
 
 @dataclasses.dataclass

@@ -78,8 +78,9 @@ def resample_to_spacing(volume: Volume, spacing: Sequence[float], default: float
     return _resample(volume, size, target, origin, volume.direction, 0 if labels else default, labels)
 
 
-def resample_like(volume: Volume, reference: Volume, default: float = -1024.0) -> Volume:
+def resample_like(volume: Volume, reference: Volume, default: float = -1024.0, labels: bool = False) -> Volume:
     """``volume`` resampled onto ``reference``'s exact grid (size, spacing, origin, direction)."""
-    out = _resample(volume, reference.size, reference.spacing, reference.origin, reference.direction, default)
+    out = _resample(volume, reference.size, reference.spacing, reference.origin, reference.direction,
+                    0 if labels else default, labels)
     out.meta = dict(volume.meta)
     return out

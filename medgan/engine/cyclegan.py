@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from medgan.config import ExperimentConfig
+from medgan.errors import ConfigError
 from medgan.engine.pool import ImagePool
 from medgan.inference.engine import autocast
 from medgan.losses import AdversarialLoss, gradient_correlation_loss
@@ -61,15 +62,19 @@ def linear_decay(total: int, decay_start: int):
     return factor
 
 
-class CycleGAN:
+class GANModel:
+    """What every medgan GAN shares: optimisers with the constant-then-linear LR, AMP,
+    channels_last, DDP/compile wrapping, the adversarial loss with its stabilisers, state.
+
+    Subclasses build ``self.gen`` (holding ``g_ab``, and ``g_ba`` for CycleGAN) and
+    ``self.disc`` in :meth:`build` and implement :meth:`train_step`.
+    """
+
     def __init__(self, cfg: ExperimentConfig, device: torch.device, distributed: bool = False):
         self.cfg, self.device = cfg, device
-        m, o = cfg.model, cfg.optim
-        dims = m.spatial_dims
-        gens = [build_generator(m.generator, dims, **m.generator_args) for _ in range(2)]
-        discs = [build_discriminator(m.discriminator, dims, **m.discriminator_args) for _ in range(2)]
-        self.gen = GeneratorPair(*gens)
-        self.disc = DiscriminatorPair(*discs)
+        o, L = cfg.optim, cfg.loss
+        self.gen, self.disc = self.build(cfg.model)
+        dims = cfg.model.spatial_dims
         for net in (self.gen, self.disc):
             init_weights(net)
             net.to(device)
@@ -80,13 +85,10 @@ class CycleGAN:
         decay_start = o.decay_start if o.decay_start is not None else o.steps // 2
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, linear_decay(o.steps, decay_start))
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, linear_decay(o.steps, decay_start))
-        self.pool_a, self.pool_b = ImagePool(o.pool_size), ImagePool(o.pool_size)
-        L = cfg.loss
+        self.pools = {"pool_a": ImagePool(o.pool_size), "pool_b": ImagePool(o.pool_size)}
         self.adv = AdversarialLoss(L.adversarial, L.label_smoothing, L.label_noise)
         self.d_steps = o.n_critic if L.adversarial == "wgan-gp" else o.d_steps
         if self.d_steps < 1:
-            from medgan.errors import ConfigError
-
             raise ConfigError("optim.d_steps and optim.n_critic must be at least 1")
         #: logits above this count as "real" when measuring discriminator accuracy
         self.real_threshold = 0.5 if L.adversarial == "lsgan" else 0.0
@@ -105,6 +107,17 @@ class CycleGAN:
             self.disc_fwd = torch.compile(self.disc_fwd)
         self.step = 0
 
+    def build(self, m) -> tuple[nn.Module, nn.Module]:
+        raise NotImplementedError
+
+    @property
+    def pool_a(self) -> ImagePool:
+        return self.pools["pool_a"]
+
+    @property
+    def pool_b(self) -> ImagePool:
+        return self.pools["pool_b"]
+
     def _autocast(self):
         if self.amp_dtype is None:
             return autocast(self.device, False)
@@ -119,10 +132,64 @@ class CycleGAN:
     def _noisy(self, x: torch.Tensor, std: float) -> torch.Tensor:
         return x + std * torch.randn_like(x) if std > 0 else x
 
+    def _instance_noise(self) -> float:
+        L = self.cfg.loss
+        return instance_noise_std(self.step, L.instance_noise, L.instance_noise_steps or self.cfg.optim.steps)
+
+    def _d_accuracy(self, preds) -> float:
+        """Mean accuracy of the discriminators on (logits, n_real) pairs: real above the threshold, fake below."""
+        t = self.real_threshold
+        with torch.no_grad():
+            acc = [0.5 * ((p[:n].float() > t).float().mean() + (p[n:].float() <= t).float().mean()) for p, n in preds]
+        return sum(acc) / len(acc)
+
+    def _finish_step(self, logs: dict) -> dict[str, float]:
+        self.sched_g.step()
+        self.sched_d.step()
+        self.step += 1
+        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "gen": self.gen.state_dict(),
+            "disc": self.disc.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+            **{k: p.state_dict() for k, p in self.pools.items()},
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.gen.load_state_dict(state["gen"])
+        self.disc.load_state_dict(state["disc"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        for k, p in self.pools.items():
+            if k in state:
+                p.load_state_dict(state[k], self.device)
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+
+class CycleGAN(GANModel):
+    """Unpaired A <-> B: two generators, two PatchGANs, adversarial + cycle + identity (+ structure)."""
+
+    def build(self, m):
+        gens = [build_generator(m.generator, m.spatial_dims, **m.generator_args) for _ in range(2)]
+        discs = [build_discriminator(m.discriminator, m.spatial_dims, **m.discriminator_args) for _ in range(2)]
+        return GeneratorPair(*gens), DiscriminatorPair(*discs)
+
     def train_step(self, batch: dict) -> dict[str, float]:
         L = self.cfg.loss
         real_a, real_b = self._prep(batch["A"]), self._prep(batch["B"])
-        sigma = instance_noise_std(self.step, L.instance_noise, L.instance_noise_steps or self.cfg.optim.steps)
+        sigma = self._instance_noise()
         # ---- generators: D parameters frozen, D used through the plain module (no DDP sync) ----
         self.disc.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
@@ -166,44 +233,10 @@ class CycleGAN:
             self.scaler.scale(loss_d).backward()
             self.scaler.step(self.opt_d)
             self.scaler.update()
+        logs["d_acc"] = self._d_accuracy([(pred_a, n_a), (pred_b, n_b)])
         with torch.no_grad():
-            t = self.real_threshold
-            acc = [0.5 * ((p[:n] > t).float().mean() + (p[n:] <= t).float().mean())
-                   for p, n in ((pred_a.float(), n_a), (pred_b.float(), n_b))]
-            logs["d_acc"] = 0.5 * (acc[0] + acc[1])
             if real_a.shape[0] > 1:
                 spread_in = real_a.float().std(0).mean()
                 logs["var_ratio"] = out["fake_b"].detach().float().std(0).mean() / spread_in.clamp_min(1e-6)
-        self.sched_g.step()
-        self.sched_d.step()
-        self.step += 1
         logs.update({"g_total": loss_g, "d_a": loss_d_a, "d_b": loss_d_b})
-        return {k: float(v.detach()) for k, v in logs.items()}
-
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict:
-        return {
-            "step": self.step,
-            "gen": self.gen.state_dict(),
-            "disc": self.disc.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "sched_g": self.sched_g.state_dict(),
-            "sched_d": self.sched_d.state_dict(),
-            "pool_a": self.pool_a.state_dict(),
-            "pool_b": self.pool_b.state_dict(),
-            "scaler": self.scaler.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
-        self.gen.load_state_dict(state["gen"])
-        self.disc.load_state_dict(state["disc"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        self.sched_d.load_state_dict(state["sched_d"])
-        self.pool_a.load_state_dict(state["pool_a"], self.device)
-        self.pool_b.load_state_dict(state["pool_b"], self.device)
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        return self._finish_step(logs)

@@ -22,7 +22,7 @@ from medgan.data.body_mask import body_mask
 from medgan.data.hu import get_preset
 from medgan.data.unpaired import PatchSpec, UnpairedLoader, list_volumes
 from medgan.engine import checkpoint as ckpt
-from medgan.engine.cyclegan import CycleGAN
+from medgan.engine.pix2pix import build_model
 from medgan.engine.device import resolve_device
 from medgan.engine.distributed import barrier, init_distributed, shutdown
 from medgan.errors import ConfigError, InputError
@@ -33,7 +33,7 @@ from medgan.data.resample import check_spacing, needs_resampling, resample_to_sp
 from medgan.io import read_volume
 from medgan.utils.progress import bar
 
-LOSS_KEYS = ["g_total", "g_adv", "cycle", "identity", "structure", "d_a", "d_b", "d_acc", "var_ratio"]
+LOSS_KEYS = ["g_total", "g_adv", "cycle", "identity", "structure", "l1", "d_a", "d_b", "d_acc", "var_ratio"]
 
 
 def derive_seed(seed: int, step: int, rank: int) -> int:
@@ -68,7 +68,7 @@ class Trainer:
         self.device = resolve_device(cfg.train.device, self.dist.local_rank, quiet=quiet or not self.dist.is_main)
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         ckpt.seed_everything(cfg.train.seed)  # same seed, same initial weights on every rank
-        self.model = CycleGAN(cfg, self.device, distributed=self.dist.enabled)
+        self.model = build_model(cfg, self.device, distributed=self.dist.enabled)
         self.alarms = TrainingAlarms(cfg.train.alarm_patience) if cfg.train.alarms else None
         if resume:
             self._resume()
@@ -107,8 +107,15 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _new_stream(self, step: int):
         ckpt.seed_everything(derive_seed(self.cfg.train.seed, step, self.dist.rank))
-        loader = UnpairedLoader(self.paths_a, self.paths_b, self.preset, self.spec, self.cfg.optim.batch_size,
-                                rank=self.dist.rank, world_size=self.dist.world_size, seed=self.cfg.train.seed)
+        if self.cfg.model.mode == "paired":
+            from medgan.data.paired import PairedLoader, match_pairs
+
+            loader = PairedLoader(match_pairs(self.cfg.data.train_a, self.cfg.data.train_b), self.preset, self.spec,
+                                  self.cfg.optim.batch_size, rank=self.dist.rank, world_size=self.dist.world_size,
+                                  seed=self.cfg.train.seed)
+        else:
+            loader = UnpairedLoader(self.paths_a, self.paths_b, self.preset, self.spec, self.cfg.optim.batch_size,
+                                    rank=self.dist.rank, world_size=self.dist.world_size, seed=self.cfg.train.seed)
         loader.epoch = step
         return iter(loader)
 
@@ -140,7 +147,8 @@ class Trainer:
                 pbar.update(1)
                 if step % cfg.train.log_every == 0 or step == end:
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    pbar.set_postfix({k: f"{logs[k]:.3f}" for k in ("g_adv", "cycle", "d_a", "d_b")} | {"img/s": f"{rate:.1f}"})
+                    pbar.set_postfix({k: f"{logs[k]:.3f}" for k in ("g_adv", "cycle", "l1", "d_a", "d_b") if k in logs}
+                                     | {"img/s": f"{rate:.1f}"})
                     if self.dist.is_main:
                         self._log(step, logs)
                 if cfg.train.val_every and step % cfg.train.val_every == 0 and self.val_pairs and self.dist.is_main:

@@ -19,7 +19,7 @@ STARTER_MODEL = Path(__file__).resolve().parents[1] / "models" / "cbct2ct_starte
 @dataclasses.dataclass
 class TranslationModel:
     g_ab: torch.nn.Module
-    g_ba: torch.nn.Module
+    g_ba: torch.nn.Module | None
     config: ExperimentConfig
     preset: HUPreset
     source: Path
@@ -31,7 +31,8 @@ class TranslationModel:
 
     def to(self, device: torch.device) -> "TranslationModel":
         self.g_ab.to(device).eval()
-        self.g_ba.to(device).eval()
+        if self.g_ba is not None:
+            self.g_ba.to(device).eval()
         return self
 
 
@@ -40,9 +41,11 @@ def _build(config: dict, preset: dict, gen_state: dict, source: Path, step=None)
         cfg = config_from_dict(config)
         m = cfg.model
         g_ab = build_generator(m.generator, m.spatial_dims, **m.generator_args)
-        g_ba = build_generator(m.generator, m.spatial_dims, **m.generator_args)
         g_ab.load_state_dict({k[5:]: v for k, v in gen_state.items() if k.startswith("g_ab.")})
-        g_ba.load_state_dict({k[5:]: v for k, v in gen_state.items() if k.startswith("g_ba.")})
+        g_ba = None                      # paired (pix2pix) models have no B -> A generator
+        if m.mode != "paired":
+            g_ba = build_generator(m.generator, m.spatial_dims, **m.generator_args)
+            g_ba.load_state_dict({k[5:]: v for k, v in gen_state.items() if k.startswith("g_ba.")})
     except (MedganError, RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(f"{source}: the weights do not match the stored architecture "
                          f"({str(exc).splitlines()[0][:160]})") from None

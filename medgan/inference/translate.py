@@ -12,6 +12,7 @@ from scipy import ndimage
 
 from medgan.data.resample import needs_resampling, resample_like, resample_to_spacing
 from medgan.engine.device import resolve_device
+from medgan.errors import ModelError
 from medgan.inference.engine import run_generator
 from medgan.inference.model import TranslationModel, load_model
 from medgan.io import Volume, read_volume
@@ -42,6 +43,9 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
         volume = read_volume(volume, series_uid=series_uid)
     if not isinstance(model, TranslationModel):
         model = load_model(model)
+    if qa_map and model.g_ba is None:
+        raise ModelError(f"{model.source} is a paired (pix2pix) model: it has no B->A generator, so there is "
+                         "no cycle-consistency QA map; drop --qa-map")
     device = resolve_device(opts.device, quiet=opts.quiet)
     model.to(device)
     patch = opts.patch_size or (model.config.data.patch_size if model.spatial_dims == 3 else None)

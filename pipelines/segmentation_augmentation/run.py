@@ -41,12 +41,16 @@ def train_cyclegan(work: Path, prepared: dict, train: list[str], size: study.Stu
     from medgan.io import write_volume
 
     data = work / "cyclegan_data"
-    for i, name in enumerate(train):
-        a, b = data / "A" / f"{name}.nii.gz", data / "B" / f"{name}.nii.gz"
-        if i % 2 == 0 and not a.exists():
-            write_volume(prepared[name]["contrast"], a, dtype="int16")
-        if i % 2 == 1 and not b.exists():
-            write_volume(prepared[name]["native"], b, dtype="int16")
+    # contrast-only patients go to A; the others alternate, so no patient is in both domains
+    with_native = [n for n in train if prepared[n]["native"] is not None]
+    domain_b = set(with_native[1::2])
+    for name in train:
+        if name in domain_b:
+            dst, vol = data / "B" / f"{name}.nii.gz", prepared[name]["native"]
+        else:
+            dst, vol = data / "A" / f"{name}.nii.gz", prepared[name]["contrast"]
+        if not dst.exists():
+            write_volume(vol, dst, dtype="int16")
     cfg = load_config(REPO / "configs" / "contrast2noncontrast_2d.yaml", [
         f"data.train_a={data / 'A'}", f"data.train_b={data / 'B'}", f"optim.steps={size.cyclegan_steps}",
         f"optim.decay_start={size.cyclegan_steps // 2}", f"data.spacing=[{size.spacing},{size.spacing}]",
@@ -83,7 +87,8 @@ def main(argv=None) -> int:
     cohort = study.load_user_cohort(args.data) if args.data else \
         study.default_cohort(size, shared if shared.is_dir() else None)
     prepared = {pt.name: study.prepare_patient(pt, size, seed=i) for i, pt in enumerate(cohort)}
-    train, test = study.split(sorted(prepared), size.test_fraction)
+    train, test = study.split(sorted(prepared), size.test_fraction,
+                              has_native=lambda n: prepared[n]["native"] is not None)
     print(f"patients: train {train} | test {test}")
     arms = [a for a in args.arms.split(",") if a in study.ARMS]
 
@@ -100,9 +105,9 @@ def main(argv=None) -> int:
             prepared[n]["synthetic"] = translate(prepared[n]["contrast"], model, TranslateOptions(quiet=True))
         syn_x, syn_y = slices("synthetic")
         sets["c"] = (np.concatenate([contrast_x, syn_x]), np.concatenate([contrast_y, syn_y]), False)
-        shown = prepared[train[0]]
         from medgan.utils.figures import comparison_figure
 
+        shown = next(prepared[n] for n in train if prepared[n]["native"] is not None)
         comparison_figure(work / "synthetic_noncontrast_example.png", shown["contrast"].array,
                           shown["synthetic"].array, shown["native"].array,
                           titles=("contrast CT (simulated)", "medgan synthetic non-contrast", "true non-contrast"),

@@ -62,7 +62,7 @@ SIZES = {
 @dataclasses.dataclass
 class Patient:
     name: str
-    native: "object"                     #: medgan Volume, non-contrast CT (HU)
+    native: "object | None"              #: medgan Volume, non-contrast CT (HU); None: training-only patient
     labels: "object"                     #: medgan Volume, TotalSegmentator label values
     contrast: "object | None" = None     #: contrast-enhanced CT; simulated from the labels when absent
 
@@ -94,10 +94,14 @@ def default_cohort(size: StudySize, shared: Path | None) -> list[Patient]:
     patients = []
     if size.use_real and shared is not None:
         ts = shared / "totalsegmentator"
-        for name, ct, seg in (("ts_example_ct_sm", "example_ct_sm.nii.gz", "example_seg.nii.gz"),
-                              ("ts_example_ct_dicom", "example_ct_dicom", "example_seg_dicom.nii.gz")):
-            if (ts / ct).exists() and (ts / seg).exists():
-                patients.append(Patient(name, read_volume(ts / ct), read_volume(ts / seg)))
+        if (ts / "example_ct_sm.nii.gz").exists() and (ts / "example_seg.nii.gz").exists():
+            # native phase (aorta ~40 HU): a non-contrast patient, contrast simulated for training
+            patients.append(Patient("ts_example_ct_sm", read_volume(ts / "example_ct_sm.nii.gz"),
+                                    read_volume(ts / "example_seg.nii.gz")))
+        if (ts / "example_ct_dicom").exists() and (ts / "example_seg_dicom.nii.gz").exists():
+            # already contrast-enhanced (aorta ~170 HU, liver ~90 HU): a real contrast CT, training only
+            patients.append(Patient("ts_example_ct_dicom", None, read_volume(ts / "example_seg_dicom.nii.gz"),
+                                    contrast=read_volume(ts / "example_ct_dicom")))
     for i in range(size.phantoms):
         ct, lab = make_phantom(2000 + i, shape=size.phantom_shape,
                                spacing_zyx=(4.0, 384.0 / size.phantom_shape[1], 384.0 / size.phantom_shape[2]))
@@ -115,26 +119,39 @@ def organ_map(labels: np.ndarray) -> np.ndarray:
 
 def prepare_patient(p: Patient, size: StudySize, seed: int) -> dict:
     """Resample to the study spacing, simulate contrast when none is given; arrays [z, y, x]."""
-    from medgan.data.resample import resample_to_spacing
+    from medgan.data.resample import resample_like, resample_to_spacing
     from medgan.simulation.contrast import simulate_contrast
 
-    if p.native.grid_difference(p.labels) is not None:
-        raise SystemExit(f"segmentation study: {p.name}: labels are not on the CT's grid "
-                         f"({p.native.grid_difference(p.labels)})")
+    labels = p.labels
+    ref = p.native if p.native is not None else p.contrast
+    if ref is None:
+        raise SystemExit(f"segmentation study: {p.name}: neither a non-contrast nor a contrast CT")
+    if ref.grid_difference(labels) is not None:
+        # e.g. a NIfTI segmentation of a DICOM series stored with the rows flipped: same voxels, other
+        # index order.  Map it onto the CT's grid physically (nearest neighbour), refuse if it does not overlap.
+        labels = resample_like(labels, ref, labels=True)
+        if not labels.array.any():
+            raise SystemExit(f"segmentation study: {p.name}: the label map does not overlap the CT")
     contrast = p.contrast
+    if contrast is not None and contrast.grid_difference(ref) is not None:
+        contrast = resample_like(contrast, ref)
     if contrast is None:
-        contrast, _ = simulate_contrast(p.native, p.labels, phase="portal-venous", seed=seed)
+        contrast, _ = simulate_contrast(p.native, labels, phase="portal-venous", seed=seed)
     sp = [size.spacing, size.spacing]
-    native = resample_to_spacing(p.native, sp)
+    native = resample_to_spacing(p.native, sp) if p.native is not None else None
     return {"name": p.name, "native": native, "contrast": resample_to_spacing(contrast, sp),
-            "labels": organ_map(resample_to_spacing(p.labels, sp, labels=True).array)}
+            "labels": organ_map(resample_to_spacing(labels, sp, labels=True).array)}
 
 
-def split(names: list[str], test_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Patient-level train/test split; a real CT is in the test set whenever there is one."""
+def split(names: list[str], test_fraction: float, seed: int = 0, has_native=None) -> tuple[list[str], list[str]]:
+    """Patient-level train/test split; a real CT is in the test set whenever there is one.
+
+    Only patients with a non-contrast CT (``has_native``, default all) can be test patients.
+    """
     rng = np.random.default_rng(seed)
-    real = [n for n in names if not n.startswith("phantom")]
-    order = [names[i] for i in rng.permutation(len(names))]
+    eligible = [n for n in names if has_native is None or has_native(n)]
+    real = [n for n in eligible if not n.startswith("phantom")]
+    order = [eligible[i] for i in rng.permutation(len(eligible))]
     n_test = max(1, round(test_fraction * len(names)))
     test = ([real[0]] if real else []) + [n for n in order if n not in real[:1]]
     test = sorted(test[:n_test])
