@@ -132,17 +132,30 @@ def test_objectives_and_stabilisers_train(tmp_path, phantom_folders, overrides):
     assert 0.0 <= logs["d_acc"] <= 1.0 and logs["var_ratio"] > 0
 
 
-def test_healthy_short_run_raises_no_alarm(tmp_path, phantom_folders):
+def test_healthy_short_run_raises_no_alarm_and_logs_tensorboard(tmp_path, phantom_folders):
     from medgan.config import load_config
     from medgan.engine.trainer import Trainer
     from tests.conftest import REPO
 
     a, b = phantom_folders
     cfg = load_config(REPO / "configs" / "tiny_cpu.yaml", [f"data.train_a={a}", f"data.train_b={b}", "optim.steps=12",
-                                                           "train.val_every=0", "train.alarm_patience=4"])
+                                                           "train.val_every=0", "train.alarm_patience=4",
+                                                           "train.tensorboard=true", "train.log_every=3"])
     trainer = Trainer(cfg, tmp_path / "run", quiet=True)
     trainer.fit()
+    trainer.close()
     assert trainer.alarms.fired == [] and not (tmp_path / "run" / "alarms.log").exists()
+    # the TensorBoard scalars are written and match the CSV log
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    cycle = events.Scalars("train/cycle")
+    assert [e.step for e in cycle] == [3, 6, 9, 12]
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert [float(r["cycle"]) for r in rows] == pytest.approx([e.value for e in cycle], rel=1e-4)
 
 
 def test_paired_mode_trains_then_translate_and_evaluate_use_it(tmp_path, run_cli):

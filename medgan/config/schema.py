@@ -72,6 +72,7 @@ class TrainConfig:
     val_every: int = 1000
     log_every: int = 50
     max_val_slices: int = 64
+    tensorboard: bool = False               #: also write scalars to RUN_DIR/tensorboard (pip install tensorboard)
     alarms: bool = True                     #: D collapse / G divergence / mode collapse warnings
     alarm_patience: int = 50                #: steps a condition must hold before it fires
 

@@ -70,6 +70,7 @@ class Trainer:
         ckpt.seed_everything(cfg.train.seed)  # same seed, same initial weights on every rank
         self.model = build_model(cfg, self.device, distributed=self.dist.enabled)
         self.alarms = TrainingAlarms(cfg.train.alarm_patience) if cfg.train.alarms else None
+        self.tb = None
         if resume:
             self._resume()
         elif self.ckpt_path.exists():
@@ -78,6 +79,14 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        if cfg.train.tensorboard and self.dist.is_main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError("train.tensorboard needs the tensorboard package: pip install 'medgan[tensorboard]'"
+                                  ) from None
+            # purge_step drops events a killed run wrote after its last checkpoint, like the CSV logs
+            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.model.step + 1 if resume else None)
 
     # ------------------------------------------------------------------ resume
     def _resume(self) -> None:
@@ -168,6 +177,12 @@ class Trainer:
                 w.writerow(["step", *LOSS_KEYS, "lr_g"])
             w.writerow([step, *(f"{logs[k]:.6g}" if k in logs else "" for k in LOSS_KEYS),
                         f"{self.model.opt_g.param_groups[0]['lr']:.6g}"])
+        if self.tb is not None:
+            for k in LOSS_KEYS:
+                if k in logs:
+                    self.tb.add_scalar(f"train/{k}", logs[k], step)
+            self.tb.add_scalar("train/lr_g", self.model.opt_g.param_groups[0]["lr"], step)
+            self.tb.flush()
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
@@ -202,6 +217,11 @@ class Trainer:
             if new:
                 w.writeheader()
             w.writerows(results)
+        if self.tb is not None:
+            self.tb.add_scalar("val/mae_input", np.mean([r["mae_input"] for r in results]), step)
+            self.tb.add_scalar("val/mae", np.mean([r["mae"] for r in results]), step)
+            self.tb.add_scalar("val/ssim", np.mean([r["ssim"] for r in results]), step)
+            self.tb.flush()
         if not self.quiet:
             m_in = np.mean([r["mae_input"] for r in results])
             m_out = np.mean([r["mae"] for r in results])
@@ -221,6 +241,8 @@ class Trainer:
         barrier(self.dist)
 
     def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
         shutdown(self.dist)
 
 
