@@ -159,3 +159,55 @@ def test_evaluate_cli_single_case_errors(tmp_path, run_cli):
                              "--train-mae", "5")
     assert code == 0, err
     assert "inf" in out and ".632 estimate of the prediction MAE: 1.8 HU" in out
+
+
+def test_fid_and_kid_by_hand():
+    from medgan.evaluation.distribution import frechet_distance, kernel_inception_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (4000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # two Gaussians N(0, I) and N(m, 4I): FID = |m|^2 + Tr(I + 4I - 2*2I) = |m|^2 + 3
+    b = rng.normal(0, 1, (4000, 3)) * 2 + np.array([1.0, 2.0, 0.0])
+    assert frechet_distance(a, b) == pytest.approx(5.0 + 3.0, rel=0.05)
+    kid_same, _ = kernel_inception_distance(a[:1000], a[1000:2000], subsets=20, subset_size=500)
+    kid_diff, _ = kernel_inception_distance(a, b, subsets=20, subset_size=500)
+    assert abs(kid_same) < 0.1 and kid_diff > 50.0
+
+
+def test_fid_needs_user_weights_and_never_unpickles(tmp_path, run_cli):
+    import pickle
+
+    import torch
+
+    from medgan.evaluation import distribution as dist
+
+    write_volume(_vol(_body()), tmp_path / "t.nii.gz")
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz", "--fid")
+    assert code == 1 and "never downloads" in err and "--fid-weights" in err
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"w": Evil()}))
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz",
+                             "--fid-weights", tmp_path / "evil.pth")
+    assert code == 1 and "not a plain weights file" in err and "pwned" not in out
+
+    @dist.register_feature_extractor("test-mean-pool")
+    def _tiny(state):
+        net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten())
+        return net, 32
+
+    torch.save({"dummy": torch.zeros(1)}, tmp_path / "w.pth")
+    pred = _body()
+    pred[:, 6:18, 6:18] += 60.0
+    write_volume(_vol(pred), tmp_path / "p.nii.gz")
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "p.nii.gz", "--target", tmp_path / "t.nii.gz",
+                             "--fid-weights", tmp_path / "w.pth", "--fid-features", "test-mean-pool",
+                             "-o", tmp_path / "rep", "--no-figures")
+    assert code == 0, err
+    assert "FID" in out and "KID" in out
+    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert doc["distribution"]["slices"] == [6, 6] and doc["distribution"]["fid"] > 0

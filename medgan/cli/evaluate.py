@@ -5,6 +5,8 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from medgan.errors import InputError
 
 
@@ -19,6 +21,10 @@ def add_parser(sub) -> None:
     p.add_argument("--input-label", default="input", help="name of the baseline in tables (e.g. CBCT)")
     p.add_argument("--train-mae", type=float, metavar="HU",
                    help="MAE of the model on its own training cases: also print Efron's .632 estimate")
+    p.add_argument("--fid", action="store_true", help="also FID/KID between predicted and target slices "
+                   "(needs --fid-weights: nothing is downloaded)")
+    p.add_argument("--fid-weights", metavar="PATH", help="feature-extractor weights (.pth state dict or .safetensors)")
+    p.add_argument("--fid-features", default="inception-v3", help="registered feature extractor (default: inception-v3)")
     p.add_argument("--no-figures", action="store_true", help="tables only, no PNG report")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -62,6 +68,12 @@ def run(args) -> int:
             raise InputError(f"{what} {p} does not exist")
     out_dir = Path(args.output) if args.output else None
     figures = out_dir is not None and not args.no_figures
+    fid = None
+    if args.fid or args.fid_weights:
+        from medgan.evaluation import distribution as dist
+
+        extractor, side = dist.load_feature_extractor(args.fid_weights, args.fid_features)
+        fid = {"pred": [], "target": []}
 
     def relabel(res):
         res.rows = {(args.pred_label if k == "prediction" else args.input_label if k == "input" else k): v
@@ -70,6 +82,9 @@ def run(args) -> int:
                        for k, v in res.volumes.items()}
         if figures:
             case_report(out_dir / f"{res.case}.png", res)
+        if fid is not None:
+            for key, vol in (("pred", res.volumes[args.pred_label]), ("target", res.volumes["target"])):
+                fid[key].append(dist.features(extractor, dist.slices_to_images(vol.array, side, max_slices=64)))
 
     from medgan.data.unpaired import list_volumes
     from medgan.io.dicom import is_dicom_file
@@ -87,10 +102,20 @@ def run(args) -> int:
             pred, target, Path(args.mask) if args.mask else None, Path(args.input) if args.input else None,
             on_case=relabel, progress=lambda it: bar(it, desc="evaluate", quiet=args.quiet, unit="case"))
     summary = summary_table(results)
+    extra = {}
+    if fid is not None and fid["pred"]:
+        fa, fb = np.concatenate(fid["pred"]), np.concatenate(fid["target"])
+        kid, kid_std = dist.kernel_inception_distance(fa, fb)
+        extra["distribution"] = {"extractor": args.fid_features, "slices": [len(fa), len(fb)],
+                                 "fid": dist.frechet_distance(fa, fb), "kid": kid, "kid_std": kid_std}
     if out_dir is not None:
-        csv_path, _ = write_tables(out_dir, results, summary, failures)
+        csv_path, _ = write_tables(out_dir, results, summary, failures, extra)
     if results:
         print_summary(summary, len(results), args.pred_label, args.input_label, args.train_mae)
+    if "distribution" in extra:
+        d = extra["distribution"]
+        print(f"{args.pred_label} vs target slices ({d['extractor']}, {d['slices'][0]} vs {d['slices'][1]} slices): "
+              f"FID {d['fid']:.2f}, KID {d['kid']:.4f} ± {d['kid_std']:.4f}")
     for case, err in failures:
         print(f"{case}: FAILED: {err}", file=sys.stderr)
     if out_dir is not None:

@@ -98,7 +98,8 @@ def _num(v: float):
     return None if v is None or not math.isfinite(v) else round(float(v), 4)
 
 
-def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, failures=()) -> tuple[Path, Path]:
+def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, failures=(),
+                 extra: dict | None = None) -> tuple[Path, Path]:
     """``metrics.csv`` (one row per case and image) and ``metrics.json`` (cases, summary, failures)."""
     out_dir = Path(out_dir)
     buf = io.StringIO()
@@ -115,6 +116,8 @@ def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, failur
            "summary": {lab: {k: {s: _num(x) if s != "n" else x for s, x in st.items()} for k, st in ms.items()}
                        for lab, ms in summary.items()},
            "failed": [{"case": c, "error": e} for c, e in failures],
+           **{k: ({kk: _num(vv) if isinstance(vv, float) else vv for kk, vv in v.items()} if isinstance(v, dict) else v)
+              for k, v in (extra or {}).items()},
            "definitions": "docs/metrics.md (SynthRAD2023: HU clipped to [-1024, 3000], data_range 4024)"}
     _atomic_text(json_path, json.dumps(doc, indent=2, allow_nan=False))
     return csv_path, json_path

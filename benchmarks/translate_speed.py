@@ -1,0 +1,85 @@
+"""Wall time of ``medgan translate`` on a file, reading and writing included.
+
+    .venv/bin/python benchmarks/translate_speed.py                       # CPU goal: 256x256x100, compact 2D
+    .venv/bin/python benchmarks/translate_speed.py --gpu                 # H100 goal: 512x512x200, ResNet-9
+
+The compact model is the shipped starter model (configs/cbct2ct_cpu.yaml) when it is
+installed, otherwise a randomly initialised one of the same architecture: speed does not
+depend on the weights.  The ResNet-9 is configs/cbct2ct_2d.yaml (64 channels, 9 blocks).
+The volume is a phantom at the model's spacing (no resampling), written as NIfTI.
+Prints one markdown table row for docs/performance.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def model_file(config: Path, tmp: Path) -> Path:
+    from medgan.config import config_to_dict, load_config
+    from medgan.data.hu import get_preset
+    from medgan.engine.checkpoint import export_model
+    from medgan.engine.cyclegan import CycleGAN
+
+    cfg = load_config(config, ["train.device=cpu"])
+    model = CycleGAN(cfg, torch.device("cpu"))
+    return export_model(tmp / "model.safetensors", model.gen.state_dict(), config_to_dict(cfg),
+                        get_preset(cfg.data.hu_preset).to_dict(), {"step": 0})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gpu", action="store_true", help="the H100 goal: 512x512x200 with ResNet-9 on cuda")
+    ap.add_argument("--size", type=int, nargs=3, metavar=("X", "Y", "Z"))
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    from medgan.inference.model import STARTER_MODEL, load_model
+    from medgan.inference.translate import TranslateOptions, translate
+    from medgan.io import Volume, read_volume, write_volume
+    from medgan.simulation.phantom import make_phantom
+
+    size = args.size or ((512, 512, 200) if args.gpu else (256, 256, 100))
+    device = "cuda" if args.gpu else "cpu"
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        if args.gpu:
+            path, label = model_file(REPO / "configs" / "cbct2ct_2d.yaml", tmp), "ResNet-9 (64 ch), 2D"
+        elif STARTER_MODEL.exists():
+            path, label = STARTER_MODEL, "starter (compact 2D, 16 ch, 6 blocks)"
+        else:
+            path, label = model_file(REPO / "configs" / "cbct2ct_cpu.yaml", tmp), "compact 2D (16 ch, 6 blocks)"
+        model = load_model(path)
+        spacing = model.config.data.spacing or [1.0, 1.0]
+        ct, _ = make_phantom(0, shape=(size[2], size[1], size[0]), spacing_zyx=(2.5, spacing[1], spacing[0]))
+        src = write_volume(ct, tmp / "in.nii.gz")
+        opts = TranslateOptions(device=device, quiet=True, batch_size=32 if args.gpu else 16)
+        times = []
+        for i in range(args.repeats + 1):           # the first run warms up (cuDNN autotune, allocations)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            sct = translate(read_volume(src), model, opts)
+            write_volume(sct, tmp / "out.nii.gz", dtype="int16")
+            times.append(time.perf_counter() - t0)
+        best = min(times[1:])
+        hw = torch.cuda.get_device_name() if device == "cuda" else \
+            f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        print("| volume | model | device | wall time (s), read + translate + write | date |")
+        print("| --- | --- | --- | --- | --- |")
+        print(f"| {size[0]}×{size[1]}×{size[2]} | {label} | {hw} | {best:.1f} (median {np.median(times[1:]):.1f}, "
+              f"first {times[0]:.1f}) | {datetime.date.today()} |")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count()))
+    main()
