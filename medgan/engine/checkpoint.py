@@ -118,6 +118,7 @@ def export_model(path: Path, gen_state: dict, config: dict, hu_preset: dict, ext
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.safetensors")
     try:
         save_file(tensors, str(tmp), metadata={"medgan": json.dumps(meta)})
+        os.chmod(tmp, 0o644)      # safetensors creates 0600 files; a model is meant to be shared
         os.replace(tmp, path)
     finally:
         if tmp.exists():
