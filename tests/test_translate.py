@@ -188,3 +188,22 @@ def test_real_catphan_cbct_to_dicom(shared_data, tmp_path, identity_model, run_c
     src, out = read_volume(zip_path), read_volume(tmp_path / "sct")
     assert out.size == (512, 512, 64) and out.same_grid(src, atol=1e-4)
     assert np.abs(out.array.astype(int) - np.clip(src.array, -1024, 3071)).max() <= 1
+
+
+def test_shipped_starter_model_is_used_without_m(tmp_path, run_cli):
+    from medgan.inference.model import STARTER_MODEL
+    from medgan.simulation.phantom import make_phantom
+
+    assert STARTER_MODEL.stat().st_size <= 10 * 2 ** 20                 # <= 10 MB, as shipped in the repository
+    model = load_model(None)
+    assert model.source == STARTER_MODEL and model.config.data.spacing == [2.0, 2.0]
+    ct, _ = make_phantom(7, shape=(4, 64, 64), spacing_zyx=(4.0, 3.0, 3.0))
+    src = write_volume(ct, tmp_path / "cbct.mha")
+    code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "sct.mha", "-q")
+    assert code == 0, err
+    out = read_volume(tmp_path / "sct.mha")
+    assert out.same_grid(read_volume(src), atol=1e-6)
+    body = ct.array > -500
+    # a CT-like result: soft tissue stays soft tissue, air stays air
+    assert abs(np.median(out.array[body]) - np.median(ct.array[body])) < 150
+    assert np.median(out.array[~body]) < -800
