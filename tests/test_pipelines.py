@@ -72,3 +72,23 @@ def test_organ_map_merges_kidneys_and_drops_other_labels():
     study = _load("pipelines/segmentation_augmentation/study.py", "study")
     lab = np.array([[[0, 1, 2, 3, 5, 52, 29]]])
     assert study.organ_map(lab).tolist() == [[[0, 1, 2, 2, 3, 4, 0]]]
+
+
+def test_cbct2ct_k_fold_holds_out_every_patient_once(tmp_path, capsys):
+    cbct2ct = _load("pipelines/cbct2ct/run.py", "cbct2ct_run")
+    cts = tmp_path / "cts"
+    for i in range(3):
+        ct, _ = make_phantom(70 + i, shape=(4, 40, 40), spacing_zyx=(5.0, 8.0, 8.0))
+        write_volume(ct, cts / f"p{i}.nii.gz")
+    work = tmp_path / "cv"
+    assert cbct2ct.main(["--ct-dir", str(cts), "-w", str(work), "-c", str(REPO / "configs" / "tiny_cpu.yaml"),
+                         "--folds", "3", "--set", "optim.steps=2", "--set", "train.checkpoint_every=2",
+                         "--set", "train.val_every=0", "--set", "data.patch_size=[32,32]", "-q"]) == 0
+    held_out = []
+    for k in range(3):
+        split = json.loads((work / f"fold{k}" / "data" / "split.json").read_text())["split"]
+        assert not set(split["train"]) & set(split["test"])
+        held_out += split["test"]
+    assert sorted(held_out) == ["p0", "p1", "p2"]
+    assert len(list((work / "simulated").glob("*_cbct_*.nii.gz"))) == 3         # each CT simulated once
+    assert "3-fold cross-validation over 3 held-out patients" in capsys.readouterr().out
