@@ -132,6 +132,13 @@ class GANModel:
     def _noisy(self, x: torch.Tensor, std: float) -> torch.Tensor:
         return x + std * torch.randn_like(x) if std > 0 else x
 
+    def _begin_generator_step(self, batch: dict):
+        """Device-ready (real_a, real_b) and this step's instance-noise std; D frozen, G gradients cleared."""
+        real_a, real_b = self._prep(batch["A"]), self._prep(batch["B"])
+        self.disc.requires_grad_(False)       # D used through the plain module here (no DDP sync)
+        self.opt_g.zero_grad(set_to_none=True)
+        return real_a, real_b, self._instance_noise()
+
     def _instance_noise(self) -> float:
         L = self.cfg.loss
         return instance_noise_std(self.step, L.instance_noise, L.instance_noise_steps or self.cfg.optim.steps)
@@ -188,11 +195,7 @@ class CycleGAN(GANModel):
 
     def train_step(self, batch: dict) -> dict[str, float]:
         L = self.cfg.loss
-        real_a, real_b = self._prep(batch["A"]), self._prep(batch["B"])
-        sigma = self._instance_noise()
-        # ---- generators: D parameters frozen, D used through the plain module (no DDP sync) ----
-        self.disc.requires_grad_(False)
-        self.opt_g.zero_grad(set_to_none=True)
+        real_a, real_b, sigma = self._begin_generator_step(batch)
         with self._autocast():
             out = self.gen_fwd(real_a, real_b, identity=L.lambda_identity > 0)
             pred_fake_a, pred_fake_b = self.disc(self._noisy(out["fake_a"], sigma), self._noisy(out["fake_b"], sigma))

@@ -50,10 +50,7 @@ class Pix2Pix(GANModel):
 
     def train_step(self, batch: dict) -> dict[str, float]:
         L = self.cfg.loss
-        real_a, real_b = self._prep(batch["A"]), self._prep(batch["B"])
-        sigma = self._instance_noise()
-        self.disc.requires_grad_(False)
-        self.opt_g.zero_grad(set_to_none=True)
+        real_a, real_b, sigma = self._begin_generator_step(batch)
         with self._autocast():
             fake_b = self.gen_fwd(real_a)
             loss_gan = self.adv(self.disc(real_a, self._noisy(fake_b, sigma)), True, False)
