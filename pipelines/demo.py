@@ -64,9 +64,7 @@ def main() -> int:
         sct = translate(read_volume(cbct_path), model, TranslateOptions(device="cpu"))
         sct_path = write_volume(sct, OUT / "sct" / f"{name}.nii.gz", dtype="int16", inputs=[cbct_path])
         res = evaluate_case(sct_path, OUT / "data" / "CT" / f"{name}.nii.gz", input=cbct_path, case=name)
-        res.rows = {("sCT" if k == "prediction" else "CBCT"): v for k, v in res.rows.items()}
-        res.volumes = {("sCT" if k == "prediction" else "CBCT" if k == "input" else k): v
-                       for k, v in res.volumes.items()}
+        res.relabel("sCT", "CBCT")
         case_report(OUT / "report" / f"{name}.png", res)
         results.append(res)
         m_in, m_out = res.rows["CBCT"], res.rows["sCT"]

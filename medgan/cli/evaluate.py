@@ -75,11 +75,8 @@ def run(args) -> int:
         extractor, side = dist.load_feature_extractor(args.fid_weights, args.fid_features)
         fid = {"pred": [], "target": []}
 
-    def relabel(res):
-        res.rows = {(args.pred_label if k == "prediction" else args.input_label if k == "input" else k): v
-                    for k, v in res.rows.items()}
-        res.volumes = {(args.pred_label if k == "prediction" else args.input_label if k == "input" else k): v
-                       for k, v in res.volumes.items()}
+    def on_case(res):
+        res.relabel(args.pred_label, args.input_label)
         if figures:
             case_report(out_dir / f"{res.case}.png", res)
         if fid is not None:
@@ -92,7 +89,7 @@ def run(args) -> int:
     batch = pred.is_dir() and not any(is_dicom_file(f) for f in pred.iterdir() if f.is_file())
     if not batch:
         res = evaluate_case(pred, target, args.mask, args.input)
-        relabel(res)
+        on_case(res)
         results, failures = [res], []
     else:
         if not target.is_dir():
@@ -100,7 +97,7 @@ def run(args) -> int:
         list_volumes(pred)
         results, failures = evaluate_folders(
             pred, target, Path(args.mask) if args.mask else None, Path(args.input) if args.input else None,
-            on_case=relabel, progress=lambda it: bar(it, desc="evaluate", quiet=args.quiet, unit="case"))
+            on_case=on_case, progress=lambda it: bar(it, desc="evaluate", quiet=args.quiet, unit="case"))
     summary = summary_table(results)
     extra = {}
     if fid is not None and fid["pred"]:

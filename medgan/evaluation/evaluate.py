@@ -32,6 +32,13 @@ class CaseResult:
     volumes: dict[str, Volume] = dataclasses.field(default_factory=dict, repr=False)
     mask: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
+    def relabel(self, pred_label: str = "prediction", input_label: str = "input") -> "CaseResult":
+        """Rename the "prediction"/"input" rows and volumes (e.g. to "sCT"/"CBCT") for tables and figures."""
+        names = {"prediction": pred_label, "input": input_label}
+        self.rows = {names.get(k, k): v for k, v in self.rows.items()}
+        self.volumes = {names.get(k, k): v for k, v in self.volumes.items()}
+        return self
+
 
 def _same_grid(what: str, vol: Volume, target: Volume) -> None:
     diff = target.grid_difference(vol)

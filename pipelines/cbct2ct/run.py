@@ -176,8 +176,7 @@ def evaluate(work: Path, data: Path, sct: Path, quiet: bool):
     report = work / "report"
 
     def on_case(res):
-        res.rows = {("sCT" if k == "prediction" else "CBCT"): v for k, v in res.rows.items()}
-        res.volumes = {("sCT" if k == "prediction" else "CBCT" if k == "input" else k): v for k, v in res.volumes.items()}
+        res.relabel("sCT", "CBCT")
         case_report(report / f"{res.case}.png", res)
 
     results, failures = evaluate_folders(sct, data / "test" / "CT", input_dir=data / "test" / "CBCT", on_case=on_case)
