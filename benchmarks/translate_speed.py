@@ -45,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
     from medgan.inference.model import STARTER_MODEL, load_model
     from medgan.inference.translate import TranslateOptions, translate
-    from medgan.io import Volume, read_volume, write_volume
+    from medgan.io import read_volume, write_volume
     from medgan.simulation.phantom import make_phantom
 
     size = args.size or ((512, 512, 200) if args.gpu else (256, 256, 100))

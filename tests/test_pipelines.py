@@ -31,17 +31,22 @@ def test_cbct2ct_split_keeps_patients_apart():
         cbct2ct.split_patients(names, test_cases=["nobody"])
 
 
+def _cbct2ct_on_phantoms(folder, work, names, seed, shape, steps, *extra):
+    """Write phantom CTs named ``names`` into ``folder`` (a user's CT folder) and run the CBCT pipeline on it."""
+    cbct2ct = _load("pipelines/cbct2ct/run.py", "cbct2ct_run")
+    for i, name in enumerate(names):
+        ct, _ = make_phantom(seed + i, shape=shape, spacing_zyx=(5.0, 8.0, 8.0))
+        write_volume(ct, folder / f"{name}.nii.gz")
+    return cbct2ct.main(["--ct-dir", str(folder), "-w", str(work), "-c", str(REPO / "configs" / "tiny_cpu.yaml"),
+                         "--set", f"optim.steps={steps}", "--set", f"train.checkpoint_every={steps}",
+                         "--set", "train.val_every=0", "--set", "data.patch_size=[32,32]", "-q", *extra])
+
+
 def test_cbct2ct_pipeline_on_a_users_folder(tmp_path, capsys):
     """prepare -> train -> translate -> evaluate on a folder of CTs, only the path given."""
-    cbct2ct = _load("pipelines/cbct2ct/run.py", "cbct2ct_run")
-    cts = tmp_path / "my_cts"
-    for i in range(4):
-        ct, _ = make_phantom(50 + i, shape=(6, 48, 48), spacing_zyx=(5.0, 8.0, 8.0))
-        write_volume(ct, cts / f"pat{i}.nii.gz")
     work = tmp_path / "work"
-    code = cbct2ct.main(["--ct-dir", str(cts), "-w", str(work), "-c", str(REPO / "configs" / "tiny_cpu.yaml"),
-                         "--set", "optim.steps=3", "--set", "train.checkpoint_every=3", "--set", "train.val_every=0",
-                         "--set", "data.patch_size=[32,32]", "--test-cases", "pat3", "-q"])
+    code = _cbct2ct_on_phantoms(tmp_path / "my_cts", work, [f"pat{i}" for i in range(4)], 50, (6, 48, 48), 3,
+                                "--test-cases", "pat3")
     assert code == 0
     meta = json.loads((work / "data" / "split.json").read_text())
     s = meta["split"]
@@ -75,15 +80,8 @@ def test_organ_map_merges_kidneys_and_drops_other_labels():
 
 
 def test_cbct2ct_k_fold_holds_out_every_patient_once(tmp_path, capsys):
-    cbct2ct = _load("pipelines/cbct2ct/run.py", "cbct2ct_run")
-    cts = tmp_path / "cts"
-    for i in range(3):
-        ct, _ = make_phantom(70 + i, shape=(4, 40, 40), spacing_zyx=(5.0, 8.0, 8.0))
-        write_volume(ct, cts / f"p{i}.nii.gz")
     work = tmp_path / "cv"
-    assert cbct2ct.main(["--ct-dir", str(cts), "-w", str(work), "-c", str(REPO / "configs" / "tiny_cpu.yaml"),
-                         "--folds", "3", "--set", "optim.steps=2", "--set", "train.checkpoint_every=2",
-                         "--set", "train.val_every=0", "--set", "data.patch_size=[32,32]", "-q"]) == 0
+    assert _cbct2ct_on_phantoms(tmp_path / "cts", work, ["p0", "p1", "p2"], 70, (4, 40, 40), 2, "--folds", "3") == 0
     held_out = []
     for k in range(3):
         split = json.loads((work / f"fold{k}" / "data" / "split.json").read_text())["split"]

@@ -2,8 +2,16 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from medgan.io.formats import OUTPUT_TYPES
+
+
+def is_case_folder(path: Path) -> bool:
+    """A folder of cases (batch mode) rather than one DICOM series folder."""
+    from medgan.io.dicom import is_dicom_file
+
+    return path.is_dir() and not any(is_dicom_file(f) for f in path.iterdir() if f.is_file())
 
 
 def add_input(p: argparse.ArgumentParser, help: str = "input volume: NIfTI, MHA/NRRD, DICOM folder, file or .zip") -> None:

@@ -83,18 +83,15 @@ def run(args) -> int:
             for key, vol in (("pred", res.volumes[args.pred_label]), ("target", res.volumes["target"])):
                 fid[key].append(dist.features(extractor, dist.slices_to_images(vol.array, side, max_slices=64)))
 
-    from medgan.data.unpaired import list_volumes
-    from medgan.io.dicom import is_dicom_file
+    from medgan.cli.common import is_case_folder
 
-    batch = pred.is_dir() and not any(is_dicom_file(f) for f in pred.iterdir() if f.is_file())
-    if not batch:
+    if not is_case_folder(pred):
         res = evaluate_case(pred, target, args.mask, args.input)
         on_case(res)
         results, failures = [res], []
     else:
         if not target.is_dir():
             raise InputError(f"--pred is a folder of cases, so --target must be one too ({target} is not)")
-        list_volumes(pred)
         results, failures = evaluate_folders(
             pred, target, Path(args.mask) if args.mask else None, Path(args.input) if args.input else None,
             on_case=on_case, progress=lambda it: bar(it, desc="evaluate", quiet=args.quiet, unit="case"))

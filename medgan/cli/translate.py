@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from medgan.cli.common import add_input, add_output
+from medgan.cli.common import add_input, add_output, is_case_folder
 from medgan.errors import InputError, MedganError, OutputError
 
 
@@ -28,13 +28,6 @@ def add_parser(sub) -> None:
     p.add_argument("--continue", dest="cont", action="store_true", help="batch mode: skip cases already done")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
-
-
-def _is_case_folder(path: Path) -> bool:
-    """A folder of cases (batch) rather than one DICOM series folder."""
-    from medgan.io.dicom import is_dicom_file
-
-    return path.is_dir() and not any(is_dicom_file(f) for f in path.iterdir() if f.is_file())
 
 
 def _case_output(case: Path, out_dir: Path, output_type: str | None) -> Path:
@@ -77,7 +70,7 @@ def run(args) -> int:
     opts = TranslateOptions(device=args.device, amp=args.amp, batch_size=args.batch_size,
                             patch_size=args.patch_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
                             quiet=args.quiet)
-    if not _is_case_folder(src):
+    if not is_case_folder(src):
         t0 = time.perf_counter()
         out = _translate_one(src, Path(args.output), args, model, opts, args.qa_map)
         if not args.quiet:

@@ -6,7 +6,6 @@ are matched by file name between the two folders and must share one grid.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -14,16 +13,8 @@ import torch
 import torchio as tio
 
 from medgan.data.hu import HUPreset
-from medgan.data.unpaired import PatchSpec, _reader, list_volumes, make_transform, patches_to_network
+from medgan.data.unpaired import PatchSpec, make_transform, patch_reader, patches_to_network, queue_from_subjects
 from medgan.errors import InputError
-
-
-def match_pairs(folder_a: str | Path, folder_b: str | Path) -> list[tuple[Path, Path]]:
-    b_by_name = {p.name: p for p in list_volumes(folder_b)}
-    pairs = [(a, b_by_name[a.name]) for a in list_volumes(folder_a) if a.name in b_by_name]
-    if not pairs:
-        raise InputError(f"paired mode: no file names in common between {folder_a} and {folder_b}")
-    return pairs
 
 
 class _CheckSameGrid(tio.Transform):
@@ -36,16 +27,11 @@ class _CheckSameGrid(tio.Transform):
 
 def make_paired_queue(pairs: Sequence[tuple[Path, Path]], preset: HUPreset, spec: PatchSpec,
                       subject_sampler=None) -> tio.Queue:
-    px, py, pz = spec.torchio_patch_size()
-    reader = functools.partial(_reader, spacing=spec.spacing, min_shape_zyx=(pz, py, px))
+    reader = patch_reader(spec)
     subjects = [tio.Subject(image=tio.ScalarImage(a, reader=reader), target=tio.ScalarImage(b, reader=reader),
                             case=Path(a).name) for a, b in pairs]
     transform = tio.Compose([_CheckSameGrid(), make_transform(preset, spec)])
-    dataset = tio.SubjectsDataset(subjects, transform=transform)
-    sampler = tio.WeightedSampler(spec.torchio_patch_size(), probability_map="sampling_map")
-    return tio.Queue(dataset, max_length=spec.queue_length, samples_per_volume=spec.samples_per_volume,
-                     sampler=sampler, num_workers=spec.num_workers, subject_sampler=subject_sampler,
-                     shuffle_subjects=subject_sampler is None, shuffle_patches=True, verbose=False)
+    return queue_from_subjects(subjects, transform, spec, subject_sampler)
 
 
 class PairedLoader:

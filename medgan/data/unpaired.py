@@ -50,6 +50,15 @@ def list_volumes(folder: str | Path) -> list[Path]:
     return found
 
 
+def match_pairs(folder_a: str | Path, folder_b: str | Path, what: str = "") -> list[tuple[Path, Path]]:
+    """``(a, b)`` volumes with the same file name in two folders (registered pairs, validation pairs)."""
+    b_by_name = {p.name: p for p in list_volumes(folder_b)}
+    pairs = [(a, b_by_name[a.name]) for a in list_volumes(folder_a) if a.name in b_by_name]
+    if not pairs:
+        raise InputError(f"{what}no file names in common between {folder_a} and {folder_b}")
+    return pairs
+
+
 def volume_to_torchio(volume: Volume) -> tuple[torch.Tensor, np.ndarray]:
     """Volume ([z, y, x], LPS) -> TorchIO's (tensor [1, x, y, z], RAS affine)."""
     tensor = torch.from_numpy(np.ascontiguousarray(volume.array.transpose(2, 1, 0)[None].astype(np.float32)))
@@ -126,11 +135,21 @@ def make_transform(preset: HUPreset, spec: PatchSpec) -> tio.Compose:
     return tio.Compose(steps)
 
 
-def make_queue(paths: Sequence[Path], preset: HUPreset, spec: PatchSpec, subject_sampler=None) -> tio.Queue:
+def patch_reader(spec: PatchSpec):
+    """The TorchIO reader for ``spec``: medgan I/O, resampled to ``spec.spacing``, padded to fit a patch."""
     px, py, pz = spec.torchio_patch_size()
-    reader = functools.partial(_reader, spacing=spec.spacing, min_shape_zyx=(pz, py, px))
+    return functools.partial(_reader, spacing=spec.spacing, min_shape_zyx=(pz, py, px))
+
+
+def make_queue(paths: Sequence[Path], preset: HUPreset, spec: PatchSpec, subject_sampler=None) -> tio.Queue:
+    reader = patch_reader(spec)
     subjects = [tio.Subject(image=tio.ScalarImage(p, reader=reader), case=Path(p).name) for p in paths]
-    dataset = tio.SubjectsDataset(subjects, transform=make_transform(preset, spec))
+    return queue_from_subjects(subjects, make_transform(preset, spec), spec, subject_sampler)
+
+
+def queue_from_subjects(subjects, transform, spec: PatchSpec, subject_sampler=None) -> tio.Queue:
+    """Body-weighted patch queue over ``subjects`` (each gets its ``sampling_map`` from the transform)."""
+    dataset = tio.SubjectsDataset(subjects, transform=transform)
     sampler = tio.WeightedSampler(spec.torchio_patch_size(), probability_map="sampling_map")
     return tio.Queue(dataset, max_length=spec.queue_length, samples_per_volume=spec.samples_per_volume,
                      sampler=sampler, num_workers=spec.num_workers, subject_sampler=subject_sampler,

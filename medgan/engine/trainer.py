@@ -20,7 +20,7 @@ from medgan import __version__
 from medgan.config import ExperimentConfig, config_from_dict, config_to_dict
 from medgan.data.body_mask import body_mask
 from medgan.data.hu import get_preset
-from medgan.data.unpaired import PatchSpec, UnpairedLoader, list_volumes
+from medgan.data.unpaired import PatchSpec, UnpairedLoader, list_volumes, match_pairs
 from medgan.engine import checkpoint as ckpt
 from medgan.engine.pix2pix import build_model
 from medgan.engine.device import resolve_device
@@ -43,11 +43,7 @@ def derive_seed(seed: int, step: int, rank: int) -> int:
 def validation_pairs(cfg: ExperimentConfig) -> list[tuple[Path, Path]]:
     if not (cfg.data.val_a and cfg.data.val_b):
         return []
-    b_by_name = {p.name: p for p in list_volumes(cfg.data.val_b)}
-    pairs = [(a, b_by_name[a.name]) for a in list_volumes(cfg.data.val_a) if a.name in b_by_name]
-    if not pairs:
-        raise InputError(f"no file names in common between {cfg.data.val_a} and {cfg.data.val_b}")
-    return pairs
+    return match_pairs(cfg.data.val_a, cfg.data.val_b)
 
 
 class Trainer:
@@ -117,9 +113,10 @@ class Trainer:
     def _new_stream(self, step: int):
         ckpt.seed_everything(derive_seed(self.cfg.train.seed, step, self.dist.rank))
         if self.cfg.model.mode == "paired":
-            from medgan.data.paired import PairedLoader, match_pairs
+            from medgan.data.paired import PairedLoader
 
-            loader = PairedLoader(match_pairs(self.cfg.data.train_a, self.cfg.data.train_b), self.preset, self.spec,
+            pairs = match_pairs(self.cfg.data.train_a, self.cfg.data.train_b, what="paired mode: ")
+            loader = PairedLoader(pairs, self.preset, self.spec,
                                   self.cfg.optim.batch_size, rank=self.dist.rank, world_size=self.dist.world_size,
                                   seed=self.cfg.train.seed)
         else:

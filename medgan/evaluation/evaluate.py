@@ -97,10 +97,11 @@ def match_cases(pred_dir: Path, others: dict[str, Path | None]) -> list[tuple[st
     """
     from medgan.data.unpaired import list_volumes
 
+    preds = list_volumes(pred_dir)
     index = {k: ({strip_suffix(p.name): p for p in list_volumes(d)} if d is not None else None)
              for k, d in others.items()}
     matched = []
-    for p in list_volumes(pred_dir):
+    for p in preds:
         name = strip_suffix(p.name)
         matched.append((name, p, {k: (idx.get(name) if idx is not None else None) for k, idx in index.items()}))
     return matched
