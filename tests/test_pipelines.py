@@ -16,6 +16,7 @@ from tests.conftest import REPO
 def _load(relpath: str, name: str):
     spec = importlib.util.spec_from_file_location(name, REPO / relpath)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module          # dataclasses look their module up there
     sys.path.insert(0, str((REPO / relpath).parent))
     spec.loader.exec_module(module)
     return module
@@ -90,3 +91,46 @@ def test_cbct2ct_k_fold_holds_out_every_patient_once(tmp_path, capsys):
     assert sorted(held_out) == ["p0", "p1", "p2"]
     assert len(list((work / "simulated").glob("*_cbct_*.nii.gz"))) == 3         # each CT simulated once
     assert "3-fold cross-validation over 3 held-out patients" in capsys.readouterr().out
+
+
+def _rows(arm, values):
+    """values: {(patient, seed): dice} for the organ 'liver'."""
+    return [{"arm": arm, "seed": s, "patient": p, "organ": "liver", "dice": d} for (p, s), d in values.items()]
+
+
+def test_compare_arms_pairs_by_patient_and_averages_seeds_first():
+    study = _load("pipelines/segmentation_augmentation/study.py", "study")
+    rows = _rows("a", {("p1", 0): 0.5, ("p1", 1): 0.5, ("p2", 0): 0.5, ("p2", 1): 0.5, ("p3", 0): 0.9})
+    # p1: +0.2 and 0.0 -> +0.1; p2: -0.1 twice -> -0.1; p3 has no (c) row, a NaN row is skipped
+    rows += _rows("c", {("p1", 0): 0.7, ("p1", 1): 0.5, ("p2", 0): 0.4, ("p2", 1): 0.4, ("p3", 0): float("nan")})
+    liver = study.compare_arms(rows)["c"]["liver"]
+    assert liver["n"] == 2 and liver["better"] == 1
+    assert liver["diff"] == pytest.approx(0.0, abs=1e-12)
+    # the bootstrap means of two values can only be -0.1, 0 or +0.1
+    assert liver["ci"] == pytest.approx([-0.1, 0.1])
+    assert study.compare_arms(rows)["c"]["kidneys"]["n"] == 0
+
+
+def test_segmentation_report_only_rebuilds_from_csv(tmp_path, capsys):
+    run = _load("pipelines/segmentation_augmentation/run.py", "seg_run")
+    rows = _rows("a", {("p1", 0): 0.5, ("p2", 0): 0.6, ("p3", 0): 0.7})
+    rows += _rows("b", {("p1", 0): 0.6, ("p2", 0): 0.7, ("p3", 0): 0.9})
+    run.write_report(tmp_path, rows, {"size": "cpu", "hardware": "test", "seconds": 1.0})
+    (tmp_path / "results.json").write_text(json.dumps({"size": "cpu", "hardware": "test"}))
+    capsys.readouterr()
+    assert run.main(["--report-only", "-w", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["size"] == "cpu" and doc["summary"]["b"]["liver"]["mean"] == pytest.approx(0.7333333, abs=1e-6)
+    assert doc["vs_a"]["b"]["liver"]["diff"] == pytest.approx(0.1333333, abs=1e-6)
+    assert doc["vs_a"]["b"]["liver"]["better"] == 3
+    assert "(b) - (a)" in capsys.readouterr().out
+    assert run.main(["--report-only", "-w", str(tmp_path / "missing")]) == 2
+
+
+def test_study_sizes_scale_and_refuse_nonsense():
+    study = _load("pipelines/segmentation_augmentation/study.py", "study")
+    full = study.SIZES["full"]
+    s = study.scaled(full, phantoms=3, seeds=(0,), cyclegan_steps=None)
+    assert (s.phantoms, s.seeds, s.cyclegan_steps) == (3, (0,), full.cyclegan_steps)
+    with pytest.raises(SystemExit, match="--seg-iterations must be at least 1"):
+        study.scaled(full, seg_iterations=0)

@@ -1,7 +1,7 @@
 """Segmentation-augmentation study: Dice on non-contrast CT with vs. without medgan synthetic non-contrast.
 
     python pipelines/segmentation_augmentation/run.py                 # CPU size, default cohort
-    python pipelines/segmentation_augmentation/run.py --size gpu      # the full study
+    python pipelines/segmentation_augmentation/run.py --size full     # the study in docs/results.md
     python pipelines/segmentation_augmentation/run.py --data my_cohort/ -w runs/seg_mine
 
 See study.py for the design and README.md for the data layout.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import sys
@@ -62,14 +63,67 @@ def train_cyclegan(work: Path, prepared: dict, train: list[str], size: study.Stu
     return run_training(cfg, run, resume=resume, quiet=quiet)
 
 
+def write_report(work: Path, rows: list[dict], meta: dict) -> dict:
+    """results.csv, results.json (summary + paired comparison to arm a), dice_per_organ.png and a printed table."""
+    summary = study.summarise(rows)
+    comparison = study.compare_arms(rows) if any(r["arm"] == "a" for r in rows) else {}
+    tmp = work / ".results.csv.tmp"
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["arm", "seed", "patient", "organ", "dice"])
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, work / "results.csv")
+    doc = {**meta, "arms": study.ARMS, "summary": summary, "vs_a": comparison}
+    study.write_json(work / "results.json", doc)
+    study.dice_figure(work / "dice_per_organ.png", summary)
+    organs = list(study.ORGANS) + ["mean"]
+    arms = [a for a in study.ARMS if summary[a]["mean"]["n"]]
+    print("\nDice on non-contrast test CT (mean ± std over test patients x seeds)")
+    print(f"{'arm':<36}" + "".join(f"{o:>15}" for o in organs))
+    for arm in arms:
+        cells = [f"{summary[arm][o]['mean']:.3f} ± {summary[arm][o]['std']:.3f}"
+                 if np.isfinite(summary[arm][o]["std"]) else f"{summary[arm][o]['mean']:.3f}" for o in organs]
+        print(f"{'(' + arm + ') ' + study.ARMS[arm]:<36}" + "".join(f"{c:>15}" for c in cells))
+    if comparison:
+        print("\nPaired Dice difference to (a): mean over test patients [95% bootstrap CI] (patients improved)")
+        print(f"{'arm':<12}" + "".join(f"{o:>28}" for o in organs))
+        for arm, per_organ in comparison.items():
+            cells = [f"{c['diff']:+.3f} [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] ({c['better']}/{c['n']})"
+                     for c in (per_organ[o] for o in organs)]
+            print(f"{'(' + arm + ') - (a)':<12}" + "".join(f"{c:>28}" for c in cells))
+    print(f"\n{work / 'results.csv'}, {work / 'dice_per_organ.png'}"
+          + (f" ({meta['seconds']:.0f} s, {meta['hardware']})" if "seconds" in meta else ""))
+    return doc
+
+
+def report_only(work: Path) -> int:
+    results = work / "results.csv"
+    if not results.is_file():
+        print(f"segmentation study: {results} not found; run the study first", file=sys.stderr)
+        return 2
+    old = json.loads((work / "results.json").read_text()) if (work / "results.json").is_file() else {}
+    meta = {k: old[k] for k in ("size", "train", "test", "hardware", "seconds", "torch") if k in old}
+    write_report(work, study.read_rows(results), meta)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", choices=list(study.SIZES), default="cpu")
     p.add_argument("--data", type=Path, help="your cohort: ct/, labels/ and optional contrast/ (see README.md)")
     p.add_argument("-w", "--work", type=Path, default=REPO / "runs" / "segmentation_augmentation")
     p.add_argument("--arms", default="a,b,c", help="which arms to run (a, b, c)")
+    p.add_argument("--report-only", action="store_true",
+                   help="rebuild results.json, the table and the figure from an existing results.csv in -w")
+    scale = p.add_argument_group("scale a size (defaults: the size's own values)")
+    scale.add_argument("--phantoms", type=int)
+    scale.add_argument("--cyclegan-steps", type=int)
+    scale.add_argument("--seg-iterations", type=int)
+    scale.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
+    if args.report_only:
+        return report_only(args.work)
     import SimpleITK as sitk
     import torch
 
@@ -79,7 +133,9 @@ def main(argv=None) -> int:
 
     sitk.ProcessObject_SetGlobalWarningDisplay(False)
     t0 = time.perf_counter()
-    size = study.SIZES[args.size]
+    size = study.scaled(study.SIZES[args.size], phantoms=args.phantoms, cyclegan_steps=args.cyclegan_steps,
+                        seg_iterations=args.seg_iterations,
+                        seeds=tuple(range(args.seeds)) if args.seeds else None)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     device = resolve_device("auto", quiet=args.quiet)
@@ -127,25 +183,8 @@ def main(argv=None) -> int:
                 finite = [r["dice"] for r in rows[-len(study.ORGANS):] if np.isfinite(r["dice"])]
                 rows.append({"arm": arm, "seed": seed, "patient": n, "organ": "mean",
                              "dice": float(np.mean(finite)) if finite else float("nan")})
-    summary = study.summarise(rows)
-    with (work / "results.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["arm", "seed", "patient", "organ", "dice"])
-        w.writeheader()
-        w.writerows(rows)
-    study.write_json(work / "results.json", {
-        "size": args.size, "train": train, "test": test, "arms": study.ARMS, "summary": summary,
-        "hardware": _hardware(device), "seconds": round(time.perf_counter() - t0, 1),
-        "torch": torch.__version__})
-    study.dice_figure(work / "dice_per_organ.png", summary)
-    organs = list(study.ORGANS) + ["mean"]
-    print("\nDice on non-contrast test CT (mean ± std over test patients x seeds)")
-    print(f"{'arm':<36}" + "".join(f"{o:>15}" for o in organs))
-    for arm in arms:
-        cells = [f"{summary[arm][o]['mean']:.3f} ± {summary[arm][o]['std']:.3f}"
-                 if np.isfinite(summary[arm][o]["std"]) else f"{summary[arm][o]['mean']:.3f}" for o in organs]
-        print(f"{'(' + arm + ') ' + study.ARMS[arm]:<36}" + "".join(f"{c:>15}" for c in cells))
-    print(f"\n{work / 'results.csv'}, {work / 'dice_per_organ.png'} ({time.perf_counter() - t0:.0f} s, "
-          f"{_hardware(device)})")
+    write_report(work, rows, {"size": args.size, "train": train, "test": test, "hardware": _hardware(device),
+                              "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__})
     return 0
 
 

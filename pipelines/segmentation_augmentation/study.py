@@ -29,7 +29,7 @@ ARMS = {"a": "contrast CT only", "b": "+ intensity augmentation", "c": "+ medgan
 
 @dataclasses.dataclass
 class StudySize:
-    """How big the study is: ``tiny`` for the test suite, ``cpu`` for 2 cores, ``gpu`` for the full study."""
+    """How big the study is: ``tiny`` for the test suite, ``cpu`` for a quick look, ``full`` for the reported study."""
     phantoms: int = 8
     phantom_shape: tuple = (32, 128, 128)
     use_real: bool = True
@@ -53,9 +53,22 @@ SIZES = {
                           "optim.batch_size=2", "data.samples_per_volume=4", "data.queue_length=8"),
                       seg_iterations=6, seg_batch=4, seg_channels=(8, 16, 32), seeds=(0,)),
     "cpu": StudySize(),
-    "gpu": StudySize(phantoms=40, cyclegan_steps=20000, cyclegan_overrides=("data.patch_size=[128,128]",),
-                     seg_iterations=4000, seg_batch=32, seg_channels=(32, 64, 128, 256), seeds=(0, 1, 2, 3, 4)),
+    # the study reported in docs/results.md: ~1.5 h on 2 CPU cores, minutes on a GPU
+    "full": StudySize(phantoms=24, cyclegan_steps=2000, seg_iterations=600, seeds=(0, 1, 2)),
+    # a scale-up of "full" for a GPU (not run in this project: no GPU was lent to it)
+    "large": StudySize(phantoms=40, cyclegan_steps=20000, cyclegan_overrides=("data.patch_size=[128,128]",),
+                       seg_iterations=4000, seg_batch=32, seg_channels=(32, 64, 128, 256), seeds=(0, 1, 2, 3, 4)),
 }
+
+
+def scaled(size: StudySize, **changes) -> StudySize:
+    """``size`` with the given fields replaced; ``None`` keeps the size's own value."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    for k, v in changes.items():
+        if isinstance(v, int) and v < (0 if k == "phantoms" else 1):
+            raise SystemExit(f"segmentation study: --{k.replace('_', '-')} must be at least "
+                             f"{0 if k == 'phantoms' else 1}, got {v}")
+    return dataclasses.replace(size, **changes)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -258,6 +271,46 @@ def summarise(rows: list[dict]) -> dict:
             out[arm][organ] = {"mean": float(np.mean(vals)) if vals else float("nan"),
                                "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"), "n": len(vals)}
     return out
+
+
+def compare_arms(rows: list[dict], reference: str = "a", confidence: float = 0.95) -> dict:
+    """arm -> organ -> paired Dice difference to ``reference`` with a bootstrap CI over test patients.
+
+    The patient is the independent unit: each patient's difference (arm - reference) is first
+    averaged over the seeds both arms share, then the CI of the mean over patients is
+    bootstrapped.  ``better`` counts the patients where the arm's Dice is higher.
+    """
+    from medgan.evaluation.statistics import bootstrap_ci
+
+    def table(arm):
+        return {(r["organ"], r["patient"], r["seed"]): r["dice"] for r in rows
+                if r["arm"] == arm and r["dice"] is not None and math.isfinite(r["dice"])}
+
+    ref = table(reference)
+    out: dict = {}
+    for arm in sorted({r["arm"] for r in rows} - {reference}):
+        cur = table(arm)
+        out[arm] = {}
+        for organ in list(ORGANS) + ["mean"]:
+            per_patient: dict = {}
+            for key in sorted(set(ref) & set(cur)):
+                if key[0] == organ:
+                    per_patient.setdefault(key[1], []).append(cur[key] - ref[key])
+            diffs = [float(np.mean(v)) for v in per_patient.values()]
+            lo, hi = bootstrap_ci(diffs, confidence=confidence)
+            out[arm][organ] = {"diff": float(np.mean(diffs)) if diffs else float("nan"), "ci": [lo, hi],
+                               "better": int(sum(d > 0 for d in diffs)), "n": len(diffs)}
+    return out
+
+
+def read_rows(path: Path) -> list[dict]:
+    """``results.csv`` back into rows (seed int, dice float, NaN kept)."""
+    import csv
+
+    with Path(path).open(newline="") as fh:
+        return [{"arm": r["arm"], "seed": int(r["seed"]), "patient": r["patient"], "organ": r["organ"],
+                 "dice": float(r["dice"]) if r["dice"] not in ("", "nan", "None") else float("nan")}
+                for r in csv.DictReader(fh)]
 
 
 def dice_figure(path: Path, summary: dict) -> Path:
