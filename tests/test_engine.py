@@ -224,3 +224,18 @@ def test_resume_without_checkpoint_and_rerun_refused(domains, tmp_path):
     Trainer(cfg, tmp_path / "y", quiet=True).fit()
     with pytest.raises(ConfigError, match="already holds a training run"):
         Trainer(cfg, tmp_path / "y", quiet=True)
+
+
+def test_resumed_log_from_an_older_version_is_realigned(tmp_path):
+    """A metrics.csv written without a newer column keeps its rows under the right names."""
+    from medgan.engine.trainer import LOSS_KEYS, Trainer
+
+    log = tmp_path / "metrics.csv"
+    log.write_text("step,g_total,d_acc,lr_g\n10,1.5,0.6,0.0002\n20,1.2,0.7,0.0002\n30,1.1,0.8,0.0002\n")
+    header = ["step", *LOSS_KEYS, "lr_g"]
+    Trainer._truncate_log(log, 20, header)
+    import csv
+
+    rows = list(csv.DictReader(log.open()))
+    assert list(rows[0]) == header and [r["step"] for r in rows] == ["10", "20"]
+    assert rows[1]["g_total"] == "1.2" and rows[1]["d_acc"] == "0.7" and rows[1]["change"] == ""

@@ -109,6 +109,11 @@ def test_alarms_fire_on_synthetic_triggers_and_only_once():
     for step in range(1, 30):
         al.update(step, {"g_adv": 0.3 if step < 10 else 0.3 * 2 ** (step - 9), "d_acc": 0.6})
     assert [n for _, n, _ in al.fired] == ["g_divergence"]
+    al = TrainingAlarms(patience=3)
+    for step in range(1, 8):                     # a translation that drifts into doing nothing
+        al.update(step, {"change": 0.05 if step < 3 else 0.001})
+    assert [(s, n) for s, n, _ in al.fired] == [(5, "identity_collapse")]
+    assert "lambda_identity" in al.fired[0][2]
     msg = TrainingAlarms().update(3, {"g_adv": math.nan})
     assert msg and "non-finite g_adv" in msg[0] and "checkpoint is kept" in msg[0]
 
@@ -129,7 +134,7 @@ def test_objectives_and_stabilisers_train(tmp_path, phantom_folders, overrides):
     trainer = Trainer(cfg, tmp_path / "run", quiet=True)
     logs = trainer.fit()
     assert trainer.model.step == 3 and all(math.isfinite(v) for v in logs.values())
-    assert 0.0 <= logs["d_acc"] <= 1.0 and logs["var_ratio"] > 0
+    assert 0.0 <= logs["d_acc"] <= 1.0 and logs["var_ratio"] > 0 and logs["change"] > 0
 
 
 def test_healthy_short_run_raises_no_alarm_and_logs_tensorboard(tmp_path, phantom_folders):

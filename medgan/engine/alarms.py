@@ -10,6 +10,9 @@ and re-arms after the condition clears.  Messages say what is happening and what
 * **mode collapse.** Over the batch, the translations have lost their variance relative to
   the inputs: the per-voxel std across the batch is under 10% of the inputs'. The generator
   then outputs nearly the same image whatever it is given.
+* **identity collapse.** The generator has learned to return its input: the mean
+  |G(x) - x| stays under 0.004 of the normalised [-1, 1] range (about 5 HU on a 2500-HU
+  window), so the "translation" does nothing (a common complaint with a strong identity loss).
 * **non-finite loss.** NaN/Inf: reported at once; the trainer stops, and the last checkpoint
   stays intact.
 """
@@ -21,10 +24,10 @@ from collections import deque
 
 class TrainingAlarms:
     def __init__(self, patience: int = 50, d_accuracy: float = 0.99, divergence_factor: float = 5.0,
-                 variance_ratio: float = 0.1):
+                 variance_ratio: float = 0.1, min_change: float = 0.004):
         self.patience, self.d_accuracy = patience, d_accuracy
-        self.divergence_factor, self.variance_ratio = divergence_factor, variance_ratio
-        self._streak = {"d_collapse": 0, "g_divergence": 0, "mode_collapse": 0}
+        self.divergence_factor, self.variance_ratio, self.min_change = divergence_factor, variance_ratio, min_change
+        self._streak = {"d_collapse": 0, "g_divergence": 0, "mode_collapse": 0, "identity_collapse": 0}
         self._active = {k: False for k in self._streak}
         self._window: deque[float] = deque(maxlen=patience)
         self._best_mean = math.inf
@@ -69,4 +72,9 @@ class TrainingAlarms:
                 "mode_collapse", logs["var_ratio"] < self.variance_ratio, step,
                 f"step {step}: possible mode collapse: translations vary < {self.variance_ratio:g}x as much as their "
                 f"inputs across the batch for {self.patience} steps (check the samples/ PNGs)"))
+        if "change" in logs:
+            out.append(self._check(
+                "identity_collapse", logs["change"] < self.min_change, step,
+                f"step {step}: identity collapse: the generator changes its input by < {self.min_change:g} "
+                f"(normalised units) for {self.patience} steps (try a lower lambda_identity or a higher lr_g)"))
         return [m for m in out if m]

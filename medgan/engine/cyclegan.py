@@ -238,6 +238,7 @@ class CycleGAN(GANModel):
             self.scaler.update()
         logs["d_acc"] = self._d_accuracy([(pred_a, n_a), (pred_b, n_b)])
         with torch.no_grad():
+            logs["change"] = (out["fake_b"].detach().float() - real_a).abs().mean()
             if real_a.shape[0] > 1:
                 spread_in = real_a.float().std(0).mean()
                 logs["var_ratio"] = out["fake_b"].detach().float().std(0).mean() / spread_in.clamp_min(1e-6)

@@ -75,6 +75,7 @@ class Pix2Pix(GANModel):
             self.scaler.step(self.opt_d)
             self.scaler.update()
         logs["d_acc"] = self._d_accuracy([(pred, n)])
+        logs["change"] = (fake.float() - real_a).abs().mean()
         logs.update({"g_total": loss_g, "d_b": loss_d})
         return self._finish_step(logs)
 

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import yaml
 
-from medgan import __version__
 from medgan.config import ExperimentConfig, config_from_dict, config_to_dict
 from medgan.data.body_mask import body_mask
 from medgan.data.hu import get_preset
@@ -33,7 +32,8 @@ from medgan.data.resample import check_spacing, needs_resampling, resample_to_sp
 from medgan.io import read_volume
 from medgan.utils.progress import bar
 
-LOSS_KEYS = ["g_total", "g_adv", "cycle", "identity", "structure", "l1", "d_a", "d_b", "d_acc", "var_ratio"]
+LOSS_KEYS = ["g_total", "g_adv", "cycle", "identity", "structure", "l1", "d_a", "d_b", "d_acc", "var_ratio",
+             "change"]
 
 
 def derive_seed(seed: int, step: int, rank: int) -> int:
@@ -94,16 +94,25 @@ class Trainer:
             raise ConfigError("the checkpoint's model section differs from the config; resume with the same model")
         self.model.load_state_dict(state)
         ckpt.set_rng_state(state["rng"])
-        self._truncate_log(self.run_dir / "metrics.csv", self.model.step)
+        self._truncate_log(self.run_dir / "metrics.csv", self.model.step, ["step", *LOSS_KEYS, "lr_g"])
         self._truncate_log(self.run_dir / "validation.csv", self.model.step)
 
     @staticmethod
-    def _truncate_log(path: Path, step: int) -> None:
-        """Drop log rows written after the checkpoint (the killed run's lost steps)."""
+    def _truncate_log(path: Path, step: int, header: list[str] | None = None) -> None:
+        """Drop log rows written after the checkpoint (the killed run's lost steps).
+
+        With ``header``, a log written by an older medgan with other columns is rewritten
+        under the current header (columns it lacks stay empty), so its rows stay aligned.
+        """
         if not path.exists():
             return
         rows = list(csv.reader(path.open()))
+        if not rows:
+            return
         kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+        if header is not None and kept[0] != header:
+            old = kept[0]
+            kept = [header] + [[dict(zip(old, r)).get(k, "") for k in header] for r in kept[1:]]
         tmp = path.with_suffix(".tmp")
         with tmp.open("w", newline="") as fh:
             csv.writer(fh).writerows(kept)
