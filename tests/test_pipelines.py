@@ -72,6 +72,10 @@ def test_segmentation_study_runs_end_to_end(tmp_path):
             assert d["n"] == len(doc["test"]) and 0.0 <= d["mean"] <= 1.0
     assert (tmp_path / "dice_per_organ.png").stat().st_size > 10_000
     assert (tmp_path / "cyclegan" / "model.safetensors").exists()
+    # the CycleGAN is scored on the test patients' contrast CTs against their true non-contrast CTs
+    tr = doc["translation"]
+    assert set(tr["cases"]) == set(doc["test"]) and tr["mean"]["mae_contrast"] > 0
+    assert tr["mean"]["mae_synthetic"] >= 0 and "removed_aorta" in tr["mean"]
 
 
 def test_organ_map_merges_kidneys_and_drops_other_labels():
@@ -134,3 +138,31 @@ def test_study_sizes_scale_and_refuse_nonsense():
     assert (s.phantoms, s.seeds, s.cyclegan_steps) == (3, (0,), full.cyclegan_steps)
     with pytest.raises(SystemExit, match="--seg-iterations must be at least 1"):
         study.scaled(full, seg_iterations=0)
+
+
+def test_translation_quality_against_hand_computed_values():
+    from medgan.data.body_mask import body_mask
+    from medgan.io import Volume
+
+    study = _load("pipelines/segmentation_augmentation/study.py", "study")
+    native = np.full((4, 10, 10), -1000.0, np.float32)
+    native[:, 2:8, 2:8] = 40.0                      # body
+    labels = np.zeros(native.shape, np.int64)
+    labels[:, 4:6, 4:6] = 4                          # aorta (organ index 4)
+    labels[:, 2:4, 2:4] = 3                          # liver, left unenhanced
+    contrast, synthetic = native.copy(), native.copy()
+    contrast[labels == 4] = 190.0                    # +150 HU enhancement
+    synthetic[labels == 4] = 70.0                    # +30 HU left: 80 % removed
+    vol = lambda a: Volume(a, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))  # noqa: E731
+    q = study.translation_quality({"p": {"contrast": vol(contrast), "synthetic": vol(synthetic),
+                                         "native": vol(native), "labels": labels}})
+    row = q["cases"]["p"]
+    assert row["removed_aorta"] == pytest.approx(0.8)
+    assert np.isnan(row["removed_liver"]) and np.isnan(row["removed_spleen"])
+    # MAE over medgan's automatic body mask of the true non-contrast CT, which holds the 4 enhanced voxels
+    n_body = int(body_mask(native).sum())
+    assert 16 * 4 <= n_body <= 36 * 4
+    assert row["mae_contrast"] == pytest.approx(150.0 * 16 / n_body, rel=1e-5)
+    assert row["mae_synthetic"] == pytest.approx(30.0 * 16 / n_body, rel=1e-5)
+    assert row["me_synthetic"] == pytest.approx(30.0 * 16 / n_body, rel=1e-5)
+    assert q["mean"]["removed_aorta"] == pytest.approx(0.8)

@@ -63,6 +63,19 @@ def train_cyclegan(work: Path, prepared: dict, train: list[str], size: study.Stu
     return run_training(cfg, run, resume=resume, quiet=quiet)
 
 
+def measure_translation(prepared: dict, test: list[str], model) -> dict:
+    """Translate the test patients' contrast CTs (never seen by the CycleGAN) and score them against their true
+    non-contrast CTs (study.translation_quality)."""
+    from medgan.inference.translate import TranslateOptions, translate
+
+    cases = {}
+    for n in test:
+        p = prepared[n]
+        cases[n] = {"contrast": p["contrast"], "native": p["native"], "labels": p["labels"],
+                    "synthetic": translate(p["contrast"], model, TranslateOptions(quiet=True))}
+    return study.translation_quality(cases)
+
+
 def write_report(work: Path, rows: list[dict], meta: dict) -> dict:
     """results.csv, results.json (summary + paired comparison to arm a), dice_per_organ.png and a printed table."""
     summary = study.summarise(rows)
@@ -91,18 +104,43 @@ def write_report(work: Path, rows: list[dict], meta: dict) -> dict:
             cells = [f"{c['diff']:+.3f} [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] ({c['better']}/{c['n']})"
                      for c in (per_organ[o] for o in organs)]
             print(f"{'(' + arm + ') - (a)':<12}" + "".join(f"{c:>28}" for c in cells))
+    if meta.get("translation"):
+        t = meta["translation"]["mean"]
+        print(f"\nCycleGAN on the {len(meta['translation']['cases'])} test patients' contrast CTs "
+              f"(never seen in training), against their true non-contrast CTs: body HU MAE {t['mae_contrast']:.1f} (contrast CT) -> "
+              f"{t['mae_synthetic']:.1f} (synthetic); contrast enhancement removed: "
+              + ", ".join(f"{o} {100 * t['removed_' + o]:.0f} %" for o in study.ORGANS if np.isfinite(t['removed_' + o])))
     print(f"\n{work / 'results.csv'}, {work / 'dice_per_organ.png'}"
           + (f" ({meta['seconds']:.0f} s, {meta['hardware']})" if "seconds" in meta else ""))
     return doc
 
 
-def report_only(work: Path) -> int:
+def load_cohort(args, size: study.StudySize) -> dict:
+    """The prepared patients of this run: ``--data`` or the default cohort."""
+    shared = Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
+    cohort = study.load_user_cohort(args.data) if args.data else \
+        study.default_cohort(size, shared if shared.is_dir() else None)
+    return {pt.name: study.prepare_patient(pt, size, seed=i) for i, pt in enumerate(cohort)}
+
+
+def report_only(args, size: study.StudySize) -> int:
+    work = args.work
     results = work / "results.csv"
     if not results.is_file():
         print(f"segmentation study: {results} not found; run the study first", file=sys.stderr)
         return 2
     old = json.loads((work / "results.json").read_text()) if (work / "results.json").is_file() else {}
-    meta = {k: old[k] for k in ("size", "train", "test", "hardware", "seconds", "torch") if k in old}
+    meta = {k: old[k] for k in ("size", "train", "test", "hardware", "seconds", "torch", "translation") if k in old}
+    model = work / "cyclegan" / "model.safetensors"
+    if "translation" not in meta and model.is_file() and meta.get("test"):
+        # a run made before the translation table existed: rebuild its cohort (give the run's --size, --data and
+        # --phantoms again) and measure
+        prepared = load_cohort(args, size if meta.get("size", args.size) == args.size else study.SIZES[meta["size"]])
+        if set(meta["test"]) <= set(prepared):
+            meta["translation"] = measure_translation(prepared, meta["test"], model)
+        else:
+            print("segmentation study: the test patients are not in this cohort; give the run's --data/--phantoms "
+                  "to add the translation table", file=sys.stderr)
     write_report(work, study.read_rows(results), meta)
     return 0
 
@@ -122,8 +160,11 @@ def main(argv=None) -> int:
     scale.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
+    size = study.scaled(study.SIZES[args.size], phantoms=args.phantoms, cyclegan_steps=args.cyclegan_steps,
+                        seg_iterations=args.seg_iterations,
+                        seeds=tuple(range(args.seeds)) if args.seeds else None)
     if args.report_only:
-        return report_only(args.work)
+        return report_only(args, size)
     import SimpleITK as sitk
     import torch
 
@@ -133,16 +174,10 @@ def main(argv=None) -> int:
 
     sitk.ProcessObject_SetGlobalWarningDisplay(False)
     t0 = time.perf_counter()
-    size = study.scaled(study.SIZES[args.size], phantoms=args.phantoms, cyclegan_steps=args.cyclegan_steps,
-                        seg_iterations=args.seg_iterations,
-                        seeds=tuple(range(args.seeds)) if args.seeds else None)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     device = resolve_device("auto", quiet=args.quiet)
-    shared = Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
-    cohort = study.load_user_cohort(args.data) if args.data else \
-        study.default_cohort(size, shared if shared.is_dir() else None)
-    prepared = {pt.name: study.prepare_patient(pt, size, seed=i) for i, pt in enumerate(cohort)}
+    prepared = load_cohort(args, size)
     train, test = study.split(sorted(prepared), size.test_fraction,
                               has_native=lambda n: prepared[n]["native"] is not None)
     print(f"patients: train {train} | test {test}")
@@ -155,10 +190,12 @@ def main(argv=None) -> int:
 
     contrast_x, contrast_y = slices("contrast")
     sets = {"a": (contrast_x, contrast_y, False), "b": (contrast_x, contrast_y, True)}
+    translation = None
     if "c" in arms:
         model = train_cyclegan(work, prepared, train, size, args.quiet)
         for n in train:
             prepared[n]["synthetic"] = translate(prepared[n]["contrast"], model, TranslateOptions(quiet=True))
+        translation = measure_translation(prepared, test, model)
         syn_x, syn_y = slices("synthetic")
         sets["c"] = (np.concatenate([contrast_x, syn_x]), np.concatenate([contrast_y, syn_y]), False)
         from medgan.utils.figures import comparison_figure
@@ -183,8 +220,11 @@ def main(argv=None) -> int:
                 finite = [r["dice"] for r in rows[-len(study.ORGANS):] if np.isfinite(r["dice"])]
                 rows.append({"arm": arm, "seed": seed, "patient": n, "organ": "mean",
                              "dice": float(np.mean(finite)) if finite else float("nan")})
-    write_report(work, rows, {"size": args.size, "train": train, "test": test, "hardware": _hardware(device),
-                              "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__})
+    meta = {"size": args.size, "train": train, "test": test, "hardware": _hardware(device),
+            "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__}
+    if translation is not None:
+        meta["translation"] = translation
+    write_report(work, rows, meta)
     return 0
 
 
