@@ -29,3 +29,17 @@ def test_convert_output_type_adds_suffix(run_cli, tmp_path):
     code, out, err = run_cli("convert", "-i", f, "-o", tmp_path / "out", "-ot", "mha")
     assert code == 0, err
     assert (tmp_path / "out.mha").is_file()
+
+
+def test_progress_reaches_log_files_as_lines(tmp_path):
+    """A batch job's stderr is a file, not a terminal: progress still shows, one plain line per update."""
+    import subprocess
+    import sys
+
+    script = ("from medgan.utils.progress import bar\n"
+              "for _ in bar(range(3), desc='cases', mininterval=0.0): pass\n"
+              "for _ in bar(range(3), desc='hidden', quiet=True): pass\n")
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stderr
+    assert "\r" not in err and "hidden" not in err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("cases:") and "3/3" in lines[-1] and all(ln.startswith("cases:") for ln in lines)

@@ -8,14 +8,33 @@ import time
 from tqdm.auto import tqdm
 
 
-def progress_enabled(quiet: bool = False) -> bool:
-    """Bars only for people: off with --quiet and when stderr is not a terminal."""
-    return not quiet and sys.stderr.isatty()
+class _LogLines:
+    """tqdm's redraws (``\\r`` + bar) as one line each, for log files that are not terminals."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").rstrip()
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def bar(iterable=None, total=None, desc: str = "", quiet: bool = False, **kw):
-    return tqdm(iterable, total=total, desc=desc, disable=not progress_enabled(quiet), file=sys.stderr,
-                dynamic_ncols=True, **kw)
+    """A tqdm bar on stderr; off with ``quiet``.
+
+    When stderr is not a terminal (a batch job's log file) the bar still reports, but plain
+    ASCII, fixed width and at most every 60 s, so a cluster log shows progress without
+    thousands of redraws.
+    """
+    if sys.stderr.isatty():
+        style = {"dynamic_ncols": True}
+    else:
+        style = {"ascii": True, "ncols": 100, "mininterval": 60.0, "maxinterval": 120.0, "file": _LogLines(sys.stderr)}
+    return tqdm(iterable, total=total, desc=desc, disable=quiet, **{"file": sys.stderr, **style, **kw})
 
 
 @contextlib.contextmanager
