@@ -88,7 +88,7 @@ def write_report(work: Path, rows: list[dict], meta: dict) -> dict:
     os.replace(tmp, work / "results.csv")
     doc = {**meta, "arms": study.ARMS, "summary": summary, "vs_a": comparison}
     study.write_json(work / "results.json", doc)
-    study.dice_figure(work / "dice_per_organ.png", summary)
+    study.dice_figure(work / "dice_per_organ.png", summary, comparison)
     organs = list(study.ORGANS) + ["mean"]
     arms = [a for a in study.ARMS if summary[a]["mean"]["n"]]
     print("\nDice on non-contrast test CT (mean ± std over test patients x seeds)")

@@ -343,22 +343,46 @@ def read_rows(path: Path) -> list[dict]:
                 for r in csv.DictReader(fh)]
 
 
-def dice_figure(path: Path, summary: dict) -> Path:
+def dice_figure(path: Path, summary: dict, comparison: dict | None = None) -> Path:
+    """Dice per organ and arm (mean ± std); with ``comparison``, a second panel of the paired
+    differences to arm (a) with their 95 % bootstrap CIs, which is what decides between arms."""
     from medgan.utils.figures import _plt, _save
 
     plt = _plt()
     organs = list(ORGANS) + ["mean"]
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    x = np.arange(len(organs))
+    panels = 2 if comparison else 1
+    fig, axes = plt.subplots(1, panels, figsize=(8 * panels, 3.8), squeeze=False)
+    ax = axes[0, 0]
     width = 0.8 / len(ARMS)
     for i, (arm, label) in enumerate(ARMS.items()):
         means = [summary[arm][o]["mean"] for o in organs]
         stds = [0.0 if not math.isfinite(summary[arm][o]["std"]) else summary[arm][o]["std"] for o in organs]
-        ax.bar(np.arange(len(organs)) + i * width, means, width, yerr=stds, capsize=3, label=f"({arm}) {label}")
-    ax.set_xticks(np.arange(len(organs)) + width, organs)
+        ax.bar(x + i * width, means, width, yerr=stds, capsize=3, label=f"({arm}) {label}", color=f"C{i}")
+    ax.set_xticks(x + width, organs)
     ax.set_ylabel("Dice on non-contrast CT")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("Segmentation trained on contrast CT, tested on non-contrast CT")
+    ax.set_title("Dice (mean ± std over test patients x seeds)")
+    if comparison:
+        ax = axes[0, 1]
+        others = [a for a in ARMS if a in comparison]
+        width = 0.8 / max(1, len(others))
+        for i, arm in enumerate(others):
+            c = [comparison[arm][o] for o in organs]
+            diff = np.array([v["diff"] for v in c])
+            lo = np.array([v["ci"][0] if v["ci"][0] is not None else np.nan for v in c], dtype=float)
+            hi = np.array([v["ci"][1] if v["ci"][1] is not None else np.nan for v in c], dtype=float)
+            err = np.nan_to_num(np.stack([diff - lo, hi - diff]), nan=0.0)
+            colour = f"C{list(ARMS).index(arm)}"
+            ax.bar(x + i * width, diff, width, yerr=err, capsize=3, color=colour,
+                   label=f"({arm}) - (a)")
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.set_xticks(x + width * (len(others) - 1) / 2, organs)
+        ax.set_ylabel("Dice difference to (a)")
+        ax.legend(fontsize=8)
+        ax.set_title("Paired difference to (a), 95 % bootstrap CI over patients")
+    fig.suptitle("Segmentation trained on contrast CT, tested on non-contrast CT", fontsize=11)
     _save(fig, Path(path))
     plt.close(fig)
     return Path(path)
