@@ -166,3 +166,26 @@ def test_translation_quality_against_hand_computed_values():
     assert row["mae_synthetic"] == pytest.approx(30.0 * 16 / n_body, rel=1e-5)
     assert row["me_synthetic"] == pytest.approx(30.0 * 16 / n_body, rel=1e-5)
     assert q["mean"]["removed_aorta"] == pytest.approx(0.8)
+
+
+def test_segmentation_study_runs_on_a_users_folders(tmp_path):
+    """--data with the documented layout: ct/, labels/ and an optional registered contrast/ CT."""
+    from medgan.simulation.contrast import simulate_contrast
+
+    run = _load("pipelines/segmentation_augmentation/run.py", "seg_run")
+    cohort = tmp_path / "cohort"
+    for i in range(5):
+        ct, lab = make_phantom(300 + i, shape=(12, 64, 64), spacing_zyx=(6.0, 6.0, 6.0))
+        write_volume(ct, cohort / "ct" / f"case{i}.nii.gz")
+        write_volume(lab, cohort / "labels" / f"case{i}.mha")
+        if i == 0:                                   # one case brings its own contrast CT
+            write_volume(simulate_contrast(ct, lab, seed=9)[0], cohort / "contrast" / f"case{i}.nii.gz")
+    work = tmp_path / "work"
+    assert run.main(["--size", "tiny", "--data", str(cohort), "-w", str(work), "-q"]) == 0
+    doc = json.loads((work / "results.json").read_text())
+    assert sorted(doc["train"] + doc["test"]) == [f"case{i}" for i in range(5)]
+    assert set(doc["translation"]["cases"]) == set(doc["test"])
+    # a CT without its label map is refused by name
+    write_volume(make_phantom(399, shape=(12, 64, 64))[0], cohort / "ct" / "case9.nii.gz")
+    with pytest.raises(SystemExit, match="no label map for case9"):
+        run.main(["--size", "tiny", "--data", str(cohort), "-w", str(work), "-q"])
