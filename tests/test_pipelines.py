@@ -76,6 +76,13 @@ def test_segmentation_study_runs_end_to_end(tmp_path):
     tr = doc["translation"]
     assert set(tr["cases"]) == set(doc["test"]) and tr["mean"]["mae_contrast"] > 0
     assert tr["mean"]["mae_synthetic"] >= 0 and "removed_aorta" in tr["mean"]
+    # --report-only rebuilds a missing translation table from the run's recorded size, not the default one
+    assert doc["config"]["phantoms"] == study.SIZES["tiny"].phantoms
+    del doc["translation"]
+    (tmp_path / "results.json").write_text(json.dumps(doc))
+    assert run.main(["--report-only", "-w", str(tmp_path), "-q"]) == 0
+    rebuilt = json.loads((tmp_path / "results.json").read_text())["translation"]
+    assert rebuilt["mean"]["mae_synthetic"] == pytest.approx(tr["mean"]["mae_synthetic"], rel=1e-4)
 
 
 def test_organ_map_merges_kidneys_and_drops_other_labels():

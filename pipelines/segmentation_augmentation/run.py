@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import platform
@@ -106,10 +107,10 @@ def write_report(work: Path, rows: list[dict], meta: dict) -> dict:
             print(f"{'(' + arm + ') - (a)':<12}" + "".join(f"{c:>28}" for c in cells))
     if meta.get("translation"):
         t = meta["translation"]["mean"]
-        print(f"\nCycleGAN on the {len(meta['translation']['cases'])} test patients' contrast CTs "
-              f"(never seen in training), against their true non-contrast CTs: body HU MAE {t['mae_contrast']:.1f} (contrast CT) -> "
-              f"{t['mae_synthetic']:.1f} (synthetic); contrast enhancement removed: "
-              + ", ".join(f"{o} {100 * t['removed_' + o]:.0f} %" for o in study.ORGANS if np.isfinite(t['removed_' + o])))
+        removed = [f"{o} {100 * t['removed_' + o]:.0f} %" for o in study.ORGANS if np.isfinite(t["removed_" + o])]
+        print(f"\nCycleGAN on the {len(meta['translation']['cases'])} test patients' contrast CTs (never seen in "
+              f"training), against their true non-contrast CTs: body HU MAE {t['mae_contrast']:.1f} (contrast CT) -> "
+              f"{t['mae_synthetic']:.1f} (synthetic); contrast enhancement removed: {', '.join(removed)}")
     print(f"\n{work / 'results.csv'}, {work / 'dice_per_organ.png'}"
           + (f" ({meta['seconds']:.0f} s, {meta['hardware']})" if "seconds" in meta else ""))
     return doc
@@ -130,17 +131,22 @@ def report_only(args, size: study.StudySize) -> int:
         print(f"segmentation study: {results} not found; run the study first", file=sys.stderr)
         return 2
     old = json.loads((work / "results.json").read_text()) if (work / "results.json").is_file() else {}
-    meta = {k: old[k] for k in ("size", "train", "test", "hardware", "seconds", "torch", "translation") if k in old}
+    meta = {k: old[k] for k in ("size", "config", "train", "test", "hardware", "seconds", "torch", "translation")
+            if k in old}
     model = work / "cyclegan" / "model.safetensors"
     if "translation" not in meta and model.is_file() and meta.get("test"):
-        # a run made before the translation table existed: rebuild its cohort (give the run's --size, --data and
-        # --phantoms again) and measure
-        prepared = load_cohort(args, size if meta.get("size", args.size) == args.size else study.SIZES[meta["size"]])
+        # a run made before the translation table existed: rebuild its cohort (its recorded size; a user
+        # cohort needs --data again) and measure
+        if "config" in meta:
+            size = study.StudySize(**meta["config"])
+        elif meta.get("size", args.size) != args.size:
+            size = study.SIZES[meta["size"]]
+        prepared = load_cohort(args, size)
         if set(meta["test"]) <= set(prepared):
             meta["translation"] = measure_translation(prepared, meta["test"], model)
         else:
-            print("segmentation study: the test patients are not in this cohort; give the run's --data/--phantoms "
-                  "to add the translation table", file=sys.stderr)
+            print("segmentation study: the run's test patients are not in this cohort; give its --data (or "
+                  "--phantoms) again to add the translation table", file=sys.stderr)
     write_report(work, study.read_rows(results), meta)
     return 0
 
@@ -220,7 +226,8 @@ def main(argv=None) -> int:
                 finite = [r["dice"] for r in rows[-len(study.ORGANS):] if np.isfinite(r["dice"])]
                 rows.append({"arm": arm, "seed": seed, "patient": n, "organ": "mean",
                              "dice": float(np.mean(finite)) if finite else float("nan")})
-    meta = {"size": args.size, "train": train, "test": test, "hardware": _hardware(device),
+    meta = {"size": args.size, "config": dataclasses.asdict(size), "train": train, "test": test,
+            "hardware": _hardware(device),
             "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__}
     if translation is not None:
         meta["translation"] = translation
