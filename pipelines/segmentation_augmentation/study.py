@@ -53,7 +53,7 @@ SIZES = {
                           "optim.batch_size=2", "data.samples_per_volume=4", "data.queue_length=8"),
                       seg_iterations=6, seg_batch=4, seg_channels=(8, 16, 32), seeds=(0,)),
     "cpu": StudySize(),
-    # the study reported in docs/results.md: ~1.5 h on 2 CPU cores, minutes on a GPU
+    # the study reported in docs/results.md: ~50 min on 2 CPU cores
     "full": StudySize(phantoms=24, cyclegan_steps=2000, seg_iterations=600, seeds=(0, 1, 2)),
     # a scale-up of "full" for a GPU (not run in this project: no GPU was lent to it)
     "large": StudySize(phantoms=40, cyclegan_steps=20000, cyclegan_overrides=("data.patch_size=[128,128]",),
