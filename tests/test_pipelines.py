@@ -141,10 +141,12 @@ def test_segmentation_report_only_rebuilds_from_csv(tmp_path, capsys):
 def test_study_sizes_scale_and_refuse_nonsense():
     study = _load("pipelines/segmentation_augmentation/study.py", "study")
     full = study.SIZES["full"]
-    s = study.scaled(full, phantoms=3, seeds=(0,), cyclegan_steps=None)
-    assert (s.phantoms, s.seeds, s.cyclegan_steps) == (3, (0,), full.cyclegan_steps)
+    s = study.scaled(full, phantoms=3, seeds=2, cyclegan_steps=None)
+    assert (s.phantoms, s.seeds, s.cyclegan_steps) == (3, (0, 1), full.cyclegan_steps)
     with pytest.raises(SystemExit, match="--seg-iterations must be at least 1"):
         study.scaled(full, seg_iterations=0)
+    with pytest.raises(SystemExit, match="--seeds must be at least 1, got 0"):
+        study.scaled(full, seeds=0)
 
 
 def test_translation_quality_against_hand_computed_values():

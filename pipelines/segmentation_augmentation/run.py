@@ -167,8 +167,7 @@ def main(argv=None) -> int:
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
     size = study.scaled(study.SIZES[args.size], phantoms=args.phantoms, cyclegan_steps=args.cyclegan_steps,
-                        seg_iterations=args.seg_iterations,
-                        seeds=tuple(range(args.seeds)) if args.seeds else None)
+                        seg_iterations=args.seg_iterations, seeds=args.seeds)
     if args.report_only:
         return report_only(args, size)
     import SimpleITK as sitk

@@ -61,13 +61,15 @@ SIZES = {
 }
 
 
-def scaled(size: StudySize, **changes) -> StudySize:
-    """``size`` with the given fields replaced; ``None`` keeps the size's own value."""
+def scaled(size: StudySize, **changes: int | None) -> StudySize:
+    """``size`` with the given counts replaced (``seeds=N`` means seeds 0..N-1); ``None`` keeps the size's own."""
     changes = {k: v for k, v in changes.items() if v is not None}
     for k, v in changes.items():
-        if isinstance(v, int) and v < (0 if k == "phantoms" else 1):
+        if v < (0 if k == "phantoms" else 1):
             raise SystemExit(f"segmentation study: --{k.replace('_', '-')} must be at least "
                              f"{0 if k == 'phantoms' else 1}, got {v}")
+    if "seeds" in changes:
+        changes["seeds"] = tuple(range(changes["seeds"]))
     return dataclasses.replace(size, **changes)
 
 
