@@ -5,13 +5,13 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
 from medgan.evaluation.evaluate import METRICS, CaseResult
 from medgan.evaluation.metrics import HU_MAX, HU_MIN
+from medgan.io.writers import atomic_write_text
 from medgan.utils.figures import _plt, _save
 
 
@@ -87,13 +87,6 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     return Path(path)
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _num(v: float):
     return None if v is None or not math.isfinite(v) else round(float(v), 4)
 
@@ -109,7 +102,7 @@ def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, failur
         for label, m in r.rows.items():
             w.writerow([r.case, label, r.mask_source] + ["" if _num(m[k]) is None else _num(m[k]) for k in METRICS])
     csv_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.json"
-    _atomic_text(csv_path, buf.getvalue())
+    atomic_write_text(csv_path, buf.getvalue())
     doc = {"cases": [{"case": r.case, "mask": r.mask_source,
                       "metrics": {lab: {k: _num(v) for k, v in m.items()} for lab, m in r.rows.items()}}
                      for r in results],
@@ -119,5 +112,5 @@ def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, failur
            **{k: ({kk: _num(vv) if isinstance(vv, float) else vv for kk, vv in v.items()} if isinstance(v, dict) else v)
               for k, v in (extra or {}).items()},
            "definitions": "docs/metrics.md (SynthRAD2023: HU clipped to [-1024, 3000], data_range 4024)"}
-    _atomic_text(json_path, json.dumps(doc, indent=2, allow_nan=False))
+    atomic_write_text(json_path, json.dumps(doc, indent=2, allow_nan=False))
     return csv_path, json_path

@@ -87,6 +87,14 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a text file (CSV, JSON, ...) through :func:`atomic_path`: readers never see half of it."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
 def _atomic_folder(path: Path, fill) -> None:
     """Fill a temporary sibling folder, then swap it in place of ``path``."""
     _prepare_parent(path)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,10 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    os.replace(tmp, path)
+    from medgan.io.writers import atomic_path
+
+    with atomic_path(Path(path)) as tmp:           # keeps the .png suffix, so matplotlib picks PNG
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
 
 
 def comparison_figure(path: Path, *volumes, titles=(), window=(-400.0, 600.0), diff_range: float = 300.0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import json
 import os
 import platform
@@ -79,14 +80,15 @@ def measure_translation(prepared: dict, test: list[str], model) -> dict:
 
 def write_report(work: Path, rows: list[dict], meta: dict) -> dict:
     """results.csv, results.json (summary + paired comparison to arm a), dice_per_organ.png and a printed table."""
+    from medgan.io.writers import atomic_write_text
+
     summary = study.summarise(rows)
     comparison = study.compare_arms(rows) if any(r["arm"] == "a" for r in rows) else {}
-    tmp = work / ".results.csv.tmp"
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["arm", "seed", "patient", "organ", "dice"])
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, work / "results.csv")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["arm", "seed", "patient", "organ", "dice"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(work / "results.csv", buf.getvalue())
     doc = {**meta, "arms": study.ARMS, "summary": summary, "vs_a": comparison}
     study.write_json(work / "results.json", doc)
     study.dice_figure(work / "dice_per_organ.png", summary, comparison)

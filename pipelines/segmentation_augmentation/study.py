@@ -373,8 +373,7 @@ def dice_figure(path: Path, summary: dict, comparison: dict | None = None) -> Pa
         for i, arm in enumerate(others):
             c = [comparison[arm][o] for o in organs]
             diff = np.array([v["diff"] for v in c])
-            lo = np.array([v["ci"][0] if v["ci"][0] is not None else np.nan for v in c], dtype=float)
-            hi = np.array([v["ci"][1] if v["ci"][1] is not None else np.nan for v in c], dtype=float)
+            lo, hi = np.array([v["ci"] for v in c], dtype=float).T
             err = np.nan_to_num(np.stack([diff - lo, hi - diff]), nan=0.0)
             colour = f"C{list(ARMS).index(arm)}"
             ax.bar(x + i * width, diff, width, yerr=err, capsize=3, color=colour,
@@ -391,7 +390,8 @@ def dice_figure(path: Path, summary: dict, comparison: dict | None = None) -> Pa
 
 
 def write_json(path: Path, doc: dict) -> None:
-    import os
+    """``doc`` as JSON, atomically, with NaN/inf written as null."""
+    from medgan.io.writers import atomic_write_text
 
     def clean(o):
         if isinstance(o, float) and not math.isfinite(o):
@@ -402,6 +402,4 @@ def write_json(path: Path, doc: dict) -> None:
             return [clean(v) for v in o]
         return o
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(clean(doc), indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(clean(doc), indent=2))
