@@ -52,9 +52,11 @@ def _config():
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dims", type=int, choices=(2, 3), default=2)
-    ap.add_argument("--small", action="store_true", help="CPU-sized: 2D 128² ngf 16, 3D 16x64x64 ngf 8")
+    ap.add_argument("--small", action="store_true", help="CPU-sized: 2D 128² ngf 16, 3D 32x64x64 ngf 8")
     ap.add_argument("--compile", action="store_true", help="use torch.compile on the CPU too")
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--ablation", action="store_true",
+                    help="also the medgan batch without compile: fp32, and bf16 + channels_last")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = device.type == "cuda"
@@ -62,23 +64,32 @@ def main() -> None:
         shape, ngf, blocks = ((128, 128), 16, 9) if args.small else ((256, 256), 64, 9)
         batch = 4 if args.small else 16
     else:
-        shape, ngf, blocks = ((16, 64, 64), 8, 6) if args.small else ((32, 128, 128), 32, 9)
+        shape, ngf, blocks = ((32, 64, 64), 8, 6) if args.small else ((32, 128, 128), 32, 9)
         batch = 1 if args.small else 2
     arch = [f"model.spatial_dims={args.dims}", f"model.generator_args.channels={ngf}",
             f"model.generator_args.n_blocks={blocks}", f"model.discriminator_args.channels={ngf}"]
-    base = measure(arch + ["train.amp=none", "train.channels_last=false", "train.compile=false"], shape, 1,
-                   device, args.steps, 3)
-    fast = measure(arch + ["train.amp=bf16", "train.channels_last=true",
-                           f"train.compile={'true' if (cuda or args.compile) else 'false'}"],
-                   shape, batch, device, args.steps, 10 if cuda else 3)
     voxels = 1
     for s in shape:
         voxels *= s
     hw = torch.cuda.get_device_name() if cuda else f"{platform.processor() or platform.machine()}, " \
                                                     f"{torch.get_num_threads()} threads"
+    base = measure(arch + ["train.amp=none", "train.channels_last=false", "train.compile=false"], shape, 1,
+                   device, args.steps, 3)
+    print(f"baseline (fp32, batch 1, no compile): {base:.2f} pairs/s ({base * voxels / 1e6:.3g} Mvoxel/s)", flush=True)
+    if args.ablation:   # measured before the compiled run, so that a compile failure still leaves these
+        for label, amp, cl in (("fp32, no compile", "none", "false"), ("bf16 + channels_last, no compile", "bf16", "true")):
+            value = measure(arch + [f"train.amp={amp}", f"train.channels_last={cl}", "train.compile=false"],
+                            shape, batch, device, args.steps, 3)
+            print(f"| ablation, batch {batch}: {label} | {hw} | | {value:.2f} pairs/s "
+                  f"({value * voxels / 1e6:.3g} Mvoxel/s) | ×{value / base:.1f} | |", flush=True)
+    compiled = cuda or args.compile
+    fast = measure(arch + ["train.amp=bf16", "train.channels_last=true", f"train.compile={str(compiled).lower()}"],
+                   shape, batch, device, args.steps, 10 if cuda else 3)
     print(f"| {args.dims}D {'×'.join(map(str, shape))}, ngf {ngf} | {hw} | baseline {base:.2f} pairs/s | "
-          f"medgan {fast:.2f} pairs/s ({fast * voxels / 1e6:.3g} Mvoxel/s, batch {batch}) | "
-          f"×{fast / base:.1f} | {datetime.date.today()} |")
+          f"medgan {fast:.2f} pairs/s ({fast * voxels / 1e6:.3g} Mvoxel/s, batch {batch}"
+          f"{'' if compiled else ', no compile'}) | ×{fast / base:.1f} | {datetime.date.today()} |")
+    if cuda:
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 
 
 if __name__ == "__main__":

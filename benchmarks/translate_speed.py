@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true", help="the H100 goal: 512x512x200 with ResNet-9 on cuda")
     ap.add_argument("--size", type=int, nargs=3, metavar=("X", "Y", "Z"))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--input", type=Path, help="time this volume file instead of a phantom (size from the file)")
     args = ap.parse_args()
     from medgan.inference.model import STARTER_MODEL, load_model
     from medgan.inference.translate import TranslateOptions, translate
@@ -60,17 +61,26 @@ def main() -> None:
             path, label = model_file(REPO / "configs" / "cbct2ct_cpu.yaml", tmp), "compact 2D (16 ch, 6 blocks)"
         model = load_model(path)
         spacing = model.config.data.spacing or [1.0, 1.0]
-        ct, _ = make_phantom(0, shape=(size[2], size[1], size[0]), spacing_zyx=(2.5, spacing[1], spacing[0]))
-        src = write_volume(ct, tmp / "in.nii.gz")
+        if args.input:
+            src = args.input
+            size = read_volume(src).array.shape[::-1]
+        else:
+            ct, _ = make_phantom(0, shape=(size[2], size[1], size[0]), spacing_zyx=(2.5, spacing[1], spacing[0]))
+            src = write_volume(ct, tmp / "in.nii.gz")
         opts = TranslateOptions(device=device, quiet=True, batch_size=32 if args.gpu else 16)
-        times = []
+        times, phases = [], []
         for i in range(args.repeats + 1):           # the first run warms up (cuDNN autotune, allocations)
             if device == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            sct = translate(read_volume(src), model, opts)
+            vol = read_volume(src)
+            t1 = time.perf_counter()
+            sct = translate(vol, model, opts)
+            t2 = time.perf_counter()
             write_volume(sct, tmp / "out.nii.gz", dtype="int16")
-            times.append(time.perf_counter() - t0)
+            t3 = time.perf_counter()
+            times.append(t3 - t0)
+            phases.append((t1 - t0, t2 - t1, t3 - t2))
         best = min(times[1:])
         hw = torch.cuda.get_device_name() if device == "cuda" else \
             f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
@@ -78,6 +88,9 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- |")
         print(f"| {size[0]}×{size[1]}×{size[2]} | {label} | {hw} | {best:.1f} (median {np.median(times[1:]):.1f}, "
               f"first {times[0]:.1f}) | {datetime.date.today()} |")
+        r, t, w = (float(np.median([p[k] for p in phases[1:]])) for k in range(3))
+        print(f"median phases (s): read {r:.2f}, translate {t:.2f}, write {w:.2f}; "
+              f"{size[2] / t:.0f} slices/s in translate")
 
 
 if __name__ == "__main__":
