@@ -36,7 +36,7 @@ def read_volume(path: str | Path, series_uid: str | None = None, check_finite: b
     elif format_of(path) == "dicom" or dicom.is_dicom_file(path):
         volume = _read_dicom_file(path, name, series_uid)
     else:
-        volume = _read_file(path, name)
+        volume = _read_file(path, name, check_finite)
     if check_finite:
         check_values(volume.array, name)
     volume.meta["path"] = str(path)
@@ -70,7 +70,19 @@ def _read_zip(path: Path, name: str, series_uid: str | None) -> Volume:
     return volume
 
 
-def _check_nifti_header(path: Path, name: str) -> None:
+def _nifti_non_finite(path: Path, header) -> np.ndarray | None:
+    """The voxels of a floating-point NIfTI as stored, when any is NaN/Inf (ITK reads those as 0 without a word)."""
+    import nibabel as nib
+
+    if not np.issubdtype(header.get_data_dtype(), np.floating):
+        return None
+    data = np.asarray(nib.load(str(path)).dataobj)
+    if np.all(np.isfinite(data)):
+        return None
+    return np.ascontiguousarray(data.T) if data.ndim == 3 else None
+
+
+def _check_nifti_header(path: Path, name: str):
     """ITK replaces a zero NIfTI pixdim by 1 mm without a word; nibabel shows the header as written."""
     import nibabel as nib
 
@@ -88,6 +100,7 @@ def _check_nifti_header(path: Path, name: str) -> None:
     expected = int(header["vox_offset"]) + int(np.prod(header["dim"][1 : ndim + 1], dtype=np.int64)) * int(header["bitpix"]) // 8
     if _stored_bytes(path, expected) < expected:
         raise InputError(f"{name} is truncated: its header promises more voxel data than the file holds")
+    return header
 
 
 def _stored_bytes(path: Path, expected: int) -> int:
@@ -113,10 +126,14 @@ def _stored_bytes(path: Path, expected: int) -> int:
     return total
 
 
-def _read_file(path: Path, name: str) -> Volume:
+def _read_file(path: Path, name: str, check_finite: bool = True) -> Volume:
     fmt = format_of(path)
+    raw = None
     if fmt == "nifti":
-        _check_nifti_header(path, name)
+        header = _check_nifti_header(path, name)
+        raw = _nifti_non_finite(path, header)
+        if raw is not None and check_finite:
+            check_values(raw, name)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -134,4 +151,6 @@ def _read_file(path: Path, name: str) -> Volume:
         volume = Volume.from_sitk(image, {"format": fmt or "image", "modality": modality})
     except RuntimeError as exc:  # truncated data surfaces when the buffer is filled
         raise InputError(f"{name} cannot be read: {dicom._first_line(exc)}") from None
+    if raw is not None and raw.shape == volume.array.shape:
+        volume.array = raw.astype(volume.array.dtype, copy=False)   # keep NaN/Inf visible (``medgan info``)
     return volume

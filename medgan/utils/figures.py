@@ -17,9 +17,9 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    from medgan.io.writers import atomic_path
+    from medgan.io.writers import atomic_path, check_png
 
-    with atomic_path(Path(path)) as tmp:           # keeps the .png suffix, so matplotlib picks PNG
+    with atomic_path(Path(path), verify=lambda t: check_png(t, Path(path))) as tmp:           # keeps the .png suffix, so matplotlib picks PNG
         fig.savefig(tmp, dpi=100, bbox_inches="tight")
 
 
