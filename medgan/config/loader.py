@@ -76,8 +76,6 @@ _RULES = [
     ("model.mode", lambda v: v in ("cyclegan", "paired"), "cyclegan or paired"),
     ("model.spatial_dims", lambda v: v in (2, 3), "2 or 3"),
     ("data.patch_size", lambda v: all(isinstance(p, int) and p >= 1 for p in v), "positive integers"),
-    ("data.spacing", lambda v: v is None or (len(v) in (2, 3) and all(s > 0 for s in v)),
-     "null or 2-3 numbers > 0 (mm)"),
     ("data.samples_per_volume", lambda v: v >= 1, ">= 1"),
     ("data.queue_length", lambda v: v >= 1, ">= 1"),
     ("data.num_workers", lambda v: v >= 0, ">= 0"),
@@ -128,6 +126,9 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
             good = False
         if not good:
             raise ConfigError(f"{key} = {value!r} is out of range: it must be {what}")
+    from medgan.data.resample import check_spacing
+
+    check_spacing(cfg.data.spacing)
     get_preset(cfg.data.hu_preset)
     _parse(cfg.data.orientation)
     return cfg

@@ -258,6 +258,17 @@ def new_uid() -> str:
     return generate_uid()
 
 
+def right_handed(volume: Volume) -> Volume:
+    """The same voxels on a right-handed grid (slice order reversed when needed): what a DICOM series holds."""
+    d = volume.direction_matrix.copy()
+    if np.linalg.det(d) >= 0:
+        return volume
+    origin = np.asarray(volume.origin, dtype=float) + d[:, 2] * volume.spacing[2] * (volume.shape[0] - 1)
+    d[:, 2] = -d[:, 2]
+    return Volume(np.ascontiguousarray(volume.array[::-1]), volume.spacing, tuple(origin), tuple(d.ravel()),
+                  dict(volume.meta))
+
+
 def series_number_for(volume: Volume, offset: int = 1000) -> int:
     """The derived series' number: the source's plus ``offset`` (so it sorts next to its source), else ``offset + 1``."""
     try:

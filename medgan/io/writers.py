@@ -309,8 +309,6 @@ class _Staged:
 
 def _cast(volume: Volume, dtype) -> np.ndarray:
     array = np.asarray(volume.array)
-    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-        raise OutputError("the volume to write holds NaN or Inf voxels; nothing was written")
     if dtype is not None:
         dtype = np.dtype(dtype)
         if np.issubdtype(dtype, np.integer) and np.issubdtype(array.dtype, np.floating):
@@ -320,6 +318,15 @@ def _cast(volume: Volume, dtype) -> np.ndarray:
     return array
 
 
+def _same_voxels(back: np.ndarray, array: np.ndarray) -> bool:
+    if back.shape != array.shape:
+        return False
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array)          # ITK's NIfTI reader turns NaN/Inf into 0; compare the rest
+        return bool(np.array_equal(back[finite], array[finite]))
+    return bool(np.array_equal(back, array))
+
+
 def _verify_image(final: Path, image: sitk.Image, array: np.ndarray) -> Callable[[Path], None]:
     def verify(tmp: Path) -> None:
         try:
@@ -327,7 +334,7 @@ def _verify_image(final: Path, image: sitk.Image, array: np.ndarray) -> Callable
             ok = (back.GetSize() == image.GetSize()
                   and np.allclose(back.GetSpacing(), image.GetSpacing(), rtol=1e-6, atol=1e-9)
                   and np.allclose(back.GetOrigin(), image.GetOrigin(), rtol=1e-6, atol=1e-6)
-                  and np.array_equal(sitk.GetArrayViewFromImage(back), array))
+                  and _same_voxels(sitk.GetArrayViewFromImage(back), array))
         except RuntimeError:
             ok = False
         if not ok:
@@ -378,7 +385,8 @@ def _stage_dicom(volume: Volume, path: Path, dtype, series_description: str | No
         try:
             back = dicom.read_series(dicom.select_series(dicom.find_series(tmp, max_depth=1), str(path), None),
                                      str(path))
-            ok = back.same_grid(vol, atol=1e-3) and np.array_equal(back.array, np.rint(array).astype(np.int16))
+            want = dicom.right_handed(vol)
+            ok = back.same_grid(want, atol=1e-3) and np.array_equal(back.array, np.rint(want.array).astype(np.int16))
         except MedganError:
             ok = False
         if not ok:
