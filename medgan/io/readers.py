@@ -1,8 +1,10 @@
 """``read_volume``: one entry point for NIfTI, MHA/NRRD and DICOM (folder, file or .zip)."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import sys
 import tempfile
 import zipfile
 import zlib
@@ -126,6 +128,23 @@ def _stored_bytes(path: Path, expected: int) -> int:
     return total
 
 
+@contextlib.contextmanager
+def _captured_stderr():
+    """Collect what C++ code writes to file descriptor 2 (ITK's MetaIO uses std::cerr), so errors stay one line."""
+    said: dict[str, str] = {}
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as buf:
+        os.dup2(buf.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            buf.seek(0)
+            said["text"] = buf.read().decode(errors="replace")
+
+
 def _read_file(path: Path, name: str, check_finite: bool = True) -> Volume:
     fmt = format_of(path)
     raw = None
@@ -135,9 +154,12 @@ def _read_file(path: Path, name: str, check_finite: bool = True) -> Volume:
         if raw is not None and check_finite:
             check_values(raw, name)
     try:
-        image = sitk.ReadImage(str(path))
+        with _captured_stderr() as said:           # MetaIO prints its complaints straight to C++ std::cerr
+            image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         msg = dicom._first_line(exc)
+        if "not read completely" in said.get("text", ""):
+            raise InputError(f"{name} is truncated: its header promises more voxel data than the file holds") from None
         if "Unable to determine ImageIO reader" in msg:
             raise InputError(f"{name} is not a readable image file (corrupt, truncated or unsupported format)") from None
         if "Zero-valued spacing" in msg:
