@@ -5,7 +5,7 @@ CBCT is simulated with RTK (pelvis preset, the demo's seeds), translated with th
 shipped starter model (with the cycle-consistency QA map) and evaluated against
 the true CT; the report goes to docs/figures/starter_<case>.png.
 
-    python benchmarks/report_example.py            # both cases (~1 min on 2 CPU cores)
+    python benchmarks/report_example.py [CASE ...]     # default: both cases
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ def main() -> int:
     real = sample / "totalsegmentator" / "example_ct.nii.gz"
     if real.exists():
         cases["ts_example_ct"] = read_volume(real)
+    only = set(sys.argv[1:])
+    cases = {k: v for k, v in cases.items() if not only or k in only}
     model = load_model(None)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

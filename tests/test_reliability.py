@@ -330,6 +330,7 @@ def test_derived_series_metadata(tmp_path, vol, run_cli):
         os.umask(old)
     assert code == 0, err
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o750
+    assert {f.stat().st_mode & 0o777 for f in (tmp_path / "out").iterdir()} == {0o640}
     out = sorted((pydicom.dcmread(str(f)) for f in (tmp_path / "out").iterdir()), key=lambda d: d.InstanceNumber)
     assert len(out) == vol.shape[0]
     for z, ds in enumerate(out):

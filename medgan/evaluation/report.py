@@ -96,8 +96,7 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     fig = plt.figure(figsize=(3.0 * max(n_cols, 3), 3.0 * sum(ratios) + 1.0))
     grid = fig.add_gridspec(4, max(n_cols, 3), height_ratios=ratios)
     where = _positions(target, centre)
-    cmap_diff = plt.get_cmap("RdBu_r").copy()
-    cmap_diff.set_bad("0.85")
+    cmap_diff = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
     for col, (title, arr, kind) in enumerate(panels):
         for row, (plane, img, aspect) in enumerate(_views(np.asarray(arr), target.spacing, centre)):
             ax = fig.add_subplot(grid[row, col])
