@@ -50,7 +50,9 @@ def main() -> int:
             res = evaluate_case(sct_path, ct_path, input=cbct_path, case=name).relabel("sCT", "CBCT")
             out = case_report(REPO / "docs" / "figures" / f"starter_{name}.png", res, qa_map=qa)
             m_in, m_out = res.rows["CBCT"], res.rows["sCT"]
-            print(f"{name}: HU MAE {m_in['mae']:.1f} (CBCT) -> {m_out['mae']:.1f} (sCT); wrote {out.relative_to(REPO)}")
+            print(f"{name}: wrote {out.relative_to(REPO)}")
+            for label, m in res.rows.items():
+                print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
     return 0
 
 

@@ -29,13 +29,11 @@ def _views(vol: np.ndarray, spacing_xyz, centre):
 
 
 def _positions(ref, centre) -> dict[str, str]:
-    """Where each view's plane lies: the LPS coordinate (mm) of the plane through ``centre``."""
+    """Where each view's plane lies: its LPS coordinate (mm; +x left, +y posterior, +z superior)."""
     point = ref.index_to_physical() @ np.array([centre[2], centre[1], centre[0], 1.0])
     x, y, z = point[:3]
-    side = lambda v, pos, neg: f"{abs(v):.1f} mm {pos if v >= 0 else neg}"  # noqa: E731
-    return {"axial": f"z = {z:.1f} mm ({side(z, 'S', 'I')}), slice {centre[0] + 1}/{ref.shape[0]}",
-            "coronal": f"y = {y:.1f} mm ({side(y, 'P', 'A')})",
-            "sagittal": f"x = {x:.1f} mm ({side(x, 'L', 'R')})"}
+    return {"axial": f"z {z:.1f} mm, slice {centre[0] + 1}/{ref.shape[0]}", "coronal": f"y {y:.1f} mm",
+            "sagittal": f"x {x:.1f} mm"}
 
 
 def _label_edges(ax, plane: str) -> None:
@@ -113,8 +111,8 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
                 ax.set_title(title, fontsize=10)
             if col == 0:
                 ax.set_ylabel(plane)
-                ax.text(0.01, 0.01, where[plane], transform=ax.transAxes, color="white", fontsize=6.5,
-                        ha="left", va="bottom", bbox=dict(facecolor="black", alpha=0.5, pad=1, lw=0))
+                ax.text(0.01, 0.99, where[plane], transform=ax.transAxes, color="white", fontsize=6.5,
+                        ha="left", va="top", bbox=dict(facecolor="black", alpha=0.6, pad=1, lw=0))
             if row == 0 and kind != "image":
                 fig.colorbar(im, ax=ax, fraction=0.046, label="HU")
     ax_h = fig.add_subplot(grid[3, 0])
@@ -158,8 +156,8 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
                  f"grey window [{window[0]:g}, {window[1]:g}] HU (W {window[1] - window[0]:g} / L "
                  f"{(window[0] + window[1]) / 2:g}); difference scale +/-{scale:g} HU "
                  f"({'fixed' if diff_range else '99th percentile of |difference| in the mask'})\n"
-                 f"views in LPS, radiological convention (patient's right on the image left); file stored "
-                 f"{plan.source}", fontsize=10)
+                 f"views in LPS, radiological convention (patient's right on the image left; positions in LPS mm); "
+                 f"file stored {plan.source}", fontsize=10)
     fig.tight_layout()
     _save(fig, Path(path))
     plt.close(fig)
