@@ -73,7 +73,6 @@ def config_from_dict(data: dict) -> ExperimentConfig:
 
 #: (key, test, what it must be) checked by :func:`validate_config`.
 _RULES = [
-    ("model.mode", lambda v: v in ("cyclegan", "paired"), "cyclegan or paired"),
     ("model.spatial_dims", lambda v: v in (2, 3), "2 or 3"),
     ("data.patch_size", lambda v: all(isinstance(p, int) and p >= 1 for p in v), "positive integers"),
     ("data.samples_per_volume", lambda v: v >= 1, ">= 1"),

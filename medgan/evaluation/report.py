@@ -111,8 +111,7 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
                 ax.set_title(title, fontsize=10)
             if col == 0:
                 ax.set_ylabel(plane)
-                ax.text(0.01, 0.99, where[plane], transform=ax.transAxes, color="white", fontsize=6.5,
-                        ha="left", va="top", bbox=dict(facecolor="black", alpha=0.6, pad=1, lw=0))
+                ax.set_xlabel(where[plane], fontsize=7, labelpad=2)
             if row == 0 and kind != "image":
                 fig.colorbar(im, ax=ax, fraction=0.046, label="HU")
     ax_h = fig.add_subplot(grid[3, 0])
