@@ -68,8 +68,7 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
             print(f"resampling {fmt(volume.spacing)} mm -> model spacing {fmt(work.spacing)} mm and back",
                   file=sys.stderr)
     hu = np.asarray(work.array, dtype=np.float32)
-    pbar = bar(total=hu.shape[0] * (2 if qa_map else 1), desc="translate", unit="slice", quiet=opts.quiet,
-               leave=False)
+    pbar = bar(total=hu.shape[0] * (2 if qa_map else 1), desc="translate", unit="slice", quiet=opts.quiet)
     kw["progress"] = pbar.update
     with torch.inference_mode():
         sct = run_generator(model.g_ab, hu, **kw)
