@@ -113,9 +113,9 @@ def test_bad_training_spacing_in_config_is_refused(tmp_path):
     from medgan.engine.trainer import Trainer
     from medgan.errors import ConfigError
 
-    cfg = load_config(REPO_CONFIGS / "tiny_cpu.yaml", ["data.spacing=[1.0]", f"data.train_a={tmp_path}",
-                                                       f"data.train_b={tmp_path}"])
-    with pytest.raises(ConfigError, match="spacing must be two"):
+    with pytest.raises(ConfigError, match="spacing must be two"):   # refused when the config is loaded
+        cfg = load_config(REPO_CONFIGS / "tiny_cpu.yaml", ["data.spacing=[1.0]", f"data.train_a={tmp_path}",
+                                                           f"data.train_b={tmp_path}"])
         Trainer(cfg, tmp_path / "run")
 
 

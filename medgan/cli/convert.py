@@ -14,6 +14,6 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     volume = read_volume(args.input, series_uid=args.series_uid)
-    out = write_volume(volume, args.output, args.output_type, inputs=[args.input])
+    out = write_volume(volume, args.output, args.output_type, inputs=[args.input], overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0

@@ -19,17 +19,19 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    fmt = lambda v: " x ".join(f"{x:g}" for x in v)  # noqa: E731
+    fmt = lambda v: " x ".join(f"{x:.10g}" for x in v)  # noqa: E731
     rows = [
         ("path", info["path"]),
         ("format", info["format"]),
         ("size", fmt(info["size"])),
         ("spacing (mm)", fmt(info["spacing"])),
-        ("origin (mm, LPS)", ", ".join(f"{x:g}" for x in info["origin"])),
-        ("direction", ", ".join(f"{x:g}" for x in info["direction"])),
+        ("origin (mm, LPS)", ", ".join(f"{x:.10g}" for x in info["origin"])),
+        ("direction", ", ".join(f"{x:.10g}" for x in info["direction"])),
         ("orientation", info["orientation"]),
         ("data type", info["dtype"]),
         ("value range", f"{info['min']:g} .. {info['max']:g} (mean {info['mean']:.1f})" if info["min"] is not None else "no finite voxels"),
+        ("non-finite voxels", (f"{info['nan_voxels']} NaN, {info['inf_voxels']} Inf: medgan refuses this volume "
+                               "in every other command") if info["nan_voxels"] or info["inf_voxels"] else "none"),
         ("modality", info["modality"] or "-"),
         ("series UID", info["series_uid"] or "-"),
         ("series description", info["series_description"] or "-"),

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         importlib.import_module(module).add_parser(sub)
+    for command in sub.choices.values():      # the hint says "re-run with --debug": accept it after the command too
+        command.add_argument("--debug", dest="sub_debug", action="store_true", help="show full tracebacks on errors")
     return parser
 
 
@@ -45,14 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    debug = args.debug or os.environ.get("MEDGAN_DEBUG") == "1"
+    debug = args.debug or getattr(args, "sub_debug", False) or os.environ.get("MEDGAN_DEBUG") == "1"
     if not debug:
         import SimpleITK as sitk
 
         # ITK prints C++ warnings straight to stderr; medgan checks those conditions itself.
         sitk.ProcessObject_SetGlobalWarningDisplay(False)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()                    # a closed pipe shows here, inside the handlers below
+        return code
     except MedganError as exc:
         if debug:
             raise
@@ -61,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"medgan {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``medgan info --json | head``): not an error of ours; silence the final flush
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - last line of defence: never a traceback
         if debug:
             raise

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from medgan.cli.common import add_input, add_output, is_case_folder
+from medgan.cli.common import add_input, add_output, fraction, is_case_folder, positive_int
 from medgan.errors import InputError, MedganError, OutputError
 
 
@@ -19,10 +19,10 @@ def add_parser(sub) -> None:
     p.add_argument("-d", "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CUDA (default: on)")
-    p.add_argument("--batch-size", type=int, default=16, help="slices per batch for 2D models")
-    p.add_argument("--patch-size", type=int, nargs=3, metavar=("Z", "Y", "X"), help="3D sliding-window size")
-    p.add_argument("--overlap", type=float, default=0.25, help="3D sliding-window overlap (0-1)")
-    p.add_argument("--sw-batch-size", type=int, default=4, help="3D windows per batch")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="slices per batch for 2D models")
+    p.add_argument("--patch-size", type=positive_int, nargs=3, metavar=("Z", "Y", "X"), help="3D sliding-window size")
+    p.add_argument("--overlap", type=fraction, default=0.25, help="3D sliding-window overlap, in [0, 1)")
+    p.add_argument("--sw-batch-size", type=positive_int, default=4, help="3D windows per batch")
     p.add_argument("--qa-map", metavar="PATH", help="also write the cycle-consistency reliability map "
                    "(in batch mode: a folder)")
     p.add_argument("--continue", dest="cont", action="store_true", help="batch mode: skip cases already done")
@@ -42,20 +42,22 @@ def _case_output(case: Path, out_dir: Path, output_type: str | None) -> Path:
 
 def _translate_one(src, dst, args, model, opts, qa_path=None):
     from medgan.inference.translate import translate
-    from medgan.io import read_volume, write_volume
-    from medgan.io.writers import resolve_output
+    from medgan.io import read_volume
+    from medgan.io.writers import VolumeOutput, plan_outputs, write_volumes
 
+    # every output is checked (distinct, not the input, writable) before the long work and before any is written
+    planned = plan_outputs([(dst, args.output_type)] + ([(qa_path, None)] if qa_path is not None else []),
+                           inputs=[src], overwrite=args.overwrite)
+    out_path, out_type = planned[0].path, planned[0].type
     volume = read_volume(src, series_uid=args.series_uid)
-    out_path, out_type = resolve_output(dst, args.output_type)
     if out_type == "dicom" and not volume.meta.get("format", "").startswith("dicom"):
         raise OutputError("DICOM output needs a DICOM input (the new series joins the input's study)")
     result = translate(volume, model, opts, qa_map=qa_path is not None)
     sct, qa = result if qa_path is not None else (result, None)
-    written = write_volume(sct, out_path, out_type, dtype="int16", inputs=[src],
-                           series_description="medgan synthetic CT")
+    outputs = [VolumeOutput(sct, out_path, out_type, "int16", "medgan synthetic CT")]
     if qa is not None:
-        write_volume(qa, qa_path, inputs=[src])
-    return written
+        outputs.append(VolumeOutput(qa, planned[1].path, planned[1].type))
+    return write_volumes(outputs, inputs=[src], overwrite=args.overwrite)[0]
 
 
 def run(args) -> int:
@@ -78,6 +80,7 @@ def run(args) -> int:
         return 0
 
     from medgan.data.unpaired import list_volumes
+    from medgan.io.writers import output_complete
 
     cases = list_volumes(src)
     out_dir = Path(args.output)
@@ -85,7 +88,7 @@ def run(args) -> int:
     results = []
     for case in bar(cases, desc="translate", quiet=args.quiet, unit="case"):
         dst = _case_output(case, out_dir, args.output_type)
-        if args.cont and dst.exists():
+        if args.cont and output_complete(dst, args.output_type):   # a readable volume, not just a name
             results.append((case.name, "skipped (done)", 0.0))
             continue
         t0 = time.perf_counter()

@@ -71,6 +71,68 @@ def config_from_dict(data: dict) -> ExperimentConfig:
     return _build(ExperimentConfig, data or {}, "")
 
 
+#: (key, test, what it must be) checked by :func:`validate_config`.
+_RULES = [
+    ("model.spatial_dims", lambda v: v in (2, 3), "2 or 3"),
+    ("data.patch_size", lambda v: all(isinstance(p, int) and p >= 1 for p in v), "positive integers"),
+    ("data.samples_per_volume", lambda v: v >= 1, ">= 1"),
+    ("data.queue_length", lambda v: v >= 1, ">= 1"),
+    ("data.num_workers", lambda v: v >= 0, ">= 0"),
+    ("loss.gp_weight", lambda v: v >= 0, ">= 0"),
+    ("loss.label_smoothing", lambda v: 0 <= v < 0.5, "in [0, 0.5)"),
+    ("loss.label_noise", lambda v: 0 <= v < 0.5, "in [0, 0.5)"),
+    ("loss.instance_noise", lambda v: v >= 0, ">= 0"),
+    ("loss.instance_noise_steps", lambda v: v is None or v >= 1, "null or >= 1"),
+    ("loss.lambda_cycle", lambda v: v >= 0, ">= 0"),
+    ("loss.lambda_identity", lambda v: v >= 0, ">= 0"),
+    ("loss.lambda_structure", lambda v: v >= 0, ">= 0"),
+    ("loss.lambda_l1", lambda v: v >= 0, ">= 0"),
+    ("optim.lr_g", lambda v: 0 < v < 1, "> 0 (and < 1)"),
+    ("optim.lr_d", lambda v: 0 < v < 1, "> 0 (and < 1)"),
+    ("optim.beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("optim.beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("optim.batch_size", lambda v: v >= 1, ">= 1"),
+    ("optim.steps", lambda v: v >= 1, ">= 1"),
+    ("optim.decay_start", lambda v: v is None or v >= 0, "null or >= 0"),
+    ("optim.pool_size", lambda v: v >= 0, ">= 0"),
+    ("optim.d_steps", lambda v: v >= 1, ">= 1"),
+    ("optim.n_critic", lambda v: v >= 1, ">= 1"),
+    ("train.amp", lambda v: v in ("bf16", "fp16", "none"), "bf16, fp16 or none"),
+    ("train.checkpoint_every", lambda v: v >= 1, ">= 1"),
+    ("train.val_every", lambda v: v >= 0, ">= 0 (0: no validation)"),
+    ("train.log_every", lambda v: v >= 1, ">= 1"),
+    ("train.max_val_slices", lambda v: v >= 1, ">= 1"),
+    ("train.alarm_patience", lambda v: v >= 1, ">= 1"),
+]
+
+
+def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Range checks at load time: a nonsense value is one clear line, never a silent no-op or a crash later.
+
+    (``optim.steps=0`` used to exit 0 with no model, ``optim.lr_g=-1`` to end in an internal error.)
+    """
+    import math
+
+    from medgan.data.hu import get_preset
+    from medgan.io.orientation import _parse
+
+    for key, ok, what in _RULES:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        try:
+            good = ok(value) and not (isinstance(value, float) and not math.isfinite(value))
+        except TypeError:
+            good = False
+        if not good:
+            raise ConfigError(f"{key} = {value!r} is out of range: it must be {what}")
+    from medgan.data.resample import check_spacing
+
+    check_spacing(cfg.data.spacing)
+    get_preset(cfg.data.hu_preset)
+    _parse(cfg.data.orientation)
+    return cfg
+
+
 def config_to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
@@ -84,7 +146,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     data = apply_overrides(data, overrides)
-    cfg = config_from_dict(data)
+    cfg = validate_config(config_from_dict(data))
     # relative data folders are relative to the config file's folder... unless they exist from the cwd
     for key in ("train_a", "train_b", "val_a", "val_b"):
         value = getattr(cfg.data, key)

@@ -22,6 +22,9 @@ class DataConfig:
     val_a: Optional[str] = None             #: held-out A volumes ...
     val_b: Optional[str] = None             #: ... and their registered B counterparts, matched by file name
     hu_preset: str = "ct-full"
+    #: orientation every volume is brought into (exact permutation/flip) for training and translation:
+    #: axial slices in DICOM's LPS axes (see medgan.io.orientation); stored with the model
+    orientation: str = "LPS"
     #: voxel size the model works at, mm: [x, y] (in-plane; slice spacing kept) or [x, y, z].
     #: Training volumes are resampled to it; ``translate`` resamples inputs in and back out.
     spacing: Optional[list[float]] = None

@@ -18,6 +18,12 @@ class HUPreset:
     lo: float
     hi: float
 
+    def __post_init__(self) -> None:
+        lo, hi = float(self.lo), float(self.hi)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ConfigError(f"HU preset '{self.name}' has lo = {self.lo} and hi = {self.hi}: it needs finite "
+                              "values with lo < hi (a tampered model or config?)")
+
     def normalize(self, hu):
         """HU -> [-1, 1] (clipped)."""
         x = (hu - self.lo) / (self.hi - self.lo) * 2.0 - 1.0
@@ -46,7 +52,10 @@ def get_preset(name_or_preset) -> HUPreset:
     if isinstance(name_or_preset, HUPreset):
         return name_or_preset
     if isinstance(name_or_preset, dict):
-        return HUPreset(**name_or_preset)
+        try:
+            return HUPreset(**name_or_preset)
+        except TypeError:
+            raise ConfigError(f"HU preset {name_or_preset!r} needs exactly name, lo and hi") from None
     try:
         return HU_PRESETS[name_or_preset]
     except KeyError:

@@ -26,6 +26,7 @@ from medgan.data.hu import HUPreset
 from medgan.data.resample import needs_resampling, resample_to_spacing
 from medgan.errors import InputError
 from medgan.io import Volume, read_volume
+from medgan.io.orientation import CANONICAL, to_orientation
 from medgan.io.dicom import is_dicom_file
 from medgan.io.formats import format_of
 
@@ -76,8 +77,11 @@ def pad_to_size(volume: Volume, min_shape_zyx: Sequence[int], value: float = -10
     return Volume(arr, volume.spacing, tuple(np.asarray(volume.origin) - shift), volume.direction, dict(volume.meta))
 
 
-def _reader(path, spacing=None, min_shape_zyx=None):
+def _reader(path, spacing=None, min_shape_zyx=None, orientation=CANONICAL):
     volume = read_volume(path)
+    if orientation:
+        # axial slices in the model's orientation, whatever the file's storage order (exact permutation/flip)
+        volume, _ = to_orientation(volume, orientation)
     if needs_resampling(volume, spacing):
         volume = resample_to_spacing(volume, spacing)
     if min_shape_zyx is not None:
@@ -112,6 +116,7 @@ class PatchSpec:
     flip: bool = True
     affine: bool = False
     spacing: Sequence[float] | None = None  #: resample every volume to this (see medgan.data.resample)
+    orientation: str | None = CANONICAL     #: reorient every volume to this first (see medgan.io.orientation)
 
     def torchio_patch_size(self) -> tuple[int, int, int]:
         ps = tuple(int(p) for p in self.patch_size)
@@ -138,7 +143,7 @@ def make_transform(preset: HUPreset, spec: PatchSpec) -> tio.Compose:
 def patch_reader(spec: PatchSpec):
     """The TorchIO reader for ``spec``: medgan I/O, resampled to ``spec.spacing``, padded to fit a patch."""
     px, py, pz = spec.torchio_patch_size()
-    return functools.partial(_reader, spacing=spec.spacing, min_shape_zyx=(pz, py, px))
+    return functools.partial(_reader, spacing=spec.spacing, min_shape_zyx=(pz, py, px), orientation=spec.orientation)
 
 
 def make_queue(paths: Sequence[Path], preset: HUPreset, spec: PatchSpec, subject_sampler=None) -> tio.Queue:

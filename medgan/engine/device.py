@@ -8,6 +8,9 @@ import torch
 from medgan.errors import MedganError
 
 
+_NOTICE_SHOWN: list[bool] = []
+
+
 def resolve_device(spec: str = "auto", local_rank: int = 0, quiet: bool = False) -> torch.device:
     """``auto`` takes CUDA (or MPS) when present, else the CPU with a one-line notice;
     an explicit device that is missing is an error."""
@@ -17,7 +20,8 @@ def resolve_device(spec: str = "auto", local_rank: int = 0, quiet: bool = False)
             return torch.device("cuda", local_rank % torch.cuda.device_count())
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
-        if not quiet:
+        if not quiet and not _NOTICE_SHOWN:
+            _NOTICE_SHOWN.append(True)           # once per run, not once per case of a batch
             print("medgan: no GPU found, running on the CPU", file=sys.stderr)
         return torch.device("cpu")
     try:

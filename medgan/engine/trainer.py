@@ -30,6 +30,9 @@ from medgan.inference.engine import run_generator
 from medgan.engine.alarms import TrainingAlarms
 from medgan.data.resample import check_spacing, needs_resampling, resample_to_spacing
 from medgan.io import read_volume
+from medgan.io.orientation import to_orientation
+from medgan.io.runs import check_fresh_run_dir
+from medgan.io.writers import remove_stale_temporaries
 from medgan.utils.progress import bar
 
 LOSS_KEYS = ["g_total", "g_adv", "cycle", "identity", "structure", "l1", "d_a", "d_b", "d_acc", "var_ratio",
@@ -57,7 +60,7 @@ class Trainer:
         self.val_pairs = validation_pairs(cfg)
         self.spec = PatchSpec(cfg.model.spatial_dims, cfg.data.patch_size, cfg.data.samples_per_volume,
                               cfg.data.queue_length, cfg.data.num_workers, cfg.data.flip, cfg.data.affine,
-                              cfg.data.spacing)
+                              cfg.data.spacing, cfg.data.orientation)
         self.spec.torchio_patch_size()  # validates the patch size against spatial_dims
         probe = torch.device("cpu") if cfg.train.device == "cpu" else None
         self.dist = init_distributed(probe or resolve_device(cfg.train.device, quiet=True))
@@ -72,6 +75,10 @@ class Trainer:
         elif self.ckpt_path.exists():
             raise ConfigError(f"{self.run_dir} already holds a training run; add --resume to continue it "
                               "or choose another output folder")
+        else:
+            check_fresh_run_dir(self.run_dir)     # another run's logs (killed before its first checkpoint)
+        if self.dist.is_main:
+            remove_stale_temporaries(self.run_dir)  # half-written files of a killed run
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
@@ -87,7 +94,8 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     def _resume(self) -> None:
         if not self.ckpt_path.exists():
-            raise ConfigError(f"nothing to resume: {self.ckpt_path} does not exist")
+            raise ConfigError(f"nothing to resume: {self.ckpt_path} does not exist (the run stopped before its first "
+                              "checkpoint); start it afresh in a new folder")
         state = ckpt.load_checkpoint(self.ckpt_path, map_location=self.device)
         saved = config_from_dict(state["config"])
         if dataclasses.asdict(saved.model) != dataclasses.asdict(self.cfg.model):
@@ -195,7 +203,7 @@ class Trainer:
     def validate(self, step: int) -> list[dict]:
         results = []
         for path_a, path_b in self.val_pairs:
-            a, b = read_volume(path_a), read_volume(path_b)
+            a, b = (to_orientation(read_volume(p), self.cfg.data.orientation)[0] for p in (path_a, path_b))
             if (diff := a.grid_difference(b)) is not None:
                 raise InputError(f"validation pair {path_a.name}: {diff}")
             if needs_resampling(a, self.cfg.data.spacing):
@@ -214,7 +222,9 @@ class Trainer:
                 from medgan.utils.figures import comparison_figure
 
                 comparison_figure(self.run_dir / "samples" / f"step_{step:07d}.png", hu_a, pred, hu_b,
-                                  titles=("input (A)", "translation", "target (B)"))
+                                  titles=("input (A)", "translation", "target (B)"),
+                                  suptitle=f"{path_a.name}, step {step}: HU MAE in the body {results[0]['mae_input']:.1f} "
+                                           f"(input) -> {results[0]['mae']:.1f} (translation)")
         self.model.gen.train()
         path = self.run_dir / "validation.csv"
         new = not path.exists()

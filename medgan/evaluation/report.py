@@ -15,72 +15,148 @@ from medgan.io.writers import atomic_write_text
 from medgan.utils.figures import _plt, _save
 
 
+#: Edge labels of each view after reorientation to LPS, radiological convention (patient's right on the left):
+#: (left, right, top, bottom).
+_EDGES = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
+
+
 def _views(vol: np.ndarray, spacing_xyz, centre):
-    """(title, 2D slice, aspect) for the axial, coronal and sagittal planes through ``centre``."""
+    """(plane, 2D slice, aspect) for the axial, coronal and sagittal planes through ``centre`` of an LPS array."""
     z, y, x = centre
     sx, sy, sz = spacing_xyz
     return [("axial", vol[z], sy / sx), ("coronal", vol[:, y, :][::-1], sz / sx),
             ("sagittal", vol[:, :, x][::-1], sz / sy)]
 
 
-def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_range: float = 300.0) -> Path:
-    """Rows: axial / coronal / sagittal; columns: [input |] prediction | target | prediction - target.
+def _positions(ref, centre) -> dict[str, str]:
+    """Where each view's plane lies: its LPS coordinate (mm; +x left, +y posterior, +z superior)."""
+    point = ref.index_to_physical() @ np.array([centre[2], centre[1], centre[0], 1.0])
+    x, y, z = point[:3]
+    return {"axial": f"z {z:.1f} mm, slice {centre[0] + 1}/{ref.shape[0]}", "coronal": f"y {y:.1f} mm",
+            "sagittal": f"x {x:.1f} mm"}
 
-    A bottom row holds the HU histograms inside the mask and the per-tissue MAE bars.
+
+def _label_edges(ax, plane: str) -> None:
+    left, right, top, bottom = _EDGES[plane]
+    style = dict(transform=ax.transAxes, color="yellow", fontsize=8, fontweight="bold", ha="center", va="center")
+    ax.text(0.04, 0.5, left, **style)
+    ax.text(0.96, 0.5, right, **style)
+    ax.text(0.5, 0.95, top, **style)
+    ax.text(0.5, 0.05, bottom, **style)
+
+
+def diff_scale(diff: np.ndarray, mask: np.ndarray | None, percentile: float = 99.0) -> float:
+    """Symmetric colour limit of a difference map: the ``percentile`` of |difference| inside the body, rounded up to 10 HU."""
+    vals = np.abs(diff[mask] if mask is not None and mask.any() else diff.ravel())
+    vals = vals[np.isfinite(vals)]
+    top = float(np.percentile(vals, percentile)) if vals.size else 1.0
+    return max(10.0, float(np.ceil(top / 10.0) * 10.0))
+
+
+def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_range: float | None = None,
+                qa_map=None, hist_range=(HU_MIN, HU_MAX)) -> Path:
+    """Rows: axial / coronal / sagittal; columns: [input |] prediction | target | prediction - target [| QA map].
+
+    The views are shown in LPS (radiological convention) with orientation letters on the edges and
+    the plane's position; the grey window is stated.  The difference is shown inside the mask only, on a
+    symmetric scale set by the 99th percentile of |difference| there (``diff_range`` fixes it instead).
+    A bottom row holds the HU histograms inside the mask over ``hist_range`` (values outside are counted at
+    the ends and said so), the per-tissue MAE bars and the ME/MAE/PSNR/SSIM of each image.
+    ``qa_map`` (a volume on the target's grid, e.g. ``translate --qa-map``) adds a column.
     """
+    from medgan.io.orientation import to_orientation
+
     plt = _plt()
-    target = result.volumes["target"]
+    target_raw = result.volumes["target"]
+    target, plan = to_orientation(target_raw)
     images = [(k, v) for k, v in result.volumes.items() if k != "target"]
     pred_label = images[-1][0]
-    mask = result.mask
+    mask = plan.apply(result.mask) if result.mask is not None else None
+    canon = lambda a: plan.apply(np.asarray(a))  # noqa: E731
     # centre the views on the mask's centre of mass so the anatomy, not the air, is shown
     centre = tuple(int(round(c)) for c in np.argwhere(mask).mean(axis=0)) if mask is not None and mask.any() \
         else tuple(s // 2 for s in target.shape)
-    cols = [(k, v.array) for k, v in images] + [("target", target.array)]
-    n_cols = len(cols) + 1
+    cols = [(k, canon(v.array)) for k, v in images] + [("target", target.array)]
+    diff = np.asarray(cols[-2][1], np.float32) - np.asarray(target.array, np.float32)
+    scale = diff_range or diff_scale(diff, mask)
+    shown_diff = np.where(mask, diff, np.nan) if mask is not None else diff
+    panels = [(t, a, "image") for t, a in cols] + [(f"{pred_label} - target\n(inside the mask)", shown_diff, "diff")]
+    if qa_map is not None:
+        qa = canon(qa_map.array).astype(np.float32)
+        panels.append(("QA map: cycle error\n(|G_BA(G_AB(x)) - x|, HU)", qa, "qa"))
+        qa_top = max(1.0, float(np.percentile(qa[mask] if mask is not None and mask.any() else qa, 99)))
+    n_cols = len(panels)
     # row heights follow the physical aspect of each plane, so thin slabs leave no blank rows
     nz, ny, nx = target.shape
     sx, sy, sz = target.spacing
     ratios = [max(0.25, min(1.5, r)) for r in ((ny * sy) / (nx * sx), (nz * sz) / (nx * sx), (nz * sz) / (ny * sy))]
-    ratios.append(1.2)
-    fig = plt.figure(figsize=(3.0 * n_cols, 3.0 * sum(ratios) + 0.6))
-    grid = fig.add_gridspec(4, n_cols, height_ratios=ratios)
-    diff = np.asarray(images[-1][1].array, np.float32) - np.asarray(target.array, np.float32)
-    for col, (title, arr) in enumerate(cols + [(f"{pred_label} - target", diff)]):
+    ratios.append(1.3)
+    fig = plt.figure(figsize=(3.0 * max(n_cols, 3), 3.0 * sum(ratios) + 1.0))
+    grid = fig.add_gridspec(4, max(n_cols, 3), height_ratios=ratios)
+    where = _positions(target, centre)
+    cmap_diff = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
+    for col, (title, arr, kind) in enumerate(panels):
         for row, (plane, img, aspect) in enumerate(_views(np.asarray(arr), target.spacing, centre)):
             ax = fig.add_subplot(grid[row, col])
-            is_diff = col == len(cols)
-            im = ax.imshow(img, cmap="RdBu_r" if is_diff else "gray", aspect=aspect,
-                           vmin=-diff_range if is_diff else window[0], vmax=diff_range if is_diff else window[1])
+            if kind == "diff":
+                im = ax.imshow(img, cmap=cmap_diff, aspect=aspect, vmin=-scale, vmax=scale)
+            elif kind == "qa":
+                im = ax.imshow(img, cmap="magma", aspect=aspect, vmin=0, vmax=qa_top)
+            else:
+                im = ax.imshow(img, cmap="gray", aspect=aspect, vmin=window[0], vmax=window[1])
             ax.set_xticks([])
             ax.set_yticks([])
+            _label_edges(ax, plane)
             if row == 0:
-                ax.set_title(title)
+                ax.set_title(title, fontsize=10)
             if col == 0:
                 ax.set_ylabel(plane)
-            if is_diff and row == 0:
+                ax.set_xlabel(where[plane], fontsize=7, labelpad=2)
+            if row == 0 and kind != "image":
                 fig.colorbar(im, ax=ax, fraction=0.046, label="HU")
-    half = max(1, n_cols // 2)
-    ax_h = fig.add_subplot(grid[3, :half])
-    bins = np.linspace(-1024, 1500, 127)
+    ax_h = fig.add_subplot(grid[3, 0])
+    lo, hi = hist_range
+    bins = np.linspace(lo, hi, 165)
+    outside = []
     for title, arr in cols:
-        vals = np.clip(np.asarray(arr)[mask] if mask is not None else np.asarray(arr).ravel(), HU_MIN, HU_MAX)
-        ax_h.hist(vals, bins=bins, histtype="step", density=True, label=title)
+        vals = np.asarray(arr)[mask] if mask is not None else np.asarray(arr).ravel()
+        n_out = int(((vals < lo) | (vals > hi)).sum())
+        if n_out:
+            outside.append(f"{title}: {n_out}")
+        ax_h.hist(np.clip(vals, lo, hi), bins=bins, histtype="step", density=True, label=title)
     ax_h.set_yscale("log")
-    ax_h.set_xlabel("HU (inside the mask)")
+    ax_h.set_xlim(lo, hi)
+    ax_h.set_xlabel(f"HU inside the mask, full range [{lo:g}, {hi:g}]"
+                    + (f"\nvoxels outside, counted at the ends: {'; '.join(outside)}" if outside else ""), fontsize=8)
+    ax_h.set_ylabel("density")
     ax_h.set_title("HU histograms")
-    ax_h.legend(fontsize=8)
-    ax_b = fig.add_subplot(grid[3, half:])
+    ax_h.legend(fontsize=7)
+    ax_b = fig.add_subplot(grid[3, 1])
     tissues = ("air", "soft_tissue", "bone")
     width = 0.8 / max(1, len(result.rows))
     for i, (label, m) in enumerate(result.rows.items()):
         vals = [m[f"mae_{t}"] if math.isfinite(m[f"mae_{t}"]) else 0.0 for t in tissues]
-        ax_b.bar(np.arange(3) + i * width, vals, width, label=f"{label} (MAE {m['mae']:.1f})")
+        ax_b.bar(np.arange(3) + i * width, vals, width, label=label)
     ax_b.set_xticks(np.arange(3) + width * (len(result.rows) - 1) / 2, ["air", "soft tissue", "bone"])
     ax_b.set_ylabel("MAE (HU)")
     ax_b.set_title("MAE per tissue (by target HU)")
-    ax_b.legend(fontsize=8)
-    fig.suptitle(f"{result.case} - mask: {result.mask_source}")
+    ax_b.legend(fontsize=7)
+    ax_t = fig.add_subplot(grid[3, 2:])
+    ax_t.axis("off")
+    fmt = lambda v, f: "-" if v is None or not math.isfinite(v) else format(v, f)  # noqa: E731
+    table = ax_t.table(cellText=[[label, fmt(m["me"], "+.1f"), fmt(m["mae"], ".1f"), fmt(m["psnr"], ".2f"),
+                                  fmt(m["ssim"], ".3f")] for label, m in result.rows.items()],
+                       colLabels=["image", "ME (HU)", "MAE (HU)", "PSNR (dB)", "SSIM"], loc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    table.scale(1.0, 1.6)
+    ax_t.set_title("vs target, inside the mask (SynthRAD2023 definitions, docs/metrics.md)", fontsize=9)
+    fig.suptitle(f"{result.case} (mask: {result.mask_source})\n"
+                 f"grey window [{window[0]:g}, {window[1]:g}] HU (W {window[1] - window[0]:g} / L "
+                 f"{(window[0] + window[1]) / 2:g}); difference scale +/-{scale:g} HU "
+                 f"({'fixed' if diff_range else '99th percentile of |difference| in the mask'})\n"
+                 f"views in LPS, radiological convention (patient's right on the image left; positions in LPS mm); "
+                 f"file stored {plan.source}", fontsize=10)
     fig.tight_layout()
     _save(fig, Path(path))
     plt.close(fig)

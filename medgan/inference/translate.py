@@ -16,6 +16,8 @@ from medgan.errors import ModelError
 from medgan.inference.engine import run_generator
 from medgan.inference.model import TranslationModel, load_model
 from medgan.io import Volume, read_volume
+from medgan.io.orientation import CANONICAL, from_orientation, to_orientation
+from medgan.utils.progress import bar
 
 
 @dataclasses.dataclass
@@ -43,6 +45,11 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
         volume = read_volume(volume, series_uid=series_uid)
     if not isinstance(model, TranslationModel):
         model = load_model(model)
+    # the model runs in its canonical (axial) orientation; the result goes back to the stored one exactly
+    original, (volume, orient) = volume, to_orientation(volume, getattr(model.config.data, "orientation", CANONICAL))
+    if orient.slicing_changed and not opts.quiet:
+        print(f"input stored {orient.source}: translating on axial slices ({orient.target}, the model's "
+              f"orientation) and writing back in {orient.source}", file=sys.stderr)
     if qa_map and model.g_ba is None:
         raise ModelError(f"{model.source} is a paired (pix2pix) model: it has no B->A generator, so there is "
                          "no cycle-consistency QA map; drop --qa-map")
@@ -61,6 +68,8 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
             print(f"resampling {fmt(volume.spacing)} mm -> model spacing {fmt(work.spacing)} mm and back",
                   file=sys.stderr)
     hu = np.asarray(work.array, dtype=np.float32)
+    pbar = bar(total=hu.shape[0] * (2 if qa_map else 1), desc="translate", unit="slice", quiet=opts.quiet)
+    kw["progress"] = pbar.update
     with torch.inference_mode():
         sct = run_generator(model.g_ab, hu, **kw)
     qa = None
@@ -74,10 +83,11 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
         sct_vol = resample_like(sct_vol, volume, default=model.preset.lo)
         sct_vol.array = np.clip(sct_vol.array, model.preset.lo, model.preset.hi)
         qa = resample_like(work.with_array(qa), volume, default=0.0).array if qa is not None else None
-    out = volume.with_array(sct_vol.array.astype(np.float32), modality="CT (synthetic)")
+    pbar.close()
+    out = from_orientation(sct_vol.array.astype(np.float32), orient, original, modality="CT (synthetic)")
     out.meta.pop("path", None)
     if qa is None:
         return out
-    qa_vol = volume.with_array(qa.astype(np.float32), modality="medgan QA map (cycle error, HU)")
+    qa_vol = from_orientation(qa.astype(np.float32), orient, original, modality="medgan QA map (cycle error, HU)")
     qa_vol.meta.pop("path", None)
     return out, qa_vol

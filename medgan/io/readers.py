@@ -1,8 +1,10 @@
 """``read_volume``: one entry point for NIfTI, MHA/NRRD and DICOM (folder, file or .zip)."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import sys
 import tempfile
 import zipfile
 import zlib
@@ -36,7 +38,7 @@ def read_volume(path: str | Path, series_uid: str | None = None, check_finite: b
     elif format_of(path) == "dicom" or dicom.is_dicom_file(path):
         volume = _read_dicom_file(path, name, series_uid)
     else:
-        volume = _read_file(path, name)
+        volume = _read_file(path, name, check_finite)
     if check_finite:
         check_values(volume.array, name)
     volume.meta["path"] = str(path)
@@ -70,7 +72,19 @@ def _read_zip(path: Path, name: str, series_uid: str | None) -> Volume:
     return volume
 
 
-def _check_nifti_header(path: Path, name: str) -> None:
+def _nifti_non_finite(path: Path, header) -> np.ndarray | None:
+    """The voxels of a floating-point NIfTI as stored, when any is NaN/Inf (ITK reads those as 0 without a word)."""
+    import nibabel as nib
+
+    if not np.issubdtype(header.get_data_dtype(), np.floating):
+        return None
+    data = np.asarray(nib.load(str(path)).dataobj)
+    if np.all(np.isfinite(data)):
+        return None
+    return np.ascontiguousarray(data.T) if data.ndim == 3 else None
+
+
+def _check_nifti_header(path: Path, name: str):
     """ITK replaces a zero NIfTI pixdim by 1 mm without a word; nibabel shows the header as written."""
     import nibabel as nib
 
@@ -88,6 +102,7 @@ def _check_nifti_header(path: Path, name: str) -> None:
     expected = int(header["vox_offset"]) + int(np.prod(header["dim"][1 : ndim + 1], dtype=np.int64)) * int(header["bitpix"]) // 8
     if _stored_bytes(path, expected) < expected:
         raise InputError(f"{name} is truncated: its header promises more voxel data than the file holds")
+    return header
 
 
 def _stored_bytes(path: Path, expected: int) -> int:
@@ -113,14 +128,38 @@ def _stored_bytes(path: Path, expected: int) -> int:
     return total
 
 
-def _read_file(path: Path, name: str) -> Volume:
+@contextlib.contextmanager
+def _captured_stderr():
+    """Collect what C++ code writes to file descriptor 2 (ITK's MetaIO uses std::cerr), so errors stay one line."""
+    said: dict[str, str] = {}
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as buf:
+        os.dup2(buf.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            buf.seek(0)
+            said["text"] = buf.read().decode(errors="replace")
+
+
+def _read_file(path: Path, name: str, check_finite: bool = True) -> Volume:
     fmt = format_of(path)
+    raw = None
     if fmt == "nifti":
-        _check_nifti_header(path, name)
+        header = _check_nifti_header(path, name)
+        raw = _nifti_non_finite(path, header)
+        if raw is not None and check_finite:
+            check_values(raw, name)
     try:
-        image = sitk.ReadImage(str(path))
+        with _captured_stderr() as said:           # MetaIO prints its complaints straight to C++ std::cerr
+            image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         msg = dicom._first_line(exc)
+        if "not read completely" in said.get("text", ""):
+            raise InputError(f"{name} is truncated: its header promises more voxel data than the file holds") from None
         if "Unable to determine ImageIO reader" in msg:
             raise InputError(f"{name} is not a readable image file (corrupt, truncated or unsupported format)") from None
         if "Zero-valued spacing" in msg:
@@ -134,4 +173,6 @@ def _read_file(path: Path, name: str) -> Volume:
         volume = Volume.from_sitk(image, {"format": fmt or "image", "modality": modality})
     except RuntimeError as exc:  # truncated data surfaces when the buffer is filled
         raise InputError(f"{name} cannot be read: {dicom._first_line(exc)}") from None
+    if raw is not None and raw.shape == volume.array.shape:
+        volume.array = raw.astype(volume.array.dtype, copy=False)   # keep NaN/Inf visible (``medgan info``)
     return volume

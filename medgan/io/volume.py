@@ -107,19 +107,24 @@ class Volume:
     def describe(self) -> dict[str, Any]:
         """Plain-python summary used by ``medgan info``."""
         arr = self.array
-        finite = arr[np.isfinite(arr)] if np.issubdtype(arr.dtype, np.floating) else arr
+        floating = np.issubdtype(arr.dtype, np.floating)
+        finite = arr[np.isfinite(arr)] if floating else arr
+        n_nan = int(np.isnan(arr).sum()) if floating else 0
+        n_inf = int(np.isinf(arr).sum()) if floating else 0
         return {
             "path": self.meta.get("path"),
             "format": self.meta.get("format"),
             "size": list(self.size),
-            "spacing": [round(s, 6) for s in self.spacing],
-            "origin": [round(o, 4) for o in self.origin],
-            "direction": [round(d, 6) for d in self.direction],
+            "spacing": list(self.spacing),          # exact, as stored (0.9765625, not 0.976562)
+            "origin": list(self.origin),
+            "direction": list(self.direction),
             "orientation": orientation_code(self.direction),
             "dtype": str(arr.dtype),
             "min": float(finite.min()) if finite.size else None,
             "max": float(finite.max()) if finite.size else None,
             "mean": float(finite.mean()) if finite.size else None,
+            "nan_voxels": n_nan,
+            "inf_voxels": n_inf,
             "modality": self.meta.get("modality"),
             "series_uid": self.meta.get("series_uid"),
             "series_description": self.meta.get("series_description"),

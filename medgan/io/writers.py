@@ -1,32 +1,47 @@
-"""``write_volume``: atomic writes of NIfTI, MHA, NRRD and DICOM series.
+"""``write_volume``: verified, atomic writes of NIfTI, MHA, NRRD and DICOM series.
 
-Every output is written under a temporary name in the destination folder and
-renamed into place, so an interrupted run never leaves a half-written file.
+Every output is written under a temporary name in the destination folder, flushed
+to disk (``fsync``), read back and compared with what was meant to be written, and
+only then renamed into place.  A full disk or an I/O error therefore ends in one
+:class:`~medgan.errors.OutputError` and leaves nothing at the destination; a file
+that exists under its final name is complete.
+
+Commands with several outputs (``translate -o sct --qa-map qa``) call
+:func:`plan_outputs` first, so that every output is checked (distinct, not an
+input, writable, a DICOM folder medgan may write into) before any is written, and
+:func:`write_volumes`, which stages all of them before renaming any.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
-from medgan.errors import InputError, OutputError
+from medgan.errors import InputError, MedganError, OutputError
 from medgan.io import dicom
 from medgan.io.formats import OUTPUT_TYPES, format_of, suffix_of
 from medgan.io.volume import Volume
+
+#: Names of medgan's temporary files and folders (``.NAME.tmp-XXXXXXXX[.suffix]``, ``.NAME.old-XXXXXXXX``).
+TEMP_NAME = re.compile(r"^\..+\.(tmp|old)-[A-Za-z0-9_]{6,}(\.[A-Za-z0-9.]+)?$")
 
 
 def resolve_output(path: str | Path, output_type: str | None = None) -> tuple[Path, str]:
     """Work out the output path and type from the name and an optional ``--output-type``.
 
     A name without a known suffix gets the type's default suffix; DICOM output
-    is a folder.  A suffix that contradicts ``output_type`` is an error.
+    is a folder.  A suffix that contradicts ``output_type`` is an error, and so is
+    an existing folder given as a file output (it would silently become ``folder.nii.gz``).
     """
     path = Path(path)
     fmt = format_of(path)
@@ -49,6 +64,9 @@ def resolve_output(path: str | Path, output_type: str | None = None) -> tuple[Pa
             raise OutputError(f"{path}: DICOM output is a folder, not a '{suffix_of(path)}' file")
         return path, "dicom"
     if fmt is None:
+        if path.is_dir():
+            raise OutputError(f"{path} is an existing folder; -ot {output_type} writes one file, so give a file "
+                              f"name (e.g. {path / ('NAME' + OUTPUT_TYPES[output_type])})")
         return path.with_name(path.name + OUTPUT_TYPES[output_type]), output_type
     if fmt != output_type:
         raise OutputError(f"{path}: suffix '{suffix_of(path)}' contradicts --output-type {output_type}")
@@ -64,6 +82,12 @@ def check_not_input(output: Path, inputs: Iterable[str | Path]) -> None:
             raise OutputError(f"output {output} would overwrite the input {inp}; choose another output path")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _prepare_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,15 +97,42 @@ def _prepare_parent(path: Path) -> None:
         raise OutputError(f"the output folder {path.parent} is not writable")
 
 
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary sibling of ``path`` (same suffix, so ITK picks the same writer), renamed on success."""
-    _prepare_parent(path)
-    suffix = suffix_of(path)
-    tmp = path.with_name(f".{path.name[: -len(suffix)] if suffix else path.name}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _os_error(path: Path, exc: OSError) -> OutputError:
+    hint = " (the disk is full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return OutputError(f"cannot write {path}: {exc.strerror or exc}{hint}; nothing was written there")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """A temporary sibling of ``path`` (same suffix, so ITK picks the same writer), renamed on success.
+
+    After the body, the temporary file must exist; it is flushed to disk and passed
+    to ``verify`` (which raises :class:`OutputError` when it does not read back as
+    intended) before the rename.  ``OSError`` (disk full, I/O error) becomes one
+    :class:`OutputError`; on any failure nothing is left at ``path`` that was not there before.
+    """
+    path = Path(path)
+    _prepare_parent(path)
+    tmp = _temp_name(path)
+    try:
+        try:
+            yield tmp
+            if not tmp.is_file():
+                raise OutputError(f"cannot write {path}: the writer produced no file; nothing was written there")
+            _fsync(tmp)
+            if verify is not None:
+                verify(tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _os_error(path, exc) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -90,28 +141,305 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write a text file (CSV, JSON, ...) through :func:`atomic_path`: readers never see half of it."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    data = text.encode()
+
+    def verify(tmp: Path) -> None:
+        if tmp.read_bytes() != data:
+            raise OutputError(f"cannot write {path}: the file did not read back complete (is the disk full?)")
+
+    with atomic_path(path, verify) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
     return path
 
 
-def _atomic_folder(path: Path, fill) -> None:
-    """Fill a temporary sibling folder, then swap it in place of ``path``."""
-    _prepare_parent(path)
-    if path.exists() and not path.is_dir():
+def check_png(path: Path, final: Path | None = None) -> None:
+    """A PNG that ends with its IEND chunk (a full disk truncates it without a word from matplotlib)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        fh.seek(max(0, os.path.getsize(path) - 12))
+        tail = fh.read()
+    if head != b"\x89PNG\r\n\x1a\n" or b"IEND" not in tail:
+        raise OutputError(f"cannot write {final or path}: the image did not read back complete (is the disk full?); "
+                          "nothing was written there")
+
+
+# ---------------------------------------------------------------------------- temporaries
+def stale_temporaries(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """medgan's temporary files and folders left in ``folder`` by writes that were killed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for dirpath, dirnames, files in os.walk(folder):
+        for name in list(dirnames) + files:
+            if TEMP_NAME.match(name):
+                found.append(Path(dirpath) / name)
+        dirnames[:] = [d for d in dirnames if not TEMP_NAME.match(d)] if recursive else []
+    return sorted(found)
+
+
+def remove_stale_temporaries(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Delete what :func:`stale_temporaries` finds; returns the removed paths.
+
+    Only call this where no other process is writing (e.g. a run folder at start).
+    """
+    removed = []
+    for p in stale_temporaries(folder, recursive):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        removed.append(p)
+    return removed
+
+
+# ---------------------------------------------------------------------------- DICOM folders
+def medgan_dicom_file(path: Path) -> bool:
+    """True for a DICOM file that medgan wrote (Manufacturer "medgan", or the protocol name older versions set)."""
+    if not path.is_file() or path.is_symlink() or not dicom.is_dicom_file(path):
+        return False
+    tags = dicom._read_tags(str(path), ("0008|0070", "0018|1030"))
+    return tags.get("0008|0070") == dicom.MANUFACTURER or tags.get("0018|1030") == dicom.PROTOCOL_NAME
+
+
+def check_dicom_destination(path: Path, overwrite: bool = False) -> None:
+    """DICOM output goes into a new or empty folder; ``overwrite`` allows replacing a series medgan wrote.
+
+    Files medgan did not write are never deleted: a folder holding any is refused.
+    """
+    if not path.exists():
+        return
+    if not path.is_dir():
         raise OutputError(f"{path} exists and is not a folder; DICOM output needs a folder")
+    entries = sorted(path.iterdir())
+    if not entries:
+        return
+    if not overwrite:
+        raise OutputError(f"{path} is not empty; DICOM output goes into a new or empty folder "
+                          "(add --overwrite to replace a series medgan wrote there before)")
+    foreign = [p.name for p in entries if not medgan_dicom_file(p)]
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise OutputError(f"{path} holds files medgan did not write ({', '.join(foreign[:3])}{more}); --overwrite "
+                          "only replaces a series medgan wrote, so choose a new or empty folder")
+
+
+# ---------------------------------------------------------------------------- planning
+@dataclasses.dataclass
+class PlannedOutput:
+    path: Path
+    type: str
+    overwrite: bool = False
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def plan_outputs(outputs: Sequence[tuple[str | Path, str | None]], inputs: Iterable[str | Path] = (),
+                 overwrite: bool = False) -> list[PlannedOutput]:
+    """Check every output of a command before any is written.
+
+    Each ``(path, output_type)`` is resolved (see :func:`resolve_output`), must differ
+    from the others and from the inputs (and not lie inside another output folder),
+    and must be creatable in a writable folder.  Raises :class:`OutputError` naming the first problem.
+    """
+    inputs = list(inputs)
+    planned: list[PlannedOutput] = []
+    for raw, out_type in outputs:
+        path, fmt = resolve_output(raw, out_type)
+        check_not_input(path, inputs)
+        absolute = path.resolve()
+        for other in planned:
+            o = other.path.resolve()
+            if absolute == o or o in absolute.parents or absolute in o.parents:
+                raise OutputError(f"two outputs would be written to the same place ({other.path} and {path}); "
+                                  "give each output its own path")
+        if fmt == "dicom":
+            check_dicom_destination(path, overwrite)
+        elif path.is_dir():
+            raise OutputError(f"{path} is a folder; a {fmt} output must be a file name")
+        anchor = _nearest_existing(path.parent)
+        if not anchor.is_dir():
+            raise OutputError(f"cannot create the output folder {path.parent}: {anchor} is a file")
+        if not os.access(anchor, os.W_OK | os.X_OK):
+            raise OutputError(f"the output folder {anchor} is not writable")
+        planned.append(PlannedOutput(path, fmt, overwrite))
+    return planned
+
+
+# ---------------------------------------------------------------------------- staging
+@dataclasses.dataclass
+class _Staged:
+    tmp: Path
+    final: Path
+    folder: bool
+    overwrite: bool = False
+
+    def discard(self) -> None:
+        if self.folder:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self.tmp.unlink()
+
+    def commit(self) -> Path:
+        try:
+            if not self.folder:
+                os.replace(self.tmp, self.final)
+                return self.final
+            check_dicom_destination(self.final, self.overwrite)   # again: the folder may have changed meanwhile
+            if self.final.exists():
+                old = self.final.with_name(f".{self.final.name}.old-{uuid.uuid4().hex[:8]}")
+                os.replace(self.final, old)
+                os.replace(self.tmp, self.final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(self.tmp, self.final)
+        except OSError as exc:
+            self.discard()
+            raise _os_error(self.final, exc) from None
+        return self.final
+
+
+def _cast(volume: Volume, dtype) -> np.ndarray:
+    array = np.asarray(volume.array)
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if np.issubdtype(dtype, np.integer) and np.issubdtype(array.dtype, np.floating):
+            lim = np.iinfo(dtype)
+            array = np.clip(np.rint(array), lim.min, lim.max)
+        array = array.astype(dtype)
+    return array
+
+
+def _same_voxels(back: np.ndarray, array: np.ndarray) -> bool:
+    if back.shape != array.shape:
+        return False
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array)          # ITK's NIfTI reader turns NaN/Inf into 0; compare the rest
+        return bool(np.array_equal(back[finite], array[finite]))
+    return bool(np.array_equal(back, array))
+
+
+def _verify_image(final: Path, image: sitk.Image, array: np.ndarray) -> Callable[[Path], None]:
+    def verify(tmp: Path) -> None:
+        try:
+            back = sitk.ReadImage(str(tmp))
+            ok = (back.GetSize() == image.GetSize()
+                  and np.allclose(back.GetSpacing(), image.GetSpacing(), rtol=1e-6, atol=1e-9)
+                  and np.allclose(back.GetOrigin(), image.GetOrigin(), rtol=1e-6, atol=1e-6)
+                  and _same_voxels(sitk.GetArrayViewFromImage(back), array))
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise OutputError(f"cannot write {final}: the file did not read back complete and identical "
+                              "(is the disk full?); nothing was written there")
+    return verify
+
+
+def _temp_name(path: Path) -> Path:
+    suffix = suffix_of(path)
+    stem = path.name[: -len(suffix)] if suffix else path.name
+    return path.with_name(f".{stem}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def _stage_file(volume: Volume, path: Path, dtype, compress: bool) -> _Staged:
+    array = _cast(volume, dtype)
+    image = volume.with_array(array).to_sitk()
+    _prepare_parent(path)
+    tmp = _temp_name(path)
+    try:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
+        if not tmp.is_file():
+            raise OutputError(f"cannot write {path}: the writer produced no file; nothing was written there")
+        _fsync(tmp)
+        _verify_image(path, image, array)(tmp)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if isinstance(exc, RuntimeError):
+            raise OutputError(f"cannot write {path}: {dicom._first_line(exc)}; nothing was written there") from None
+        if isinstance(exc, OSError):
+            raise _os_error(path, exc) from None
+        raise
+    return _Staged(tmp, path, folder=False)
+
+
+def _stage_dicom(volume: Volume, path: Path, dtype, series_description: str | None, overwrite: bool) -> _Staged:
+    check_dicom_destination(path, overwrite)
+    _prepare_parent(path)
+    array = _cast(volume, dtype)
+    vol = volume.with_array(array)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
-        fill(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
+        os.chmod(tmp, 0o777 & ~_umask())          # mkdtemp makes 0700 folders; outputs follow the user's umask
+        files = dicom.write_series(vol, tmp, series_description)
+        for f in files:
+            _fsync(f)
+        try:
+            back = dicom.read_series(dicom.select_series(dicom.find_series(tmp, max_depth=1), str(path), None),
+                                     str(path))
+            want = dicom.right_handed(vol)
+            ok = back.same_grid(want, atol=1e-3) and np.array_equal(back.array, np.rint(want.array).astype(np.int16))
+        except MedganError:
+            ok = False
+        if not ok:
+            raise OutputError(f"cannot write {path}: the DICOM series did not read back complete and identical "
+                              "(is the disk full?); nothing was written there")
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, InputError):
+            raise OutputError(str(exc)) from None
+        if isinstance(exc, RuntimeError):
+            raise OutputError(f"cannot write {path}: {dicom._first_line(exc)}; nothing was written there") from None
+        if isinstance(exc, OSError):
+            raise _os_error(path, exc) from None
+        raise
+    return _Staged(tmp, path, folder=True, overwrite=overwrite)
+
+
+@dataclasses.dataclass
+class VolumeOutput:
+    """One output of :func:`write_volumes`: what to write, where, and how."""
+
+    volume: Volume
+    path: str | Path
+    output_type: str | None = None
+    dtype: str | np.dtype | None = None
+    series_description: str | None = None
+
+
+def write_volumes(outputs: Sequence[VolumeOutput], *, inputs: Iterable[str | Path] = (), overwrite: bool = False,
+                  compress: bool = True) -> list[Path]:
+    """Write several volumes all or none: each is checked, staged and verified before any is renamed into place."""
+    inputs = list(inputs)
+    planned = plan_outputs([(o.path, o.output_type) for o in outputs], inputs, overwrite)
+    staged: list[_Staged] = []
+    try:
+        for out, plan in zip(outputs, planned):
+            if plan.type == "dicom":
+                staged.append(_stage_dicom(out.volume, plan.path, out.dtype, out.series_description, overwrite))
+            else:
+                staged.append(_stage_file(out.volume, plan.path, out.dtype, compress))
+    except BaseException:
+        for s in staged:
+            s.discard()
+        raise
+    done = []
+    for i, s in enumerate(staged):
+        try:
+            done.append(s.commit())
+        except BaseException:
+            for rest in staged[i + 1:]:
+                rest.discard()
+            raise
+    return done
 
 
 def write_volume(
@@ -123,31 +451,28 @@ def write_volume(
     inputs: Iterable[str | Path] = (),
     series_description: str | None = None,
     compress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
-    """Write ``volume`` atomically and return the final path.
+    """Write ``volume`` atomically, verified by reading it back, and return the final path.
 
     ``dtype`` casts the voxels (e.g. ``"int16"`` for HU; floats are rounded first).
-    ``inputs`` are paths the output must never overwrite.
+    ``inputs`` are paths the output must never overwrite.  A DICOM series goes into a
+    new or empty folder; ``overwrite=True`` allows replacing a series medgan wrote
+    there before (never files it did not write).  A file output replaces an existing file.
     """
-    path, fmt = resolve_output(path, output_type)
-    check_not_input(path, inputs)
-    if fmt == "dicom":
-        try:
-            _atomic_folder(path, lambda tmp: dicom.write_series(volume, tmp, series_description))
-        except InputError as exc:
-            raise OutputError(str(exc)) from None
-        return path
-    array = volume.array
-    if dtype is not None:
-        dtype = np.dtype(dtype)
-        if np.issubdtype(dtype, np.integer) and np.issubdtype(array.dtype, np.floating):
-            lim = np.iinfo(dtype)
-            array = np.clip(np.rint(array), lim.min, lim.max)
-        array = array.astype(dtype)
-    image = volume.with_array(array).to_sitk()
+    return write_volumes([VolumeOutput(volume, path, output_type, dtype, series_description)], inputs=inputs,
+                         overwrite=overwrite, compress=compress)[0]
+
+
+def output_complete(path: str | Path, output_type: str | None = None) -> bool:
+    """True when ``path`` holds a complete, readable volume (``translate --continue`` trusts only these)."""
+    from medgan.io.readers import read_volume
+
     try:
-        with atomic_path(path) as tmp:
-            sitk.WriteImage(image, str(tmp), useCompression=compress)
-    except RuntimeError as exc:
-        raise OutputError(f"cannot write {path}: {dicom._first_line(exc)}") from None
-    return path
+        path, _ = resolve_output(path, output_type)
+        if not path.exists():
+            return False
+        read_volume(path)
+    except MedganError:
+        return False
+    return True

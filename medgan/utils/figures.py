@@ -17,15 +17,18 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    from medgan.io.writers import atomic_path
+    from medgan.io.writers import atomic_path, check_png
 
-    with atomic_path(Path(path)) as tmp:           # keeps the .png suffix, so matplotlib picks PNG
+    with atomic_path(Path(path), verify=lambda t: check_png(t, Path(path))) as tmp:           # keeps the .png suffix, so matplotlib picks PNG
         fig.savefig(tmp, dpi=100, bbox_inches="tight")
 
 
 def comparison_figure(path: Path, *volumes, titles=(), window=(-400.0, 600.0), diff_range: float = 300.0,
-                      diff_title: str = "translation - target (HU)") -> Path:
-    """Middle axial slice of each volume side by side, then the difference of the last two (HU)."""
+                      diff_title: str = "translation - target (HU)", suptitle: str | None = None) -> Path:
+    """Middle axial slice of each volume side by side, then the difference of the last two (HU).
+
+    ``suptitle`` (e.g. the training step and MAE of a validation sample) goes above; the window is stated.
+    """
     plt = _plt()
     z = volumes[0].shape[0] // 2
     slices = [np.asarray(v)[z] for v in volumes]
@@ -38,7 +41,10 @@ def comparison_figure(path: Path, *volumes, titles=(), window=(-400.0, 600.0), d
     im = axes[-1].imshow(slices[-2] - slices[-1], cmap="RdBu_r", vmin=-diff_range, vmax=diff_range)
     axes[-1].set_title(diff_title)
     axes[-1].axis("off")
-    fig.colorbar(im, ax=axes[-1], fraction=0.046)
+    fig.colorbar(im, ax=axes[-1], fraction=0.046, label="HU")
+    note = f"middle axial slice (z index {z}); window [{window[0]:g}, {window[1]:g}] HU"
+    fig.suptitle(f"{suptitle}\n{note}" if suptitle else note, fontsize=10)
+    fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
     return path
@@ -57,11 +63,17 @@ def loss_curves(metrics_csv: Path, path: Path) -> Path | None:
         vals = [float(r[key]) if r.get(key) else np.nan for r in rows]
         if not np.all(np.isnan(vals)):
             ax.plot(steps, vals, label=key)
+    from matplotlib.ticker import MaxNLocator
+
     ax1.set_title("generator losses")
     ax2.set_title("discriminator losses")
+    ax1.set_ylabel("loss term (before its lambda weight)")
+    ax2.set_ylabel("discriminator loss")
     for ax in (ax1, ax2):
-        ax.set_xlabel("step")
+        ax.set_xlabel("training step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
+    fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
     return path
