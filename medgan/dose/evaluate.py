@@ -256,3 +256,25 @@ def summary_line(row: dict) -> str:
         s += (f"; range shift {row['range_shift_mean_mm']:+.2f} mm (|.| p95 {row['range_shift_abs_p95_mm']:.2f} mm, "
               f"{row['range_rays']} rays)")
     return s
+
+
+def pipeline_dose(ct: Volume, images: dict[str, Volume], output: str | Path, case: str,
+                  options: DoseOptions | None = None, printer=print) -> list[dict]:
+    """The hook pipelines call: dose rows and report for one held-out case, or a one-line notice.
+
+    Without the ``medgan[dose]`` extra it prints that dose was skipped and returns ``[]``, so a
+    pipeline never fails for want of it.
+    """
+    from medgan.errors import DependencyError
+
+    try:
+        backend.check_extra()
+    except DependencyError as exc:
+        printer(f"    dose: skipped ({exc})")
+        return []
+    t0 = time.perf_counter()
+    rows = dose_rows(ct, images, None, output, options, case=case)
+    for row in rows:
+        printer(f"    {case} dose: {summary_line(row)}")
+    printer(f"    dose report: {output} ({time.perf_counter() - t0:.0f} s)")
+    return rows

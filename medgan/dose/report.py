@@ -69,9 +69,12 @@ def dose_figure(res, path: Path, compare: str | None = None) -> Path:
     tmask = res.structures[res.target][1]
     zc, yc, _ = (int(round(c)) for c in np.argwhere(tmask).mean(axis=0))
     sz, sy, sx = res.grid.spacing_zyx
-    fig, axes = plt.subplots(len(mods), 6, figsize=(26, 4.4 * len(mods)), squeeze=False)
+    others = [k for k in mods[0].doses if k != "CT"]
+    img = compare or ("sCT" if "sCT" in others else others[0])
+    baseline = "CBCT" if "CBCT" in others and img != "CBCT" else None
+    ncol = 7 if baseline else 6
+    fig, axes = plt.subplots(len(mods), ncol, figsize=(4.4 * ncol, 4.4 * len(mods)), squeeze=False)
     for row_axes, m in zip(axes, mods):
-        img = compare or ("sCT" if "sCT" in m.doses else [k for k in m.doses if k != "CT"][0])
         ref, ev = m.doses["CT"], m.doses[img]
         vmax = float(ref.max())
         rx = res.options.rx
@@ -94,6 +97,12 @@ def dose_figure(res, path: Path, compare: str | None = None) -> Path:
         im = row_axes[3].imshow(diff[:, yc], cmap="RdBu_r", vmin=-dlim, vmax=dlim, extent=ext_co)
         row_axes[3].set_title(f"{img} - CT (Gy), coronal")
         fig.colorbar(im, ax=row_axes[3], fraction=0.046)
+        if baseline:
+            im = row_axes[6].imshow(m.doses[baseline][zc] - ref[zc], cmap="RdBu_r", vmin=-dlim, vmax=dlim,
+                                    extent=ext_ax)
+            row_axes[6].set_title(f"{baseline} - CT (Gy), axial (baseline)")
+            fig.colorbar(im, ax=row_axes[6], fraction=0.046)
+            row_axes[6].set_xlabel("x (mm)")
         bins = np.linspace(0, 1.15 * max(float(d.max()) for d in m.doses.values()), 300)
         ax = row_axes[4]
         styles = ("-", "--", ":", "-.")
@@ -107,10 +116,10 @@ def dose_figure(res, path: Path, compare: str | None = None) -> Path:
         ax.set_title(f"{m.modality}: DVH (solid: target)")
         ax.legend(fontsize=6, ncol=2)
         g = metrics.gamma_slice(ref, ev, res.grid.spacing_zyx, zc, 2.0, 2.0, res.options.gamma_cutoff_percent)
-        im = row_axes[5].imshow(g, cmap="magma", vmin=0, vmax=2, extent=ext_ax)
+        im = row_axes[5].imshow(g, cmap="RdYlGn_r", vmin=0, vmax=2, extent=ext_ax)
         valid = np.isfinite(g)
         rate = 100 * float((g[valid] <= 1).mean()) if valid.any() else float("nan")
-        row_axes[5].set_title(f"gamma 2%/2mm {img} vs CT, this slice {rate:.1f}% pass")
+        row_axes[5].set_title(f"gamma 2%/2mm {img} vs CT (>1 fails)\nthis slice: {rate:.1f}% pass")
         fig.colorbar(im, ax=row_axes[5], fraction=0.046)
         for ax in (*row_axes[:4], row_axes[5]):
             ax.set_xlabel("x (mm)")
