@@ -38,6 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--photon-angles", metavar="DEG,...", help="photon gantry angles (default: the site's)")
     p.add_argument("--proton-angles", metavar="DEG,...", help="proton gantry angles (default: the site's)")
     p.add_argument("--dose-grid", type=float, default=3.0, metavar="MM", help="dose grid spacing (default: 3 mm)")
+    p.add_argument("--slab-margin", type=float, default=60.0, metavar="MM",
+                   help="compute dose in the target's axial slab +- MM (default 60; -1: the whole CT)")
     p.add_argument("--gamma-subset", type=int, default=20000, metavar="N",
                    help="evaluate gamma on a seeded random N of the voxels above 10%% (0: all; default 20000)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder: dose.csv, dose.json, PNG")
@@ -65,7 +67,8 @@ def run(args) -> int:
     check_not_input(out, [p for p in paths.values() if p])
     options = DoseOptions(modality=args.modality, site=args.site, prescription_gy=args.prescription,
                           photon_angles=_angles(args.photon_angles), proton_angles=_angles(args.proton_angles),
-                          dose_grid_mm=args.dose_grid, gamma_subset=args.gamma_subset or None)
+                          dose_grid_mm=args.dose_grid, gamma_subset=args.gamma_subset or None,
+                          slab_margin_mm=None if args.slab_margin < 0 else args.slab_margin)
     target = parse_sphere(args.target_sphere) if args.target_sphere else args.target
     ct = read_volume(args.ct)
     images = {"sCT": read_volume(args.sct)}
