@@ -154,8 +154,9 @@ def crop_to_slab(grid: backend.Grid, hu: dict, structures: dict, target: str, ma
     xs = np.nonzero(body.any(axis=(0, 1)))[0]
     sz, sy, sx = grid.spacing_zyx
     mz = int(np.ceil(margin_mm / sz)) if margin_mm is not None else grid.shape[0]
-    lo = (max(0, zs[0] - mz), max(0, ys[0] - 2), max(0, xs[0] - 2))
-    hi = (min(grid.shape[0], zs[-1] + mz + 1), min(grid.shape[1], ys[-1] + 3), min(grid.shape[2], xs[-1] + 3))
+    lo = (int(max(0, zs[0] - mz)), int(max(0, ys[0] - 2)), int(max(0, xs[0] - 2)))
+    hi = (int(min(grid.shape[0], zs[-1] + mz + 1)), int(min(grid.shape[1], ys[-1] + 3)),
+          int(min(grid.shape[2], xs[-1] + 3)))
     sl = tuple(slice(a, b) for a, b in zip(lo, hi))
     origin = tuple(o + i * s for o, i, s in zip(grid.origin, lo[::-1], grid.spacing))
     new = backend.Grid(shape=tuple(b - a for a, b in zip(lo, hi)), spacing=grid.spacing, origin=origin)

@@ -23,6 +23,14 @@ def _clean(v):
     return v
 
 
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return _clean(v.item())
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
+
+
 def rows_csv(rows: list[dict]) -> str:
     keys: list[str] = []
     for r in rows:
@@ -52,7 +60,7 @@ def write_report(res, out: Path, case: str = "case", figure: bool = True) -> dic
                 for mod, by in res.dvh.items()},
         "seconds": {mod: m.seconds for mod, m in res.modalities.items()},
     }
-    paths["json"] = atomic_write_text(out / "dose.json", json.dumps(doc, indent=1))
+    paths["json"] = atomic_write_text(out / "dose.json", json.dumps(doc, indent=1, default=_json_default))
     if figure:
         paths["png"] = dose_figure(res, out / f"{case}_dose.png")
     return paths
