@@ -18,6 +18,8 @@ LABEL_NAMES = {
     1: "spleen", 2: "kidney_right", 3: "kidney_left", 4: "gallbladder", 5: "liver", 6: "stomach", 7: "pancreas",
     18: "small_bowel", 19: "duodenum", 20: "colon", 21: "urinary_bladder", 25: "sacrum", 75: "femur_left",
     76: "femur_right", 77: "hip_left", 78: "hip_right",
+    26: "vertebrae_S1", 27: "vertebrae_L5", 28: "vertebrae_L4", 29: "vertebrae_L3", 30: "vertebrae_L2",
+    31: "vertebrae_L1",
 }
 
 
