@@ -211,3 +211,26 @@ def test_cli_bad_input_is_one_line(run_cli, tmp_path):
         assert code == 1, name
         assert err.count("\n") == 1 and msg in err and "Traceback" not in err, (name, err)
     assert not (tmp_path / "rep").exists()
+
+
+def test_pipeline_hook_skips_with_a_notice_without_the_extra(monkeypatch, tmp_path):
+    from medgan.dose.evaluate import pipeline_dose
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "pymedphys" else real(n, *a))
+    ct, _ = phantom()
+    lines = []
+    assert pipeline_dose(ct, {"sCT": ct}, tmp_path / "dose", "phantom", printer=lines.append) == []
+    assert len(lines) == 1 and "skipped" in lines[0] and "medgan[dose]" in lines[0]
+    assert not (tmp_path / "dose").exists()
+
+
+def test_auto_target_is_soft_tissue_inside_the_body():
+    from medgan.dose.structures import auto_sphere
+
+    ct, body = phantom()
+    x, y, z, r = auto_sphere(ct, 12.0)
+    iz, iy, ix = (int(round(v / SP)) for v in (z, y, x))
+    assert body[iz, iy, ix] and ct.array[iz, iy, ix] == 0.0
+    # the whole sphere is inside the ellipse
+    assert ((y - 120.0) / (SEMI[0] - r)) ** 2 + ((x - 160.0) / (SEMI[1] - r)) ** 2 <= 1.0
