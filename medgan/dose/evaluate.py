@@ -247,7 +247,7 @@ def run_dose(ct: Volume | str | Path, images: dict[str, Volume | str | Path], ta
                 allshift = np.concatenate([r["shift"] for r in per_beam]) if per_beam else np.array([])
                 row.update(metrics.range_summary(allshift))
             row["seconds_plan"] = secs["plan"]
-            row[f"seconds_recompute"] = secs[f"recompute_{k}"]
+            row["seconds_recompute"] = secs[f"recompute_{k}"]
             row["seconds_gamma"] = secs[f"gamma_{k}"]
             rows.append(row)
         results[modality] = ModalityResult(modality, angles, doses, beam_doses, ranges, secs)

@@ -47,7 +47,6 @@ def make_grid(ct: Volume, spacing_mm: float) -> Grid:
     """Axis-aligned grid of ``spacing_mm`` covering the CT's physical extent."""
     if not (spacing_mm > 0 and math.isfinite(spacing_mm)):
         raise InputError(f"--dose-grid must be a positive spacing in mm, got {spacing_mm}")
-    corners = []
     idx = np.array([[i, j, k] for i in (0, ct.size[0] - 1) for j in (0, ct.size[1] - 1) for k in (0, ct.size[2] - 1)])
     m = ct.direction_matrix * np.asarray(ct.spacing)[None, :]
     corners = np.asarray(ct.origin)[None, :] + idx @ m.T
