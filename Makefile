@@ -8,6 +8,11 @@ STAMP  := $(VENV)/.medgan-installed
 # The CPU build of PyTorch is installed first when no NVIDIA GPU is present, so that
 # pip does not pull a multi-GB CUDA build to satisfy `torch>=2.4`.
 TORCH_CPU ?= torch==2.13.0
+# Dose evaluation (medgan[dose]) for the tests: pyRadPlan 0.5.0 declares numpy<2.4 and an LLM-agent
+# library it does not use for planning, so it is installed without its dependencies, with the
+# packages it imports (docs/dose.md, "Installing").
+DOSE_DEPS := "pydantic>=2.10,<2.14" pymedphys==0.41.0 numba array_api_compat array_api_strict \
+	array_api_extra types-array-api pymatreader h5py regex "pydantic-settings<3" numpydantic pint
 
 .PHONY: all demo test venv clean lint
 
@@ -24,6 +29,8 @@ $(STAMP): pyproject.toml
 		$(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu; \
 	fi
 	$(PY) -m pip install -q -e ".[dev,simulate]"
+	$(PY) -m pip install -q --no-deps pyradplan==0.5.0
+	$(PY) -m pip install -q $(DOSE_DEPS)
 	@touch $(STAMP)
 
 test: $(STAMP)
