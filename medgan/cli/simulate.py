@@ -8,6 +8,7 @@ from pathlib import Path
 from medgan.cli.common import add_input, add_output
 from medgan.errors import InputError
 from medgan.io import read_volume, write_volume
+from medgan.io.formats import OUTPUT_TYPES
 
 
 def add_parser(sub) -> None:
@@ -32,12 +33,24 @@ def add_parser(sub) -> None:
     p.add_argument("--variation", type=float, default=0.15, help="random +- fraction of each enhancement per case")
     p.set_defaults(func=run_contrast)
 
-    p = sub.add_parser("phantom", help="generate procedural abdomen/pelvis CT phantoms with labels")
+    p = sub.add_parser("phantom",
+                       help="generate procedural abdomen/pelvis CT phantoms with labels, or a digital Catphan 504")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
-    p.add_argument("-n", "--number", type=int, default=4, help="number of phantoms (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first phantom")
-    p.add_argument("--shape", type=int, nargs=3, default=(48, 128, 128), metavar=("Z", "Y", "X"))
-    p.add_argument("--spacing", type=float, nargs=3, default=(3.0, 3.0, 3.0), metavar=("Z", "Y", "X"))
+    p.add_argument("--kind", choices=("abdomen", "catphan504"), default="abdomen",
+                   help="abdomen: random abdomen/pelvis CTs with labels (default); catphan504: one digital "
+                        "Catphan 504 in HU (pylinac's CatPhan504 analysis reads it), written as catphan504.nii.gz")
+    p.add_argument("-ot", "--output-type", choices=list(OUTPUT_TYPES), default=None,
+                   help="catphan504 only: nifti (default), mha, nrrd or dicom (a folder catphan504/)")
+    p.add_argument("-n", "--number", type=int, default=None,
+                   help="number of abdomen phantoms (default 4; catphan504: 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first phantom (catphan504: of the noise)")
+    p.add_argument("--shape", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="grid size (default abdomen 48 128 128; catphan504 64 512 512: slices from z = -80 mm "
+                        "up, CTP404 at z = 0; pylinac needs them to reach +37.5 mm)")
+    p.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="voxel size in mm (default abdomen 3 3 3; catphan504 2.5 0.5 0.5)")
+    p.add_argument("--noise", type=float, default=0.0, metavar="HU",
+                   help="catphan504 only: white Gaussian noise SD in HU (default 0: the ideal phantom)")
     p.set_defaults(func=run_phantom)
 
 
@@ -84,14 +97,41 @@ def run_contrast(args) -> int:
 
 
 def run_phantom(args) -> int:
+    if args.kind == "catphan504":
+        return _run_catphan(args)
     from medgan.simulation.phantom import make_phantom
 
-    if args.number < 1:
+    if args.output_type is not None or args.noise:
+        raise InputError("--output-type and --noise apply to --kind catphan504 only")
+    number = 4 if args.number is None else args.number
+    if number < 1:
         raise InputError("--number must be at least 1")
+    shape = (48, 128, 128) if args.shape is None else args.shape
+    spacing = (3.0, 3.0, 3.0) if args.spacing is None else args.spacing
     out = Path(args.output)
-    for i in range(args.number):
-        ct, labels = make_phantom(args.seed + i, shape=args.shape, spacing_zyx=args.spacing)
+    for i in range(number):
+        ct, labels = make_phantom(args.seed + i, shape=shape, spacing_zyx=spacing)
         write_volume(ct, out / f"phantom_{args.seed + i:03d}_ct.nii.gz")
         write_volume(labels, out / f"phantom_{args.seed + i:03d}_labels.nii.gz")
-    print(f"wrote {args.number} phantoms (CT + labels) to {out}")
+    print(f"wrote {number} phantoms (CT + labels) to {out}")
+    return 0
+
+
+def _run_catphan(args) -> int:
+    from medgan.simulation.catphan import make_catphan504
+
+    if args.number not in (None, 1):
+        raise InputError("--kind catphan504 writes one phantom; leave out -n/--number")
+    nz, ny, nx = (64, 512, 512) if args.shape is None else args.shape
+    spacing = (2.5, 0.5, 0.5) if args.spacing is None else args.spacing
+    if min(nz, ny, nx) < 1 or min(spacing) <= 0:
+        raise InputError("--shape and --spacing must be positive")
+    if args.noise < 0:
+        raise InputError("--noise must be at least 0")
+    z_first = -spacing[0] * round(80.0 / spacing[0])  # from -80 mm like the real OBI scan, a slice on z = 0
+    ct = make_catphan504(tuple(spacing), (ny, nx), (z_first, z_first + (nz - 1) * spacing[0]),
+                         noise_hu=args.noise, seed=args.seed)
+    written = write_volume(ct, Path(args.output) / "catphan504", args.output_type or "nifti", dtype="int16",
+                           series_description="medgan digital Catphan 504")
+    print(f"wrote {written} ({nx}x{ny}x{nz} @ {spacing[2]:g}x{spacing[1]:g}x{spacing[0]:g} mm; CTP404 at z = 0)")
     return 0

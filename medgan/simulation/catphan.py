@@ -22,9 +22,9 @@ row index (y) pointing down, i.e. posterior; z is the scanner's z
 Background HU of each module were measured on the real Varian OBI scan in
 ``../shared/data/cbct_catphan`` (see docs/data.md, "Digital Catphan 504"); the
 inserts use pylinac 3.49's nominal values.  Edges are partial-volume averaged:
-each pixel is the mean of ``supersample``\\ :sup:`2` sub-samples in-plane and of
-``z_subsamples`` sub-slices through the slice thickness (a rectangular slice
-profile).
+each pixel is the mean of ``supersample`` x ``supersample`` sub-samples in-plane,
+and each slice the length-weighted mean of what lies between the shapes' ends
+along z (a rectangular slice profile of width = slice spacing).
 """
 from __future__ import annotations
 
@@ -58,10 +58,12 @@ MODULE_OFFSETS_MM = {"CTP404": 0.0, "CTP528": 30.0, "CTP515": -30.0, "CTP486": -
 MODULE_Z_MM = {"CTP486": (-102.5, -52.5), "CTP515": (-52.5, -12.5),
                "CTP404": (-12.5, 12.5), "CTP528": (12.5, 52.5)}
 #: Background HU of each module and of the outer housing (annulus 76-100 mm), measured on the
-#: real OBI scan: CTP404 = mean of pylinac's four background ROIs (87, 88, 90, 92); CTP486 = mean
-#: of its five uniformity ROIs (5, -0.5, 6, 10, 14); CTP515 / CTP528 / housing = median HU in
-#: rings free of targets (40-44 mm, 55-70 mm, 80-90 mm).  See docs/data.md.
-BACKGROUND_HU = {"CTP404": 90.0, "CTP486": 7.0, "CTP515": 45.0, "CTP528": 75.0, "housing": 45.0}
+#: real OBI scan (CBCT shading makes each vary by about +-10 HU across the module): CTP404 = mean
+#: of pylinac's four background ROIs (87, 88, 90, 92); CTP486 = mean of its five uniformity ROIs
+#: (5, -0.5, 6, 10, 14; median of the central 70 mm disc: 6); CTP515 = median of the 40-44 mm ring
+#: between the disc sets (47); CTP528 = mean of the medians of the 20-40 mm and 55-70 mm rings
+#: (86, 73); housing = median of the 80-90 mm ring over the four modules (44, 46, 46, 39).
+BACKGROUND_HU = {"CTP404": 90.0, "CTP486": 7.0, "CTP515": 47.0, "CTP528": 80.0, "housing": 45.0}
 PHANTOM_RADIUS_MM = 100.0
 MODULE_RADIUS_MM = 76.0
 
@@ -72,8 +74,11 @@ TEFLON_NODE_ANGLE = -45.0  # the one Teflon pin (upper right in the real scan); 
 RAMP_ANGLE_DEG = 23.0  # tan(23 deg) = 0.4245; pylinac assumes 0.42, so it reads the thickness ~1 % low
 RAMP_RADIUS_MM = 38.0
 RAMP_HALF_LENGTH_MM = 28.0
+#: The wire is drawn as a 0.5 mm (radial) x 1 mm (along z) strip of 1000 HU: a real wire is thinner
+#: and denser, blurred by the scanner; pylinac reads only the strip's length in the slice.
 RAMP_WIDTH_MM = 0.5
-RAMP_HU = 600.0  # apparent HU of the thin aluminium wire smeared over a 0.5 mm strip
+RAMP_WIRE_Z_MM = 1.0
+RAMP_HU = 1000.0
 
 LINE_PAIR_RADIUS_MM = 47.0
 LINE_PAIR_BAR_LENGTH_MM = 10.0
@@ -225,7 +230,6 @@ def make_catphan504(
     centre_mm: tuple[float, float] = (0.0, 0.0),
     roll_deg: float = 0.0,
     supersample: int = 4,
-    z_subsamples: int = 5,
     noise_hu: float = 0.0,
     blur_fwhm_mm: float = 0.0,
     seed: int | None = None,
@@ -245,8 +249,8 @@ def make_catphan504(
     ny, nx = (int(n) for n in shape)
     if min(dz, dy, dx) <= 0 or ny < 8 or nx < 8:
         raise InputError("make_catphan504: spacing must be positive and the slices at least 8x8 pixels")
-    if supersample < 1 or z_subsamples < 1:
-        raise InputError("make_catphan504: supersample and z_subsamples must be at least 1")
+    if supersample < 1:
+        raise InputError("make_catphan504: supersample must be at least 1")
     z_first, z_last = (float(z) for z in z_range_mm)
     nz = int(math.floor((z_last - z_first) / dz + 1e-6)) + 1
     if nz < 1:
@@ -268,39 +272,39 @@ def make_catphan504(
     tan_ramp = math.tan(math.radians(RAMP_ANGLE_DEG))
 
     out = np.empty((nz, ny, nx), np.float32)
-    sub = ((np.arange(z_subsamples) + 0.5) / z_subsamples - 0.5) * dz
-    edges = sorted({z for o in objects if isinstance(o, _Prism) for z in (o.z0, o.z1)})
-    ramp_z = MODULE_Z_MM["CTP404"]
+    prisms = [(o, c) for o, c in zip(objects, covers) if isinstance(o, _Prism) and c is not None]
+    ramps = [o for o in objects if isinstance(o, _Ramp)]
+    edges = sorted({z for o, _ in prisms for z in (o.z0, o.z1)})
     for k in range(nz):
         zk = z_first + k * dz
         lo, hi = zk - dz / 2, zk + dz / 2
-        uniform = not any(lo < e < hi for e in edges) and not (lo < ramp_z[1] and hi > ramp_z[0])
-        zsubs = [zk] if uniform else list(zk + sub)
+        # the slice's stretches between shape ends along z: each is drawn once, weighted by its length
+        cuts = [lo, *(e for e in edges if lo < e < hi), hi]
         acc = np.zeros((ny, nx), np.float64)
-        for zs in zsubs:
+        for z0, z1 in zip(cuts[:-1], cuts[1:]):
+            zs = (z0 + z1) / 2
             img = np.full((ny, nx), -1000.0, np.float32)
-            for obj, cover in zip(objects, covers):
-                if isinstance(obj, _Ramp):
-                    if not ramp_z[0] <= zs < ramp_z[1]:
-                        continue
-                    (sl, xs, ys) = ramp_boxes[id(obj)]
-                    c, s = math.cos(math.radians(obj.angle)), math.sin(math.radians(obj.angle))
-                    u, v = xs * c + ys * s, -xs * s + ys * c  # radial, tangential
-                    z_wire = obj.sign * tan_ramp * v
-                    half = dz / z_subsamples / 2
-                    inside = ((np.abs(u - RAMP_RADIUS_MM) <= RAMP_WIDTH_MM / 2) & (np.abs(v) <= RAMP_HALF_LENGTH_MM)
-                              & (np.abs(z_wire - zs) <= half))
-                    a = raster.mean(inside)
+            for obj, (sl, a) in prisms:
+                if obj.z0 <= zs < obj.z1:
                     region = img[sl]
                     region += (obj.hu - region) * a
-                    continue
-                if cover is None or not obj.z0 <= zs < obj.z1:
-                    continue
-                sl, a = cover
+            acc += img * ((z1 - z0) / dz)
+        img = acc.astype(np.float32)
+        wire_top = tan_ramp * RAMP_HALF_LENGTH_MM + RAMP_WIRE_Z_MM / 2
+        # the wire's share of each pixel: its in-plane strip times its z-overlap with the slice
+        for obj in ramps if -wire_top < hi and lo < wire_top else ():
+            sl, xs, ys = ramp_boxes[id(obj)]
+            c, s = math.cos(math.radians(obj.angle)), math.sin(math.radians(obj.angle))
+            u, v = xs * c + ys * s, -xs * s + ys * c  # radial, tangential (mm from the phantom axis)
+            z_wire = obj.sign * tan_ramp * v
+            overlap = np.clip(np.minimum(z_wire + RAMP_WIRE_Z_MM / 2, hi) - np.maximum(z_wire - RAMP_WIRE_Z_MM / 2, lo),
+                              0.0, None) / dz
+            strip = (np.abs(u - RAMP_RADIUS_MM) <= RAMP_WIDTH_MM / 2) & (np.abs(v) <= RAMP_HALF_LENGTH_MM)
+            a = raster.mean(np.where(strip, overlap, 0.0))
+            if a.any():
                 region = img[sl]
                 region += (obj.hu - region) * a
-            acc += img
-        out[k] = acc / len(zsubs)
+        out[k] = img
 
     if blur_fwhm_mm > 0:
         from scipy import ndimage
