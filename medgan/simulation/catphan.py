@@ -81,7 +81,7 @@ RAMP_WIRE_Z_MM = 1.0
 RAMP_HU = 1000.0
 
 LINE_PAIR_RADIUS_MM = 47.0
-LINE_PAIR_BAR_LENGTH_MM = 10.0
+LINE_PAIR_BAR_LENGTH_MM = 5.0  # radial length of each bar, as measured on the real scan (about 5 mm)
 LINE_PAIR_THICKNESS_MM = 2.0
 ALUMINIUM_HU = 2500.0  # aluminium at ~60 keV effective energy (NIST XCOM mu/rho); the bars of CTP528
 #: pylinac's CTP528CP504 region boundaries (fraction of the circle from 180 deg, counter-clockwise
