@@ -377,7 +377,11 @@ def analyse_catphan(source: Volume | str | Path, **analyze_kwargs: Any) -> dict[
                 return _collect(cat, pylinac.__version__)
             except (ValueError, FileNotFoundError, IndexError) as exc:
                 what = "the volume" if isinstance(source, Volume) else str(source)
-                raise InputError(f"pylinac could not analyse {what} as a Catphan 504: {exc}") from None
+                why = str(exc)
+                if isinstance(exc, IndexError):
+                    why = ("the scan ends too close to a module (pylinac reads 3 slices on each side of CTP528, "
+                           "30 mm above CTP404)")
+                raise InputError(f"pylinac could not analyse {what} as a Catphan 504: {why}") from None
 
 
 def _collect(cat, version: str) -> dict[str, Any]:
