@@ -18,18 +18,22 @@ def add_parser(sub) -> None:
     p = sub.add_parser("simulate-cbct", help="simulate a cone-beam CT from a CT (RTK forward projection + FDK)")
     add_input(p, "planning CT in HU")
     add_output(p, "simulated CBCT (written on the CT's grid)")
-    p.add_argument("--preset", choices=list(CBCT_PRESETS), default="pelvis", help="scanner protocol (default: pelvis)")
+    p.add_argument("--preset", choices=list(CBCT_PRESETS), default="varian-obi-pelvis", metavar="PRESET",
+                   help="scanner protocol: " + ", ".join(CBCT_PRESETS) + " (head/pelvis/thorax are the Varian "
+                        "OBI ones; ideal has no physics degradations; default: varian-obi-pelvis)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same CBCT)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a simulation parameter, e.g. --set scatter_to_primary=0.5 (repeatable)")
+                   help="override a protocol parameter, e.g. --set n_projections=330 --set grid=true "
+                        "--set breathing_amplitude_mm=10 (repeatable; fields of medgan.simulation.cbct.CBCTParams)")
     p.set_defaults(func=run_cbct)
 
     p = sub.add_parser("simulate-contrast", help="add contrast enhancement to a CT from an organ segmentation")
     add_input(p, "non-contrast CT in HU")
     p.add_argument("-l", "--labels", required=True, metavar="PATH", help="TotalSegmentator-style label map on the CT grid")
     add_output(p, "enhanced CT")
-    p.add_argument("--phase", choices=list(CONTRAST_PRESETS), default="portal-venous")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--phase", choices=list(CONTRAST_PRESETS), default="portal-venous",
+                   help="contrast phase whose enhancement is added (default: portal-venous)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-case variation (same seed, same result)")
     p.add_argument("--variation", type=float, default=0.15, help="random +- fraction of each enhancement per case")
     p.set_defaults(func=run_contrast)
 
@@ -55,16 +59,29 @@ def add_parser(sub) -> None:
 
 
 def _params_with_overrides(base, overrides):
-    fields = {f.name: f for f in dataclasses.fields(base)}
+    """``--set KEY=VALUE`` on a parameter dataclass; values are checked by its ``__post_init__``."""
+    fields = {f.name for f in dataclasses.fields(base) if isinstance(getattr(base, f.name), (bool, int, float, str))}
     changes = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
-            raise InputError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+            raise InputError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
+        kind = type(getattr(base, key))
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise InputError(f"--set {item}: '{value}' is not true or false")
+            changes[key] = value.lower() in ("true", "1", "yes")
+            continue
         try:
-            changes[key] = type(getattr(base, key))(value)
+            changes[key] = kind(value)
         except ValueError:
-            raise InputError(f"--set {item}: '{value}' is not a valid {type(getattr(base, key)).__name__}") from None
+            raise InputError(f"--set {item}: '{value}' is not a valid {kind.__name__}") from None
+    if changes and "water_calibration" in {f.name for f in dataclasses.fields(base)}:
+        # a changed protocol needs its own HU calibration (measured on the fly, then cached)
+        calibration_free = {"mas", "seed", "ring_gain_sd", "breathing_amplitude_mm", "breathing_period_s", "lag",
+                            "electronic_noise", "working_max_size", "n_projections", "name"}
+        if set(changes) - calibration_free:
+            changes["water_calibration"] = None
     return dataclasses.replace(base, **changes)
 
 
@@ -74,11 +91,14 @@ def run_cbct(args) -> int:
 
     params = _params_with_overrides(CBCT_PRESETS[args.preset], args.overrides)
     ct = read_volume(args.input, series_uid=args.series_uid)
-    with status(f"simulating CBCT ({args.preset}, {params.n_projections} projections)") as say:
-        cbct = simulate_cbct(ct, params, seed=args.seed, progress=say)
+    stats: dict = {}
+    with status(f"simulating CBCT ({params.describe()})") as say:
+        cbct = simulate_cbct(ct, params, seed=args.seed, progress=say, stats=stats)
     out = write_volume(cbct, args.output, args.output_type, dtype="int16", inputs=[args.input],
-                       series_description=f"medgan simulated CBCT ({args.preset})")
-    print(f"wrote {out}")
+                       series_description=f"medgan simulated CBCT ({params.name})")
+    spr = stats.get("spr_central_ray_mean")
+    print(f"wrote {out}; field of view {stats['fov_diameter_mm']:.0f} mm"
+          + (f", scatter-to-primary ratio on the central ray {spr:.2f} (mean over views)" if spr is not None else ""))
     return 0
 
 
@@ -108,6 +128,8 @@ def run_phantom(args) -> int:
         raise InputError("--number must be at least 1")
     shape = (48, 128, 128) if args.shape is None else args.shape
     spacing = (3.0, 3.0, 3.0) if args.spacing is None else args.spacing
+    if min(shape) < 8 or min(spacing) <= 0:
+        raise InputError("--shape must be at least 8 voxels per axis and --spacing positive")
     out = Path(args.output)
     for i in range(number):
         ct, labels = make_phantom(args.seed + i, shape=shape, spacing_zyx=spacing)

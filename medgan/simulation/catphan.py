@@ -40,6 +40,15 @@ import numpy as np
 from medgan.errors import DependencyError, InputError
 from medgan.io.volume import Volume
 
+#: Energy (keV) at which the phantom's nominal HU are decomposed into water and bone for the
+#: CBCT simulation (medgan.simulation.cbct.catphan_params): the nominal values are what a
+#: calibrated kV cone-beam scanner reads, so the energy is that of the OBI head beam
+#: (100 kVp) after the phantom, not a 120 kVp CT's 70 keV.
+CATPHAN_EFFECTIVE_KEV = 64.0
+#: The Catphan's plastics up to Delrin (365 HU) contain no calcium: the simulation treats
+#: voxels up to this HU as water-like; Teflon (1000 HU) is decomposed with cortical bone.
+CATPHAN_PLASTICS_MAX_HU = 400.0
+
 #: Nominal insert HU, as in pylinac 3.49 (``pylinac.ct`` module constants).
 INSERT_HU = {"Air": -1000.0, "PMP": -196.0, "LDPE": -104.0, "Poly": -47.0,
              "Acrylic": 115.0, "Delrin": 365.0, "Teflon": 1000.0}
