@@ -1,50 +1,243 @@
-"""Measure the CBCT simulation on the real example CT; write docs/figures/cbct_simulation.png.
+"""Validate the CBCT simulation on real CTs and the Catphan; write the tables and figures of docs/data.md.
 
-    .venv/bin/python benchmarks/cbct_simulation.py [--data ../shared/data]
+    .venv/bin/python benchmarks/cbct_simulation.py [--data ../shared/data] [--out docs] [--skip-catphan]
+        [--skip-speed] [--presets varian-obi-pelvis varian-obi-thorax]
 
-Prints the HU MAE / bias inside the body for each preset, the figures quoted in docs/data.md.
+For each preset and real CT (body mask of the CT, restricted to the CBCT's field of view):
+MAE, mean error, the MAE left after the best global linear HU map (so the share of the error
+that is spatial is visible), the soft-tissue error from centre to edge (cupping), the
+scatter-to-primary ratio and the run time.  Then the truncation of the 512x512 chest DICOM in
+the OBI full-fan field of view, the digital Catphan 504 through the OBI head preset against
+pylinac's numbers for the real OBI scan, and the speed/memory of a 512x512x150 CT.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
+import json
 import os
 import platform
+import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from medgan.data.body_mask import body_mask
-from medgan.io import read_volume
-from medgan.simulation.cbct import CBCT_PRESETS, simulate_cbct
-from medgan.utils.figures import comparison_figure
+from medgan.io import Volume, read_volume
+from medgan.simulation.cbct import CBCT_PRESETS, catphan_params, simulate_cbct
 
 REPO = Path(__file__).resolve().parents[1]
+CASES = {
+    "example_ct (abdomen/pelvis)": "totalsegmentator/example_ct.nii.gz",
+    "pulmonary ct_cropped (chest)": "totalsegmentator/pulmonary_report/models/ct_cropped.nii.gz",
+}
+
+
+def radial_mm(vol: Volume) -> np.ndarray:
+    nz, ny, nx = vol.array.shape
+    yy, xx = np.mgrid[:ny, :nx]
+    return np.hypot((yy - (ny - 1) / 2) * vol.spacing[1], (xx - (nx - 1) / 2) * vol.spacing[0])
+
+
+def body_centroid_radius(mask2d: np.ndarray, spacing) -> np.ndarray:
+    """Distance (mm) of each in-plane voxel from the body's centroid, normalised to the body edge (0..1)."""
+    from scipy import ndimage
+
+    cy, cx = ndimage.center_of_mass(mask2d)
+    yy, xx = np.mgrid[: mask2d.shape[0], : mask2d.shape[1]]
+    dist_edge = ndimage.distance_transform_edt(mask2d, sampling=(spacing[1], spacing[0]))
+    dist_centre = np.hypot((yy - cy) * spacing[1], (xx - cx) * spacing[0])
+    return dist_centre / np.maximum(dist_centre + dist_edge, 1e-6)
+
+
+def measure(ct: Volume, cbct: Volume) -> dict:
+    ref, hu = ct.array.astype(np.float64), cbct.array.astype(np.float64)
+    body = body_mask(ref)
+    fov = hu > -1000  # blank outside the field of view
+    mask = body & fov
+    err = hu[mask] - ref[mask]
+    design = np.vstack([hu[mask], np.ones(mask.sum())]).T
+    coef, *_ = np.linalg.lstsq(design, ref[mask], rcond=None)
+    linear = np.abs(design @ coef - ref[mask]).mean()
+    # cupping: soft tissue (CT 0..100 HU) error in the inner 30 % vs the outer 30 % of the body
+    soft = mask & (ref > 0) & (ref < 100)
+    rel = np.stack([body_centroid_radius(b, ct.spacing) for b in body])
+    profile = [float((hu - ref)[soft & (rel >= a) & (rel < a + 0.1)].mean()) if (soft & (rel >= a) & (rel < a + 0.1)).any()
+               else float("nan") for a in np.arange(0, 1.0, 0.1)]
+    centre = (hu - ref)[soft & (rel < 0.3)].mean()
+    edge = (hu - ref)[soft & (rel >= 0.7)].mean()
+    return dict(mae=float(np.abs(err).mean()), me=float(err.mean()), linear_mae=float(linear),
+                spatial_share=float(linear / np.abs(err).mean()), cupping=float(edge - centre),
+                profile=profile, body_outside_fov=float((body & ~fov).sum() / body.sum()),
+                soft_error_sd=float((hu - ref)[soft].std()))
+
+
+def preset_figure(path: Path, ct: Volume, cbct: Volume, m: dict, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medgan.utils.figures import _save
+
+    z = ct.array.shape[0] // 2
+    fig, ax = plt.subplots(1, 4, figsize=(17, 4.4))
+    kw = dict(cmap="gray", vmin=-400, vmax=600)
+    ax[0].imshow(ct.array[z], **kw)
+    ax[0].set_title("CT (real)")
+    ax[1].imshow(cbct.array[z], **kw)
+    ax[1].set_title("simulated CBCT")
+    im = ax[2].imshow(np.where(body_mask(ct.array)[z], cbct.array[z] - ct.array[z], np.nan), cmap="RdBu_r",
+                      vmin=-250, vmax=250)
+    ax[2].set_title("CBCT - CT in the body (HU)")
+    fig.colorbar(im, ax=ax[2], fraction=0.046)
+    for a in ax[:3]:
+        a.set_xticks([])
+        a.set_yticks([])
+    x = np.arange(0.05, 1.0, 0.1)
+    ax[3].plot(x, m["profile"], "o-")
+    ax[3].axhline(0, color="k", lw=0.5)
+    ax[3].set_xlabel("position in the body: centre (0) to edge (1)")
+    ax[3].set_ylabel("soft-tissue error (HU)")
+    ax[3].set_title(f"cupping {m['cupping']:+.0f} HU (edge - centre)")
+    fig.suptitle(f"{title}: MAE {m['mae']:.0f} HU, mean error {m['me']:+.0f} HU, "
+                 f"after the best linear map {m['linear_mae']:.0f} HU", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+_CACHE: dict = {}
+
+
+def run_presets(data: Path, out: Path, presets: list[str]) -> list[dict]:
+    rows = []
+    for case, rel in CASES.items():
+        ct = read_volume(data / rel)
+        for name in presets:
+            stats: dict = {}
+            t0 = time.perf_counter()
+            cbct = simulate_cbct(ct, CBCT_PRESETS[name], seed=0, stats=stats)
+            dt = time.perf_counter() - t0
+            _CACHE[(rel, name)] = cbct
+            m = measure(ct, cbct)
+            m.update(case=case, preset=name, time_s=dt, spr=stats.get("spr_central_ray_mean"),
+                     spr_max=stats.get("spr_central_ray_max"), size=list(ct.array.shape[::-1]))
+            rows.append(m)
+            print(f"| {case} | {name} | {m['mae']:.1f} | {m['me']:+.1f} | {m['linear_mae']:.1f} "
+                  f"({100 * m['spatial_share']:.0f} %) | {m['cupping']:+.0f} | {m['spr']:.2f} | {m['soft_error_sd']:.0f} | "
+                  f"{dt:.0f} |", flush=True)
+            if case.startswith("example_ct"):
+                preset_figure(out / "figures" / f"cbct_sim_{name}.png", ct, cbct, m, f"{name} on example_ct")
+            if case.startswith("pulmonary") and name.endswith("thorax"):
+                preset_figure(out / "figures" / f"cbct_sim_{name}_chest.png", ct, cbct, m, f"{name} on the chest CT")
+    return rows
+
+
+def run_projection_count(data: Path) -> dict:
+    ct = read_volume(data / "totalsegmentator" / "example_ct.nii.gz")
+    res = {}
+    ref = _CACHE.get(("totalsegmentator/example_ct.nii.gz", "varian-obi-pelvis"))
+    if ref is None:
+        ref = simulate_cbct(ct, CBCT_PRESETS["varian-obi-pelvis"], seed=0)
+    for n in (330,):
+        red = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["varian-obi-pelvis"], n_projections=n), seed=0)
+        res[n] = dict(vs_ct=measure(ct, red)["mae"], vs_655=float(np.abs(red.array - ref.array)[body_mask(ct.array)].mean()))
+        print(f"projections {n}: MAE vs CT {res[n]['vs_ct']:.1f}, mean |diff| vs 655 projections {res[n]['vs_655']:.1f}",
+              flush=True)
+    res[655] = dict(vs_ct=measure(ct, ref)["mae"], vs_655=0.0)
+    return res
+
+
+def run_truncation(data: Path) -> dict:
+    ct = read_volume(data / "totalsegmentator" / "example_ct_dicom")
+    res = {}
+    for name in ("varian-obi-head",):
+        cbct = simulate_cbct(ct, CBCT_PRESETS[name], seed=0)
+        m = measure(ct, cbct)
+        res[name] = dict(body_outside_fov=m["body_outside_fov"], mae_in_fov=m["mae"], me_in_fov=m["me"],
+                         fov_mm=2 * CBCT_PRESETS[name].fov_radius_mm)
+        print(f"truncation {name}: FOV {res[name]['fov_mm']:.0f} mm, body outside {100 * m['body_outside_fov']:.1f} %, "
+              f"MAE in FOV {m['mae']:.1f}, ME {m['me']:+.1f}", flush=True)
+    return res
+
+
+def run_catphan(data: Path) -> dict:
+    from medgan.simulation.catphan import analyse_catphan, make_catphan504
+
+    out = {}
+    real = data / "cbct_catphan" / "catphan504_varian_obi_head.zip"
+    if real.exists():
+        out["real OBI scan"] = analyse_catphan(real)
+    ct = make_catphan504()
+    out["digital Catphan (CT)"] = analyse_catphan(ct)
+    t0 = time.perf_counter()
+    cbct = simulate_cbct(ct, catphan_params("varian-obi-head"), seed=0)
+    out["digital Catphan, simulated OBI head CBCT"] = analyse_catphan(cbct, hu_tolerance=40)
+    print(f"catphan simulation {time.perf_counter() - t0:.0f} s", flush=True)
+    keep = ("insert_hu", "uniformity_hu", "noise_hu", "hu_passed", "uniformity_passed", "geometry_passed",
+            "mtf50_lp_mm")
+    return {k: {kk: v[kk] for kk in keep if kk in v} for k, v in out.items()}
+
+
+def run_speed() -> dict:
+    """A 512x512x150 CT (example_ct resampled to 0.98 x 0.98 x 2 mm) in a fresh process: time and peak memory."""
+    code = (
+        "import time, resource, json, SimpleITK as sitk\n"
+        "from medgan.io import read_volume, Volume\n"
+        "from medgan.simulation.cbct import CBCT_PRESETS, simulate_cbct\n"
+        f"ct = read_volume({str(DATA / 'totalsegmentator' / 'example_ct.nii.gz')!r})\n"
+        "img = ct.to_sitk()\n"
+        "big = sitk.Resample(img, [512, 512, 150], sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), "
+        "(366 / 512, 366 / 512, 336 / 150), img.GetDirection(), -1000.0, sitk.sitkFloat32)\n"
+        "vol = Volume.from_sitk(big)\n"
+        "import itk\nfrom itk import RTK\n"
+        "t0 = time.perf_counter(); simulate_cbct(vol, CBCT_PRESETS['varian-obi-pelvis'], seed=0)\n"
+        "print(json.dumps(dict(time_s=time.perf_counter() - t0, "
+        "peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)))\n"
+    )
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["process_s"] = time.perf_counter() - t0
+    print(f"512x512x150: {out}", flush=True)
+    return out
+
+
+DATA = REPO.parent / "shared" / "data"
 
 
 def main() -> None:
+    global DATA
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("MEDGAN_SAMPLE_DATA", DATA)))
+    ap.add_argument("--out", type=Path, default=REPO / "docs")
+    ap.add_argument("--presets", nargs="+", default=["varian-obi-pelvis", "varian-obi-thorax"])
+    ap.add_argument("--skip-catphan", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-projections", action="store_true")
     args = ap.parse_args()
-    ct = read_volume(Path(args.data) / "totalsegmentator" / "example_ct.nii.gz")
-    mask = body_mask(ct.array)
-    print(f"example_ct {ct.size} @ {ct.spacing} mm; {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print("| preset | HU MAE in body | mean error (bias) | noise SD in soft tissue | time (s) |")
-    print("| --- | --- | --- | --- | --- |")
-    shown = None
-    for name in ("ideal", "head", "pelvis"):
-        t0 = time.perf_counter()
-        cbct = simulate_cbct(ct, CBCT_PRESETS[name], seed=0)
-        dt = time.perf_counter() - t0
-        err = cbct.array - ct.array
-        soft = (ct.array > 20) & (ct.array < 70)
-        print(f"| {name} | {np.abs(err[mask]).mean():.1f} | {err[mask].mean():+.1f} | "
-              f"{err[soft].std():.1f} | {dt:.1f} |")
-        if name == "pelvis":
-            shown = cbct
-    comparison_figure(REPO / "docs" / "figures" / "cbct_simulation.png", shown.array, ct.array,
-                      titles=("simulated CBCT (pelvis preset)", "CT (real, example_ct)"), window=(-400, 600),
-                      diff_title="CBCT - CT (HU)")
+    DATA = args.data
+    print(f"{datetime.date.today()}, {platform.machine()} {platform.processor()}, {os.cpu_count()} cores, "
+          f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
+    print("| CT | preset | MAE | mean error | MAE after best linear map (share) | cupping edge-centre | SPR | soft-tissue error SD | time (s) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    results = dict(date=str(datetime.date.today()), machine=f"{platform.machine()}, {os.cpu_count()} cores",
+                   presets=run_presets(args.data, args.out, args.presets))
+    results["truncation"] = run_truncation(args.data)
+    if not args.skip_projections:
+        results["projection_count"] = run_projection_count(args.data)
+    if not args.skip_catphan:
+        results["catphan"] = run_catphan(args.data)
+        print(json.dumps(results["catphan"], indent=1, default=str))
+    if not args.skip_speed:
+        results["speed_512x512x150"] = run_speed()
+    path = args.out / "figures" / "cbct_simulation_results.json"
+    path.write_text(json.dumps(results, indent=1, default=str))
+    print(f"wrote {path}; peak memory of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 from medgan.cli.common import add_input, add_output
 from medgan.errors import InputError
 from medgan.io import read_volume, write_volume
+from medgan.io.formats import OUTPUT_TYPES
 
 
 def add_parser(sub) -> None:
@@ -17,41 +18,70 @@ def add_parser(sub) -> None:
     p = sub.add_parser("simulate-cbct", help="simulate a cone-beam CT from a CT (RTK forward projection + FDK)")
     add_input(p, "planning CT in HU")
     add_output(p, "simulated CBCT (written on the CT's grid)")
-    p.add_argument("--preset", choices=list(CBCT_PRESETS), default="pelvis", help="scanner protocol (default: pelvis)")
+    p.add_argument("--preset", choices=list(CBCT_PRESETS), default="varian-obi-pelvis", metavar="PRESET",
+                   help="scanner protocol: " + ", ".join(CBCT_PRESETS) + " (head/pelvis/thorax are the Varian "
+                        "OBI ones; ideal has no physics degradations; default: varian-obi-pelvis)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same CBCT)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a simulation parameter, e.g. --set scatter_to_primary=0.5 (repeatable)")
+                   help="override a protocol parameter, e.g. --set n_projections=330 --set grid=true "
+                        "--set breathing_amplitude_mm=10 (repeatable; fields of medgan.simulation.cbct.CBCTParams)")
     p.set_defaults(func=run_cbct)
 
     p = sub.add_parser("simulate-contrast", help="add contrast enhancement to a CT from an organ segmentation")
     add_input(p, "non-contrast CT in HU")
     p.add_argument("-l", "--labels", required=True, metavar="PATH", help="TotalSegmentator-style label map on the CT grid")
     add_output(p, "enhanced CT")
-    p.add_argument("--phase", choices=list(CONTRAST_PRESETS), default="portal-venous")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--phase", choices=list(CONTRAST_PRESETS), default="portal-venous",
+                   help="contrast phase whose enhancement is added (default: portal-venous)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-case variation (same seed, same result)")
     p.add_argument("--variation", type=float, default=0.15, help="random +- fraction of each enhancement per case")
     p.set_defaults(func=run_contrast)
 
-    p = sub.add_parser("phantom", help="generate procedural abdomen/pelvis CT phantoms with labels")
+    p = sub.add_parser("phantom",
+                       help="generate procedural abdomen/pelvis CT phantoms with labels, or a digital Catphan 504")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
-    p.add_argument("-n", "--number", type=int, default=4, help="number of phantoms (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first phantom")
-    p.add_argument("--shape", type=int, nargs=3, default=(48, 128, 128), metavar=("Z", "Y", "X"))
-    p.add_argument("--spacing", type=float, nargs=3, default=(3.0, 3.0, 3.0), metavar=("Z", "Y", "X"))
+    p.add_argument("--kind", choices=("abdomen", "catphan504"), default="abdomen",
+                   help="abdomen: random abdomen/pelvis CTs with labels (default); catphan504: one digital "
+                        "Catphan 504 in HU (pylinac's CatPhan504 analysis reads it), written as catphan504.nii.gz")
+    p.add_argument("-ot", "--output-type", choices=list(OUTPUT_TYPES), default=None,
+                   help="catphan504 only: nifti (default), mha, nrrd or dicom (a folder catphan504/)")
+    p.add_argument("-n", "--number", type=int, default=None,
+                   help="number of abdomen phantoms (default 4; catphan504: 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first phantom (catphan504: of the noise)")
+    p.add_argument("--shape", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="grid size (default abdomen 48 128 128; catphan504 64 512 512: slices from z = -80 mm "
+                        "up, CTP404 at z = 0; pylinac needs them to reach +37.5 mm)")
+    p.add_argument("--spacing", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="voxel size in mm (default abdomen 3 3 3; catphan504 2.5 0.5 0.5)")
+    p.add_argument("--noise", type=float, default=0.0, metavar="HU",
+                   help="catphan504 only: white Gaussian noise SD in HU (default 0: the ideal phantom)")
     p.set_defaults(func=run_phantom)
 
 
 def _params_with_overrides(base, overrides):
-    fields = {f.name: f for f in dataclasses.fields(base)}
+    """``--set KEY=VALUE`` on a parameter dataclass; values are checked by its ``__post_init__``."""
+    fields = {f.name for f in dataclasses.fields(base) if isinstance(getattr(base, f.name), (bool, int, float, str))}
     changes = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
-            raise InputError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+            raise InputError(f"--set {item}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}")
+        kind = type(getattr(base, key))
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise InputError(f"--set {item}: '{value}' is not true or false")
+            changes[key] = value.lower() in ("true", "1", "yes")
+            continue
         try:
-            changes[key] = type(getattr(base, key))(value)
+            changes[key] = kind(value)
         except ValueError:
-            raise InputError(f"--set {item}: '{value}' is not a valid {type(getattr(base, key)).__name__}") from None
+            raise InputError(f"--set {item}: '{value}' is not a valid {kind.__name__}") from None
+    if changes and "water_calibration" in {f.name for f in dataclasses.fields(base)}:
+        # a changed protocol needs its own HU calibration (measured on the fly, then cached)
+        calibration_free = {"mas", "seed", "ring_gain_sd", "breathing_amplitude_mm", "breathing_period_s", "lag",
+                            "electronic_noise", "working_max_size", "n_projections", "name"}
+        if set(changes) - calibration_free:
+            changes["water_calibration"] = None
     return dataclasses.replace(base, **changes)
 
 
@@ -61,11 +91,14 @@ def run_cbct(args) -> int:
 
     params = _params_with_overrides(CBCT_PRESETS[args.preset], args.overrides)
     ct = read_volume(args.input, series_uid=args.series_uid)
-    with status(f"simulating CBCT ({args.preset}, {params.n_projections} projections)") as say:
-        cbct = simulate_cbct(ct, params, seed=args.seed, progress=say)
+    stats: dict = {}
+    with status(f"simulating CBCT ({params.describe()})") as say:
+        cbct = simulate_cbct(ct, params, seed=args.seed, progress=say, stats=stats)
     out = write_volume(cbct, args.output, args.output_type, dtype="int16", inputs=[args.input],
-                       series_description=f"medgan simulated CBCT ({args.preset})")
-    print(f"wrote {out}")
+                       series_description=f"medgan simulated CBCT ({params.name})")
+    spr = stats.get("spr_central_ray_mean")
+    print(f"wrote {out}; field of view {stats['fov_diameter_mm']:.0f} mm"
+          + (f", scatter-to-primary ratio on the central ray {spr:.2f} (mean over views)" if spr is not None else ""))
     return 0
 
 
@@ -84,14 +117,43 @@ def run_contrast(args) -> int:
 
 
 def run_phantom(args) -> int:
+    if args.kind == "catphan504":
+        return _run_catphan(args)
     from medgan.simulation.phantom import make_phantom
 
-    if args.number < 1:
+    if args.output_type is not None or args.noise:
+        raise InputError("--output-type and --noise apply to --kind catphan504 only")
+    number = 4 if args.number is None else args.number
+    if number < 1:
         raise InputError("--number must be at least 1")
+    shape = (48, 128, 128) if args.shape is None else args.shape
+    spacing = (3.0, 3.0, 3.0) if args.spacing is None else args.spacing
+    if min(shape) < 8 or min(spacing) <= 0:
+        raise InputError("--shape must be at least 8 voxels per axis and --spacing positive")
     out = Path(args.output)
-    for i in range(args.number):
-        ct, labels = make_phantom(args.seed + i, shape=args.shape, spacing_zyx=args.spacing)
+    for i in range(number):
+        ct, labels = make_phantom(args.seed + i, shape=shape, spacing_zyx=spacing)
         write_volume(ct, out / f"phantom_{args.seed + i:03d}_ct.nii.gz")
         write_volume(labels, out / f"phantom_{args.seed + i:03d}_labels.nii.gz")
-    print(f"wrote {args.number} phantoms (CT + labels) to {out}")
+    print(f"wrote {number} phantoms (CT + labels) to {out}")
+    return 0
+
+
+def _run_catphan(args) -> int:
+    from medgan.simulation.catphan import make_catphan504
+
+    if args.number not in (None, 1):
+        raise InputError("--kind catphan504 writes one phantom; leave out -n/--number")
+    nz, ny, nx = (64, 512, 512) if args.shape is None else args.shape
+    spacing = (2.5, 0.5, 0.5) if args.spacing is None else args.spacing
+    if min(nz, ny, nx) < 1 or min(spacing) <= 0:
+        raise InputError("--shape and --spacing must be positive")
+    if args.noise < 0:
+        raise InputError("--noise must be at least 0")
+    z_first = -spacing[0] * round(80.0 / spacing[0])  # from -80 mm like the real OBI scan, a slice on z = 0
+    ct = make_catphan504(tuple(spacing), (ny, nx), (z_first, z_first + (nz - 1) * spacing[0]),
+                         noise_hu=args.noise, seed=args.seed)
+    written = write_volume(ct, Path(args.output) / "catphan504", args.output_type or "nifti", dtype="int16",
+                           series_description="medgan digital Catphan 504")
+    print(f"wrote {written} ({nx}x{ny}x{nz} @ {spacing[2]:g}x{spacing[1]:g}x{spacing[0]:g} mm; CTP404 at z = 0)")
     return 0

@@ -1,19 +1,36 @@
-"""Physically based cone-beam CT simulation with the Reconstruction Toolkit (RTK).
+"""Cone-beam CT simulation with the Reconstruction Toolkit (RTK), built like clinical scanners.
 
-From a CT in HU: resample to a working grid, convert HU to linear attenuation,
-forward-project with a circular cone-beam geometry (Joseph), degrade the
-projections the way a flat-panel CBCT does (beam hardening, scatter, Poisson
-and electronic noise, optional lateral truncation), reconstruct with FDK and
-bring the result back onto the CT's own grid.  The pair (CBCT, CT) is then
-voxel-aligned ground truth.
+From a CT in HU the simulation does what a linac-mounted CBCT does, and nothing it does not:
 
-Axes: RTK rotates the source around its world *y* axis.  CT volumes are stacks
-of axial slices, so the slice axis (patient superior-inferior) is mapped onto
-RTK's y and the in-plane axes onto RTK's x and z.
+1. **Materials.** The CT is split into water and cortical-bone partial densities, exact at the
+   CT's effective energy (:func:`medgan.simulation.spectra.decompose_hu`).
+2. **Geometry.** A circular orbit of the scanner's source-isocentre and source-detector distance,
+   a flat panel of the scanner's real size (e.g. Varian OBI 397x298 mm), full-fan or half-fan
+   (panel shifted laterally), full or short (200 deg) scan.  A patient larger than the panel's
+   field of view is truncated, as in the clinic.  A CT longer than the panel's axial coverage is
+   scanned in several arcs and stitched, so the cone angle stays the scanner's (about 5.7 deg).
+3. **Projections.** RTK's Joseph forward projector integrates each material; a polychromatic
+   spectrum (per kVp, aluminium filtration, optional bowtie) turns the two line integrals into
+   measured log-transmissions (beam hardening: cupping and streaks between bones).
+4. **Detector.** Object-dependent scatter by kernel superposition driven by the water-equivalent
+   thickness (so the scatter-to-primary ratio follows the patient's size), an optional
+   anti-scatter grid, Poisson noise from the protocol's mAs, electronic noise, detector lag,
+   optional gain errors (rings) and breathing motion.
+5. **Reconstruction.** Displaced-detector and Parker short-scan weighting, FDK (ramp filter,
+   optional Hann window), and the **vendor water calibration**: a linear map, measured on a
+   simulated water cylinder of the preset's size, so that water reads 0 HU and air -1000 HU.
+   What remains is the spatially varying error of a real CBCT.
+
+The result is resampled onto the CT's own grid: CBCT and CT are voxel-aligned ground truth.
+
+Axes: RTK rotates the source around its world *y* axis.  CT volumes are stacks of axial slices,
+so the slice axis (superior-inferior) is mapped onto RTK's y and the in-plane axes onto x and z.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 
 import numpy as np
 import SimpleITK as sitk
@@ -21,53 +38,181 @@ from scipy import ndimage
 
 from medgan.errors import DependencyError, InputError
 from medgan.io.volume import Volume
+from medgan.simulation import spectra
 
-MU_WATER_PER_MM = 0.0195  # linear attenuation of water at ~70 keV effective energy, 1/mm
+#: photons per mm^2 per mAs at 1 m behind 2.5 mm Al at 100 kVp (scaled with kVp^2)
+FLUENCE_PER_MAS_1M = 3.0e6
+#: scatter amplitude per cm of water-equivalent thickness; set so that a 30 cm water cylinder
+#: scanned with the Varian half-fan body geometry at 125 kVp without a grid has a scatter-to-
+#: primary ratio of about 0.8 behind its centre (Siewerdsen & Jaffray 2001; Sisniega et al. 2013).
+SCATTER_AMPLITUDE = 0.0013
+#: scatter kernel on the detector: two Gaussians (sigma in mm at the detector, weight)
+TRUNCATION_CORRECTION = 0.5
+SCATTER_KERNEL = ((30.0, 0.5), (100.0, 0.5))
 
 
 @dataclasses.dataclass
 class CBCTParams:
-    """Acquisition and degradation parameters (defaults: a Varian-OBI-like pelvis scan)."""
+    """A scanner protocol: geometry, beam, detector and reconstruction.
 
-    n_projections: int = 180
-    arc_degrees: float = 360.0
+    Defaults are the Varian OBI/TrueBeam body geometry; the named presets in
+    :data:`CBCT_PRESETS` set the rest.
+    """
+
+    name: str = "custom"
+    # geometry
     source_to_isocenter_mm: float = 1000.0
     source_to_detector_mm: float = 1500.0
-    working_max_size: int = 192          #: largest in-plane/axial size of the working grid
-    photons_per_pixel: float = 2.0e5     #: unattenuated photons per pixel of one working voxel (Poisson noise)
-    electronic_noise: float = 5.0        #: std of additive detector noise, in photon counts
-    scatter_to_primary: float = 0.3      #: scatter-to-primary ratio behind the thickest part of the object
-    scatter_kernel_mm: float = 60.0      #: width (sigma) of the scatter blur on the detector
-    beam_hardening: float = 0.010        #: p -> p / (1 + k p) on line integrals (cupping)
-    truncation: float = 0.0              #: fraction of the detector width cut away (0 = none)
-    hann_cutoff: float = 0.8             #: FDK ramp-filter Hann window cut-off (0 = no window)
-    detector_oversampling: float = 2.0   #: detector pixels per working voxel (at the isocentre)
-    axial_padding: float = 0.15          #: fraction of the axial extent padded at each end (long object)
-    hu_offset: float = 0.0               #: calibration offset added to the reconstruction
+    panel_width_mm: float = 397.0         #: lateral (u) size of the flat panel
+    panel_height_mm: float = 298.0        #: axial (v) size of the flat panel
+    panel_offset_mm: float = 160.0        #: lateral panel shift at the detector (half-fan when > 0)
+    arc_degrees: float = 360.0            #: 360 (full scan) or ~200 (short scan, Parker weights)
+    n_projections: int = 655
+    rotation_time_s: float = 60.0
+    # beam
+    kvp: float = 125.0
+    filtration_mm_al: float = 2.7         #: inherent + added filtration of the tube
+    bowtie_radius_mm: float = 240.0       #: water-compensating bowtie for this radius (0 = none)
+    bowtie_max_mm_al: float = 20.0
+    mas: float = 1080.0                   #: tube charge of the whole scan (0 = noise-free)
+    polychromatic: bool = True            #: False: monoenergetic at ct_effective_kev (no beam hardening)
+    water_precorrection: bool = True      #: the scanner's water beam-hardening correction of the projections
+    ct_effective_kev: float = 70.0        #: effective energy of the planning CT (120 kVp)
+    soft_tissue_max_hu: float = 100.0     #: voxels up to this HU have no calcium (water-like)
+    # detector
+    detector_efficiency: float = 0.6
+    electronic_noise: float = 4.0         #: detector read noise, photons rms per 0.78 mm pixel
+    grid: bool = False                    #: anti-scatter grid
+    grid_primary_transmission: float = 0.72
+    grid_scatter_transmission: float = 0.22
+    scatter_scale: float = 1.0            #: multiplies the physical scatter model (0 = no scatter)
+    lag: float = 0.03                     #: fraction of each frame's signal carried into the next
+    ring_gain_sd: float = 0.0             #: relative SD of per-pixel gain errors left after calibration
+    breathing_amplitude_mm: float = 0.0   #: rigid superior-inferior breathing (peak), thorax
+    breathing_period_s: float = 4.0
+    # reconstruction
+    hann_cutoff: float = 0.0             #: Hann apodisation of the ramp filter (fraction of Nyquist; 0 = none)
+    working_max_size: int = 192           #: largest size of the working grid per axis (CPU time)
+    detector_oversampling: float = 1.0    #: detector pixels per working voxel at the isocentre
+    # vendor HU calibration: reconstructed attenuation (1/mm) of (air, water); None = measure it
+    calibration_diameter_mm: float = 300.0
+    calibration_insert_mm: float = 30.0   #: diameter of the air insert of the calibration cylinder
+    water_calibration: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.n_projections < 8:
-            raise InputError("n_projections must be >= 8")
-        if not 0.0 <= self.truncation < 0.9:
-            raise InputError("truncation must be in [0, 0.9)")
-        if self.source_to_detector_mm <= self.source_to_isocenter_mm:
-            raise InputError("source_to_detector_mm must exceed source_to_isocenter_mm")
+        checks = [
+            (self.n_projections >= 8, "n_projections must be >= 8"),
+            (10.0 <= self.arc_degrees <= 360.0, "arc_degrees must be in [10, 360]"),
+            (self.source_to_detector_mm > self.source_to_isocenter_mm > 0,
+             "source_to_detector_mm must exceed source_to_isocenter_mm > 0"),
+            (self.panel_width_mm > 0 and self.panel_height_mm > 0, "the panel size must be positive"),
+            (abs(self.panel_offset_mm) < self.panel_width_mm / 2 + 1e-9 or self.panel_offset_mm == 0,
+             "panel_offset_mm must be less than half the panel width (the central ray must hit the panel)"),
+            (40.0 <= self.kvp <= 150.0, "kvp must be in [40, 150]"),
+            (self.mas >= 0, "mas must be >= 0"),
+            (self.filtration_mm_al >= 0 and self.bowtie_radius_mm >= 0 and self.bowtie_max_mm_al >= 0,
+             "filtration and bowtie sizes must be >= 0"),
+            (self.scatter_scale >= 0, "scatter_scale must be >= 0"),
+            (0.0 <= self.lag < 1.0, "lag must be in [0, 1)"),
+            (self.ring_gain_sd >= 0 and self.electronic_noise >= 0 and self.breathing_amplitude_mm >= 0,
+             "noise, ring and breathing amplitudes must be >= 0"),
+            (0 < self.detector_efficiency <= 1, "detector_efficiency must be in (0, 1]"),
+            (0 < self.grid_primary_transmission <= 1 and 0 <= self.grid_scatter_transmission <= 1,
+             "grid transmissions must be in (0, 1]"),
+            (self.breathing_period_s > 0 and self.rotation_time_s > 0, "times must be > 0"),
+            (self.working_max_size >= 16, "working_max_size must be >= 16"),
+            (self.detector_oversampling > 0, "detector_oversampling must be > 0"),
+            (0.0 <= self.hann_cutoff <= 1.0, "hann_cutoff must be in [0, 1]"),
+            (self.calibration_diameter_mm > 0, "calibration_diameter_mm must be > 0"),
+            (20.0 <= self.ct_effective_kev <= 140.0, "ct_effective_kev must be in [20, 140]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InputError(f"CBCT parameters: {message}")
+
+    # ------------------------------------------------------------------ derived geometry
+    @property
+    def magnification(self) -> float:
+        return self.source_to_detector_mm / self.source_to_isocenter_mm
+
+    @property
+    def fov_radius_mm(self) -> float:
+        """Radius of the reconstructed field of view (the cylinder every view sees)."""
+        u_far = abs(self.panel_offset_mm) + self.panel_width_mm / 2.0
+        return self.source_to_isocenter_mm * math.sin(math.atan(u_far / self.source_to_detector_mm))
+
+    @property
+    def axial_coverage_mm(self) -> float:
+        """Length at the isocentre covered by the panel in one rotation."""
+        return self.panel_height_mm / self.magnification
+
+    @property
+    def half_fan(self) -> bool:
+        return abs(self.panel_offset_mm) > 0.05 * self.panel_width_mm
 
     def ideal(self) -> "CBCTParams":
-        """The same geometry without scatter, noise, beam hardening or truncation."""
-        return dataclasses.replace(self, photons_per_pixel=0.0, electronic_noise=0.0,
-                                   scatter_to_primary=0.0, beam_hardening=0.0, truncation=0.0,
-                                   hann_cutoff=0.0, hu_offset=0.0)
+        """The same geometry without scatter, noise, lag, beam hardening or rings."""
+        return dataclasses.replace(self, name=f"{self.name} (ideal)", mas=0.0, electronic_noise=0.0,
+                                   scatter_scale=0.0, polychromatic=False, lag=0.0, ring_gain_sd=0.0,
+                                   breathing_amplitude_mm=0.0, hann_cutoff=0.0, water_calibration=None)
 
+    def describe(self) -> str:
+        fan = "half-fan" if self.half_fan else "full-fan"
+        return (f"{self.name}: {self.kvp:g} kVp, {self.mas:g} mAs, {self.n_projections} projections over "
+                f"{self.arc_degrees:g} deg, {fan}, FOV {2 * self.fov_radius_mm:.0f} mm x "
+                f"{self.axial_coverage_mm:.0f} mm")
+
+
+_VARIAN = dict(source_to_isocenter_mm=1000.0, source_to_detector_mm=1500.0, panel_width_mm=397.0,
+               panel_height_mm=298.0)
+_ELEKTA = dict(source_to_isocenter_mm=1000.0, source_to_detector_mm=1536.0, panel_width_mm=409.6,
+               panel_height_mm=409.6)
+
+# (air, water) reconstructed attenuation (1/mm) measured by water_calibration() for each preset
+# (`python -m medgan.simulation.cbct` prints them; tests/test_simulation.py re-measures one).
+_CAL: dict[str, tuple[float, float] | None] = {
+    "varian-obi-head": (0.00170393, 0.0211767),
+    "varian-obi-pelvis": (0.00366689, 0.0187276),
+    "varian-obi-thorax": (0.00366689, 0.0187276),  # the pelvis protocol at another mAs: same calibration
+    "elekta-xvi-s": (0.00181383, 0.0211062),
+    "elekta-xvi-m": (0.00385238, 0.0189075),
+    "elekta-xvi-l": (0.00395471, 0.0189316),
+}
 
 CBCT_PRESETS: dict[str, CBCTParams] = {
-    # Head: small object, little scatter, higher dose per projection.
-    "head": CBCTParams(photons_per_pixel=3.0e5, scatter_to_primary=0.15, beam_hardening=0.008),
-    # Pelvis: large object, strong scatter and cupping, lower counts behind the hips.
-    "pelvis": CBCTParams(),
-    # Noise- and scatter-free reference of the same geometry (checks geometry and scaling).
-    "ideal": CBCTParams().ideal(),
+    # Varian OBI / TrueBeam "Head": full-fan, full bowtie, 200 deg short scan, 100 kVp, 150 mAs.
+    "varian-obi-head": CBCTParams(name="varian-obi-head", **_VARIAN, panel_offset_mm=0.0, arc_degrees=200.0,
+                                  n_projections=366, rotation_time_s=33.0, kvp=100.0, mas=150.0,
+                                  bowtie_radius_mm=120.0, calibration_diameter_mm=200.0,
+                                  calibration_insert_mm=12.5),
+    # Varian "Pelvis": half-fan (panel shifted 160 mm), half bowtie, 360 deg, 125 kVp, 1080 mAs.
+    "varian-obi-pelvis": CBCTParams(name="varian-obi-pelvis", **_VARIAN, panel_offset_mm=160.0, arc_degrees=360.0,
+                                    n_projections=655, kvp=125.0, mas=1080.0, bowtie_radius_mm=240.0,
+                                    calibration_diameter_mm=300.0),
+    # Varian "Thorax": the pelvis geometry at 270 mAs (breathing: --set breathing_amplitude_mm=10).
+    "varian-obi-thorax": CBCTParams(name="varian-obi-thorax", **_VARIAN, panel_offset_mm=160.0, arc_degrees=360.0,
+                                    n_projections=655, kvp=125.0, mas=270.0, bowtie_radius_mm=240.0,
+                                    calibration_diameter_mm=300.0),
+    # Elekta XVI: 41 cm panel at 1536 mm; S/M/L field of view by panel offset (0 / 115 / 200 mm).
+    "elekta-xvi-s": CBCTParams(name="elekta-xvi-s", **_ELEKTA, panel_offset_mm=0.0, arc_degrees=200.0,
+                               n_projections=361, kvp=100.0, mas=36.0, bowtie_radius_mm=0.0,
+                               rotation_time_s=36.0, calibration_diameter_mm=200.0, calibration_insert_mm=12.5),
+    "elekta-xvi-m": CBCTParams(name="elekta-xvi-m", **_ELEKTA, panel_offset_mm=115.0, arc_degrees=360.0,
+                               n_projections=660, kvp=120.0, mas=1056.0, bowtie_radius_mm=240.0,
+                               rotation_time_s=120.0, calibration_diameter_mm=300.0),
+    "elekta-xvi-l": CBCTParams(name="elekta-xvi-l", **_ELEKTA, panel_offset_mm=200.0, arc_degrees=360.0,
+                               n_projections=660, kvp=120.0, mas=1056.0, bowtie_radius_mm=240.0,
+                               rotation_time_s=120.0, calibration_diameter_mm=300.0),
 }
+for _name, _cal in _CAL.items():
+    if _cal is not None:
+        CBCT_PRESETS[_name] = dataclasses.replace(CBCT_PRESETS[_name], water_calibration=_cal)
+# Old names kept as aliases; "ideal" checks geometry and scaling (no physics degradations).
+CBCT_PRESETS["head"] = CBCT_PRESETS["varian-obi-head"]
+CBCT_PRESETS["pelvis"] = CBCT_PRESETS["varian-obi-pelvis"]
+CBCT_PRESETS["thorax"] = CBCT_PRESETS["varian-obi-thorax"]
+CBCT_PRESETS["ideal"] = dataclasses.replace(CBCT_PRESETS["varian-obi-pelvis"].ideal(), name="ideal")
+PRESET_ALIASES = {"head": "varian-obi-head", "pelvis": "varian-obi-pelvis", "thorax": "varian-obi-thorax"}
 
 
 def _rtk():
@@ -94,21 +239,304 @@ def _working_grid(ct: sitk.Image, max_size: int) -> sitk.Image:
                          tuple(float(s) for s in new_spacing), ct.GetDirection(), -1000.0, sitk.sitkFloat32)
 
 
-def _to_rtk_volume(itk, mu: np.ndarray, spacing_xyz) -> "itk.Image":
-    """[slice, row, col] attenuation -> RTK volume whose y axis is the slice axis, centred on 0."""
-    arr = np.ascontiguousarray(np.transpose(mu, (1, 0, 2)).astype(np.float32))  # [row(z), slice(y), col(x)]
+def _rtk_image(itk, arr_zyx: np.ndarray, spacing_xyz, y_origin: float):
+    """[slice, row, col] array -> RTK image (x = col, y = slice, z = row), centred in x and z."""
+    arr = np.ascontiguousarray(np.transpose(arr_zyx, (1, 0, 2)).astype(np.float32))  # [row(z), slice(y), col(x)]
     img = itk.image_from_array(arr)
     sp = (float(spacing_xyz[0]), float(spacing_xyz[2]), float(spacing_xyz[1]))
     img.SetSpacing(sp)
-    img.SetOrigin([-(n - 1) * s / 2.0 for n, s in zip(img.GetLargestPossibleRegion().GetSize(), sp)])
+    n = img.GetLargestPossibleRegion().GetSize()
+    img.SetOrigin([-(n[0] - 1) * sp[0] / 2.0, y_origin, -(n[2] - 1) * sp[2] / 2.0])
     return img
 
 
-def simulate_cbct(ct: Volume, params: CBCTParams | None = None, seed: int | None = 0, progress=None) -> Volume:
-    """Simulate a CBCT of ``ct`` (HU) and return it on the CT's exact grid (float32 HU)."""
-    params = params or CBCTParams()
+@dataclasses.dataclass
+class _Scan:
+    """The fixed parts of one simulated acquisition (geometry, detector grid, physics tables)."""
+
+    params: CBCTParams
+    du: float
+    dv: float
+    nu: int
+    nv: int
+    u: np.ndarray            #: detector column positions (mm, at the detector)
+    angles: np.ndarray       #: gantry angles (deg)
+    bowtie: np.ndarray       #: aluminium thickness behind each column (mm)
+    projector: spectra.PolyProjector | None
+    mu_eff_water: float      #: 1/cm, for the water-equivalent thickness of scatter
+    photons: np.ndarray      #: unattenuated detected photons per pixel per view, per column
+
+    @classmethod
+    def build(cls, params: CBCTParams, voxel_inplane: float, voxel_axial: float) -> "_Scan":
+        mag = params.magnification
+        du = voxel_inplane * mag / params.detector_oversampling
+        dv = voxel_axial * mag / params.detector_oversampling
+        nu = max(8, int(math.ceil(params.panel_width_mm / du)))
+        nv = max(4, int(math.ceil(params.panel_height_mm / dv)))
+        u = params.panel_offset_mm + (np.arange(nu) - (nu - 1) / 2.0) * du
+        x_iso = np.abs(u) / mag
+        if params.bowtie_radius_mm > 0:
+            r = params.bowtie_radius_mm
+            chord = 2.0 * (r - np.sqrt(np.clip(r * r - x_iso * x_iso, 0.0, None)))  # mm of water to compensate
+            e_eff = spectra.effective_energy(params.kvp, params.filtration_mm_al)
+            ratio = spectra.mass_attenuation("water", e_eff) / (
+                spectra.mass_attenuation("aluminium", e_eff) * spectra.DENSITY["aluminium"])
+            bowtie = np.minimum(chord * ratio, params.bowtie_max_mm_al)
+        else:
+            bowtie = np.zeros(nu)
+        if params.polychromatic:
+            projector = spectra.PolyProjector(params.kvp, params.filtration_mm_al, float(bowtie.max()))
+            e_eff = spectra.effective_energy(params.kvp, params.filtration_mm_al)
+            rel = projector.relative_intensity(bowtie)
+        else:
+            projector = None
+            e_eff = params.ct_effective_kev
+            rel = np.ones(nu)
+        fluence = FLUENCE_PER_MAS_1M * (params.kvp / 100.0) ** 2 * (1000.0 / params.source_to_detector_mm) ** 2
+        per_view = params.mas / params.n_projections
+        photons = fluence * per_view * du * dv * params.detector_efficiency * rel
+        angles = np.arange(params.n_projections) * params.arc_degrees / params.n_projections
+        return cls(params, du, dv, nu, nv, u, angles, bowtie, projector,
+                   float(spectra.mass_attenuation("water", e_eff)), photons)
+
+    def geometry(self, rtk):
+        g = rtk.ThreeDCircularProjectionGeometry.New()
+        for a in self.angles:
+            g.AddProjection(self.params.source_to_isocenter_mm, self.params.source_to_detector_mm, float(a), 0.0, 0.0)
+        return g
+
+    def projection_source(self, itk, rtk):
+        image_type = itk.Image[itk.F, 3]
+        src = rtk.ConstantImageSource[image_type].New()
+        src.SetOrigin([float(self.u[0]), -(self.nv - 1) * self.dv / 2.0, 0.0])
+        src.SetSpacing([self.du, self.dv, 1.0])
+        src.SetSize([self.nu, self.nv, len(self.angles)])
+        src.SetConstant(0.0)
+        return src
+
+    # ---------------------------------------------------------------------- detector physics
+    def measure(self, water: np.ndarray, bone: np.ndarray, rng: np.random.Generator,
+                stats: dict | None = None) -> np.ndarray:
+        """Line integrals of water and bone (g/cm^2, [view, v, u]) -> flat-fielded log projections."""
+        p = self.params
+        if p.breathing_amplitude_mm > 0:
+            t = np.arange(len(self.angles)) * p.rotation_time_s / len(self.angles)
+            shift_px = p.breathing_amplitude_mm * np.sin(2 * np.pi * t / p.breathing_period_s) * p.magnification / self.dv
+            water = np.stack([ndimage.shift(w, (s, 0), order=1, mode="nearest") for w, s in zip(water, shift_px)])
+            bone = np.stack([ndimage.shift(b, (s, 0), order=1, mode="nearest") for b, s in zip(bone, shift_px)])
+        if self.projector is not None:
+            line = self.projector(water, bone, self.bowtie[None, None, :])
+        else:
+            e = p.ct_effective_kev
+            line = spectra.mass_attenuation("water", e) * water + spectra.mass_attenuation("bone", e) * bone
+        noisy = p.mas > 0
+        n0 = self.photons[None, None, :] if noisy else np.ones((1, 1, self.nu))
+        grid_p = p.grid_primary_transmission if p.grid else 1.0
+        primary = n0 * grid_p * np.exp(-line)
+        total = primary
+        if p.scatter_scale > 0:
+            # water-equivalent thickness (cm) behind each pixel drives the scatter amplitude
+            wet = line / self.mu_eff_water
+            source = n0 * (SCATTER_AMPLITUDE * p.scatter_scale) * wet * np.exp(-0.5 * self.mu_eff_water * wet)
+            scatter = np.zeros_like(source)
+            for sigma_mm, weight in SCATTER_KERNEL:
+                scatter += weight * ndimage.gaussian_filter(source, sigma=(0, sigma_mm / self.dv, sigma_mm / self.du),
+                                                            mode="nearest")
+            scatter *= p.grid_scatter_transmission if p.grid else 1.0
+            total = primary + scatter
+            if stats is not None:
+                centre = int(np.argmin(np.abs(self.u)))
+                row = self.nv // 2
+                spr = scatter[:, row, centre] / np.maximum(primary[:, row, centre], 1e-12)
+                stats["spr_central_ray_mean"] = float(np.mean(spr))
+                stats["spr_central_ray_max"] = float(np.max(spr))
+        if p.lag > 0:  # detector lag: each frame keeps a fraction of the previous frame's signal
+            lagged = np.empty_like(total)
+            lagged[0] = total[0]
+            for i in range(1, len(total)):
+                lagged[i] = (1.0 - p.lag) * total[i] + p.lag * lagged[i - 1]
+            total = lagged
+        if noisy:
+            total = rng.poisson(total).astype(np.float64)
+            if p.electronic_noise > 0:
+                sd = p.electronic_noise * math.sqrt(self.du * self.dv) / 0.78
+                total = total + rng.normal(0.0, sd, size=total.shape)
+            total = np.clip(total, 1.0, None)
+        if p.ring_gain_sd > 0:
+            gain = 1.0 + rng.normal(0.0, p.ring_gain_sd, size=(1, self.nv, self.nu))
+            total = total * gain
+        measured = -np.log(total / (n0 * grid_p))
+        if self.projector is not None and p.water_precorrection:
+            measured = self.projector.water_equivalent(measured, self.bowtie) * self.mu_eff_water
+        return measured
+
+
+def _reconstruct(itk, rtk, scan: _Scan, geometry, projections, like, n_slices: int, y_origin: float,
+                truncated: bool):
+    image_type = itk.Image[itk.F, 3]
+    src = rtk.ConstantImageSource[image_type].New()
+    sp = like.GetSpacing()
+    size = like.GetLargestPossibleRegion().GetSize()
+    src.SetOrigin([like.GetOrigin()[0], y_origin, like.GetOrigin()[2]])
+    src.SetSpacing(sp)
+    src.SetSize([size[0], n_slices, size[2]])
+    src.SetConstant(0.0)
+    weighted = projections
+    if scan.params.half_fan:
+        ddf = rtk.DisplacedDetectorImageFilter[image_type].New()
+        ddf.SetInput(weighted)
+        ddf.SetGeometry(geometry)
+        weighted = ddf.GetOutput()
+    if scan.params.arc_degrees < 359.0:
+        parker = rtk.ParkerShortScanImageFilter[image_type].New()
+        parker.SetInput(weighted)
+        parker.SetGeometry(geometry)
+        weighted = parker.GetOutput()
+    fdk = rtk.FDKConeBeamReconstructionFilter[image_type].New()
+    fdk.SetInput(0, src.GetOutput())
+    fdk.SetInput(1, weighted)
+    fdk.SetGeometry(geometry)
+    fdk.GetRampFilter().SetTruncationCorrection(TRUNCATION_CORRECTION if truncated else 0.0)
+    fdk.GetRampFilter().SetHannCutFrequency(scan.params.hann_cutoff)
+    fdk.Update()
+    return np.transpose(itk.array_from_image(fdk.GetOutput()), (1, 0, 2))  # [slice, row, col], 1/mm
+
+
+def _simulate_mu(work_hu: np.ndarray, spacing_xyz, params: CBCTParams, rng, progress=None,
+                 stats: dict | None = None) -> np.ndarray:
+    """Reconstructed attenuation (1/mm) of a CT on its working grid, stitched over axial arcs."""
     itk, rtk = _rtk()
+    sx, sy, sz = (float(s) for s in spacing_xyz)
+    nz, ny, nx = work_hu.shape
+    radius = float(np.hypot((nx - 1) * sx / 2.0, (ny - 1) * sy / 2.0))
+    sid = params.source_to_isocenter_mm
+    if radius >= sid * 0.8:
+        raise InputError(f"the volume (radius {radius:.0f} mm) does not fit the scanner geometry")
+    rho_w, rho_b = spectra.decompose_hu(work_hu, params.ct_effective_kev, params.soft_tissue_max_hu)
+    # a patient wider than the field of view: extrapolate the truncated projections before ramp filtering
+    body = (work_hu > -500).any(axis=0)
+    truncated = bool(body.any() and (_radius_map(body.shape, (sx, sy)) [body]).max() > params.fov_radius_mm)
+    scan = _Scan.build(params, min(sx, sy), sz)
+    geometry = scan.geometry(rtk)
+    # axial arcs: each covers the panel's length at the isocentre; the rays of one arc cross
+    # slices up to (sid + radius) / sid further out, so the slab projected is longer
+    cover = params.axial_coverage_mm
+    half_rec = cover / 2.0 / sz                   # slices from an arc's centre to its cone boundary
+    usable = 0.85 * half_rec                       # keep clear of the cone boundary's drop-out
+    if (nz - 1) / 2.0 <= usable:
+        centres = [(nz - 1) / 2.0]
+    else:
+        n_arcs = int(math.ceil(((nz - 1) - 2 * usable) / (1.6 * usable))) + 1
+        centres = list(np.linspace(usable, nz - 1 - usable, n_arcs))
+    n_arcs = len(centres)
+    half_slab = int(math.ceil(half_rec * (sid + radius) / (sid - radius))) + 2
+    pad = half_slab + 1
+    padded_w = np.pad(rho_w, ((pad, pad), (0, 0), (0, 0)), mode="edge")  # the patient continues
+    padded_b = np.pad(rho_b, ((pad, pad), (0, 0), (0, 0)), mode="edge")
+    mu = np.zeros(work_hu.shape, np.float64)
+    weight = np.zeros(nz, np.float64)
+    for k, c in enumerate(centres):
+        lo = int(math.floor(c - half_slab)) + pad
+        hi = int(math.ceil(c + half_slab)) + pad
+        y0 = (lo - pad - c) * sz
+        lines = []
+        for material in (padded_w, padded_b):
+            vol = _rtk_image(itk, material[lo:hi + 1], (sx, sy, sz), y0)
+            source = scan.projection_source(itk, rtk)
+            fp = rtk.JosephForwardProjectionImageFilter[itk.Image[itk.F, 3], itk.Image[itk.F, 3]].New()
+            fp.SetInput(0, source.GetOutput())
+            fp.SetInput(1, vol)
+            fp.SetGeometry(geometry)
+            fp.Update()
+            lines.append(itk.array_from_image(fp.GetOutput()).astype(np.float64) / 10.0)  # g/cm^2
+            like = vol
+        measured = scan.measure(lines[0], lines[1], rng, stats=stats if k == 0 else None)
+        proj_img = itk.image_from_array(measured.astype(np.float32))
+        proj_img.CopyInformation(fp.GetOutput())
+        r0 = max(0, int(math.ceil(c - half_rec + 1)))
+        r1 = min(nz - 1, int(math.floor(c + half_rec - 1)))
+        rec = _reconstruct(itk, rtk, scan, geometry, proj_img, like, r1 - r0 + 1, (r0 - c) * sz, truncated)
+        # blend neighbouring arcs: full weight inside, a ramp to zero towards the cone boundary
+        w = np.clip((half_rec - 1.0 - np.abs(np.arange(r0, r1 + 1) - c)) / (0.4 * usable), 1e-3, 1.0)
+        mu[r0:r1 + 1] += rec * w[:, None, None]
+        weight[r0:r1 + 1] += w
+        if progress:
+            progress(f"arc {k + 1}/{n_arcs} reconstructed")
+    covered = weight > 0
+    mu[covered] /= weight[covered, None, None]
+    return mu
+
+
+def _radius_map(shape_yx, spacing_xy) -> np.ndarray:
+    """In-plane distance (mm) of each voxel from the rotation axis (the centre of the grid)."""
+    ny, nx = shape_yx
+    yy, xx = np.meshgrid((np.arange(ny) - (ny - 1) / 2.0) * spacing_xy[1],
+                         (np.arange(nx) - (nx - 1) / 2.0) * spacing_xy[0], indexing="ij")
+    return np.hypot(yy, xx)
+
+
+def _fov_mask_xy(shape_zyx, spacing_xyz, radius_mm: float) -> np.ndarray:
+    return _radius_map(shape_zyx[1:], spacing_xyz[:2]) <= radius_mm
+
+
+def water_calibration(params: CBCTParams) -> tuple[float, float]:
+    """The vendor's HU calibration: reconstructed attenuation (1/mm) of air and of water.
+
+    A noise-free water cylinder of ``params.calibration_diameter_mm`` (length: the panel's
+    axial coverage, at most 200 mm) with a 30 mm air insert half-way out is scanned with the
+    protocol.  Head protocols use a Catphan-sized 12.5 mm insert, body ones 30 mm.  The
+    scanner's linear HU map sends the mean of the water (central slices, out to
+    85 % of the radius, away from the insert) to 0 HU and the centre of the air insert to
+    -1000 HU.  Scatter cupping stays: the centre of a patient reads low and the rim high.
+    """
+    return _water_calibration_cached(dataclasses.replace(params, mas=0.0, ring_gain_sd=0.0, lag=0.0,
+                                                         breathing_amplitude_mm=0.0, water_calibration=None,
+                                                         name="calibration"))
+
+
+@functools.lru_cache(maxsize=16)
+def _water_calibration_cached(params: CBCTParams) -> tuple[float, float]:
+    insert = params.calibration_insert_mm
+    voxel = min(2.5, insert / 10.0)
+    r = params.calibration_diameter_mm / 2.0
+    n = int(math.ceil((2 * r + 40.0) / voxel)) | 1
+    nz = int(math.ceil(min(params.axial_coverage_mm, 200.0) / voxel)) | 1
+    hu = np.full((nz, n, n), -1000.0, np.float32)
+    radius = _radius_map((n, n), (voxel, voxel))
+    hu[:, radius <= r] = 0.0
+    c = (n - 1) / 2.0
+    yy, xx = np.mgrid[:n, :n]
+    to_insert = np.hypot((yy - c) * voxel, (xx - c) * voxel - r / 2.0)
+    hu[:, to_insert <= insert / 2.0] = -1000.0
+    calib = dataclasses.replace(params, n_projections=min(params.n_projections, 180), working_max_size=max(n, nz))
+    mu = _simulate_mu(hu, (voxel, voxel, voxel), calib, np.random.default_rng(0))
+    mid = mu[nz // 2 - 2: nz // 2 + 3]
+    water = (radius <= 0.85 * r) & (to_insert > insert)
+    air = to_insert <= insert / 4.0
+    return float(mid[:, air].mean()), float(mid[:, water].mean())
+
+
+# dataclasses with eq=True are unhashable; the calibration cache keys on the parameter values
+CBCTParams.__hash__ = lambda self: hash(dataclasses.astuple(self))  # type: ignore[assignment]
+
+
+def simulate_cbct(ct: Volume, params: CBCTParams | str | None = None, seed: int | None = 0, progress=None,
+                  stats: dict | None = None) -> Volume:
+    """Simulate a CBCT of ``ct`` (HU) and return it on the CT's exact grid (float32 HU).
+
+    ``params`` is a :class:`CBCTParams` or a preset name (see :data:`CBCT_PRESETS`).  Voxels
+    outside the scanner's reconstructed field of view are set to -1000 HU.  When ``stats`` is a
+    dict it receives the scatter-to-primary ratio on the central ray, the field of view and the
+    water calibration used.
+    """
+    if params is None or isinstance(params, str):
+        name = params or "pelvis"
+        if name not in CBCT_PRESETS:
+            raise InputError(f"unknown CBCT preset '{name}'; choose from {', '.join(CBCT_PRESETS)}")
+        params = CBCT_PRESETS[name]
     hu = np.asarray(ct.array, dtype=np.float32)
+    if not np.isfinite(hu).all():
+        raise InputError("the CT contains NaN or infinite values")
     if hu.min() > -200 or hu.max() > 5000:
         raise InputError(
             f"values {hu.min():.0f}..{hu.max():.0f} do not look like CT in HU (air should be near -1000); "
@@ -118,102 +546,61 @@ def simulate_cbct(ct: Volume, params: CBCTParams | None = None, seed: int | None
     ct_img = ct.with_array(hu).to_sitk()
     work = _working_grid(ct_img, params.working_max_size)
     work_hu = sitk.GetArrayFromImage(work)
-    mu = np.clip(MU_WATER_PER_MM * (1.0 + work_hu / 1000.0), 0.0, None)
-    # A patient continues beyond the scanned slab; without that, FDK's end slices lack data entirely.
-    pad = int(np.ceil(params.axial_padding * mu.shape[0]))
-    mu = np.pad(mu, ((pad, pad), (0, 0), (0, 0)), mode="edge")
-    volume = _to_rtk_volume(itk, mu, work.GetSpacing())
-
-    # --- geometry and detector -------------------------------------------------------------
-    sid, sdd = params.source_to_isocenter_mm, params.source_to_detector_mm
-    size = np.array(volume.GetLargestPossibleRegion().GetSize(), dtype=float)
-    spacing = np.array(volume.GetSpacing(), dtype=float)
-    half = (size - 1) * spacing / 2.0
-    radius = float(np.hypot(half[0], half[2]))
-    if radius >= sid * 0.9:
-        raise InputError(f"the volume (radius {radius:.0f} mm) does not fit the scanner geometry")
-    magnification_near = sdd / (sid - radius)
-    du = float(min(spacing[0], spacing[2]) * sdd / sid / params.detector_oversampling)
-    dv = float(spacing[1] * sdd / sid / params.detector_oversampling)
-    nu = int(np.ceil(2 * radius * magnification_near / du)) + 4
-    nv = int(np.ceil(2 * half[1] * magnification_near / dv)) + 4
-    if params.truncation > 0:
-        nu = max(8, int(round(nu * (1.0 - params.truncation))))
-    geometry = rtk.ThreeDCircularProjectionGeometry.New()
-    step = params.arc_degrees / params.n_projections
-    for i in range(params.n_projections):
-        geometry.AddProjection(sid, sdd, i * step, 0.0, 0.0)
-
-    ImageType = itk.Image[itk.F, 3]
-    proj_source = rtk.ConstantImageSource[ImageType].New()
-    proj_source.SetOrigin([-(nu - 1) * du / 2.0, -(nv - 1) * dv / 2.0, 0.0])
-    proj_source.SetSpacing([du, dv, 1.0])
-    proj_source.SetSize([nu, nv, params.n_projections])
-    proj_source.SetConstant(0.0)
-
-    forward = rtk.JosephForwardProjectionImageFilter[ImageType, ImageType].New()
-    forward.SetInput(0, proj_source.GetOutput())
-    forward.SetInput(1, volume)
-    forward.SetGeometry(geometry)
-    forward.Update()
-    line_integrals = itk.array_from_image(forward.GetOutput()).astype(np.float64)  # [proj, v, u]
-    if progress:
-        progress("forward projection done")
-
-    # --- flat-panel physics on the projections ---------------------------------------------
-    p = line_integrals
-    if params.beam_hardening > 0:
-        p = p / (1.0 + params.beam_hardening * p)
-    # photons_per_pixel is quoted for a pixel of one working voxel; smaller pixels see fewer photons
-    i0 = params.photons_per_pixel / params.detector_oversampling**2 if params.photons_per_pixel > 0 else 1.0
-    primary = i0 * np.exp(-p)
-    total = primary
-    if params.scatter_to_primary > 0:
-        # Scatter originates in the object (source ~ p e^-p), spreads broadly on the panel, and is
-        # scaled so that the scatter-to-primary ratio behind the thickest 20% of the object equals
-        # the parameter -- the figure CBCT papers quote.
-        sigma = (0, params.scatter_kernel_mm / dv, params.scatter_kernel_mm / du)
-        blurred = ndimage.gaussian_filter(p * np.exp(-p), sigma=sigma, mode="constant")
-        thick = p >= np.quantile(p[p > 0.1], 0.8) if np.any(p > 0.1) else p > 0
-        scale = params.scatter_to_primary / max(float(np.median(blurred[thick] / primary[thick] * i0)), 1e-12)
-        total = primary + i0 * scale * blurred
-    if params.photons_per_pixel > 0:
-        total = rng.poisson(total).astype(np.float64)
-        if params.electronic_noise > 0:
-            total = total + rng.normal(0.0, params.electronic_noise, size=total.shape)
-        total = np.clip(total, 1.0, None)
-    measured = -np.log(total / i0)
-    measured_img = itk.image_from_array(measured.astype(np.float32))
-    measured_img.CopyInformation(forward.GetOutput())
-
-    # --- FDK reconstruction ------------------------------------------------------------------
-    recon_source = rtk.ConstantImageSource[ImageType].New()
-    recon_source.SetOrigin(volume.GetOrigin())
-    recon_source.SetSpacing(volume.GetSpacing())
-    recon_source.SetSize(volume.GetLargestPossibleRegion().GetSize())
-    recon_source.SetConstant(0.0)
-    fdk = rtk.FDKConeBeamReconstructionFilter[ImageType].New()
-    fdk.SetInput(0, recon_source.GetOutput())
-    fdk.SetInput(1, measured_img)
-    fdk.SetGeometry(geometry)
-    fdk.GetRampFilter().SetTruncationCorrection(0.5 if params.truncation > 0 else 0.0)
-    fdk.GetRampFilter().SetHannCutFrequency(params.hann_cutoff)
-    fdk.Update()
-    mu_rec = np.transpose(itk.array_from_image(fdk.GetOutput()), (1, 0, 2))  # back to [slice, row, col]
-    mu_rec = mu_rec[pad : mu_rec.shape[0] - pad]
-    if progress:
-        progress("FDK reconstruction done")
-
-    hu_rec = 1000.0 * (mu_rec / MU_WATER_PER_MM - 1.0) + params.hu_offset
-    # Outside the reconstructed field of view (truncated detector) a CBCT shows nothing useful: air.
-    u_max = (nu - 1) * du / 2.0
-    fov_radius = sid * np.sin(np.arctan(u_max / sdd))  # distance of the edge ray from the axis
-    zz, xx = np.meshgrid(np.arange(mu_rec.shape[1]) * spacing[2] - half[2],
-                         np.arange(mu_rec.shape[2]) * spacing[0] - half[0], indexing="ij")
-    hu_rec[:, np.hypot(zz, xx) > fov_radius] = -1000.0
+    cal = params.water_calibration
+    if cal is None:
+        if params.polychromatic or params.scatter_scale > 0:
+            if progress:
+                progress("HU calibration on a simulated water cylinder")
+            cal = water_calibration(params)
+        else:  # monoenergetic, scatter-free: the exact attenuation of air and water
+            cal = (0.0, float(spectra.mass_attenuation("water", params.ct_effective_kev)) / 10.0)
+    mu_air, mu_water = cal
+    mu_rec = _simulate_mu(work_hu, work.GetSpacing(), params, rng, progress=progress, stats=stats)
+    hu_rec = 1000.0 * (mu_rec - mu_water) / (mu_water - mu_air)
+    fov = params.fov_radius_mm
+    hu_rec[:, ~_fov_mask_xy(hu_rec.shape, work.GetSpacing(), fov)] = -1000.0
+    if stats is not None:
+        stats.update(fov_diameter_mm=2 * fov, axial_coverage_mm=params.axial_coverage_mm,
+                     hu_calibration_mu_air_water=cal, preset=params.name)
     rec_img = sitk.GetImageFromArray(hu_rec.astype(np.float32))
     rec_img.CopyInformation(work)
     on_ct = sitk.Resample(rec_img, ct_img, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
     out = ct.with_array(sitk.GetArrayFromImage(on_ct), modality="CBCT (simulated)")
     out.meta.pop("path", None)
+    out.meta["cbct_fov_radius_mm"] = fov
     return out
+
+
+def catphan_params(preset: str | CBCTParams = "varian-obi-head") -> CBCTParams:
+    """A protocol adapted to the digital Catphan 504 (:mod:`medgan.simulation.catphan`).
+
+    The phantom's HU are pylinac's nominal values, i.e. what a calibrated kV scanner reads, so
+    they are decomposed at the head beam's effective energy (not a 120 kVp CT's), its plastics
+    up to Delrin have no calcium, and it is reconstructed on a 0.8 mm grid like a clinical
+    head reconstruction.
+    """
+    from medgan.simulation.catphan import CATPHAN_EFFECTIVE_KEV, CATPHAN_PLASTICS_MAX_HU
+
+    base = CBCT_PRESETS[preset] if isinstance(preset, str) else preset
+    return dataclasses.replace(base, ct_effective_kev=CATPHAN_EFFECTIVE_KEV,
+                               soft_tissue_max_hu=CATPHAN_PLASTICS_MAX_HU, working_max_size=320)
+
+
+def fov_mask(volume: Volume, params: CBCTParams | str) -> np.ndarray:
+    """Boolean mask of ``volume``'s voxels inside the scanner's reconstructed field of view.
+
+    The CBCT's rotation axis runs through the centre of the CT's grid along its slice axis
+    (as :func:`simulate_cbct` places it).
+    """
+    if isinstance(params, str):
+        params = CBCT_PRESETS[params]
+    nz = volume.array.shape[0]
+    mask2d = _fov_mask_xy((1,) + volume.array.shape[1:], volume.spacing, params.fov_radius_mm)
+    return np.repeat(mask2d[None], nz, axis=0)
+
+
+if __name__ == "__main__":  # re-measure the stored HU calibrations: python -m medgan.simulation.cbct [PRESET ...]
+    import sys
+
+    for _preset in sys.argv[1:] or list(_CAL):
+        print(f'    "{_preset}": {water_calibration(CBCT_PRESETS[_preset])},', flush=True)
