@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "medgan.cli.train",
     "translate": "medgan.cli.translate",
     "evaluate": "medgan.cli.evaluate",
+    "register": "medgan.cli.register",
 }
 
 
