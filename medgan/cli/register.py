@@ -61,10 +61,16 @@ def run(args) -> int:
                   file=sys.stderr)
             return 1
         return 0
+    from medgan.io import read_volume
+    from medgan.registration.elastix import check_inputs
+
     field = None if args.field is None else (Path(args.field) if args.field else output_paths(out)["field"])
+    fixed_v, moving_v = read_volume(fixed), read_volume(moving)
+    check_inputs(fixed_v, moving_v, options)          # bad input: one line, before any progress output
+    fixed_v.meta["path"], moving_v.meta["path"] = str(fixed), str(moving)
     with status(f"registering {moving.name} onto {fixed.name}", quiet=args.quiet) as say:
-        result, written = register_files(fixed, moving, out, options, fov_output=args.fov_output,
-                                         field_output=field, qa=not args.no_qa, progress=say)
+        result, written = register_files(fixed_v, moving_v, out, options, fov_output=args.fov_output,
+                                         field_output=field, qa=not args.no_qa, progress=say, inputs=[fixed, moving])
     print(describe(result))
     for k, p in written.items():
         print(f"{k}: {p}")

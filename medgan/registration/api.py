@@ -105,10 +105,13 @@ def output_paths(output: Path) -> dict[str, Path]:
 def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, output: str | Path,
                    options: RegistrationOptions | None = None, fov_output: str | Path | None = None,
                    field_output: str | Path | None = None, qa: bool = True,
-                   progress: Callable[[str], None] | None = None) -> tuple[RegistrationResult, dict[str, Path]]:
-    """Register, then write the moved CT (int16 HU), the FOV mask, optionally the field, and the QA PNG/JSON."""
+                   progress: Callable[[str], None] | None = None, inputs=()) -> tuple[RegistrationResult, dict[str, Path]]:
+    """Register, then write the moved CT (int16 HU), the FOV mask, optionally the field, and the QA PNG/JSON.
+
+    ``inputs``: further paths the outputs must never overwrite (the files behind Volume arguments).
+    """
     output = Path(output)
-    inputs = [p for p in (fixed, moving) if not isinstance(p, Volume)]
+    inputs = [p for p in (fixed, moving) if not isinstance(p, Volume)] + list(inputs)
     fixed_v = fixed if isinstance(fixed, Volume) else read_volume(fixed)
     moving_v = moving if isinstance(moving, Volume) else read_volume(moving)
     result = register(fixed_v, moving_v, options, compute_field=True, progress=progress)
@@ -121,8 +124,8 @@ def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, outp
         written["field"] = _write_field(result.field, fixed_v, Path(field_output))
     if qa:
         written["qa_png"] = qa_figure(paths["qa_png"], result, fixed_v)
-        doc = {"fixed": str(fixed) if not isinstance(fixed, Volume) else None,
-               "moving": str(moving) if not isinstance(moving, Volume) else None,
+        doc = {"fixed": str(fixed) if not isinstance(fixed, Volume) else fixed.meta.get("path"),
+               "moving": str(moving) if not isinstance(moving, Volume) else moving.meta.get("path"),
                "rigid": result.rigid, **result.qa}
         written["qa_json"] = atomic_write_text(paths["qa_json"], json.dumps(doc, indent=2, allow_nan=False))
     return result, written

@@ -105,11 +105,15 @@ def _read_parameter_file(path: str | Path) -> dict[str, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"Elastix parameter file {path} does not exist")
+    po = itk.ParameterObject.New()
     try:
-        pm = itk.ParameterObject.New().ReadParameterFile(str(path))
+        po.ReadParameterFile(str(path))
+        pm = dict(po.GetParameterMap(0))
     except RuntimeError as exc:
         raise InputError(f"{path} is not an Elastix parameter file ({str(exc).splitlines()[0][:100]})") from None
-    return {k: list(v) for k, v in dict(pm).items()}
+    if "Transform" not in pm:
+        raise InputError(f"{path} is not an Elastix parameter file (no Transform)")
+    return {k: list(v) for k, v in pm.items()}
 
 
 def parameter_maps(options: RegistrationOptions) -> list[dict[str, list[str]]]:
