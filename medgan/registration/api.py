@@ -39,11 +39,7 @@ def qa_figure(path: Path, result: RegistrationResult, fixed: Volume, window=(-40
     sx, sy, sz = fixed.spacing
     aspects = (sy / sx, sz / sx, sz / sy)
     cb, ct = np.asarray(fixed.array, np.float32), np.asarray(result.moved.array, np.float32)
-    det = None
-    if result.field is not None:
-        from medgan.registration.elastix import jacobian_determinant
-
-        det = jacobian_determinant(result.field.astype(np.float64), fixed)
+    det = result.jacobian
     n_cols = 5 if det is not None else 4
     fig, axes = plt.subplots(3, n_cols, figsize=(3.0 * n_cols, 9.0))
     norm = lambda a: np.clip((a - window[0]) / (window[1] - window[0]), 0, 1)  # noqa: E731

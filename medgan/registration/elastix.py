@@ -69,6 +69,7 @@ class RegistrationResult:
     jacobian_range: tuple[float, float] | None   #: min, max det of the spatial Jacobian inside the FOV
     rigid: dict                             #: rotation (deg) and translation (mm) of the rigid stage
     qa: dict                                #: numbers for the QA report
+    jacobian: np.ndarray | None = dataclasses.field(default=None, repr=False)   #: the determinant map (float32)
 
     @property
     def folds(self) -> bool:
@@ -187,16 +188,18 @@ def check_inputs(fixed: Volume, moving: Volume, options: RegistrationOptions) ->
 
 
 def jacobian_determinant(field: np.ndarray, vol: Volume) -> np.ndarray:
-    """det(I + du/dx) of a displacement field ``[z, y, x, 3]`` (mm, x/y/z components) on ``vol``'s grid."""
-    a = vol.direction_matrix @ np.diag(vol.spacing)         # index (x, y, z) -> physical
-    inv = np.linalg.inv(a)
-    # du_c / d index_j for index axes x, y, z (array axes 2, 1, 0)
-    grads = np.empty(field.shape[:3] + (3, 3))
+    """det(I + du/dx) of a displacement field ``[z, y, x, 3]`` (mm, x/y/z components) on ``vol``'s grid (float32)."""
+    inv = np.linalg.inv(vol.direction_matrix @ np.diag(vol.spacing))      # d index / d physical
+    # g[c][j] = du_c / d index_j for index axes x, y, z (array axes 2, 1, 0)
+    g = [[None] * 3 for _ in range(3)]
     for c in range(3):
-        gz, gy, gx = np.gradient(field[..., c])
-        grads[..., c, 0], grads[..., c, 1], grads[..., c, 2] = gx, gy, gz
-    jac = np.eye(3) + grads @ inv                              # du/dphys = du/dindex @ dindex/dphys
-    return np.linalg.det(jac)
+        gz, gy, gx = np.gradient(np.asarray(field[..., c], np.float32))
+        g[c] = [gx, gy, gz]
+    # J = I + g @ inv, entry by entry (no [..., 3, 3] temporaries on large grids)
+    j = [[(1.0 if r == k else 0.0) + sum(g[r][m] * np.float32(inv[m, k]) for m in range(3)) for k in range(3)]
+         for r in range(3)]
+    return (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1]) - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
+            + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0])).astype(np.float32)
 
 
 def _rigid_summary(tp_map: dict) -> dict:
@@ -246,11 +249,11 @@ def register(fixed: Volume, moving: Volume, options: RegistrationOptions | None 
     moved.meta.pop("path", None)
     fov_vol = fixed.with_array(fov.astype(np.uint8), modality="FOV mask")
     fov_vol.meta.pop("path", None)
-    field = jac = None
+    field = jac = det = None
     if compute_field:
         f = itk.transformix_deformation_field(m_img, tp)
         field = np.asarray(itk.array_from_image(f), np.float32)
-        det = jacobian_determinant(field.astype(np.float64), fixed)
+        det = jacobian_determinant(field, fixed)
         jac = (float(det[fov].min()), float(det[fov].max()))
         if progress:
             progress("deformation field and Jacobian done")
@@ -270,4 +273,4 @@ def register(fixed: Volume, moving: Volume, options: RegistrationOptions | None 
           "folding": bool(jac is not None and jac[0] <= 0),
           "stages": stages}
     rigid = _rigid_summary(dict(tp.GetParameterMap(0)))
-    return RegistrationResult(moved, fov_vol, field, jac, rigid, qa)
+    return RegistrationResult(moved, fov_vol, field, jac, rigid, qa, det if compute_field else None)
