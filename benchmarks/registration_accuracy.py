@@ -85,6 +85,7 @@ def main(argv=None) -> int:
     p.add_argument("--spacing", type=float, default=25.0)
     p.add_argument("--samples", type=int, default=4096)
     p.add_argument("--bending", type=float, default=1.0)
+    p.add_argument("--metric", default="mi", choices=("mi", "ncc", "mse"))
     p.add_argument("--no-rigid-only", action="store_true", help="skip the rigid-only comparison run")
     p.add_argument("--no-pad", action="store_true", help="do not pad: tissue near the grid faces leaves the grid")
     args = p.parse_args(argv)
@@ -100,7 +101,8 @@ def main(argv=None) -> int:
     floor = float(np.abs(interpolation_floor(ct) - ct.array)[body].mean())
     before = float(np.abs(moved.array - ct.array)[body].mean())
     t0 = time.perf_counter()
-    opts = dict(iterations=args.iterations, resolutions=args.resolutions, spatial_samples=args.samples)
+    opts = dict(iterations=args.iterations, resolutions=args.resolutions, spatial_samples=args.samples,
+                metric=args.metric)
     res = register(ct, moved, RegistrationOptions(grid_spacing_mm=args.spacing, bending_weight=args.bending, **opts))
     dt = time.perf_counter() - t0
     after = float(np.abs(res.moved.array - ct.array)[body].mean())
@@ -114,7 +116,7 @@ def main(argv=None) -> int:
            "mae_body_rigid_bspline": round(after, 2), "seconds_rigid_bspline": round(dt, 1),
            "jacobian": res.jacobian_range, "rigid": res.rigid, "iterations": args.iterations,
            "resolutions": args.resolutions, "grid_spacing_mm": args.spacing, "samples": args.samples,
-           "bending_weight": args.bending}
+           "bending_weight": args.bending, "metric": args.metric}
     print(json.dumps(out, indent=2))
     return 0
 

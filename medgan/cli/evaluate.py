@@ -98,7 +98,9 @@ def print_summary(summary: dict, n_cases: int, pred_label: str, input_label: str
     if results is None:           # backwards-compatible call: a minimal stand-in for the header
         from medgan.evaluation.evaluate import CaseResult
 
-        results = [CaseResult(f"case{i}", {}, "body(CT)") for i in range(n_cases)]
+        n_pat = max((st["n"] for ms in summary.values() for st in ms.values()), default=n_cases)
+        results = [CaseResult(f"case{i}", {}, "not stated by the caller", patient=f"patient{min(i, n_pat - 1)}")
+                   for i in range(n_cases)]
     print(format_summary(results, summary, paired, pred_label, input_label, organ_summary), file=out or sys.stdout)
 
 

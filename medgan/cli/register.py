@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--resolutions", type=int, default=3, help="pyramid levels (default 3)")
     p.add_argument("--grid-spacing", type=float, default=25.0, metavar="MM",
                    help="B-spline control-point spacing in mm (default 25)")
+    p.add_argument("--metric", choices=("mi", "ncc", "mse"), default="mi",
+                   help="similarity: mutual information (default; CBCT vs CT), normalised correlation, mean squares")
     p.add_argument("--init", choices=("geometry", "moments", "none"), default="geometry",
                    help="initial alignment: grid centres (default), intensity moments, or none (scanner coordinates)")
     p.add_argument("--no-qa", action="store_true", help="no QA PNG/JSON")
@@ -44,6 +46,7 @@ def run(args) -> int:
             raise InputError(f"{what} {p} does not exist")
     options = RegistrationOptions(deformable=not args.rigid_only, iterations=args.iterations,
                                   resolutions=args.resolutions, grid_spacing_mm=args.grid_spacing, init=args.init,
+                                  metric=args.metric,
                                   rigid_file=args.rigid_params, bspline_file=args.bspline_params)
     if is_case_folder(fixed):
         if not is_case_folder(moving):

@@ -28,6 +28,9 @@ from medgan.io.volume import Volume
 
 #: smallest size along any axis that a 3-level pyramid can register
 MIN_SIZE = 8
+#: similarity metrics: mutual information for CBCT vs CT (different HU), NCC / mean squares for the same modality
+METRICS = {"mi": "AdvancedMattesMutualInformation", "ncc": "AdvancedNormalizedCorrelation",
+           "mse": "AdvancedMeanSquares"}
 
 
 def _itk():
@@ -49,12 +52,15 @@ class RegistrationOptions:
     bending_weight: float = 1.0             #: weight of the bending-energy penalty next to MI (1.0)
     spatial_samples: int = 4096
     init: str = "geometry"                  #: "geometry" (align grid centres), "moments" or "none"
+    metric: str = "mi"                      #: "mi" (Mattes mutual information), "ncc" or "mse"
     rigid_file: str | Path | None = None    #: Elastix parameter file replacing the rigid map
     bspline_file: str | Path | None = None  #: Elastix parameter file replacing the B-spline map
     seed: int = 0
     threads: int | None = None
 
     def __post_init__(self):
+        if self.metric not in METRICS:
+            raise InputError(f"unknown metric {self.metric!r}; choose {', '.join(METRICS)}")
         if self.init not in ("geometry", "moments", "none"):
             raise InputError(f"unknown initialisation {self.init!r}; choose geometry, moments or none")
         if self.iterations < 1 or self.resolutions < 1 or self.grid_spacing_mm <= 0:
@@ -87,6 +93,7 @@ def default_parameter_maps(options: RegistrationOptions) -> list[dict[str, list[
               "WriteResultImage": ["true"], "FinalBSplineInterpolationOrder": ["3"]}
     rigid = {k: list(v) for k, v in dict(po.GetDefaultParameterMap("rigid", options.resolutions)).items()}
     rigid.update(common)
+    rigid["Metric"] = [METRICS[options.metric]]
     if options.init != "none":
         rigid["AutomaticTransformInitialization"] = ["true"]
         rigid["AutomaticTransformInitializationMethod"] = [
@@ -96,6 +103,7 @@ def default_parameter_maps(options: RegistrationOptions) -> list[dict[str, list[
         bs = {k: list(v) for k, v in
               dict(po.GetDefaultParameterMap("bspline", options.resolutions, options.grid_spacing_mm)).items()}
         bs.update(common)
+        bs["Metric"] = [METRICS[options.metric], "TransformBendingEnergyPenalty"]
         bs["Metric1Weight"] = [str(options.bending_weight)]
         maps.append(bs)
     return maps
