@@ -37,31 +37,34 @@ def qa_figure(path: Path, result: RegistrationResult, fixed: Volume, window=(-40
     centre = tuple(int(round(c)) for c in np.argwhere(fov).mean(axis=0)) if fov.any() else \
         tuple(s // 2 for s in fixed.shape)
     sx, sy, sz = fixed.spacing
-    aspects = (sy / sx, sz / sx, sz / sy)
     cb, ct = np.asarray(fixed.array, np.float32), np.asarray(result.moved.array, np.float32)
     det = result.jacobian
     n_cols = 5 if det is not None else 4
-    fig, axes = plt.subplots(3, n_cols, figsize=(3.0 * n_cols, 9.0))
+    # row heights follow each plane's physical aspect (clamped), so thin slabs leave no blank rows
+    nz, ny, nx = fixed.shape
+    ratios = [max(0.25, min(1.5, r)) for r in ((ny * sy) / (nx * sx), (nz * sz) / (nx * sx), (nz * sz) / (ny * sy))]
+    fig = plt.figure(figsize=(3.0 * n_cols, 3.0 * sum(ratios) + 0.8))
+    grid = fig.add_gridspec(3, n_cols, height_ratios=ratios)
+    axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(n_cols)] for r in range(3)])
     norm = lambda a: np.clip((a - window[0]) / (window[1] - window[0]), 0, 1)  # noqa: E731
     for row, ((plane, a), (_, b), (_, f)) in enumerate(zip(_views(cb, centre), _views(ct, centre),
                                                           _views(fov.astype(np.float32), centre))):
-        asp = aspects[row]
         panels = [("CBCT (fixed)", a, "gray"), ("CT registered", b, "gray"),
                   ("checkerboard", checkerboard(a, b), "gray")]
         for col, (title, img, cmap) in enumerate(panels):
             ax = axes[row, col]
-            ax.imshow(img, cmap=cmap, vmin=window[0], vmax=window[1], aspect=asp)
+            ax.imshow(img, cmap=cmap, vmin=window[0], vmax=window[1], aspect="auto")
             ax.contour(f, levels=[0.5], colors="yellow", linewidths=0.6)
             if row == 0:
                 ax.set_title(title)
         # overlay: CBCT in magenta, CT in green; grey where they agree
         rgb = np.stack([norm(a), norm(b), norm(a)], axis=-1)
-        axes[row, 3].imshow(rgb, aspect=asp)
+        axes[row, 3].imshow(rgb, aspect="auto")
         if row == 0:
             axes[row, 3].set_title("overlay (CBCT magenta, CT green)")
         if det is not None:
             _, d = _views(det, centre)[row]
-            im = axes[row, 4].imshow(d, cmap="RdBu_r", vmin=0.0, vmax=2.0, aspect=asp)
+            im = axes[row, 4].imshow(d, cmap="RdBu_r", vmin=0.0, vmax=2.0, aspect="auto")
             if row == 0:
                 axes[row, 4].set_title("Jacobian determinant")
                 fig.colorbar(im, ax=axes[row, 4], fraction=0.046)
