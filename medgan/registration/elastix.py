@@ -259,8 +259,12 @@ def register(fixed: Volume, moving: Volume, options: RegistrationOptions | None 
     fov_vol.meta.pop("path", None)
     field = jac = det = None
     if compute_field:
-        f = itk.transformix_deformation_field(m_img, tp)
-        field = np.asarray(itk.array_from_image(f), np.float32)
+        import tempfile
+
+        # transformix writes deformationField.nii into its output directory (the cwd by default)
+        with tempfile.TemporaryDirectory(prefix="medgan-transformix-") as tmp:
+            f = itk.transformix_deformation_field(m_img, tp, output_directory=tmp)
+            field = np.array(itk.array_from_image(f), np.float32)
         det = jacobian_determinant(field, fixed)
         jac = (float(det[fov].min()), float(det[fov].max()))
         if progress:
