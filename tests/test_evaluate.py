@@ -9,22 +9,26 @@ import pytest
 from scipy import stats
 
 from medgan.errors import InputError
-from medgan.evaluation import (bootstrap_ci, estimate_632, evaluate_case, mae, mean_error, patient_folds, psnr, ssim,
-                               tissue_mae)
+from medgan.evaluation import (bootstrap_ci, evaluate_case, mae, mean_error, patient_folds, psnr, ssim, tissue_mae)
 from medgan.io import Volume, write_volume
 
 C1, C2 = (0.01 * 4024) ** 2, (0.03 * 4024) ** 2
 
 
-def test_mae_me_psnr_by_hand_with_mask_and_clipping():
+def test_mae_me_unclipped_psnr_clipped_by_hand():
     target = np.array([[[0.0, 100.0, 3000.0, -1024.0]]])
-    pred = np.array([[[10.0, 80.0, 5000.0, -2000.0]]])       # the last two clip to the target exactly
+    pred = np.array([[[10.0, 80.0, 5000.0, -2000.0]]])
     mask = np.array([[[True, True, True, False]]])
-    assert mae(pred, target) == pytest.approx((10 + 20 + 0 + 0) / 4)
-    assert mae(pred, target, mask) == pytest.approx(30 / 3)
-    assert mean_error(pred, target, mask) == pytest.approx((10 - 20) / 3)
+    # MAE and ME are not clipped (SynthRAD2023's reference code): the 2000 HU excess counts
+    assert mae(pred, target) == pytest.approx((10 + 20 + 2000 + 976) / 4)
+    assert mae(pred, target, mask) == pytest.approx((10 + 20 + 2000) / 3)
+    assert mean_error(pred, target, mask) == pytest.approx((10 - 20 + 2000) / 3)
+    # PSNR clips both to [-1024, 3000] first: 5000 HU becomes 3000 HU, the target's value
     mse = (10 ** 2 + 20 ** 2) / 3
     assert psnr(pred, target, mask) == pytest.approx(10 * math.log10(4024 ** 2 / mse))
+    # SynthRAD2025 clips at 3071 HU instead: 71 HU of the excess remain
+    mse25 = (10 ** 2 + 20 ** 2 + 71 ** 2) / 3
+    assert psnr(pred, target, mask, "synthrad2025") == pytest.approx(10 * math.log10(4095 ** 2 / mse25))
 
 
 def test_ssim_of_constant_images_by_hand_and_its_data_range():
@@ -43,7 +47,7 @@ def test_ssim_ignores_voxels_outside_the_mask():
     p = t.copy()
     p[:, :, 8:] += rng.normal(0, 300, (9, 16, 8))
     inside = np.zeros(t.shape, bool)
-    inside[:, :, :3] = True                                   # far (> window radius) from the corrupted half
+    inside[:, :, 3:5] = True              # beyond the 3-voxel crop, and > window radius from the corrupted half
     assert ssim(p, t, inside) == pytest.approx(1.0)
     assert ssim(p, t) < 0.9
 
@@ -88,14 +92,14 @@ def test_evaluate_case_uses_an_automatic_body_mask():
     pred[target > -500] += 20.0                   # inside the body: 20 HU off
     pred[target <= -500] += 500.0                 # outside: ignored by the body mask
     res = evaluate_case(_vol(pred), _vol(target), case="c")
-    assert res.mask_source == "automatic body mask"
+    assert res.mask_source == "body(CT)"
     assert res.rows["prediction"]["mae"] == pytest.approx(20.0)
     assert res.rows["prediction"]["mae_bone"] == pytest.approx(20.0)
 
 
 def test_bootstrap_ci_matches_a_reference_percentile_bootstrap():
     x = np.array([41.0, 55.2, 38.9, 61.3, 47.7, 52.1, 44.0, 58.6, 39.5, 50.2])
-    lo, hi = bootstrap_ci(x, n_resamples=20_000, seed=3)
+    lo, hi = bootstrap_ci(x, n_resamples=20_000, seed=3, method="percentile")
     rng = np.random.default_rng(123)
     means = x[rng.integers(0, x.size, (50_000, x.size))].mean(axis=1)
     ref_lo, ref_hi = np.percentile(means, [2.5, 97.5])
@@ -106,8 +110,7 @@ def test_bootstrap_ci_matches_a_reference_percentile_bootstrap():
     assert all(math.isnan(v) for v in bootstrap_ci([3.0]))
 
 
-def test_632_estimate_and_patient_folds():
-    assert estimate_632(test_error=50.0, training_error=30.0) == pytest.approx(0.368 * 30 + 0.632 * 50)
+def test_patient_folds():
     patients = ["p1", "p1", "p2", "p3", "p3", "p3", "p4", "p5", "p6", "p7"]
     folds = patient_folds(patients, 3, seed=1)
     flat = [p for f in folds for p in f]
@@ -140,7 +143,7 @@ def test_evaluate_cli_folders_baseline_reports_and_a_missing_case(tmp_path, run_
     assert doc["summary"]["sCT"]["mae"]["n"] == 2 and doc["summary"]["sCT"]["mae"]["mean"] == pytest.approx(20.0)
     assert doc["summary"]["sCT"]["mae"]["std"] == pytest.approx(np.std([10, 30], ddof=1), abs=1e-3)
     rows = (tmp_path / "rep" / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("case,image,mask,mae,me,psnr,ssim") and len(rows) == 5
+    assert rows[0].startswith("case,patient,image,protocol,mask,mae,me,psnr,ssim") and len(rows) == 5
     import matplotlib.image as mpimg
 
     png = mpimg.imread(tmp_path / "rep" / "case1.png")
@@ -155,10 +158,13 @@ def test_evaluate_cli_single_case_errors(tmp_path, run_cli):
     assert code == 1 and err.count("\n") == 1 and "different grids" in err
     code, _, err = run_cli("evaluate", "--pred", tmp_path / "nope.nii.gz", "--target", tmp_path / "t.nii.gz")
     assert code == 1 and "does not exist" in err
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz",
-                             "--train-mae", "5")
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz")
     assert code == 0, err
-    assert "inf" in out and ".632 estimate of the prediction MAE: 1.8 HU" in out
+    assert "inf" in out and "protocol synthrad2023; mask body(CT)" in out
+    # the .632 option is gone (it applied Efron's estimate to a single split with an ill-defined training MAE)
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz",
+                           "--train-mae", "5")
+    assert code == 2 and "unrecognized arguments: --train-mae" in err
 
 
 def test_fid_and_kid_by_hand():

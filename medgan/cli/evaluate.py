@@ -1,7 +1,8 @@
-"""``medgan evaluate``: HU MAE / ME / PSNR / SSIM (SynthRAD2023 definitions), per case and over a cohort."""
+"""``medgan evaluate``: SynthRAD2023 / SynthRAD2025 image metrics, organ fidelity and paired statistics."""
 from __future__ import annotations
 
-import math
+import csv
+import re
 import sys
 from pathlib import Path
 
@@ -11,16 +12,29 @@ from medgan.errors import InputError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="compare translations with reference CTs (MAE, ME, PSNR, SSIM, per tissue)")
+    p = sub.add_parser("evaluate", help="compare translations with reference CTs (SynthRAD protocols, per tissue, "
+                                        "per organ, paired statistics)")
     p.add_argument("--pred", required=True, metavar="PATH", help="translated volume, or a folder of cases")
     p.add_argument("--target", required=True, metavar="PATH", help="reference CT (or a folder, cases matched by name)")
-    p.add_argument("--mask", metavar="PATH", help="evaluation mask (or folder); default: automatic body mask of the target")
     p.add_argument("--input", metavar="PATH", help="untranslated input (or folder), reported as a baseline row")
+    p.add_argument("--compare", action="append", default=[], metavar="LABEL=PATH",
+                   help="another baseline's predictions (volume or folder), a row of its own (repeatable)")
+    p.add_argument("--protocol", choices=("synthrad2023", "synthrad2025"), default="synthrad2023",
+                   help="metric definitions (docs/metrics.md; default synthrad2023)")
+    p.add_argument("--mask", metavar="PATH", help="evaluation mask (or folder); used as given")
+    p.add_argument("--mask-mode", choices=("auto", "body", "body-fov", "given"), default="auto",
+                   help="auto (default): --mask if given, else body(CT) ∩ FOV(input) with --input, else body(CT)")
+    p.add_argument("--fov", metavar="PATH", help="FOV mask of the input (or folder, e.g. from medgan register); "
+                   "default: estimated from the input")
+    p.add_argument("--labels", metavar="PATH", help="reference organ labels of the target (or folder): MAE per organ, "
+                   "and the reference for --seg-model")
+    p.add_argument("--seg-model", metavar="FILE", help="segmentation model (.safetensors, see docs/metrics.md): "
+                   "Dice / HD95 per organ between segmentations of each image and of the target")
+    p.add_argument("--patients", metavar="CSV|REGEX", help="patient id of each case: a CSV with columns case,patient, "
+                   "or a regex whose first group is the patient (e.g. '(.+)_fx[0-9]+'); CIs are over patients")
     p.add_argument("-o", "--output", metavar="DIR", help="report folder: metrics.csv, metrics.json, one PNG per case")
     p.add_argument("--pred-label", default="prediction", help="name of the prediction in tables (e.g. sCT)")
     p.add_argument("--input-label", default="input", help="name of the baseline in tables (e.g. CBCT)")
-    p.add_argument("--train-mae", type=float, metavar="HU",
-                   help="MAE of the model on its own training cases: also print Efron's .632 estimate")
     p.add_argument("--fid", action="store_true", help="also FID/KID between predicted and target slices "
                    "(needs --fid-weights: nothing is downloaded)")
     p.add_argument("--fid-weights", metavar="PATH", help="feature-extractor weights (.pth state dict or .safetensors)")
@@ -30,42 +44,84 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _fmt(st: dict, digits: int) -> str:
-    if st["n"] == 0 or not math.isfinite(st["mean"]):
-        return "inf" if st["n"] and st["mean"] == math.inf else "n/a"
-    s = f"{st['mean']:.{digits}f}"
-    if st["n"] > 1:
-        s += f" ± {st['std']:.{digits}f} [{st['ci_low']:.{digits}f}, {st['ci_high']:.{digits}f}]"
-    return s
+def parse_compare(items: list[str]) -> dict[str, Path]:
+    out = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not label.strip() or not path:
+            raise InputError(f"--compare needs LABEL=PATH (got {item!r})")
+        if label in out:
+            raise InputError(f"--compare label {label!r} given twice")
+        if not Path(path).exists():
+            raise InputError(f"baseline {label} {path} does not exist")
+        out[label.strip()] = Path(path)
+    return out
 
 
-def print_summary(summary: dict, n_cases: int, pred_label: str, input_label: str, train_mae=None, out=None):
-    out = out or sys.stdout
-    cols = (("MAE (HU)", "mae", 1), ("ME (HU)", "me", 1), ("PSNR (dB)", "psnr", 2), ("SSIM", "ssim", 3))
-    head = f"{'image':<14}" + "".join(f"{c[0]:>30}" for c in cols)
-    print(f"{n_cases} case(s); mean ± std [bootstrap 95% CI of the mean]" if n_cases > 1 else "1 case", file=out)
-    print(head, file=out)
-    for label, ms in summary.items():
-        print(f"{label:<14}" + "".join(f"{_fmt(ms[k], d):>30}" for _, k, d in cols), file=out)
-    if input_label in summary and pred_label in summary:
-        a, b = summary[input_label]["mae"]["mean"], summary[pred_label]["mae"]["mean"]
-        print(f"{input_label} MAE {a:.1f} HU -> {pred_label} MAE {b:.1f} HU", file=out)
-    if train_mae is not None and pred_label in summary:
-        from medgan.evaluation.statistics import estimate_632
+def patient_mapper(spec: str | None):
+    """case -> patient id from ``--patients`` (CSV file or regex); identity when None."""
+    if spec is None:
+        return None
+    path = Path(spec)
+    if path.suffix.lower() == ".csv" or path.is_file():
+        if not path.is_file():
+            raise InputError(f"patients file {spec} does not exist")
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "case" not in rows[0] or "patient" not in rows[0]:
+            raise InputError(f"{spec} needs a header with the columns case,patient")
+        table = {r["case"].strip(): r["patient"].strip() for r in rows}
 
-        print(f".632 estimate of the {pred_label} MAE: "
-              f"{estimate_632(summary[pred_label]['mae']['mean'], train_mae):.1f} HU", file=out)
+        def from_table(case: str) -> str:
+            if case not in table:
+                raise InputError(f"case {case} is not listed in {spec}")
+            return table[case]
+        return from_table
+    try:
+        rx = re.compile(spec)
+    except re.error as exc:
+        raise InputError(f"--patients {spec!r} is neither a CSV file nor a valid regex ({exc})") from None
+
+    def from_regex(case: str) -> str:
+        m = rx.fullmatch(case) or rx.match(case)
+        if not m:
+            raise InputError(f"case {case} does not match the --patients pattern {spec!r}")
+        return m.group(1) if m.groups() else m.group(0)
+    return from_regex
+
+
+def print_summary(summary: dict, n_cases: int, pred_label: str, input_label: str, train_mae=None, out=None,
+                  results=None, paired=None, organ_summary=None):
+    """Print the summary table (``results`` names protocol and mask; older callers pass only the summary)."""
+    from medgan.evaluation.tables import format_summary
+
+    if results is None:           # backwards-compatible call: a minimal stand-in for the header
+        from medgan.evaluation.evaluate import CaseResult
+
+        n_pat = max((st["n"] for ms in summary.values() for st in ms.values()), default=n_cases)
+        results = [CaseResult(f"case{i}", {}, "not stated by the caller", patient=f"patient{min(i, n_pat - 1)}")
+                   for i in range(n_cases)]
+    print(format_summary(results, summary, paired, pred_label, input_label, organ_summary), file=out or sys.stdout)
 
 
 def run(args) -> int:
-    from medgan.evaluation.evaluate import evaluate_case, evaluate_folders, summary_table
-    from medgan.evaluation.report import case_report, write_tables
+    from medgan.cli.common import is_case_folder
+    from medgan.evaluation.evaluate import evaluate_case, evaluate_folders, paired_table, summary_table
+    from medgan.evaluation.organs import load_seg_model, organ_summary
+    from medgan.evaluation.report import case_report
+    from medgan.evaluation.tables import write_tables
     from medgan.utils.progress import bar
 
     pred, target = Path(args.pred), Path(args.target)
-    for what, p in (("prediction", pred), ("target", target), ("mask", args.mask), ("input", args.input)):
+    for what, p in (("prediction", pred), ("target", target), ("mask", args.mask), ("input", args.input),
+                    ("FOV mask", args.fov), ("labels", args.labels), ("segmentation model", args.seg_model)):
         if p is not None and not Path(p).exists():
             raise InputError(f"{what} {p} does not exist")
+    if args.mask_mode == "given" and not args.mask:
+        raise InputError("--mask-mode given needs --mask")
+    compare = parse_compare(args.compare)
+    patient_of = patient_mapper(args.patients)
+    seg_model = load_seg_model(args.seg_model) if args.seg_model else None
     out_dir = Path(args.output) if args.output else None
     figures = out_dir is not None and not args.no_figures
     fid = None
@@ -83,19 +139,31 @@ def run(args) -> int:
             for key, vol in (("pred", res.volumes[args.pred_label]), ("target", res.volumes["target"])):
                 fid[key].append(dist.features(extractor, dist.slices_to_images(vol.array, side, max_slices=64)))
 
-    from medgan.cli.common import is_case_folder
-
+    common = dict(protocol=args.protocol, mask_mode=args.mask_mode, seg_model=seg_model)
     if not is_case_folder(pred):
-        res = evaluate_case(pred, target, args.mask, args.input)
+        name = None
+        res = evaluate_case(pred, target, args.mask, args.input, fov=args.fov, labels=args.labels,
+                            compare=compare, **common)
+        if patient_of:
+            res.patient = patient_of(res.case)
         on_case(res)
         results, failures = [res], []
     else:
         if not target.is_dir():
             raise InputError(f"--pred is a folder of cases, so --target must be one too ({target} is not)")
+        for what, p in (("--mask", args.mask), ("--input", args.input), ("--fov", args.fov),
+                        ("--labels", args.labels), *((f"--compare {k}", v) for k, v in compare.items())):
+            if p is not None and not Path(p).is_dir():
+                raise InputError(f"--pred is a folder of cases, so {what} must be one too ({p} is not)")
+        opt = lambda v: Path(v) if v else None  # noqa: E731
         results, failures = evaluate_folders(
-            pred, target, Path(args.mask) if args.mask else None, Path(args.input) if args.input else None,
-            on_case=on_case, progress=lambda it: bar(it, desc="evaluate", quiet=args.quiet, unit="case"))
+            pred, target, opt(args.mask), opt(args.input), on_case=on_case,
+            progress=lambda it: bar(it, desc="evaluate", quiet=args.quiet, unit="case"),
+            fov_dir=opt(args.fov), labels_dir=opt(args.labels), compare_dirs=compare, patient_of=patient_of,
+            **common)
     summary = summary_table(results)
+    paired = paired_table(results, args.pred_label)
+    organs = organ_summary(results) if any(r.organs for r in results) else None
     extra = {}
     if fid is not None and fid["pred"]:
         fa, fb = np.concatenate(fid["pred"]), np.concatenate(fid["target"])
@@ -103,9 +171,10 @@ def run(args) -> int:
         extra["distribution"] = {"extractor": args.fid_features, "slices": [len(fa), len(fb)],
                                  "fid": dist.frechet_distance(fa, fb), "kid": kid, "kid_std": kid_std}
     if out_dir is not None:
-        csv_path, _ = write_tables(out_dir, results, summary, failures, extra)
+        csv_path, _ = write_tables(out_dir, results, summary, paired, failures, extra, organs)
     if results:
-        print_summary(summary, len(results), args.pred_label, args.input_label, args.train_mae)
+        print_summary(summary, len(results), args.pred_label, args.input_label, results=results, paired=paired,
+                      organ_summary=organs)
     if "distribution" in extra:
         d = extra["distribution"]
         print(f"{args.pred_label} vs target slices ({d['extractor']}, {d['slices'][0]} vs {d['slices'][1]} slices): "

@@ -24,6 +24,7 @@ COMMANDS = {
     "translate": "medgan.cli.translate",
     "evaluate": "medgan.cli.evaluate",
     "dose": "medgan.cli.dose",
+    "register": "medgan.cli.register",
 }
 
 

@@ -1,42 +1,61 @@
 """Evaluating translations against reference CTs: one case, or matching folders of cases.
 
-A prediction, its reference and (optionally) the untranslated input and a mask
-must share one grid exactly.  Nothing is resampled silently: a different size,
-spacing, origin or direction is an error naming the difference, because a
-metric computed after an unnoticed resampling is not the metric people think.
+A prediction, its reference and (optionally) the untranslated input, baseline
+predictions, a mask, a FOV mask and reference labels must share one grid
+exactly.  Nothing is resampled silently: a different size, spacing, origin or
+direction is an error naming the difference, because a metric computed after an
+unnoticed resampling is not the metric people think.
+
+The evaluation mask (``mask_mode``):
+
+* ``auto`` (default): the given ``mask`` if any, else body(target) ∩ FOV(input)
+  when an input is given, else body(target);
+* ``body``: body mask of the target (threshold -500 HU, largest component, holes filled);
+* ``body-fov``: body(target) ∩ FOV of the input (``fov`` if given, else estimated
+  from the input's constant outside-FOV fill, :mod:`medgan.data.fov`);
+* ``given``: the ``mask`` (every non-zero voxel).
+
+Every :class:`CaseResult` names the mask it used (``mask_source``).
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Hashable
 
 import numpy as np
 
 from medgan.data.body_mask import body_mask
 from medgan.errors import InputError, MedganError
-from medgan.evaluation.metrics import image_metrics
-from medgan.evaluation.statistics import summarize
+from medgan.evaluation.metrics import DEFAULT_PROTOCOL, get_protocol, image_metrics
+from medgan.evaluation.statistics import paired_comparison, summarize
 from medgan.io import Volume, read_volume
 from medgan.io.formats import strip_suffix
 
-#: metric columns, in report order
-METRICS = ("mae", "me", "psnr", "ssim", "mae_air", "mae_soft_tissue", "mae_bone")
+#: metric columns of the default protocol, in report order (the protocol's own: ``get_protocol(p).columns``)
+METRICS = get_protocol(DEFAULT_PROTOCOL).columns
+MASK_MODES = ("auto", "body", "body-fov", "given")
 
 
 @dataclasses.dataclass
 class CaseResult:
     case: str
-    rows: dict[str, dict[str, float]]          #: image label ("input", "prediction") -> metrics
-    mask_source: str                           #: "given" or "automatic body mask"
+    rows: dict[str, dict[str, float]]          #: image label ("input", baselines, "prediction") -> metrics
+    mask_source: str                           #: which mask was used, in words
     volumes: dict[str, Volume] = dataclasses.field(default_factory=dict, repr=False)
     mask: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    protocol: str = DEFAULT_PROTOCOL
+    patient: Hashable | None = None            #: patient id (several cases/fractions may share one)
+    organs: dict[str, dict[str, dict[str, float]]] = dataclasses.field(default_factory=dict)
+    #: organ metrics: image label -> organ -> {"dice", "hd95"} and/or {"mae", "me"}
+    mask_fraction_outside_fov: float | None = None   #: share of the body outside the input's FOV
 
     def relabel(self, pred_label: str = "prediction", input_label: str = "input") -> "CaseResult":
         """Rename the "prediction"/"input" rows and volumes (e.g. to "sCT"/"CBCT") for tables and figures."""
         names = {"prediction": pred_label, "input": input_label}
         self.rows = {names.get(k, k): v for k, v in self.rows.items()}
         self.volumes = {names.get(k, k): v for k, v in self.volumes.items()}
+        self.organs = {names.get(k, k): v for k, v in self.organs.items()}
         return self
 
 
@@ -44,7 +63,8 @@ def _same_grid(what: str, vol: Volume, target: Volume) -> None:
     diff = target.grid_difference(vol)
     if diff is not None:
         raise InputError(f"{what} and target are on different grids ({diff}); "
-                         "medgan evaluate does not resample - resample one onto the other first")
+                         "medgan evaluate does not resample - register or resample one onto the other first "
+                         "(medgan register)")
 
 
 def _load(v: Volume | str | Path, what: str) -> Volume:
@@ -55,39 +75,89 @@ def _load(v: Volume | str | Path, what: str) -> Volume:
     return read_volume(v)
 
 
+def build_mask(target: Volume, input: Volume | None = None, mask: Volume | None = None, fov: Volume | None = None,
+               mask_mode: str = "auto") -> tuple[np.ndarray, str, float | None]:
+    """``(mask, description, share of the body outside the FOV or None)`` for ``mask_mode``."""
+    from medgan.data.fov import fov_mask
+
+    if mask_mode not in MASK_MODES:
+        raise InputError(f"unknown mask mode {mask_mode!r}; choose one of {', '.join(MASK_MODES)}")
+    if mask_mode == "auto":
+        mask_mode = "given" if mask is not None else ("body-fov" if input is not None or fov is not None else "body")
+    if mask_mode == "given":
+        if mask is None:
+            raise InputError("mask mode 'given' needs a mask (--mask)")
+        m = np.asarray(mask.array) > 0
+        if not m.any():
+            raise InputError("the mask is empty")
+        return m, "given mask", None
+    body = body_mask(target.array)
+    if not body.any():
+        raise InputError("no body found in the target (nothing above -500 HU); give a mask with --mask")
+    if mask_mode == "body":
+        return body, "body(CT)", None
+    if fov is not None:
+        f, what = np.asarray(fov.array) > 0, "FOV(given)"
+    elif input is not None:
+        f, what = fov_mask(input.array), "FOV(input)"
+    else:
+        raise InputError("mask mode 'body-fov' needs the input (--input) or a FOV mask (--fov)")
+    m = body & f
+    if not m.any():
+        raise InputError("the body of the target lies entirely outside the input's field of view")
+    return m, f"body(CT) ∩ {what}", float(1.0 - m.sum() / body.sum())
+
+
 def evaluate_case(pred: Volume | str | Path, target: Volume | str | Path, mask: Volume | str | Path | None = None,
                   input: Volume | str | Path | None = None, case: str | None = None,
-                  pred_label: str = "prediction", input_label: str = "input") -> CaseResult:
-    """Metrics of ``pred`` (and of the untranslated ``input`` as a baseline) against ``target``.
+                  pred_label: str = "prediction", input_label: str = "input", *,
+                  protocol: str = DEFAULT_PROTOCOL, mask_mode: str = "auto", fov: Volume | str | Path | None = None,
+                  compare: dict[str, Volume | str | Path] | None = None, labels: Volume | str | Path | None = None,
+                  seg_model=None, patient: Hashable | None = None) -> CaseResult:
+    """Metrics of ``pred`` (and of ``input`` and each ``compare`` baseline) against ``target``.
 
-    Without ``mask`` the body mask of the target is used (threshold at -500 HU,
-    largest connected component, holes filled), so couch and air around the
-    patient do not flatter the MAE.
+    ``protocol`` is ``synthrad2023`` or ``synthrad2025`` (:mod:`medgan.evaluation.metrics`).
+    ``labels`` (reference organ labels on the target's grid) adds the MAE per organ;
+    ``seg_model`` (:class:`medgan.evaluation.organs.SegModel`) adds Dice / HD95 per organ
+    between its segmentation of each image and of the target (or ``labels`` when given).
     """
+    pr = get_protocol(protocol)
     pred, target = _load(pred, "prediction"), _load(target, "target")
     _same_grid("prediction", pred, target)
-    volumes = {}
+    volumes: dict[str, Volume] = {}
     if input is not None:
         input = _load(input, "input")
         _same_grid("input", input, target)
         volumes[input_label] = input
+    for label, v in (compare or {}).items():
+        if label in (input_label, pred_label, "target"):
+            raise InputError(f"baseline label {label!r} is already used; choose another")
+        v = _load(v, f"baseline {label}")
+        _same_grid(f"baseline {label}", v, target)
+        volumes[label] = v
     volumes[pred_label] = pred
+    mask_vol = fov_vol = None
     if mask is not None:
         mask_vol = _load(mask, "mask")
         _same_grid("mask", mask_vol, target)
-        m = np.asarray(mask_vol.array) > 0
-        source = "given"
-        if not m.any():
-            raise InputError("the mask is empty")
-    else:
-        m = body_mask(target.array)
-        source = "automatic body mask"
-        if not m.any():
-            raise InputError("no body found in the target (nothing above -500 HU); give a mask with --mask")
-    rows = {label: image_metrics(v.array, target.array, m) for label, v in volumes.items()}
+    if fov is not None:
+        fov_vol = _load(fov, "FOV mask")
+        _same_grid("FOV mask", fov_vol, target)
+    m, source, outside = build_mask(target, input, mask_vol, fov_vol, mask_mode)
+    rows = {label: image_metrics(v.array, target.array, m, pr) for label, v in volumes.items()}
+    organs: dict = {}
+    if labels is not None or seg_model is not None:
+        from medgan.evaluation.organs import organ_metrics
+
+        lab = None
+        if labels is not None:
+            lab = _load(labels, "labels")
+            _same_grid("labels", lab, target)
+        organs = organ_metrics(volumes, target, lab, seg_model)
     name = case or strip_suffix(Path(str(pred.meta.get("path", "case"))).name)
     volumes["target"] = target
-    return CaseResult(name, rows, source, volumes, m)
+    return CaseResult(name, rows, source, volumes, m, pr.name, patient if patient is not None else name,
+                      organs, outside)
 
 
 def match_cases(pred_dir: Path, others: dict[str, Path | None]) -> list[tuple[str, Path, dict[str, Path | None]]]:
@@ -108,17 +178,28 @@ def match_cases(pred_dir: Path, others: dict[str, Path | None]) -> list[tuple[st
 
 
 def evaluate_folders(pred_dir: Path, target_dir: Path, mask_dir: Path | None = None, input_dir: Path | None = None,
-                     on_case: Callable[[CaseResult], None] | None = None, progress=None,
+                     on_case: Callable[[CaseResult], None] | None = None, progress=None, *,
+                     protocol: str = DEFAULT_PROTOCOL, mask_mode: str = "auto", fov_dir: Path | None = None,
+                     compare_dirs: dict[str, Path] | None = None, labels_dir: Path | None = None, seg_model=None,
+                     patient_of: Callable[[str], Hashable] | None = None,
                      ) -> tuple[list[CaseResult], list[tuple[str, str]]]:
-    """Evaluate every case of ``pred_dir``; returns the results and ``(case, error)`` for the failures."""
-    pairs = match_cases(pred_dir, {"target": target_dir, "mask": mask_dir, "input": input_dir})
+    """Evaluate every case of ``pred_dir``; returns the results and ``(case, error)`` for the failures.
+
+    ``patient_of(case)`` gives the patient id of a case (default: the case itself).
+    """
+    folders = {"target": target_dir, "mask": mask_dir, "input": input_dir, "fov": fov_dir, "labels": labels_dir}
+    folders.update({f"compare:{k}": v for k, v in (compare_dirs or {}).items()})
+    pairs = match_cases(pred_dir, folders)
     results, failures = [], []
     for name, pred, other in (progress(pairs) if progress else pairs):
         try:
-            for key, folder in (("target", target_dir), ("mask", mask_dir), ("input", input_dir)):
+            for key, folder in folders.items():
                 if folder is not None and other[key] is None:
-                    raise InputError(f"no {key} named {name} in {folder}")
-            res = evaluate_case(pred, other["target"], other["mask"], other["input"], case=name)
+                    raise InputError(f"no {key.replace('compare:', 'baseline ')} named {name} in {folder}")
+            res = evaluate_case(pred, other["target"], other["mask"], other["input"], case=name, protocol=protocol,
+                                mask_mode=mask_mode, fov=other["fov"], labels=other["labels"], seg_model=seg_model,
+                                compare={k: other[f"compare:{k}"] for k in (compare_dirs or {})},
+                                patient=patient_of(name) if patient_of else name)
             if on_case:
                 on_case(res)
             res.volumes, res.mask = {}, None     # keep memory flat over large cohorts
@@ -128,10 +209,41 @@ def evaluate_folders(pred_dir: Path, target_dir: Path, mask_dir: Path | None = N
     return results, failures
 
 
-def summary_table(results: list[CaseResult], seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
-    """label -> metric -> {n, mean, std, ci_low, ci_high} over cases (bootstrap 95% CI of the mean)."""
-    labels = []
+def _labels(results: list[CaseResult]) -> list[str]:
+    labels: list[str] = []
     for r in results:
         labels += [k for k in r.rows if k not in labels]
-    return {label: {m: summarize([r.rows[label][m] for r in results if label in r.rows], seed=seed)
-                    for m in METRICS} for label in labels}
+    return labels
+
+
+def summary_table(results: list[CaseResult], seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+    """label -> metric -> {n (patients), n_cases, mean, std, ci_low, ci_high}, CIs over patients.
+
+    The CI method follows from ``n`` (:func:`medgan.evaluation.statistics.ci_method`).
+    """
+    out = {}
+    for label in _labels(results):
+        have = [r for r in results if label in r.rows]
+        cols = list(dict.fromkeys(k for r in have for k in r.rows[label]))
+        out[label] = {m: summarize([r.rows[label].get(m, float("nan")) for r in have], [r.patient for r in have],
+                                   seed=seed) for m in cols}
+    return out
+
+
+def paired_table(results: list[CaseResult], pred_label: str, seed: int = 0) -> dict[str, dict[str, dict]]:
+    """``"<pred> - <other>"`` -> metric -> paired difference over patients (mean, CI, Wilcoxon p).
+
+    One entry per other row (the input and each baseline); cases lacking either row are skipped.
+    """
+    out = {}
+    for other in _labels(results):
+        if other == pred_label:
+            continue
+        have = [r for r in results if other in r.rows and pred_label in r.rows]
+        if not have:
+            continue
+        cols = [k for k in have[0].rows[pred_label] if k in have[0].rows[other]]
+        out[f"{pred_label} - {other}"] = {
+            m: paired_comparison([r.rows[pred_label][m] for r in have], [r.rows[other][m] for r in have],
+                                 [r.patient for r in have], seed=seed) for m in cols}
+    return out

@@ -1,38 +1,90 @@
-"""HU metrics with the SynthRAD2023 challenge's definitions.
+"""HU metrics exactly as the SynthRAD challenges compute them (two protocols).
 
-* HU are clipped to the dynamic range [-1024, 3000] first;
-* MAE over the mask;
-* PSNR (scikit-image) over the masked voxels, data_range 4024;
-* SSIM (scikit-image ``structural_similarity``, full map, data_range 4024) on images
-  shifted to start at 0 with voxels outside the mask set to 0, averaged over the mask.
+``synthrad2023`` (the SynthRAD2023 evaluation code):
 
-Beyond the challenge: the mean error (bias) and the MAE per tissue class of the
-reference CT (air < -200 HU <= soft tissue < 200 HU <= bone).
+* MAE and mean error over the mask, **not** clipped;
+* PSNR (scikit-image) over the masked voxels after clipping both images to
+  [-1024, 3000] HU, ``data_range`` 4024;
+* SSIM: both images clipped to [-1024, 3000], voxels outside the mask set to
+  -1024, shifted by +1024, scikit-image ``structural_similarity`` (uniform 7^3
+  window, sample covariance, ``data_range`` 4024, full map); the map is averaged
+  over the mask after cropping a 3-voxel border (the window radius), as the
+  reference does.
+
+``synthrad2025`` (the SynthRAD2025 evaluation code):
+
+* voxels outside the mask are set to -1024 in both images first;
+* MAE and mean error over the mask (not clipped);
+* PSNR over the masked voxels after clipping to [-1024, 3071], ``data_range`` 4095;
+* MS-SSIM over 5 scales, masked at every scale (see :func:`ms_ssim`).
+
+Beyond the challenges: the mean error (bias) and the MAE per tissue class of the
+reference CT (air < -200 HU <= soft tissue < 200 HU <= bone), with the protocol's
+MAE definition.  docs/metrics.md states every step and what it reproduces.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+from scipy import ndimage, signal
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from medgan.errors import InputError
 
-HU_MIN, HU_MAX = -1024.0, 3000.0
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    name: str
+    hu_min: float
+    hu_max: float
+    structure: str                 #: "ssim" or "ms_ssim": the name of the structural column
+    mask_outside_first: bool       #: set voxels outside the mask to hu_min before every metric
+
+    @property
+    def data_range(self) -> float:
+        return self.hu_max - self.hu_min
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("mae", "me", "psnr", self.structure, "mae_air", "mae_soft_tissue", "mae_bone")
+
+
+PROTOCOLS = {
+    "synthrad2023": Protocol("synthrad2023", -1024.0, 3000.0, "ssim", False),
+    "synthrad2025": Protocol("synthrad2025", -1024.0, 3071.0, "ms_ssim", True),
+}
+DEFAULT_PROTOCOL = "synthrad2023"
+HU_MIN, HU_MAX = -1024.0, 3000.0                #: the SynthRAD2023 range (kept for figures)
 DATA_RANGE = HU_MAX - HU_MIN
+SSIM_CROP = 3                                    #: (7 - 1) / 2: the border the references crop
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+MS_SSIM_MIN_SIZE = 97                            #: the 2025 reference pads every axis to at least this
+
+
+def get_protocol(name: str | Protocol) -> Protocol:
+    if isinstance(name, Protocol):
+        return name
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise InputError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}") from None
 
 
 def _prep(pred, target, mask):
     pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
     if pred.shape != target.shape:
         raise InputError(f"prediction {pred.shape} and target {target.shape} have different sizes")
-    mask = np.ones(pred.shape, bool) if mask is None else np.asarray(mask, bool)
+    mask = np.ones(pred.shape, bool) if mask is None else np.asarray(mask) > 0
     if mask.shape != pred.shape:
         raise InputError(f"mask {mask.shape} and images {pred.shape} have different sizes")
     if not mask.any():
         raise InputError("the mask is empty")
-    return np.clip(pred, HU_MIN, HU_MAX), np.clip(target, HU_MIN, HU_MAX), mask
+    return pred, target, mask
 
 
 def mae(pred, target, mask=None) -> float:
+    """Mean absolute HU difference over the mask (unclipped, as both SynthRAD references)."""
     p, t, m = _prep(pred, target, mask)
     return float(np.abs(p - t)[m].mean())
 
@@ -42,21 +94,91 @@ def mean_error(pred, target, mask=None) -> float:
     return float((p - t)[m].mean())
 
 
-def psnr(pred, target, mask=None) -> float:
-    """inf for identical images (scikit-image's convention)."""
+def psnr(pred, target, mask=None, protocol: str | Protocol = DEFAULT_PROTOCOL) -> float:
+    """PSNR over the masked voxels, both clipped to the protocol's range; inf for identical images."""
+    pr = get_protocol(protocol)
     p, t, m = _prep(pred, target, mask)
-    if np.array_equal(p[m], t[m]):
+    p, t = np.clip(p[m], pr.hu_min, pr.hu_max), np.clip(t[m], pr.hu_min, pr.hu_max)
+    if np.array_equal(p, t):
         return float("inf")
-    return float(peak_signal_noise_ratio(t[m], p[m], data_range=DATA_RANGE))
+    return float(peak_signal_noise_ratio(t, p, data_range=pr.data_range))
+
+
+def _shifted(p, t, m, pr: Protocol):
+    """Clip to the range, outside-mask voxels to its minimum, shift to start at 0."""
+    p = np.where(m, np.clip(p, pr.hu_min, pr.hu_max), pr.hu_min) - pr.hu_min
+    t = np.where(m, np.clip(t, pr.hu_min, pr.hu_max), pr.hu_min) - pr.hu_min
+    return p, t
+
+
+def _crop(a: np.ndarray, c: int) -> np.ndarray:
+    return a[tuple(slice(c, s - c) for s in a.shape)]
 
 
 def ssim(pred, target, mask=None) -> float:
+    """SynthRAD2023 SSIM: masked-mean of the 7^3 SSIM map after a 3-voxel border crop.
+
+    NaN (undefined, reported as n/a) for a volume under 7 voxels along an axis or a mask
+    lying entirely within the cropped border: the reference code cannot compute it either.
+    """
+    pr = PROTOCOLS["synthrad2023"]
     p, t, m = _prep(pred, target, mask)
-    p, t = np.where(m, p - HU_MIN, 0.0), np.where(m, t - HU_MIN, 0.0)
-    min_side = min(p.shape)
-    win = min(7, min_side if min_side % 2 else min_side - 1)
-    _, smap = structural_similarity(t, p, data_range=DATA_RANGE, full=True, win_size=win)
-    return float(smap[m].mean())
+    inner = _crop(m, SSIM_CROP)
+    if min(p.shape) < 7 or not inner.any():
+        return float("nan")
+    p, t = _shifted(p, t, m, pr)
+    _, smap = structural_similarity(t, p, data_range=pr.data_range, full=True, win_size=7)
+    return float(_crop(smap, SSIM_CROP)[inner].sum(dtype=np.float64) / inner.sum())
+
+
+def _ssim_components(x, y, data_range, weight):
+    """Luminance x contrast x structure map (uniform 7^3 window, sample covariance), each term clipped at 0."""
+    n = 7 ** x.ndim
+    cov = n / (n - 1)
+    ux, uy = ndimage.uniform_filter(x, 7), ndimage.uniform_filter(y, 7)
+    vx = cov * (ndimage.uniform_filter(x * x, 7) - ux * ux)
+    vy = cov * (ndimage.uniform_filter(y * y, 7) - uy * uy)
+    vxy = cov * (ndimage.uniform_filter(x * y, 7) - ux * uy)
+    sx, sy = np.sqrt(np.clip(vx, 0, None)), np.sqrt(np.clip(vy, 0, None))
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    c3 = c2 / 2
+    lum = np.clip((2 * ux * uy + c1) / (ux * ux + uy * uy + c1), 0, None)
+    con = np.clip((2 * sx * sy + c2) / (vx + vy + c2), 0, None)
+    stru = np.clip((vxy + c3) / (sx * sy + c3), 0, None)
+    return lum ** weight * con ** weight * stru ** weight
+
+
+def ms_ssim(pred, target, mask=None, weights=MS_SSIM_WEIGHTS) -> float:
+    """SynthRAD2025 masked MS-SSIM (5 scales).
+
+    As the reference evaluation code runs it: clip to [-1024, 3071], outside-mask to
+    -1024, shift by +1024; pad every axis to >= 97 voxels by edge replication; at
+    each scale the SSIM map is luminance^w x contrast^w x structure^w with the
+    scale's weight w (the reference applies the weight to all three terms at every
+    scale), averaged over the mask inside a 3-voxel crop and clipped to [0, 1]; the
+    images are then averaged over 2x2x2 blocks (zero padding before the first voxel,
+    as ``fftconvolve(..., mode="same")``) and subsampled by 2, the mask subsampled by 2.
+    The result is the product over scales.
+    """
+    pr = PROTOCOLS["synthrad2025"]
+    p, t, m = _prep(pred, target, mask)
+    p, t = _shifted(p, t, m, pr)
+    m = m.astype(np.float64)
+    pad = [(max(0, (MS_SSIM_MIN_SIZE - s) // 2), max(0, MS_SSIM_MIN_SIZE - s - (MS_SSIM_MIN_SIZE - s) // 2))
+           for s in p.shape]
+    p, t, m = (np.pad(a, pad, mode="edge") for a in (p, t, m))
+    box = np.ones((2,) * p.ndim) / 2 ** p.ndim
+    out = 1.0
+    for w in weights:
+        smap = _ssim_components(t, p, pr.data_range, w)
+        inner = _crop(m, SSIM_CROP) > 0
+        if not inner.any():             # the mask vanished at a coarse scale: undefined, as in the reference
+            return float("nan")
+        out *= float(np.clip(_crop(smap, SSIM_CROP)[inner].mean(dtype=np.float64), 0.0, 1.0))
+        t, p = (signal.fftconvolve(a, box, mode="same") for a in (t, p))
+        sub = (slice(None, None, 2),) * p.ndim
+        t, p, m = t[sub], p[sub], m[sub]
+    return float(out)
 
 
 #: tissue classes by the *reference* CT's HU: name -> [low, high)
@@ -66,17 +188,20 @@ TISSUE_CLASSES = {"air": (-np.inf, -200.0), "soft_tissue": (-200.0, 200.0), "bon
 def tissue_mae(pred, target, mask=None) -> dict[str, float]:
     """MAE inside the mask per tissue class of the reference; NaN for a class with no voxel."""
     p, t, m = _prep(pred, target, mask)
-    raw_t = np.asarray(target, np.float64)
     out = {}
     for name, (lo, hi) in TISSUE_CLASSES.items():
-        sel = m & (raw_t >= lo) & (raw_t < hi)
+        sel = m & (t >= lo) & (t < hi)
         out[name] = float(np.abs(p - t)[sel].mean()) if sel.any() else float("nan")
     return out
 
 
-def image_metrics(pred, target, mask=None) -> dict[str, float]:
-    """MAE, mean error, PSNR, SSIM and the per-tissue MAE (keys ``mae_air``, ``mae_soft_tissue``, ``mae_bone``)."""
-    out = {"mae": mae(pred, target, mask), "me": mean_error(pred, target, mask),
-           "psnr": psnr(pred, target, mask), "ssim": ssim(pred, target, mask)}
-    out.update({f"mae_{k}": v for k, v in tissue_mae(pred, target, mask).items()})
+def image_metrics(pred, target, mask=None, protocol: str | Protocol = DEFAULT_PROTOCOL) -> dict[str, float]:
+    """The protocol's columns: MAE, mean error, PSNR, SSIM or MS-SSIM and the per-tissue MAE."""
+    pr = get_protocol(protocol)
+    p, t, m = _prep(pred, target, mask)
+    if pr.mask_outside_first:
+        p, t = np.where(m, p, pr.hu_min), np.where(m, t, pr.hu_min)
+    out = {"mae": mae(p, t, m), "me": mean_error(p, t, m), "psnr": psnr(p, t, m, pr)}
+    out[pr.structure] = ssim(p, t, m) if pr.structure == "ssim" else ms_ssim(p, t, m)
+    out.update({f"mae_{k}": v for k, v in tissue_mae(p, t, m).items()})
     return out

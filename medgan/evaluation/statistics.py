@@ -1,8 +1,20 @@
-"""Small-cohort statistics: bootstrap confidence intervals, the .632 estimate, patient-level folds.
+"""Small-cohort statistics: per-patient confidence intervals, paired comparisons, patient-level folds.
 
-Radiotherapy cohorts are often 10-30 patients; a mean MAE without its uncertainty
-over patients says little.  The bootstrap resamples *patients* (one value per
-case), never voxels or slices, which would treat correlated samples as independent.
+Radiotherapy cohorts are often 10-30 patients, sometimes with several CBCT
+fractions per patient.  Fractions of one patient are correlated, so every
+statistic here first averages the cases of a patient and then treats the
+*patients* as the independent units.
+
+Confidence interval of a mean over ``n`` patients (the method is always named):
+
+* ``n < 2``: none (``ci_method`` ``"none"``);
+* ``2 <= n < 10``: Student t-interval (``"t"``).  A percentile bootstrap from so
+  few values is essentially [min, max] and under-covers (90 % at n = 9);
+* ``n >= 10``: BCa bootstrap over patients (``"bca"``, 10 000 resamples, seed 0).
+
+Paired comparisons (e.g. sCT vs CBCT on the same patients) report the mean
+paired difference, its CI by the same rule and the two-sided Wilcoxon
+signed-rank p (exact for small n, as scipy chooses).
 """
 from __future__ import annotations
 
@@ -14,16 +26,22 @@ from scipy import stats
 
 from medgan.errors import InputError
 
+#: below this many patients the CI is a t-interval, from it on a BCa bootstrap
+BOOTSTRAP_MIN_PATIENTS = 10
+
+
+def _finite(values) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+
 
 def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_resamples: int = 10_000,
-                 seed: int = 0, method: str = "percentile") -> tuple[float, float]:
-    """Bootstrap confidence interval of the mean of per-patient ``values``.
+                 seed: int = 0, method: str = "BCa") -> tuple[float, float]:
+    """Bootstrap confidence interval of the mean of per-patient ``values`` (:func:`scipy.stats.bootstrap`).
 
-    Delegates to :func:`scipy.stats.bootstrap` (``percentile`` by default, which is
-    what most papers report; ``BCa`` is available).  With fewer than two finite
-    values the interval is undefined and ``(nan, nan)`` is returned.
+    ``(nan, nan)`` with fewer than two finite values.  Prefer :func:`mean_ci`, which picks
+    the method by the number of patients.
     """
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    x = _finite(values)
     if x.size < 2:
         return (float("nan"), float("nan"))
     if np.all(x == x[0]):
@@ -33,24 +51,92 @@ def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_resamples:
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
-def estimate_632(test_error: float, training_error: float) -> float:
-    """Efron's .632 estimate of the prediction error: 0.368 x training error + 0.632 x held-out error."""
-    return 0.368 * float(training_error) + 0.632 * float(test_error)
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Student t confidence interval of the mean; ``(nan, nan)`` below two values."""
+    x = _finite(values)
+    if x.size < 2:
+        return (float("nan"), float("nan"))
+    if np.all(x == x[0]):
+        return (float(x[0]), float(x[0]))
+    lo, hi = stats.t.interval(confidence, x.size - 1, loc=x.mean(), scale=stats.sem(x))
+    return (float(lo), float(hi))
 
 
-def summarize(values: Sequence[float], confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
-    """Mean, sample standard deviation, n and the bootstrap CI of the mean of ``values`` (NaN/None skipped).
+def ci_method(n: int) -> str:
+    """The CI method :func:`mean_ci` uses for ``n`` patients: ``"none"``, ``"t"`` or ``"bca"``."""
+    return "none" if n < 2 else ("t" if n < BOOTSTRAP_MIN_PATIENTS else "bca")
 
-    An infinite value (the PSNR of a perfect case) makes the mean infinite and the
-    spread undefined rather than being dropped silently.
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95, seed: int = 0) -> tuple[float, float, str]:
+    """``(low, high, method)``: t-interval below 10 values, BCa bootstrap from 10 on, none below 2."""
+    x = _finite(values)
+    if x.size < 2:
+        return (float("nan"), float("nan"), "none")
+    if x.size < BOOTSTRAP_MIN_PATIENTS:
+        return (*t_interval(x, confidence), "t")
+    return (*bootstrap_ci(x, confidence, seed=seed, method="BCa"), "bca")
+
+
+def per_patient(values: Sequence[float], patients: Sequence[Hashable] | None = None) -> dict[Hashable, float]:
+    """patient -> mean of that patient's finite case values (each case its own patient when ``patients`` is None)."""
+    patients = list(range(len(values))) if patients is None else list(patients)
+    if len(patients) != len(values):
+        raise InputError(f"{len(values)} values but {len(patients)} patient ids")
+    groups: dict[Hashable, list[float]] = {}
+    for v, p in zip(values, patients):
+        if v is not None and not math.isnan(v):
+            groups.setdefault(p, []).append(float(v))
+    return {p: float(np.mean(v)) for p, v in groups.items()}
+
+
+def summarize(values: Sequence[float], patients: Sequence[Hashable] | None = None, confidence: float = 0.95,
+              seed: int = 0) -> dict:
+    """Mean, std, CI of the mean over *patients* (case values averaged per patient first).
+
+    Keys (all numbers): ``n`` (patients), ``n_cases``, ``mean``, ``std`` (over patients),
+    ``ci_low``, ``ci_high``; the CI method follows from ``n`` (:func:`ci_method`).  An infinite value (the PSNR
+    of a perfect case) makes the mean infinite and the spread undefined rather than being dropped.
     """
-    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
+    n_cases = sum(1 for v in values if v is not None and not math.isnan(v))
+    byp = per_patient(values, patients)
+    x = np.asarray(list(byp.values()), dtype=np.float64)
+    base = {"n": int(x.size), "n_cases": n_cases}
+    if x.size == 0:
+        return {**base, "mean": float("nan"), "std": float("nan"), "ci_low": float("nan"),
+                "ci_high": float("nan")}
     if np.isinf(x).any():
-        return {"n": int(x.size), "mean": float(x.mean()), "std": float("nan"),
-                "ci_low": float("nan"), "ci_high": float("nan")}
-    lo, hi = bootstrap_ci(x, confidence=confidence, seed=seed)
-    return {"n": int(x.size), "mean": float(x.mean()) if x.size else float("nan"),
-            "std": float(x.std(ddof=1)) if x.size > 1 else float("nan"), "ci_low": lo, "ci_high": hi}
+        return {**base, "mean": float(x.mean()), "std": float("nan"), "ci_low": float("nan"),
+                "ci_high": float("nan")}
+    lo, hi, _ = mean_ci(x, confidence, seed)
+    return {**base, "mean": float(x.mean()), "std": float(x.std(ddof=1)) if x.size > 1 else float("nan"),
+            "ci_low": lo, "ci_high": hi}
+
+
+def paired_comparison(a: Sequence[float], b: Sequence[float], patients: Sequence[Hashable] | None = None,
+                      confidence: float = 0.95, seed: int = 0) -> dict:
+    """``a - b`` on the same cases, aggregated per patient: mean difference, its CI and the Wilcoxon p.
+
+    Only patients with a finite value in both contribute.  ``wilcoxon_p`` is the two-sided
+    signed-rank p (scipy's exact distribution for small n); 1.0 when every difference is 0,
+    NaN below two patients.  Note that with n patients the smallest attainable exact p is
+    2 / 2^n (0.5 for 2 patients, 0.0625 for 5).
+    """
+    if len(a) != len(b):
+        raise InputError(f"paired comparison of {len(a)} and {len(b)} values")
+    pa, pb = per_patient(a, patients), per_patient(b, patients)
+    keys = [k for k in pa if k in pb and math.isfinite(pa[k]) and math.isfinite(pb[k])]
+    d = np.asarray([pa[k] - pb[k] for k in keys], dtype=np.float64)
+    out = {"n": int(d.size), "mean_diff": float(d.mean()) if d.size else float("nan")}
+    lo, hi, method = mean_ci(d, confidence, seed)
+    out.update({"ci_low": lo, "ci_high": hi, "ci_method": method})
+    if d.size < 2:
+        p = float("nan")
+    elif np.all(d == 0):
+        p = 1.0
+    else:
+        p = float(stats.wilcoxon(d, alternative="two-sided").pvalue)
+    out["wilcoxon_p"] = p
+    return out
 
 
 def patient_folds(patients: Sequence[Hashable], k: int, seed: int = 0) -> list[list[Hashable]]:

@@ -222,6 +222,9 @@ def run_once(args, work: Path, cases: dict, split: dict):
 
 
 def main(argv=None) -> int:
+    if "--cbct-dir" in (sys.argv[1:] if argv is None else argv):      # real CBCTs + CTs: pipelines/cbct2ct/real_data.py
+        from real_data import main as real_data_main
+        return real_data_main(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ct-dir", type=Path, help="folder of CTs, one per patient (default: ../shared/data CTs)")
     p.add_argument("--phantoms", type=int, default=None,

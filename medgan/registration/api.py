@@ -1,0 +1,184 @@
+"""Register files and folders of patients, write the outputs atomically, and the QA report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from medgan.errors import InputError, MedganError
+from medgan.io import Volume, read_volume, write_volume
+from medgan.io.formats import strip_suffix
+from medgan.io.writers import atomic_path, atomic_write_text
+from medgan.registration.elastix import RegistrationOptions, RegistrationResult, register
+
+
+def _views(arr: np.ndarray, centre):
+    z, y, x = centre
+    return [("axial", arr[z]), ("coronal", arr[:, y, :][::-1]), ("sagittal", arr[:, :, x][::-1])]
+
+
+def checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
+    """2D checkerboard of two same-size slices (``tiles`` squares along the longer side)."""
+    h, w = a.shape
+    step = max(1, max(h, w) // tiles)
+    yy, xx = np.indices((h, w))
+    return np.where(((yy // step) + (xx // step)) % 2 == 0, a, b)
+
+
+def qa_figure(path: Path, result: RegistrationResult, fixed: Volume, window=(-400.0, 600.0)) -> Path:
+    """Rows axial / coronal / sagittal; columns: CBCT | registered CT | checkerboard | overlay | Jacobian det."""
+    from medgan.utils.figures import _plt, _save
+
+    plt = _plt()
+    fov = result.fov.array > 0
+    centre = tuple(int(round(c)) for c in np.argwhere(fov).mean(axis=0)) if fov.any() else \
+        tuple(s // 2 for s in fixed.shape)
+    sx, sy, sz = fixed.spacing
+    cb, ct = np.asarray(fixed.array, np.float32), np.asarray(result.moved.array, np.float32)
+    det = result.jacobian
+    n_cols = 5 if det is not None else 4
+    # row heights follow each plane's physical aspect (clamped), so thin slabs leave no blank rows
+    nz, ny, nx = fixed.shape
+    ratios = [max(0.25, min(1.5, r)) for r in ((ny * sy) / (nx * sx), (nz * sz) / (nx * sx), (nz * sz) / (ny * sy))]
+    fig = plt.figure(figsize=(3.0 * n_cols, 3.0 * sum(ratios) + 0.8))
+    grid = fig.add_gridspec(3, n_cols, height_ratios=ratios)
+    axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(n_cols)] for r in range(3)])
+    norm = lambda a: np.clip((a - window[0]) / (window[1] - window[0]), 0, 1)  # noqa: E731
+    for row, ((plane, a), (_, b), (_, f)) in enumerate(zip(_views(cb, centre), _views(ct, centre),
+                                                          _views(fov.astype(np.float32), centre))):
+        panels = [("CBCT (fixed)", a, "gray"), ("CT registered", b, "gray"),
+                  ("checkerboard", checkerboard(a, b), "gray")]
+        for col, (title, img, cmap) in enumerate(panels):
+            ax = axes[row, col]
+            ax.imshow(img, cmap=cmap, vmin=window[0], vmax=window[1], aspect="auto")
+            ax.contour(f, levels=[0.5], colors="yellow", linewidths=0.6)
+            if row == 0:
+                ax.set_title(title)
+        # overlay: CBCT in magenta, CT in green; grey where they agree
+        rgb = np.stack([norm(a), norm(b), norm(a)], axis=-1)
+        axes[row, 3].imshow(rgb, aspect="auto")
+        if row == 0:
+            axes[row, 3].set_title("overlay (CBCT magenta, CT green)")
+        if det is not None:
+            _, d = _views(det, centre)[row]
+            im = axes[row, 4].imshow(d, cmap="RdBu_r", vmin=0.0, vmax=2.0, aspect="auto")
+            if row == 0:
+                axes[row, 4].set_title("Jacobian determinant")
+                fig.colorbar(im, ax=axes[row, 4], fraction=0.046)
+        axes[row, 0].set_ylabel(plane)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    q = result.qa
+    jac = "n/a" if q["jacobian_min"] is None else f"{q['jacobian_min']:.2f}..{q['jacobian_max']:.2f}"
+    fig.suptitle(f"{' + '.join(q['stages'])} | body Dice in FOV {q['body_dice_in_fov']:.3f} | "
+                 f"|CBCT-CT| in body∩FOV {q['mae_cbct_vs_moved_ct_body_fov']:.0f} HU | Jacobian {jac}"
+                 + (" | FOLDING" if q["folding"] else "") + " | yellow: CBCT FOV")
+    fig.tight_layout()
+    _save(fig, Path(path))
+    plt.close(fig)
+    return Path(path)
+
+
+def _write_field(field: np.ndarray, fixed: Volume, path: Path) -> Path:
+    img = sitk.GetImageFromArray(field.astype(np.float32), isVector=True)
+    fixed.copy_geometry_to(img)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(img, str(tmp), useCompression=True)
+    return path
+
+
+def output_paths(output: Path) -> dict[str, Path]:
+    """Sibling files of the moved CT ``output``: ``<name>_fov``, ``<name>_field``, ``<name>_qa.png/json``."""
+    from medgan.io.formats import suffix_of
+
+    suffix = suffix_of(output) or ".nii.gz"
+    stem = output.name[: -len(suffix)] if output.name.endswith(suffix) else output.name
+    return {"fov": output.with_name(f"{stem}_fov{suffix}"), "field": output.with_name(f"{stem}_field{suffix}"),
+            "qa_png": output.with_name(f"{stem}_qa.png"), "qa_json": output.with_name(f"{stem}_qa.json")}
+
+
+def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, output: str | Path,
+                   options: RegistrationOptions | None = None, fov_output: str | Path | None = None,
+                   field_output: str | Path | None = None, qa: bool = True,
+                   progress: Callable[[str], None] | None = None, inputs=()) -> tuple[RegistrationResult, dict[str, Path]]:
+    """Register, then write the moved CT (int16 HU), the FOV mask, optionally the field, and the QA PNG/JSON.
+
+    ``inputs``: further paths the outputs must never overwrite (the files behind Volume arguments).
+    """
+    output = Path(output)
+    inputs = [p for p in (fixed, moving) if not isinstance(p, Volume)] + list(inputs)
+    fixed_v = fixed if isinstance(fixed, Volume) else read_volume(fixed)
+    moving_v = moving if isinstance(moving, Volume) else read_volume(moving)
+    result = register(fixed_v, moving_v, options, compute_field=True, progress=progress)
+    paths = output_paths(output)
+    written = {"moved": write_volume(result.moved, output, dtype="int16", inputs=inputs,
+                                     series_description="CT registered to CBCT (medgan register)")}
+    written["fov"] = write_volume(result.fov, Path(fov_output) if fov_output else paths["fov"], dtype="uint8",
+                                  inputs=inputs)
+    if field_output:
+        written["field"] = _write_field(result.field, fixed_v, Path(field_output))
+    if qa:
+        written["qa_png"] = qa_figure(paths["qa_png"], result, fixed_v)
+        doc = {"fixed": str(fixed) if not isinstance(fixed, Volume) else fixed.meta.get("path"),
+               "moving": str(moving) if not isinstance(moving, Volume) else moving.meta.get("path"),
+               "rigid": result.rigid, **result.qa}
+        written["qa_json"] = atomic_write_text(paths["qa_json"], json.dumps(doc, indent=2, allow_nan=False))
+    return result, written
+
+
+def match_patients(fixed_dir: Path, moving_dir: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    """``(name, cbct, ct)`` for every name present in both folders (any format), and the unmatched names."""
+    from medgan.data.unpaired import list_volumes
+
+    f = {strip_suffix(p.name): p for p in list_volumes(fixed_dir)}
+    m = {strip_suffix(p.name): p for p in list_volumes(moving_dir)}
+    pairs = [(n, f[n], m[n]) for n in sorted(f) if n in m]
+    unmatched = sorted(set(f) ^ set(m))
+    if not pairs:
+        raise InputError(f"no patient name is in both {fixed_dir} and {moving_dir}; patients are matched by name")
+    return pairs, unmatched
+
+
+def register_folders(fixed_dir: Path, moving_dir: Path, out_dir: Path, options: RegistrationOptions | None = None,
+                     fields: bool = False, qa: bool = True, suffix: str = ".nii.gz", progress=None,
+                     on_patient: Callable[[str, RegistrationResult], None] | None = None,
+                     ) -> tuple[dict[str, dict[str, Path]], list[tuple[str, str]]]:
+    """Register every CT in ``moving_dir`` onto the same-named CBCT in ``fixed_dir``.
+
+    Writes ``out_dir/<name>.nii.gz`` (+ ``_fov``, ``_qa.png``, ``_qa.json``, ``_field`` with ``fields``).
+    Returns the written paths per patient and ``(name, error)`` for failures and unmatched names.
+    """
+    pairs, unmatched = match_patients(Path(fixed_dir), Path(moving_dir))
+    out_dir = Path(out_dir)
+    done, failures = {}, [(n, "no counterpart with this name in the other folder") for n in unmatched]
+    for name, cbct, ct in (progress(pairs) if progress else pairs):
+        out = out_dir / f"{name}{suffix}"
+        try:
+            res, written = register_files(cbct, ct, out, options, qa=qa,
+                                          field_output=output_paths(out)["field"] if fields else None)
+            done[name] = written
+            if on_patient:
+                on_patient(name, res)
+        except MedganError as exc:
+            failures.append((name, str(exc)))
+    return done, failures
+
+
+def describe(result: RegistrationResult) -> str:
+    q, r = result.qa, result.rigid
+    jac = "not computed" if q["jacobian_min"] is None else f"{q['jacobian_min']:.3f} .. {q['jacobian_max']:.3f}"
+    parts = [f"stages {' + '.join(q['stages'])}"]
+    if r:
+        parts.append("rigid rotation " + ", ".join(f"{v:+.2f}" for v in r["rotation_deg"]) + " deg, translation "
+                     + ", ".join(f"{v:+.1f}" for v in r["translation_mm"]) + " mm")
+    parts.append(f"body Dice in FOV {q['body_dice_in_fov']:.3f}")
+    parts.append(f"Jacobian determinant {jac}")
+    return "; ".join(parts) + (" - WARNING: the deformation folds (det <= 0)" if q["folding"] else "")
+
+
+__all__ = ["register_files", "register_folders", "match_patients", "qa_figure", "checkerboard", "output_paths",
+           "describe"]

@@ -1,0 +1,186 @@
+"""CBCT -> synthetic CT on *real* data: register -> unpaired training -> translate -> evaluate.
+
+    python pipelines/cbct2ct/run.py --cbct-dir my_cbcts/ --ct-dir my_cts/ -w runs/real
+
+``--cbct-dir`` and ``--ct-dir`` hold one volume per patient, matched by name (any
+format medgan reads).  The planning CT of a patient comes from another day, on
+another grid and in another position, so:
+
+1. **split** the patients (``--test-cases`` pins some to the test split);
+2. **register** each test patient's CT onto its CBCT (``medgan register``: Elastix
+   rigid + B-spline) into ``WORK/registered/ct/`` (with the QA PNG/JSON), the CBCT
+   FOV masks into ``WORK/registered/fov/``;
+3. **train** unpaired: CBCTs of the training patients in domain A, their CTs (as
+   they are: no registration needed for unpaired training) in domain B;
+4. **translate** the test CBCTs into ``WORK/sct/``;
+5. **evaluate** sCT and CBCT against the registered CT inside body ∩ CBCT FOV, with
+   both SynthRAD protocols, into ``WORK/report_synthrad2023/`` and ``..._synthrad2025/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+STAGES = ("register", "train", "translate", "evaluate")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cbct-dir", type=Path, required=True, help="real CBCTs, one per patient")
+    p.add_argument("--ct-dir", type=Path, required=True, help="planning CTs of the same patients (same names)")
+    p.add_argument("-w", "--work", type=Path, default=REPO / "runs" / "cbct2ct_real", help="work folder")
+    p.add_argument("-c", "--config", type=Path, default=REPO / "configs" / "cbct2ct_cpu.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument("--test-cases", nargs="*", default=[], help="patients pinned to the test split")
+    p.add_argument("--test-fraction", type=float, default=0.3)
+    p.add_argument("--disjoint-domains", action="store_true",
+                   help="CBCTs of one half of the training patients, CTs of the other (default: all in both)")
+    p.add_argument("--reg-iterations", type=int, default=250, help="Elastix iterations per resolution and stage")
+    p.add_argument("--reg-resolutions", type=int, default=3)
+    p.add_argument("--stages", default=",".join(STAGES))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="delete the work folder first")
+    p.add_argument("-q", "--quiet", action="store_true")
+    args, unknown = p.parse_known_args(argv)
+    if unknown:
+        p.error(f"unrecognized arguments for the real-data entry: {' '.join(unknown)}")
+    args.stages = set(args.stages.split(","))
+    bad = args.stages - set(STAGES)
+    if bad:
+        p.error(f"unknown stage(s) {', '.join(sorted(bad))}; choose from {', '.join(STAGES)}")
+    return args
+
+
+def split(names: list[str], test_cases, fraction: float, seed: int) -> dict[str, list[str]]:
+    """Patient-level split into train and test (no validation split: it would need registered pairs too)."""
+    import numpy as np
+
+    missing = [t for t in test_cases if t not in names]
+    if missing:
+        raise SystemExit(f"cbct2ct: --test-cases {', '.join(missing)} not among the matched patients")
+    rest = [n for n in names if n not in test_cases]
+    rest = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))]
+    n_test = max(len(test_cases), round(fraction * len(names)), 1)
+    test = list(test_cases) + rest[: n_test - len(test_cases)]
+    train = [n for n in rest if n not in test]
+    if len(train) < 2:
+        raise SystemExit(f"cbct2ct: only {len(train)} training patient(s); need at least 2")
+    return {"train": sorted(train), "test": sorted(test)}
+
+
+def _link_or_convert(src: Path, dst: Path) -> None:
+    """Training folders hold NIfTI copies (DICOM folders and other formats converted once)."""
+    from medgan.io import read_volume, write_volume
+
+    if not dst.exists():
+        write_volume(read_volume(src), dst, dtype="int16", inputs=[src])
+
+
+def prepare(args, pairs: dict[str, tuple[Path, Path]], sp: dict) -> Path:
+    data = args.work / "data"
+    train = sp["train"]
+    dom_a = train if not args.disjoint_domains else train[0::2]
+    dom_b = train if not args.disjoint_domains else train[1::2]
+    for name in dom_a:
+        _link_or_convert(pairs[name][0], data / "train" / "A" / f"{name}.nii.gz")
+    for name in dom_b:
+        _link_or_convert(pairs[name][1], data / "train" / "B" / f"{name}.nii.gz")
+    for name in sp["test"]:
+        _link_or_convert(pairs[name][0], data / "test" / "CBCT" / f"{name}.nii.gz")
+    meta = {"split": sp, "domain_a": dom_a, "domain_b": dom_b,
+            "sources": {k: {"cbct": str(v[0]), "ct": str(v[1])} for k, v in pairs.items()}}
+    from medgan.io.writers import atomic_write_text
+
+    atomic_write_text(data / "split.json", json.dumps(meta, indent=2))
+    return data
+
+
+def register_test(args, pairs, sp) -> Path:
+    from medgan.registration import RegistrationOptions, describe, register_files
+    from medgan.utils.progress import bar
+
+    out = args.work / "registered"
+    opts = RegistrationOptions(iterations=args.reg_iterations, resolutions=args.reg_resolutions)
+    for name in bar(sp["test"], desc="register (Elastix)", quiet=args.quiet, unit="patient"):
+        dst, fov = out / "ct" / f"{name}.nii.gz", out / "fov" / f"{name}.nii.gz"
+        if dst.exists() and fov.exists():
+            continue
+        res, _ = register_files(pairs[name][0], pairs[name][1], dst, opts, fov_output=fov)
+        print(f"register {name}: {describe(res)}")
+    return out
+
+
+def evaluate(args, data: Path, registered: Path, sct: Path) -> dict:
+    from medgan.evaluation.evaluate import evaluate_folders, paired_table, summary_table
+    from medgan.evaluation.report import case_report
+    from medgan.evaluation.tables import format_summary, write_tables
+
+    ct_dir, fov = registered / "ct", registered / "fov"
+    out = {}
+    for protocol in ("synthrad2023", "synthrad2025"):
+        report = args.work / f"report_{protocol}"
+
+        def on_case(res, report=report):
+            res.relabel("sCT", "CBCT")
+            case_report(report / f"{res.case}.png", res)
+
+        results, failures = evaluate_folders(sct, ct_dir, input_dir=data / "test" / "CBCT", fov_dir=fov,
+                                             protocol=protocol, on_case=on_case)
+        if failures:
+            raise SystemExit(f"cbct2ct: evaluation failed for {failures}")
+        summary, paired = summary_table(results), paired_table(results, "sCT")
+        write_tables(report, results, summary, paired)
+        print(format_summary(results, summary, paired, "sCT", "CBCT"))
+        print(f"report: {report}")
+        out[protocol] = summary
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    import SimpleITK as sitk
+
+    from medgan.errors import MedganError
+    from medgan.registration import match_patients
+
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)
+    if args.fresh and args.work.exists():
+        shutil.rmtree(args.work)
+    t0 = time.perf_counter()
+    try:
+        matched, unmatched = match_patients(args.cbct_dir, args.ct_dir)
+    except MedganError as exc:
+        raise SystemExit(f"cbct2ct: {exc}") from None
+    if unmatched:
+        print(f"cbct2ct: skipping unmatched name(s): {', '.join(unmatched)}", file=sys.stderr)
+    pairs = {n: (cb, ct) for n, cb, ct in matched}
+    sp = split(sorted(pairs), args.test_cases, args.test_fraction, args.seed)
+    print(f"split (by patient): train {sp['train']} | test {sp['test']}")
+    data = prepare(args, pairs, sp)
+    registered = register_test(args, pairs, sp) if "register" in args.stages else args.work / "registered"
+    if "train" in args.stages:
+        from run import train
+
+        train(args.work, data, args.config, args.set, False, args.quiet)
+    model = args.work / "run" / "model.safetensors"
+    sct = args.work / "sct"
+    if "translate" in args.stages:
+        from run import translate_test
+
+        translate_test(args.work, data, model, args.quiet)
+    if "evaluate" in args.stages:
+        evaluate(args, data, registered, sct)
+    print(f"cbct2ct (real data): done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
