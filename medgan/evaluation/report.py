@@ -144,13 +144,16 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     ax_t = fig.add_subplot(grid[3, 2:])
     ax_t.axis("off")
     fmt = lambda v, f: "-" if v is None or not math.isfinite(v) else format(v, f)  # noqa: E731
+    structure = "ms_ssim" if any("ms_ssim" in m for m in result.rows.values()) else "ssim"
     table = ax_t.table(cellText=[[label, fmt(m["me"], "+.1f"), fmt(m["mae"], ".1f"), fmt(m["psnr"], ".2f"),
-                                  fmt(m["ssim"], ".3f")] for label, m in result.rows.items()],
-                       colLabels=["image", "ME (HU)", "MAE (HU)", "PSNR (dB)", "SSIM"], loc="center")
+                                  fmt(m.get(structure), ".3f")] for label, m in result.rows.items()],
+                       colLabels=["image", "ME (HU)", "MAE (HU)", "PSNR (dB)",
+                                  "MS-SSIM" if structure == "ms_ssim" else "SSIM"], loc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(9)
     table.scale(1.0, 1.6)
-    ax_t.set_title("vs target, inside the mask (SynthRAD2023 definitions, docs/metrics.md)", fontsize=9)
+    ax_t.set_title(f"vs target, inside the mask ({getattr(result, 'protocol', None) or 'SynthRAD2023'} "
+                   "definitions, docs/metrics.md)", fontsize=9)
     fig.suptitle(f"{result.case} (mask: {result.mask_source})\n"
                  f"grey window [{window[0]:g}, {window[1]:g}] HU (W {window[1] - window[0]:g} / L "
                  f"{(window[0] + window[1]) / 2:g}); difference scale +/-{scale:g} HU "
