@@ -55,7 +55,9 @@ def test_cbct2ct_pipeline_on_a_users_folder(tmp_path, capsys):
     assert not set(meta["domain_a"]) & set(meta["domain_b"])            # no CBCT next to its own CT
     report = json.loads((work / "report" / "metrics.json").read_text())
     assert [c["case"] for c in report["cases"]] == ["pat3"]
-    assert set(report["summary"]) == {"CBCT", "sCT"} and report["summary"]["CBCT"]["mae"]["mean"] > 0
+    assert list(report["summary"]) == ["CBCT", "linear", "histogram", "sCT"]       # the baselines are rows, always
+    assert report["summary"]["CBCT"]["mae"]["mean"] > 0
+    assert set(report["qa_map_spearman"]) == {"pat3"} and -1 <= report["qa_map_spearman"]["pat3"] <= 1
     assert (work / "report" / "pat3.png").stat().st_size > 10_000
     assert "CBCT MAE" in capsys.readouterr().out
 
@@ -101,7 +103,7 @@ def test_cbct2ct_k_fold_holds_out_every_patient_once(tmp_path, capsys):
         held_out += split["test"]
     assert sorted(held_out) == ["p0", "p1", "p2"]
     assert len(list((work / "simulated").glob("*_cbct_*.nii.gz"))) == 3         # each CT simulated once
-    assert "3-fold cross-validation over 3 held-out patients" in capsys.readouterr().out
+    assert "3-fold cross-validation over 3 held-out cases of 3 patients" in capsys.readouterr().out
 
 
 def _rows(arm, values):
