@@ -228,6 +228,11 @@ def test_domain_guard_warns_and_strict_refuses(correction_run, tmp_path, run_cli
     src = write_volume(small, tmp_path / "small.nii.gz")
     code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "s.nii.gz", "-m", model_path, "-q")
     assert code == 0 and "outside the model's training domain" in err and "mm wide" in err
+    # never worse than the input: outside the domain the output is the input, unless --force
+    assert np.abs(read_volume(tmp_path / "s.nii.gz").array - np.round(small.array)).max() <= 1
+    code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "f.nii.gz", "-m", model_path, "-q", "--force")
+    assert code == 0 and "applied anyway (--force)" in err
+    assert np.abs(read_volume(tmp_path / "f.nii.gz").array - np.round(small.array)).max() > 20
     code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "t.nii.gz", "-m", model_path, "--strict", "-q")
     assert code == 1 and len(err.strip().splitlines()) == 1 and "--strict" in err
     assert not (tmp_path / "t.nii.gz").exists()

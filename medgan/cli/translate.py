@@ -20,7 +20,10 @@ def add_parser(sub) -> None:
                    help="model: the network (default); linear / histogram: the model file's global HU calibration "
                         "fitted on its training domains (the baselines a model must beat)")
     p.add_argument("--strict", action="store_true",
-                   help="refuse inputs outside the model's training domain instead of warning")
+                   help="refuse inputs outside the model's training domain (default: warn and return the input "
+                        "unchanged)")
+    p.add_argument("--force", action="store_true",
+                   help="apply the model even to inputs outside its training domain (with a warning)")
     p.add_argument("--site", help="the input's anatomical site (e.g. thorax, abdomen, pelvis, head), checked "
                                   "against the model's training sites")
     p.add_argument("-d", "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
@@ -76,7 +79,8 @@ def run(args) -> int:
     model = load_model(args.model)
     opts = TranslateOptions(device=args.device, amp=args.amp, batch_size=args.batch_size,
                             patch_size=args.patch_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
-                            quiet=args.quiet, method=args.method, strict=args.strict, site=args.site)
+                            quiet=args.quiet, method=args.method, strict=args.strict, force=args.force,
+                            site=args.site)
     if args.qa_map and args.method != "model":
         raise InputError("--qa-map is the model's cycle error: it needs --method model")
     if not is_case_folder(src):

@@ -11,8 +11,9 @@ Three methods (``TranslateOptions.method``):
   the baselines a model must beat; no network, no resampling.
 
 Before running a model, the input is compared with the model's recorded training domain
-(medgan.calibration.check_domain); outside it, a warning is printed, or with ``strict`` a
-:class:`~medgan.errors.DomainError` is raised.
+(medgan.calibration.check_domain).  Outside it, a warning is printed and the input is returned
+unchanged ("never worse than the input"); ``force`` applies the model anyway, and ``strict``
+raises :class:`~medgan.errors.DomainError` instead.
 """
 from __future__ import annotations
 
@@ -46,7 +47,10 @@ class TranslateOptions:
     sw_batch_size: int = 4
     quiet: bool = True
     method: str = "model"            #: model | linear | histogram
-    strict: bool = False             #: refuse (DomainError) instead of warning for inputs outside the training domain
+    #: inputs outside the training domain: by default the input is returned unchanged (with a warning);
+    #: ``force`` applies the model anyway, ``strict`` refuses (DomainError)
+    force: bool = False
+    strict: bool = False
     site: str | None = None          #: the input's anatomical site, checked against the model's training sites
     guard: bool = True               #: check the input against the training domain
 
@@ -70,11 +74,12 @@ def _guard(work: Volume, model: TranslationModel, opts: TranslateOptions) -> Dom
             print(f"note: {model.source.name} records no training domain; the domain guard is off", file=sys.stderr)
         return None
     if report.outside:
-        text = (f"the input is outside the model's training domain: {report.message()}. The model may make it "
-                f"worse; compare with --method histogram")
+        text = f"the input is outside the model's training domain: {report.message()}"
         if opts.strict:
-            raise DomainError(text.replace("; compare with", "; refused (--strict). Compare with"))
-        print(f"medgan WARNING: {text}", file=sys.stderr)
+            raise DomainError(f"{text}; refused (--strict)")
+        then = ("the model is applied anyway (--force): compare with --method histogram" if opts.force else
+                "the output is the input, unchanged (--force applies the model anyway, --strict refuses)")
+        print(f"medgan WARNING: {text}. {then}", file=sys.stderr)
     return report
 
 
@@ -155,6 +160,8 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
             qa = ndimage.gaussian_filter(err, sigma=1.0).astype(np.float32)
             if work is not volume:
                 qa = resample_like(work.with_array(qa), volume, default=0.0).array
+    if report is not None and report.outside and not opts.force:
+        sct = np.asarray(volume.array, dtype=np.float32)          # never worse than the input
     out = _finish(volume, sct, "CT (synthetic)")
     out.meta["domain"] = dataclasses.asdict(report) if report is not None else None
     if qa is None:
