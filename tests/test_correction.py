@@ -245,14 +245,21 @@ def test_domain_guard_warns_and_strict_refuses(correction_run, tmp_path, run_cli
     assert code == 0 and "site 'head' is not a training site (abdomen)" in err
 
 
-def test_domain_distance_is_wasserstein_of_quantiles():
-    profiles = [volume_profile(_body(seed=s, hu=h)) for s, h in ((0, 30.0), (1, 50.0))]
+def test_domain_distances_are_to_the_nearest_training_volume():
+    profiles = [volume_profile(_body(seed=s, hu=h)) for s, h in ((0, 30.0), (1, 50.0), (2, 200.0))]
     dom = profile_volumes(profiles, ["pelvis"])
-    shifted = volume_profile(_body(seed=2, hu=40.0 + 300.0))
+    w1 = lambda a, b: np.mean(np.abs(np.asarray(a) - np.asarray(b)))  # noqa: E731
+    # leave-one-out nearest neighbours: 30<->50 HU bodies are close, the 200 HU one is far from both
+    loo = [min(w1(p["quantiles"], q["quantiles"]) for q in profiles if q is not p) for p in profiles]
+    assert dom.hu_limit == pytest.approx(max(60.0, 1.5 * max(loo)), rel=1e-3)
+    shifted = volume_profile(_body(seed=3, hu=40.0 + 700.0))
     rep = check_domain(shifted, dom)
-    expected = np.mean(np.abs(np.asarray(shifted["quantiles"]) - np.asarray(dom.quantiles)))
-    assert rep.hu_distance == pytest.approx(expected, rel=1e-6) and rep.outside
-    assert not check_domain(profiles[0], dom).outside
+    expected = min(w1(shifted["quantiles"], p["quantiles"]) for p in profiles)
+    assert rep.hu_distance == pytest.approx(expected, abs=0.05) and rep.outside
+    hist = np.asarray(shifted["histogram"])
+    assert rep.tv_distance == pytest.approx(min(0.5 * np.abs(hist - np.asarray(p["histogram"])).sum()
+                                                for p in profiles), abs=1e-4)
+    assert not check_domain(volume_profile(_body(seed=4, hu=45.0)), dom).outside
 
 
 def test_old_model_files_without_calibration_still_load(tmp_path, run_cli):

@@ -4,12 +4,17 @@ A model only knows the kind of image it was trained on.  Its file records, for t
 training inputs (domain A): voxel sizes, body extents, the body-HU quantile function
 of each volume, and the anatomical sites.  :func:`check_domain` compares a new input:
 
-* **HU distribution**: the mean absolute difference between the input's body-HU
-  quantile function and the training mean (the 1-D Wasserstein-1 distance, in HU).
-  The limit is 1.5 x the largest distance of a training volume to that mean, and at
-  least 60 HU: a volume as different as the most unusual training case passes.
+* **HU distribution**, twice, each against the *nearest* training volume (a cohort that mixes
+  sites has no meaningful mean patient):
+  - the mean absolute difference of the body-HU quantile functions (the 1-D Wasserstein-1
+    distance, in HU); limit: 1.5 x the largest nearest-neighbour distance among the training
+    volumes (leave-one-out), at least 60 HU;
+  - the total-variation distance of the body-HU histograms (50 HU bins; 0 = same, 1 = disjoint);
+    limit: 1.5 x the largest leave-one-out nearest-neighbour distance, at least 0.15.
+  A volume as unusual as the most unusual training volume passes; a uniform QA phantom, whose
+  histogram is one narrow peak, does not.
 * **Body size**: the body's in-plane width must lie within 0.8 x .. 1.25 x the
-  training range (a head or a Catphan is far narrower than an abdomen).
+  training range (cropped training CTs widen that range).
 * **Site**: when the caller names the input's site, it must be a training site.
 
 Any failed check is a reason; the caller warns (or, strict, refuses).
@@ -28,6 +33,8 @@ from medgan.io import Volume
 
 HIST_EDGES = tuple(float(e) for e in np.arange(-1000.0, 2001.0, 50.0))
 MIN_HU_LIMIT = 60.0
+MIN_TV_LIMIT = 0.15
+LIMIT_FACTOR = 1.5
 WIDTH_RANGE = (0.8, 1.25)
 
 
@@ -50,6 +57,22 @@ def _w1(q1, q2) -> float:
     return float(np.mean(np.abs(np.asarray(q1, float) - np.asarray(q2, float))))
 
 
+def _tv(h1, h2) -> float:
+    return float(0.5 * np.sum(np.abs(np.asarray(h1, float) - np.asarray(h2, float))))
+
+
+def _nearest(x, cases, dist) -> float:
+    return min((dist(x, c) for c in cases), default=float("inf"))
+
+
+def _loo_limit(cases, dist, floor: float) -> float:
+    """``LIMIT_FACTOR`` x the largest leave-one-out nearest-neighbour distance among ``cases``, at least ``floor``."""
+    if len(cases) < 2:
+        return floor
+    nn = [_nearest(c, cases[:i] + cases[i + 1:], dist) for i, c in enumerate(cases)]
+    return max(floor, LIMIT_FACTOR * max(nn))
+
+
 @dataclasses.dataclass
 class DomainProfile:
     """Summary of a model's training inputs (JSON-able; stored in the model file)."""
@@ -57,15 +80,20 @@ class DomainProfile:
     spacings: list[list[float]]
     extents_mm: list[list[float]]
     quantiles: list[float]                    #: mean body-HU quantile function at ``levels``
-    case_distances: list[float]               #: each training volume's W1 distance to ``quantiles``
     histogram: list[float]                    #: mean normalised body-HU histogram over ``hist_edges``
+    case_quantiles: list[list[float]]         #: each training volume's body-HU quantile function
+    case_histograms: list[list[float]]        #: each training volume's normalised body-HU histogram
     sites: list[str] = dataclasses.field(default_factory=list)
     levels: list[float] = dataclasses.field(default_factory=lambda: list(QUANTILE_LEVELS))
     hist_edges: list[float] = dataclasses.field(default_factory=lambda: list(HIST_EDGES))
 
     @property
     def hu_limit(self) -> float:
-        return max(MIN_HU_LIMIT, 1.5 * max(self.case_distances, default=0.0))
+        return _loo_limit(self.case_quantiles, _w1, MIN_HU_LIMIT)
+
+    @property
+    def tv_limit(self) -> float:
+        return _loo_limit(self.case_histograms, _tv, MIN_TV_LIMIT)
 
     @property
     def widths_mm(self) -> list[float]:
@@ -77,7 +105,10 @@ class DomainProfile:
     @classmethod
     def from_dict(cls, d: dict) -> "DomainProfile":
         try:
-            return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+            out = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+            if not out.case_quantiles or len(out.case_quantiles) != len(out.case_histograms):
+                raise TypeError("no per-volume quantiles/histograms")
+            return out
         except TypeError as exc:
             raise ModelError(f"corrupt training-domain record in the model file ({exc})") from None
 
@@ -86,17 +117,20 @@ def profile_volumes(profiles: Sequence[dict], sites: Sequence[str] = ()) -> Doma
     """The domain of a set of :func:`volume_profile` results."""
     if not profiles:
         raise ValueError("need at least one volume to profile a domain")
-    q = np.mean([p["quantiles"] for p in profiles], axis=0)
     return DomainProfile(
         spacings=[p["spacing"] for p in profiles], extents_mm=[p["extent_mm"] for p in profiles],
-        quantiles=q.round(2).tolist(), case_distances=[round(_w1(p["quantiles"], q), 2) for p in profiles],
-        histogram=np.mean([p["histogram"] for p in profiles], axis=0).round(6).tolist(), sites=sorted(set(sites)))
+        quantiles=np.mean([p["quantiles"] for p in profiles], axis=0).round(2).tolist(),
+        histogram=np.mean([p["histogram"] for p in profiles], axis=0).round(6).tolist(),
+        case_quantiles=[np.round(p["quantiles"], 2).tolist() for p in profiles],
+        case_histograms=[np.round(p["histogram"], 6).tolist() for p in profiles], sites=sorted(set(sites)))
 
 
 @dataclasses.dataclass
 class DomainReport:
-    hu_distance: float                        #: W1 distance of the input's body-HU quantiles to the training mean
+    hu_distance: float                        #: W1 distance of the input's body-HU quantiles to the nearest training volume's
     hu_limit: float
+    tv_distance: float                        #: total variation of its body-HU histogram to the nearest training volume's
+    tv_limit: float
     width_mm: float
     width_range_mm: tuple[float, float]
     reasons: list[str]
@@ -112,10 +146,14 @@ class DomainReport:
 def check_domain(profile: dict, domain: DomainProfile, site: str | None = None) -> DomainReport:
     """Compare an input's :func:`volume_profile` with the training ``domain``."""
     reasons = []
-    d = _w1(profile["quantiles"], domain.quantiles)
+    d = _nearest(profile["quantiles"], domain.case_quantiles, _w1)
     if d > domain.hu_limit:
-        reasons.append(f"its body HU distribution is {d:.0f} HU (Wasserstein-1) from the training inputs' "
+        reasons.append(f"its body HU distribution is {d:.0f} HU (Wasserstein-1) from the nearest training input's "
                        f"(limit {domain.hu_limit:.0f} HU)")
+    tv = _nearest(profile["histogram"], domain.case_histograms, _tv)
+    if tv > domain.tv_limit:
+        reasons.append(f"its body HU histogram differs by {tv:.2f} (total variation) from the nearest training "
+                       f"input's (limit {domain.tv_limit:.2f})")
     width = max(profile["extent_mm"][0], profile["extent_mm"][1])
     lo, hi = min(domain.widths_mm) * WIDTH_RANGE[0], max(domain.widths_mm) * WIDTH_RANGE[1]
     if not lo <= width <= hi:
@@ -123,4 +161,4 @@ def check_domain(profile: dict, domain: DomainProfile, site: str | None = None) 
                        f"{max(domain.widths_mm):.0f} mm")
     if site is not None and domain.sites and site not in domain.sites:
         reasons.append(f"site {site!r} is not a training site ({', '.join(domain.sites)})")
-    return DomainReport(d, domain.hu_limit, width, (lo, hi), reasons)
+    return DomainReport(d, domain.hu_limit, tv, domain.tv_limit, width, (lo, hi), reasons)

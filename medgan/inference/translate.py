@@ -62,8 +62,8 @@ def domain_report(volume: Volume, model: TranslationModel, site: str | None = No
     try:
         profile = volume_profile(volume)
     except ValueError:
-        return DomainReport(float("inf"), model.domain.hu_limit, 0.0, (0.0, 0.0),
-                            ["no body found in it (nothing above -500 HU)"])
+        return DomainReport(float("inf"), model.domain.hu_limit, float("inf"), model.domain.tv_limit, 0.0,
+                            (0.0, 0.0), ["no body found in it (nothing above -500 HU)"])
     return check_domain(profile, model.domain, site)
 
 
