@@ -68,14 +68,15 @@ def main() -> None:
         ct, _ = make_phantom(0, shape=(size[2], size[1], size[0]), spacing_zyx=(2.5, spacing[1], spacing[0]))
         src = write_volume(ct, tmp / "in.nii.gz")
         opts = TranslateOptions(device=device, quiet=True, batch_size=32 if args.gpu else 16)
-        times = []
+        times, cpu = [], []
         for i in range(args.repeats + 1):           # the first run warms up (cuDNN autotune, allocations)
             if device == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             sct = translate(read_volume(src), model, opts)
             write_volume(sct, tmp / "out.nii.gz", dtype="int16")
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         best = min(times[1:])
         hw = torch.cuda.get_device_name() if device == "cuda" else \
             f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
@@ -83,6 +84,9 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- |")
         print(f"| {size[0]}×{size[1]}×{size[2]} @ {spacing[0]:g} mm | {label} | {hw} | {best:.1f} (median {np.median(times[1:]):.1f}, "
               f"first {times[0]:.1f}) | {datetime.date.today()} |")
+        # on a shared machine wall time includes waiting for the cores; CPU time (all threads) does not
+        print(f"CPU time of the best run: {cpu[int(np.argmin(times[1:])) + 1]:.1f} s (all threads); "
+              f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
