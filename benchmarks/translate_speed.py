@@ -59,8 +59,9 @@ def main() -> None:
             path, label = model_file(REPO / "configs" / "cbct2ct_2d.yaml", tmp), "ResNet-9 (64 ch), 2D"
         elif STARTER_MODEL.exists():
             m = load_model(STARTER_MODEL).config
-            path, label = STARTER_MODEL, (f"starter ({m.model.output}, 2D, {m.model.generator_args.get('channels')} ch, "
-                                          f"{m.model.generator_args.get('n_blocks')} blocks, {m.data.spacing[0]:g} mm)")
+            g = m.model.generator_args
+            path, label = STARTER_MODEL, (f"starter ({m.model.output}, 2D, {g.get('channels')} ch, "
+                                          f"{g.get('n_blocks')} blocks, {m.data.spacing[0]:g} mm)")
         else:
             path, label = model_file(REPO / "configs" / "cbct2ct_cpu.yaml", tmp), "compact 2D (16 ch, 6 blocks)"
         model = load_model(path)

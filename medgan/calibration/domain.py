@@ -127,9 +127,11 @@ def profile_volumes(profiles: Sequence[dict], sites: Sequence[str] = ()) -> Doma
 
 @dataclasses.dataclass
 class DomainReport:
-    hu_distance: float                        #: W1 distance of the input's body-HU quantiles to the nearest training volume's
+    #: W1 distance of the input's body-HU quantiles to the nearest training volume's
+    hu_distance: float
     hu_limit: float
-    tv_distance: float                        #: total variation of its body-HU histogram to the nearest training volume's
+    #: total variation of its body-HU histogram to the nearest training volume's
+    tv_distance: float
     tv_limit: float
     width_mm: float
     width_range_mm: tuple[float, float]

@@ -4,5 +4,6 @@ from medgan.nets.correction import CorrectionGenerator, build_translator
 from medgan.nets.registry import (DISCRIMINATORS, GENERATORS, build_discriminator, build_generator,
                                   register_discriminator, register_generator)
 
-__all__ = ["CorrectionGenerator", "build_translator", "GENERATORS", "DISCRIMINATORS", "build_generator", "build_discriminator",
+__all__ = ["CorrectionGenerator", "build_translator",
+           "GENERATORS", "DISCRIMINATORS", "build_generator", "build_discriminator",
            "register_generator", "register_discriminator"]

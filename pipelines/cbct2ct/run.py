@@ -128,7 +128,8 @@ def split_patients(names: list[str], fractions=(0.6, 0.2, 0.2), test_cases=(), s
     return {"train": _expand(train, groups), "val": _expand(val, groups), "test": _expand(test, groups)}
 
 
-def patient_level_folds(names: list[str], k: int, groups: dict[str, str] | None = None, seed: int = 0) -> list[list[str]]:
+def patient_level_folds(names: list[str], k: int, groups: dict[str, str] | None = None,
+                        seed: int = 0) -> list[list[str]]:
     """``k`` test folds of case names; all cases of one patient fall in the same fold."""
     from medgan.evaluation.statistics import patient_folds
 
@@ -141,7 +142,8 @@ def training_domains(train: list[str], groups: dict[str, str], same_patients: bo
     if same_patients:
         return list(train), list(train)
     # alternate patients, so that each domain mixes the kinds of patient (sites, sources) the cohort has
-    patients = sorted(set(groups.get(n, n) for n in train), key=lambda p: min(n for n in train if groups.get(n, n) == p))
+    first_case = {p: min(n for n in train if groups.get(n, n) == p) for p in set(groups.get(n, n) for n in train)}
+    patients = sorted(first_case, key=first_case.get)
     return _expand(patients[0::2], groups), _expand(patients[1::2], groups)
 
 
