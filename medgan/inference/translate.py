@@ -77,8 +77,8 @@ def _guard(work: Volume, model: TranslationModel, opts: TranslateOptions) -> Dom
         text = f"the input is outside the model's training domain: {report.message()}"
         if opts.strict:
             raise DomainError(f"{text}; refused (--strict)")
-        then = ("the model is applied anyway (--force): compare with --method histogram" if opts.force else
-                "the output is the input, unchanged (--force applies the model anyway, --strict refuses)")
+        then = ("The model is applied anyway (--force): compare with --method histogram" if opts.force else
+                "The output is the input, unchanged (--force applies the model anyway, --strict refuses)")
         print(f"medgan WARNING: {text}. {then}", file=sys.stderr)
     return report
 
