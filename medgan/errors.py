@@ -31,3 +31,7 @@ class ModelError(MedganError):
 
 class DependencyError(MedganError):
     """An optional dependency (e.g. RTK for CBCT simulation) is not installed."""
+
+
+class DomainError(InputError):
+    """An input outside a model's training domain, refused because the caller asked for strictness."""

@@ -32,6 +32,33 @@ def test_cbct2ct_split_keeps_patients_apart():
         cbct2ct.split_patients(names, test_cases=["nobody"])
 
 
+def test_cbct2ct_scans_of_one_patient_stay_together():
+    """Two crops of one scan (or any listed group) are one patient in every split, domain and fold."""
+    cbct2ct = _load("pipelines/cbct2ct/run.py", "cbct2ct_run")
+    names = ["ts_aorta_ct", "ts_pulmonary_ct", "ts_example_ct", "a", "b", "c", "d", "e", "f", "g"]
+    groups = cbct2ct.patient_groups(names, cbct2ct.SHARED_SAME_PATIENT + [("a", "b"), ("b", "c"), ("x", "d")])
+    assert groups["ts_aorta_ct"] == groups["ts_pulmonary_ct"] and groups["a"] == groups["b"] == groups["c"]
+    assert len(set(groups.values())) == 7 and groups["d"] == "d"                  # unknown 'x' ignored
+
+    def together(parts):
+        for part in parts:
+            for members in (("ts_aorta_ct", "ts_pulmonary_ct"), ("a", "b", "c")):
+                assert len({m in part for m in members}) == 1, (members, part)
+
+    for seed in range(20):
+        s = cbct2ct.split_patients(names, seed=seed, groups=groups)
+        assert sorted(s["train"] + s["val"] + s["test"]) == sorted(names)
+        together(s.values())
+        dom_a, dom_b = cbct2ct.training_domains(s["train"], groups, same_patients=False)
+        assert not {groups[n] for n in dom_a} & {groups[n] for n in dom_b}
+        folds = cbct2ct.patient_level_folds(names, 3, groups, seed=seed)
+        assert sorted(sum(folds, [])) == sorted(names)
+        together(folds)
+    # pinning one crop to the test split takes its twin with it
+    s = cbct2ct.split_patients(names, test_cases=["ts_pulmonary_ct"], seed=0, groups=groups)
+    assert {"ts_aorta_ct", "ts_pulmonary_ct"} <= set(s["test"])
+
+
 def _cbct2ct_on_phantoms(folder, work, names, seed, shape, steps, *extra):
     """Write phantom CTs named ``names`` into ``folder`` (a user's CT folder) and run the CBCT pipeline on it."""
     cbct2ct = _load("pipelines/cbct2ct/run.py", "cbct2ct_run")
@@ -55,7 +82,9 @@ def test_cbct2ct_pipeline_on_a_users_folder(tmp_path, capsys):
     assert not set(meta["domain_a"]) & set(meta["domain_b"])            # no CBCT next to its own CT
     report = json.loads((work / "report" / "metrics.json").read_text())
     assert [c["case"] for c in report["cases"]] == ["pat3"]
-    assert set(report["summary"]) == {"CBCT", "sCT"} and report["summary"]["CBCT"]["mae"]["mean"] > 0
+    assert list(report["summary"]) == ["CBCT", "linear", "histogram", "sCT"]       # the baselines are rows, always
+    assert report["summary"]["CBCT"]["mae"]["mean"] > 0
+    assert set(report["qa_map_spearman"]) == {"pat3"} and -1 <= report["qa_map_spearman"]["pat3"] <= 1
     assert (work / "report" / "pat3.png").stat().st_size > 10_000
     assert "CBCT MAE" in capsys.readouterr().out
 
@@ -101,7 +130,7 @@ def test_cbct2ct_k_fold_holds_out_every_patient_once(tmp_path, capsys):
         held_out += split["test"]
     assert sorted(held_out) == ["p0", "p1", "p2"]
     assert len(list((work / "simulated").glob("*_cbct_*.nii.gz"))) == 3         # each CT simulated once
-    assert "3-fold cross-validation over 3 held-out patients" in capsys.readouterr().out
+    assert "3-fold cross-validation over 3 held-out cases of 3 patients" in capsys.readouterr().out
 
 
 def _rows(arm, values):

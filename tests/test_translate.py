@@ -196,7 +196,9 @@ def test_shipped_starter_model_is_used_without_m(tmp_path, run_cli):
 
     assert STARTER_MODEL.stat().st_size <= 10 * 2 ** 20                 # <= 10 MB, as shipped in the repository
     model = load_model(None)
-    assert model.source == STARTER_MODEL and model.config.data.spacing == [2.0, 2.0]
+    assert model.source == STARTER_MODEL and model.config.data.spacing == [4.0, 4.0]
+    assert model.output == "correction" and set(model.calibrations) == {"linear", "histogram"}
+    assert model.domain is not None and set(model.domain.sites) == {"abdomen", "thorax"}
     ct, _ = make_phantom(7, shape=(4, 64, 64), spacing_zyx=(4.0, 3.0, 3.0))
     src = write_volume(ct, tmp_path / "cbct.mha")
     code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "sct.mha", "-q")

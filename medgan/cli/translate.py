@@ -16,6 +16,16 @@ def add_parser(sub) -> None:
     add_output(p, "output file/folder; in batch mode a folder")
     p.add_argument("-m", "--model", metavar="PATH", help="exported model (.safetensors), run folder or checkpoint "
                    "(default: the shipped starter CBCT->CT model)")
+    p.add_argument("--method", choices=("model", "linear", "histogram"), default="model",
+                   help="model: the network (default); linear / histogram: the model file's global HU calibration "
+                        "fitted on its training domains (the baselines a model must beat)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse inputs outside the model's training domain (default: warn and return the input "
+                        "unchanged)")
+    p.add_argument("--force", action="store_true",
+                   help="apply the model even to inputs outside its training domain (with a warning)")
+    p.add_argument("--site", help="the input's anatomical site (e.g. thorax, abdomen, pelvis, head), checked "
+                                  "against the model's training sites")
     p.add_argument("-d", "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CUDA (default: on)")
@@ -54,7 +64,8 @@ def _translate_one(src, dst, args, model, opts, qa_path=None):
         raise OutputError("DICOM output needs a DICOM input (the new series joins the input's study)")
     result = translate(volume, model, opts, qa_map=qa_path is not None)
     sct, qa = result if qa_path is not None else (result, None)
-    outputs = [VolumeOutput(sct, out_path, out_type, "int16", "medgan synthetic CT")]
+    desc = "medgan synthetic CT" if opts.method == "model" else f"medgan CBCT, {opts.method} HU calibration"
+    outputs = [VolumeOutput(sct, out_path, out_type, "int16", desc)]
     if qa is not None:
         outputs.append(VolumeOutput(qa, planned[1].path, planned[1].type))
     return write_volumes(outputs, inputs=[src], overwrite=args.overwrite)[0]
@@ -71,7 +82,10 @@ def run(args) -> int:
     model = load_model(args.model)
     opts = TranslateOptions(device=args.device, amp=args.amp, batch_size=args.batch_size,
                             patch_size=args.patch_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
-                            quiet=args.quiet)
+                            quiet=args.quiet, method=args.method, strict=args.strict, force=args.force,
+                            site=args.site)
+    if args.qa_map and args.method != "model":
+        raise InputError("--qa-map is the model's cycle error: it needs --method model")
     if not is_case_folder(src):
         t0 = time.perf_counter()
         out = _translate_one(src, Path(args.output), args, model, opts, args.qa_map)

@@ -13,6 +13,16 @@ class ModelConfig:
     generator_args: dict[str, Any] = dataclasses.field(default_factory=lambda: {"channels": 64, "n_blocks": 9})
     discriminator: str = "patchgan"
     discriminator_args: dict[str, Any] = dataclasses.field(default_factory=lambda: {"channels": 64, "num_layers": 3})
+    #: translation: the generator outputs the image (contrast -> non-contrast, where anatomy's look changes);
+    #: correction: it outputs a smooth correction added to its input (CBCT -> CT: shading, cupping, offsets),
+    #: so the result keeps the input's edges and fine detail (docs/translate.md)
+    output: str = "translation"
+    correction_sigma_mm: float = 10.0       #: Gaussian low-pass (sigma, mm) applied to a correction
+    correction_max_hu: Optional[float] = None  #: bound on a correction's amplitude (HU); None: up to the preset range
+    #: global HU calibration (fitted on the training domains) applied to A before the network:
+    #: none | linear | histogram; the network then learns what the calibration leaves
+    input_calibration: str = "none"
+    context_slices: int = 1                 #: 2.5D: adjacent axial slices fed as channels to a 2D generator (odd)
 
 
 @dataclasses.dataclass
@@ -25,6 +35,7 @@ class DataConfig:
     #: orientation every volume is brought into (exact permutation/flip) for training and translation:
     #: axial slices in DICOM's LPS axes (see medgan.io.orientation); stored with the model
     orientation: str = "LPS"
+    sites: list[str] = dataclasses.field(default_factory=list)  #: anatomical sites of the training data (recorded)
     #: voxel size the model works at, mm: [x, y] (in-plane; slice spacing kept) or [x, y, z].
     #: Training volumes are resampled to it; ``translate`` resamples inputs in and back out.
     spacing: Optional[list[float]] = None

@@ -26,11 +26,11 @@ class _CheckSameGrid(tio.Transform):
 
 
 def make_paired_queue(pairs: Sequence[tuple[Path, Path]], preset: HUPreset, spec: PatchSpec,
-                      subject_sampler=None) -> tio.Queue:
+                      subject_sampler=None, hu_map_a=None) -> tio.Queue:
     reader = patch_reader(spec)
     subjects = [tio.Subject(image=tio.ScalarImage(a, reader=reader), target=tio.ScalarImage(b, reader=reader),
                             case=Path(a).name) for a, b in pairs]
-    transform = tio.Compose([_CheckSameGrid(), make_transform(preset, spec)])
+    transform = tio.Compose([_CheckSameGrid(), make_transform(preset, spec, hu_map_a, ["image"])])
     return queue_from_subjects(subjects, transform, spec, subject_sampler)
 
 
@@ -38,14 +38,14 @@ class PairedLoader:
     """Endless iterator of ``{"A": tensor, "B": tensor}`` batches of co-located patches."""
 
     def __init__(self, pairs, preset: HUPreset, spec: PatchSpec, batch_size: int,
-                 rank: int = 0, world_size: int = 1, seed: int = 0):
+                 rank: int = 0, world_size: int = 1, seed: int = 0, hu_map_a=None):
         self.spec, self.batch_size, self.sampler = spec, batch_size, None
         if world_size > 1:
             from torch.utils.data.distributed import DistributedSampler
 
             self.sampler = DistributedSampler(range(len(pairs)), num_replicas=world_size, rank=rank, shuffle=True,
                                               seed=seed, drop_last=False)
-        self.queue = make_paired_queue(pairs, preset, spec, self.sampler)
+        self.queue = make_paired_queue(pairs, preset, spec, self.sampler, hu_map_a)
         self.epoch = 0
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:

@@ -117,20 +117,39 @@ class PatchSpec:
     affine: bool = False
     spacing: Sequence[float] | None = None  #: resample every volume to this (see medgan.data.resample)
     orientation: str | None = CANONICAL     #: reorient every volume to this first (see medgan.io.orientation)
+    context_slices: int = 1                 #: 2.5D: 2D patches carry this many adjacent slices as channels
 
     def torchio_patch_size(self) -> tuple[int, int, int]:
         ps = tuple(int(p) for p in self.patch_size)
         if self.spatial_dims == 2:
             if len(ps) != 2:
                 raise InputError("2D patch_size needs two numbers (y, x)")
-            return (ps[1], ps[0], 1)
+            return (ps[1], ps[0], int(self.context_slices))
         if len(ps) != 3:
             raise InputError("3D patch_size needs three numbers (z, y, x)")
         return (ps[2], ps[1], ps[0])
 
 
-def make_transform(preset: HUPreset, spec: PatchSpec) -> tio.Compose:
-    steps: list[tio.Transform] = [AddBodyMask(), tio.Clamp(out_min=preset.lo, out_max=preset.hi),
+class ApplyHUMap(tio.IntensityTransform):
+    """Applies an HU -> HU map (e.g. a :class:`medgan.calibration.HUCalibration`) to intensity images."""
+
+    def __init__(self, hu_map, **kwargs):
+        super().__init__(**kwargs)
+        self.hu_map = hu_map
+        self.args_names = ["hu_map"]
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        for image in self.get_images(subject):
+            image.set_data(torch.from_numpy(np.asarray(self.hu_map(image.data.numpy()), np.float32)))
+        return subject
+
+
+def make_transform(preset: HUPreset, spec: PatchSpec, hu_map=None, hu_map_include=None) -> tio.Compose:
+    """Body sampling map, [optional HU map (``hu_map_include``: image names it applies to)], clamp, scale, augment."""
+    steps: list[tio.Transform] = [AddBodyMask()]
+    if hu_map is not None:
+        steps.append(ApplyHUMap(hu_map, include=hu_map_include))
+    steps += [tio.Clamp(out_min=preset.lo, out_max=preset.hi),
                                   tio.RescaleIntensity(out_min_max=(-1.0, 1.0), in_min_max=(preset.lo, preset.hi))]
     if spec.flip:
         steps.append(tio.RandomFlip(axes=("LR",), flip_probability=0.5))
@@ -146,10 +165,11 @@ def patch_reader(spec: PatchSpec):
     return functools.partial(_reader, spacing=spec.spacing, min_shape_zyx=(pz, py, px), orientation=spec.orientation)
 
 
-def make_queue(paths: Sequence[Path], preset: HUPreset, spec: PatchSpec, subject_sampler=None) -> tio.Queue:
+def make_queue(paths: Sequence[Path], preset: HUPreset, spec: PatchSpec, subject_sampler=None,
+               hu_map=None) -> tio.Queue:
     reader = patch_reader(spec)
     subjects = [tio.Subject(image=tio.ScalarImage(p, reader=reader), case=Path(p).name) for p in paths]
-    return queue_from_subjects(subjects, make_transform(preset, spec), spec, subject_sampler)
+    return queue_from_subjects(subjects, make_transform(preset, spec, hu_map), spec, subject_sampler)
 
 
 def queue_from_subjects(subjects, transform, spec: PatchSpec, subject_sampler=None) -> tio.Queue:
@@ -162,9 +182,10 @@ def queue_from_subjects(subjects, transform, spec: PatchSpec, subject_sampler=No
 
 
 def patches_to_network(batch_image: torch.Tensor, spatial_dims: int) -> torch.Tensor:
-    """TorchIO batch [N, C, x, y, z] -> network layout [N, C, y, x] (2D) or [N, C, z, y, x] (3D)."""
+    """TorchIO batch [N, 1, x, y, z] -> network layout [N, z, y, x] (2D: the k slices of a 2.5D patch
+    become channels, k = 1 for plain 2D) or [N, 1, z, y, x] (3D)."""
     if spatial_dims == 2:
-        return batch_image[..., 0].transpose(-1, -2).contiguous()
+        return batch_image[:, 0].permute(0, 3, 2, 1).contiguous()
     return batch_image.permute(0, 1, 4, 3, 2).contiguous()
 
 
@@ -172,12 +193,12 @@ class UnpairedLoader:
     """Endless iterator of ``{"A": tensor, "B": tensor}`` batches from two independent queues."""
 
     def __init__(self, paths_a, paths_b, preset: HUPreset, spec: PatchSpec, batch_size: int,
-                 rank: int = 0, world_size: int = 1, seed: int = 0):
+                 rank: int = 0, world_size: int = 1, seed: int = 0, hu_map_a=None):
         self.spec = spec
         self.batch_size = batch_size
         self.samplers = []
         queues = []
-        for paths in (paths_a, paths_b):
+        for paths, hu_map in ((paths_a, hu_map_a), (paths_b, None)):
             sub_sampler = None
             if world_size > 1:
                 from torch.utils.data.distributed import DistributedSampler
@@ -185,7 +206,7 @@ class UnpairedLoader:
                 sub_sampler = DistributedSampler(range(len(paths)), num_replicas=world_size, rank=rank,
                                                  shuffle=True, seed=seed, drop_last=False)
                 self.samplers.append(sub_sampler)
-            queues.append(make_queue(paths, preset, spec, sub_sampler))
+            queues.append(make_queue(paths, preset, spec, sub_sampler, hu_map))
         self.queues = queues
         self.epoch = 0
 

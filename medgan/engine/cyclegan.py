@@ -15,7 +15,7 @@ from medgan.engine.pool import ImagePool
 from medgan.inference.engine import autocast
 from medgan.losses import AdversarialLoss, gradient_correlation_loss
 from medgan.losses.adversarial import gradient_penalty, instance_noise_std
-from medgan.nets import build_discriminator, build_generator
+from medgan.nets import build_discriminator, build_translator
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
@@ -110,6 +110,13 @@ class GANModel:
     def build(self, m) -> tuple[nn.Module, nn.Module]:
         raise NotImplementedError
 
+    def _generator(self, m) -> nn.Module:
+        """A translation or correction generator (medgan.nets.correction), as ``model.output`` says."""
+        from medgan.data.hu import get_preset
+
+        preset = get_preset(self.cfg.data.hu_preset)
+        return build_translator(m, self.cfg.data.spacing, preset.hi - preset.lo)
+
     @property
     def pool_a(self) -> ImagePool:
         return self.pools["pool_a"]
@@ -189,8 +196,9 @@ class CycleGAN(GANModel):
     """Unpaired A <-> B: two generators, two PatchGANs, adversarial + cycle + identity (+ structure)."""
 
     def build(self, m):
-        gens = [build_generator(m.generator, m.spatial_dims, **m.generator_args) for _ in range(2)]
-        discs = [build_discriminator(m.discriminator, m.spatial_dims, **m.discriminator_args) for _ in range(2)]
+        gens = [self._generator(m) for _ in range(2)]
+        d_args = {"in_channels": int(m.context_slices), **m.discriminator_args}
+        discs = [build_discriminator(m.discriminator, m.spatial_dims, **d_args) for _ in range(2)]
         return GeneratorPair(*gens), DiscriminatorPair(*discs)
 
     def train_step(self, batch: dict) -> dict[str, float]:

@@ -15,7 +15,7 @@ from torch import nn
 from medgan.engine.cyclegan import GANModel
 from medgan.errors import ConfigError
 from medgan.losses import gradient_correlation_loss
-from medgan.nets import build_discriminator, build_generator
+from medgan.nets import build_discriminator
 
 
 class SingleGenerator(nn.Module):
@@ -44,8 +44,8 @@ class Pix2Pix(GANModel):
     def build(self, m):
         if self.cfg.loss.adversarial == "wgan-gp":
             raise ConfigError("paired mode supports lsgan, bce, minimax and hinge (not wgan-gp)")
-        args = {**m.discriminator_args, "in_channels": 2}
-        return (SingleGenerator(build_generator(m.generator, m.spatial_dims, **m.generator_args)),
+        args = {**m.discriminator_args, "in_channels": 2 * int(m.context_slices)}
+        return (SingleGenerator(self._generator(m)),
                 ConditionalDiscriminator(build_discriminator(m.discriminator, m.spatial_dims, **args)))
 
     def train_step(self, batch: dict) -> dict[str, float]:

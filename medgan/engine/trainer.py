@@ -60,7 +60,7 @@ class Trainer:
         self.val_pairs = validation_pairs(cfg)
         self.spec = PatchSpec(cfg.model.spatial_dims, cfg.data.patch_size, cfg.data.samples_per_volume,
                               cfg.data.queue_length, cfg.data.num_workers, cfg.data.flip, cfg.data.affine,
-                              cfg.data.spacing, cfg.data.orientation)
+                              cfg.data.spacing, cfg.data.orientation, cfg.model.context_slices)
         self.spec.torchio_patch_size()  # validates the patch size against spatial_dims
         probe = torch.device("cpu") if cfg.train.device == "cpu" else None
         self.dist = init_distributed(probe or resolve_device(cfg.train.device, quiet=True))
@@ -68,6 +68,14 @@ class Trainer:
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         ckpt.seed_everything(cfg.train.seed)  # same seed, same initial weights on every rank
         self.model = build_model(cfg, self.device, distributed=self.dist.enabled)
+        # unpaired HU calibrations (baselines, and the input calibration of a correction model) and the
+        # training-domain profile, from the training folders: deterministic, so a resumed run refits the same
+        from medgan.calibration import HUCalibration, fit_training_domain
+
+        self.training_domain = fit_training_domain(self.paths_a, self.paths_b, cfg.data.spacing, cfg.data.sites,
+                                                   quiet=quiet or not self.dist.is_main)
+        kind = cfg.model.input_calibration
+        self.hu_map_a = HUCalibration.from_dict(self.training_domain["calibration"][kind]) if kind != "none" else None
         self.alarms = TrainingAlarms(cfg.train.alarm_patience) if cfg.train.alarms else None
         self.tb = None
         if resume:
@@ -135,10 +143,11 @@ class Trainer:
             pairs = match_pairs(self.cfg.data.train_a, self.cfg.data.train_b, what="paired mode: ")
             loader = PairedLoader(pairs, self.preset, self.spec,
                                   self.cfg.optim.batch_size, rank=self.dist.rank, world_size=self.dist.world_size,
-                                  seed=self.cfg.train.seed)
+                                  seed=self.cfg.train.seed, hu_map_a=self.hu_map_a)
         else:
             loader = UnpairedLoader(self.paths_a, self.paths_b, self.preset, self.spec, self.cfg.optim.batch_size,
-                                    rank=self.dist.rank, world_size=self.dist.world_size, seed=self.cfg.train.seed)
+                                    rank=self.dist.rank, world_size=self.dist.world_size, seed=self.cfg.train.seed,
+                                    hu_map_a=self.hu_map_a)
         loader.epoch = step
         return iter(loader)
 
@@ -213,8 +222,9 @@ class Trainer:
                 mid, half = a.shape[0] // 2, self.cfg.train.max_val_slices // 2
                 z = slice(mid - half, mid + half)
             hu_a, hu_b = a.array[z].astype(np.float32), b.array[z].astype(np.float32)
-            pred = run_generator(self.model.gen.g_ab, hu_a, self.preset, self.cfg.model.spatial_dims, self.device,
-                                 patch_size=self.cfg.data.patch_size)
+            net_in = self.hu_map_a(hu_a) if self.hu_map_a is not None else hu_a
+            pred = run_generator(self.model.gen.g_ab, net_in, self.preset, self.cfg.model.spatial_dims, self.device,
+                                 patch_size=self.cfg.data.patch_size, context_slices=self.cfg.model.context_slices)
             mask = body_mask(hu_b)
             results.append({"step": step, "case": path_a.name, "mae_input": mae(hu_a, hu_b, mask),
                             "mae": mae(pred, hu_b, mask), "ssim": ssim(pred, hu_b, mask)})
@@ -248,9 +258,10 @@ class Trainer:
     def save(self) -> None:
         if self.dist.is_main:
             cfg_dict = config_to_dict(self.cfg)
-            ckpt.save_checkpoint(self.ckpt_path, self.model.state_dict(), cfg_dict, self.preset.to_dict())
+            ckpt.save_checkpoint(self.ckpt_path, self.model.state_dict(), cfg_dict, self.preset.to_dict(),
+                                 {"training_domain": self.training_domain})
             ckpt.export_model(self.run_dir / "model.safetensors", self.model.gen.state_dict(), cfg_dict, self.preset.to_dict(),
-                              {"step": self.model.step, "direction": "A->B"})
+                              {"step": self.model.step, "direction": "A->B", **self.training_domain})
             from medgan.utils.figures import loss_curves
 
             loss_curves(self.run_dir / "metrics.csv", self.run_dir / "loss_curves.png")

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import torch
 
+from medgan.calibration import DomainProfile, HUCalibration
 from medgan.config import ExperimentConfig, config_from_dict
 from medgan.data.hu import HUPreset, get_preset
 from medgan.engine import checkpoint as ckpt
 from medgan.errors import MedganError, ModelError
-from medgan.nets import build_generator
+from medgan.nets import build_translator
 
 #: The starter model shipped inside the package (see docs/models.md).
 STARTER_MODEL = Path(__file__).resolve().parents[1] / "models" / "cbct2ct_starter.safetensors"
@@ -24,10 +25,28 @@ class TranslationModel:
     preset: HUPreset
     source: Path
     step: int | None = None
+    #: unpaired global HU calibrations fitted on the training domains ("linear", "histogram"); empty for
+    #: model files written before medgan recorded them
+    calibrations: dict[str, HUCalibration] = dataclasses.field(default_factory=dict)
+    domain: DomainProfile | None = None        #: the training inputs' profile (None: not recorded)
 
     @property
     def spatial_dims(self) -> int:
         return self.config.model.spatial_dims
+
+    @property
+    def output(self) -> str:
+        return self.config.model.output
+
+    def calibration(self, kind: str) -> HUCalibration:
+        if kind not in self.calibrations:
+            raise ModelError(f"{self.source} holds no {kind!r} HU calibration (a model file from before medgan "
+                             "recorded them); retrain or re-export it with medgan.calibration.attach_training_domain")
+        return self.calibrations[kind]
+
+    def input_calibration(self) -> HUCalibration | None:
+        kind = self.config.model.input_calibration
+        return None if kind == "none" else self.calibration(kind)
 
     def to(self, device: torch.device) -> "TranslationModel":
         self.g_ab.to(device).eval()
@@ -36,20 +55,30 @@ class TranslationModel:
         return self
 
 
-def _build(config: dict, preset: dict, gen_state: dict, source: Path, step=None) -> TranslationModel:
+def _build(config: dict, preset: dict, gen_state: dict, source: Path, step=None,
+           training_domain: dict | None = None) -> TranslationModel:
     try:
         cfg = config_from_dict(config)
         m = cfg.model
-        g_ab = build_generator(m.generator, m.spatial_dims, **m.generator_args)
+        hu_preset = get_preset(preset)
+        width = hu_preset.hi - hu_preset.lo
+        g_ab = build_translator(m, cfg.data.spacing, width)
         g_ab.load_state_dict({k[5:]: v for k, v in gen_state.items() if k.startswith("g_ab.")})
         g_ba = None                      # paired (pix2pix) models have no B -> A generator
         if m.mode != "paired":
-            g_ba = build_generator(m.generator, m.spatial_dims, **m.generator_args)
+            g_ba = build_translator(m, cfg.data.spacing, width)
             g_ba.load_state_dict({k[5:]: v for k, v in gen_state.items() if k.startswith("g_ba.")})
     except (MedganError, RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(f"{source}: the weights do not match the stored architecture "
                          f"({str(exc).splitlines()[0][:160]})") from None
-    return TranslationModel(g_ab, g_ba, cfg, get_preset(preset), source, step)
+    td = training_domain or {}
+    if not isinstance(td, dict) or not isinstance(td.get("calibration", {}), dict):
+        raise ModelError(f"{source}: corrupt training-domain record")
+    cals = {k: HUCalibration.from_dict(v) for k, v in td.get("calibration", {}).items()}
+    domain = DomainProfile.from_dict(td["domain"]) if td.get("domain") else None
+    model = TranslationModel(g_ab, g_ba, cfg, hu_preset, source, step, cals, domain)
+    model.input_calibration()          # a model that needs an input calibration must carry it
+    return model
 
 
 def load_model(path: str | Path | None = None) -> TranslationModel:
@@ -72,6 +101,8 @@ def load_model(path: str | Path | None = None) -> TranslationModel:
         raise ModelError(f"model {path} does not exist")
     if path.suffix == ".safetensors":
         tensors, meta = ckpt.read_model_file(path)
-        return _build(meta["config"], meta["hu_preset"], tensors, path, meta.get("step"))
+        return _build(meta["config"], meta["hu_preset"], tensors, path, meta.get("step"),
+                      {k: meta[k] for k in ("calibration", "domain") if k in meta})
     state = ckpt.load_checkpoint(path)
-    return _build(state["config"], state["hu_preset"], state["gen"], path, state.get("step"))
+    return _build(state["config"], state["hu_preset"], state["gen"], path, state.get("step"),
+                  state.get("training_domain"))

@@ -1,4 +1,20 @@
-"""``translate``: a patient volume in, its translation out on exactly the same grid."""
+"""``translate``: a patient volume in, its translation out on exactly the same grid.
+
+Three methods (``TranslateOptions.method``):
+
+* ``model`` (default): the network.  A *correction* model (``model.output: correction``)
+  computes a smooth correction at its own voxel size, low-passes it (``correction_sigma_mm``:
+  in-plane inside the network, along z here for 2D models), resamples the correction (not the
+  image) onto the input grid and adds it to the input at its native resolution: every edge
+  and insert of the input is kept.  A *translation* model's output is resampled back instead.
+* ``linear`` / ``histogram``: the model file's unpaired global HU calibrations (medgan.calibration),
+  the baselines a model must beat; no network, no resampling.
+
+Before running a model, the input is compared with the model's recorded training domain
+(medgan.calibration.check_domain).  Outside it, a warning is printed and the input is returned
+unchanged ("never worse than the input"); ``force`` applies the model anyway, and ``strict``
+raises :class:`~medgan.errors.DomainError` instead.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -10,14 +26,17 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from medgan.calibration import DomainReport, check_domain, volume_profile
 from medgan.data.resample import needs_resampling, resample_like, resample_to_spacing
 from medgan.engine.device import resolve_device
-from medgan.errors import ModelError
+from medgan.errors import DomainError, InputError, ModelError
 from medgan.inference.engine import run_generator
 from medgan.inference.model import TranslationModel, load_model
 from medgan.io import Volume, read_volume
-from medgan.io.orientation import CANONICAL, from_orientation, to_orientation
+from medgan.io.orientation import CANONICAL, Reorientation, from_orientation, to_orientation
 from medgan.utils.progress import bar
+
+METHODS = ("model", "linear", "histogram")
 
 
 @dataclasses.dataclass
@@ -29,6 +48,48 @@ class TranslateOptions:
     overlap: float = 0.25
     sw_batch_size: int = 4
     quiet: bool = True
+    method: str = "model"            #: model | linear | histogram
+    #: inputs outside the training domain: by default the input is returned unchanged (with a warning);
+    #: ``force`` applies the model anyway, ``strict`` refuses (DomainError)
+    force: bool = False
+    strict: bool = False
+    site: str | None = None          #: the input's anatomical site, checked against the model's training sites
+    guard: bool = True               #: check the input against the training domain
+
+
+def domain_report(volume: Volume, model: TranslationModel, site: str | None = None) -> DomainReport | None:
+    """Distance of ``volume`` (best at the model's voxel size) to the model's training domain; None if unrecorded."""
+    if model.domain is None:
+        return None
+    try:
+        profile = volume_profile(volume)
+    except ValueError:
+        return DomainReport(float("inf"), model.domain.hu_limit, float("inf"), model.domain.tv_limit, 0.0,
+                            (0.0, 0.0), ["no body found in it (nothing above -500 HU)"])
+    return check_domain(profile, model.domain, site)
+
+
+def _guard(work: Volume, model: TranslationModel, opts: TranslateOptions) -> DomainReport | None:
+    report = domain_report(work, model, opts.site)
+    if report is None:
+        if not opts.quiet:
+            print(f"note: {model.source.name} records no training domain; the domain guard is off", file=sys.stderr)
+        return None
+    if report.outside:
+        text = f"the input is outside the model's training domain: {report.message()}"
+        if opts.strict:
+            raise DomainError(f"{text}; refused (--strict)")
+        then = ("The model is applied anyway (--force): compare with --method histogram" if opts.force else
+                "The output is the input, unchanged (--force applies the model anyway, --strict refuses)")
+        print(f"medgan WARNING: {text}. {then}", file=sys.stderr)
+    return report
+
+
+def _finish(arr: np.ndarray, orient: Reorientation, original: Volume, modality: str) -> Volume:
+    """A result on the canonical grid, put back exactly onto the input's stored grid."""
+    out = from_orientation(arr.astype(np.float32), orient, original, modality=modality)
+    out.meta.pop("path", None)
+    return out
 
 
 def translate(volume: Volume | str | Path, model: TranslationModel | str | Path | None = None,
@@ -39,8 +100,12 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
     Returns a float32 HU volume on the input's exact grid (size, spacing, origin,
     direction), clipped to the model's HU preset.  With ``qa_map=True`` also
     returns the smoothed cycle-consistency error |G_BA(G_AB(x)) - x| in HU.
+    The domain check's result is in the output's ``meta["domain"]`` (None if the
+    model records no domain).
     """
     opts = options or TranslateOptions()
+    if opts.method not in METHODS:
+        raise InputError(f"unknown translate method {opts.method!r}; choose from {', '.join(METHODS)}")
     if not isinstance(volume, Volume):
         volume = read_volume(volume, series_uid=series_uid)
     if not isinstance(model, TranslationModel):
@@ -50,44 +115,67 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
     if orient.slicing_changed and not opts.quiet:
         print(f"input stored {orient.source}: translating on axial slices ({orient.target}, the model's "
               f"orientation) and writing back in {orient.source}", file=sys.stderr)
+    lo, hi = model.preset.lo, model.preset.hi
+    if opts.method != "model":
+        if qa_map:
+            raise ModelError("the QA map is the model's cycle error: it needs --method model")
+        cal = model.calibration(opts.method)
+        return _finish(np.clip(cal(volume.array), lo, hi), orient, original,
+                       f"CT (CBCT, {opts.method} HU calibration)")
     if qa_map and model.g_ba is None:
         raise ModelError(f"{model.source} is a paired (pix2pix) model: it has no B->A generator, so there is "
                          "no cycle-consistency QA map; drop --qa-map")
     device = resolve_device(opts.device, quiet=opts.quiet)
     model.to(device)
+    m = model.config.model
     patch = opts.patch_size or (model.config.data.patch_size if model.spatial_dims == 3 else None)
     kw = dict(preset=model.preset, spatial_dims=model.spatial_dims, device=device, batch_size=opts.batch_size,
               patch_size=patch, overlap=opts.overlap, sw_batch_size=opts.sw_batch_size,
-              amp=opts.amp and device.type == "cuda")
+              amp=opts.amp and device.type == "cuda", context_slices=m.context_slices)
     work = volume
     if needs_resampling(volume, model.config.data.spacing):
         # the network sees voxels of the size it was trained on; results go back onto the input grid
-        work = resample_to_spacing(volume, model.config.data.spacing, default=model.preset.lo)
+        work = resample_to_spacing(volume, model.config.data.spacing, default=lo)
         if not opts.quiet:
             fmt = lambda s: " x ".join(f"{v:.3g}" for v in s)  # noqa: E731
-            print(f"resampling {fmt(volume.spacing)} mm -> model spacing {fmt(work.spacing)} mm and back",
+            what = " (the correction only; the input keeps its resolution)" if m.output == "correction" else ""
+            print(f"resampling {fmt(volume.spacing)} mm -> model spacing {fmt(work.spacing)} mm and back{what}",
                   file=sys.stderr)
+    report = _guard(work, model, opts) if opts.guard else None
+    cal_in = model.input_calibration()
     hu = np.asarray(work.array, dtype=np.float32)
+    net_in = cal_in(hu) if cal_in is not None else hu
     pbar = bar(total=hu.shape[0] * (2 if qa_map else 1), desc="translate", unit="slice", quiet=opts.quiet)
     kw["progress"] = pbar.update
     with torch.inference_mode():
-        sct = run_generator(model.g_ab, hu, **kw)
-    qa = None
-    if qa_map:
-        with torch.inference_mode():
-            rec = run_generator(model.g_ba, sct, **kw)
-        err = np.abs(rec - model.preset.denormalize(model.preset.normalize(hu)))
-        qa = ndimage.gaussian_filter(err, sigma=1.0).astype(np.float32)
-    sct_vol = work.with_array(sct)
-    if work is not volume:
-        sct_vol = resample_like(sct_vol, volume, default=model.preset.lo)
-        sct_vol.array = np.clip(sct_vol.array, model.preset.lo, model.preset.hi)
-        qa = resample_like(work.with_array(qa), volume, default=0.0).array if qa is not None else None
+        if m.output == "correction":
+            corr = run_generator(model.g_ab, net_in, output="correction", **kw)
+            if model.spatial_dims == 2 and m.correction_sigma_mm > 0 and corr.shape[0] > 1:
+                # a 2D network low-passes in-plane; the same cut-off along z keeps slices consistent
+                corr = ndimage.gaussian_filter1d(corr, m.correction_sigma_mm / work.spacing[2], axis=0, mode="nearest")
+            sct_work = np.clip(net_in + corr, lo, hi)
+            if work is not volume:
+                corr = resample_like(work.with_array(corr), volume, default=0.0).array
+            native = np.asarray(volume.array, dtype=np.float32)
+            native = cal_in(native) if cal_in is not None else native
+            sct = np.clip(native + corr, lo, hi)
+        else:
+            sct_work = run_generator(model.g_ab, net_in, **kw)
+            sct = sct_work
+            if work is not volume:
+                sct = np.clip(resample_like(work.with_array(sct_work), volume, default=lo).array, lo, hi)
+        qa = None
+        if qa_map:
+            rec = run_generator(model.g_ba, sct_work, **kw)
+            err = np.abs(rec - model.preset.denormalize(model.preset.normalize(net_in)))
+            qa = ndimage.gaussian_filter(err, sigma=1.0).astype(np.float32)
+            if work is not volume:
+                qa = resample_like(work.with_array(qa), volume, default=0.0).array
     pbar.close()
-    out = from_orientation(sct_vol.array.astype(np.float32), orient, original, modality="CT (synthetic)")
-    out.meta.pop("path", None)
+    if report is not None and report.outside and not opts.force:
+        sct = np.asarray(volume.array, dtype=np.float32)          # never worse than the input
+    out = _finish(sct, orient, original, "CT (synthetic)")
+    out.meta["domain"] = dataclasses.asdict(report) if report is not None else None
     if qa is None:
         return out
-    qa_vol = from_orientation(qa.astype(np.float32), orient, original, modality="medgan QA map (cycle error, HU)")
-    qa_vol.meta.pop("path", None)
-    return out, qa_vol
+    return out, _finish(qa, orient, original, "medgan QA map (cycle error, HU)")

@@ -5,10 +5,13 @@
     python pipelines/cbct2ct/run.py --folds 5             # patient-level 5-fold cross-validation
 
 Prepare simulates a CBCT of every CT with RTK (``medgan simulate-cbct``'s code), splits
-*patients* into train / val / test (no patient in two splits), and arranges training as
+*patients* into train / val / test (no patient in two splits; several scans of one patient,
+e.g. two crops of one CT, are grouped: see ``--same-patient``), and arranges training as
 two unpaired domain folders.  By default the training patients are halved: CBCTs from
 one half, CTs from the other, so training never sees a CBCT next to its own CT.  The
-test split is evaluated against its true CTs with the untranslated CBCT as the baseline.
+test split is evaluated against its true CTs with three baseline rows: the untranslated
+CBCT and the model file's two global HU calibrations (``translate --method linear`` and
+``histogram``), beside the sCT.
 
 Every stage is restartable: prepared data is reused, training resumes from its last
 checkpoint, translated cases already on disk are kept (``--fresh`` starts over).
@@ -38,6 +41,16 @@ SHARED_CTS = {
 }
 
 
+#: scans of one patient among the shared CTs (../shared/data/README.md: two crops of one scan)
+SHARED_SAME_PATIENT = [("ts_aorta_ct", "ts_pulmonary_ct")]
+#: anatomical sites of the shared CTs and of the generated phantoms (recorded in the model's domain)
+SHARED_SITES = {"ts_example_ct": ["abdomen", "pelvis"], "ts_example_ct_dicom": ["thorax", "abdomen"],
+                "ts_aorta_ct": ["thorax", "abdomen"], "ts_pulmonary_ct": ["thorax"]}
+PHANTOM_SITES = ["abdomen"]
+#: the baselines every model is compared with, besides the untranslated CBCT (translate --method)
+BASELINES = ("linear", "histogram")
+
+
 def shared_data() -> Path:
     return Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
 
@@ -62,23 +75,76 @@ def collect_cts(ct_dir: Path | None, n_phantoms: int) -> dict[str, Path | tuple]
     return cases
 
 
-def split_patients(names: list[str], fractions=(0.6, 0.2, 0.2), test_cases=(), seed: int = 0) -> dict[str, list]:
-    """Patient-level split; ``test_cases`` are pinned to the test split."""
+def patient_groups(names: list[str], same_patient=()) -> dict[str, str]:
+    """case -> patient id.  ``same_patient``: groups of case names that are scans of one patient.
+
+    A case in no group is its own patient.  Groups are merged transitively, so (a, b) and (b, c)
+    make one patient of a, b and c; names not among ``names`` are ignored (e.g. absent data).
+    """
+    parent = {n: n for n in names}
+
+    def root(n):
+        while parent[n] != n:
+            n = parent[n]
+        return n
+
+    for group in same_patient:
+        present = [n for n in group if n in parent]
+        for other in present[1:]:
+            a, b = root(present[0]), root(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return {n: root(n) for n in names}
+
+
+def _expand(patients, groups: dict[str, str]) -> list[str]:
+    chosen = set(patients)
+    return sorted(n for n, g in groups.items() if g in chosen)
+
+
+def split_patients(names: list[str], fractions=(0.6, 0.2, 0.2), test_cases=(), seed: int = 0,
+                   groups: dict[str, str] | None = None) -> dict[str, list]:
+    """Patient-level split of case names; ``test_cases`` (and every case of their patients) are pinned to test.
+
+    ``groups`` (case -> patient, :func:`patient_groups`) keeps all cases of one patient in one split.
+    """
+    groups = groups or {n: n for n in names}
     rng = np.random.default_rng(seed)
     missing = [t for t in test_cases if t not in names]
     if missing:
         raise SystemExit(f"cbct2ct: --test-cases {', '.join(missing)} not among the CTs ({', '.join(names)})")
-    rest = [n for n in names if n not in test_cases]
+    patients = sorted(set(groups[n] for n in names))
+    pinned = sorted(set(groups[t] for t in test_cases))
+    rest = [p for p in patients if p not in pinned]
     rest = [rest[i] for i in rng.permutation(len(rest))]
-    n = len(names)
-    n_test = max(len(test_cases), round(fractions[2] * n), 1)
+    n = len(patients)
+    n_test = max(len(pinned), round(fractions[2] * n), 1)
     n_val = round(fractions[1] * n) if fractions[1] > 0 else 0
-    test = list(test_cases) + rest[: n_test - len(test_cases)]
-    rest = rest[n_test - len(test_cases):]
+    test = pinned + rest[: n_test - len(pinned)]
+    rest = rest[n_test - len(pinned):]
     val, train = rest[:n_val], rest[n_val:]
     if len(train) < 2:
         raise SystemExit(f"cbct2ct: only {len(train)} training patient(s) left after the split; add CTs or phantoms")
-    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+    return {"train": _expand(train, groups), "val": _expand(val, groups), "test": _expand(test, groups)}
+
+
+def patient_level_folds(names: list[str], k: int, groups: dict[str, str] | None = None,
+                        seed: int = 0) -> list[list[str]]:
+    """``k`` test folds of case names; all cases of one patient fall in the same fold."""
+    from medgan.evaluation.statistics import patient_folds
+
+    groups = groups or {n: n for n in names}
+    return [_expand(fold, groups) for fold in patient_folds([groups[n] for n in names], k, seed=seed)]
+
+
+def training_domains(train: list[str], groups: dict[str, str], same_patients: bool) -> tuple[list[str], list[str]]:
+    """(CBCT cases, CT cases) for training: disjoint *patients* unless ``same_patients``."""
+    if same_patients:
+        return list(train), list(train)
+    # alternate patients, so that each domain mixes the kinds of patient (sites, sources) the cohort has
+    first_case = {p: min(n for n in train if groups.get(n, n) == p) for p in set(groups.get(n, n) for n in train)}
+    patients = sorted(first_case, key=first_case.get)
+    return _expand(patients[0::2], groups), _expand(patients[1::2], groups)
 
 
 def simulated_pair(cache: Path, name: str, src, preset: str, seed: int):
@@ -102,16 +168,14 @@ def simulated_pair(cache: Path, name: str, src, preset: str, seed: int):
 
 
 def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bool, seed: int,
-            cache: Path | None = None) -> Path:
+            cache: Path | None = None, groups: dict[str, str] | None = None) -> Path:
     """Simulate CBCTs and write the unpaired layout under ``work/data``; returns that folder."""
     from medgan.io import write_volume
     from medgan.utils.progress import bar
 
     data = work / "data"
-    train = split["train"]
-    # alternate, so that each domain mixes the kinds of patient (sites, sources) the cohort has
-    domain_a = train if same_patients else train[0::2]          # CBCTs of these patients ...
-    domain_b = train if same_patients else train[1::2]          # ... CTs of these (disjoint by default)
+    groups = groups or {n: n for n in cases}
+    domain_a, domain_b = training_domains(split["train"], groups, same_patients)   # CBCTs of these, CTs of those
     done = data / "split.json"
     if done.exists():
         old = json.loads(done.read_text())
@@ -134,16 +198,20 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
         for vol, folder in out:
             write_volume(vol, folder / f"{name}.nii.gz", dtype="int16")
     meta = {"split": split, "domain_a": domain_a, "domain_b": domain_b, "cbct_preset": preset,
+            "patients": {n: groups[n] for n in sorted(cases)},
             "sources": {k: (str(v) if not isinstance(v, tuple) else f"phantom seed {v[1]}") for k, v in cases.items()}}
     (data / "split.json").write_text(json.dumps(meta, indent=2))
     return data
 
 
-def train(work: Path, data: Path, config: Path, overrides: list[str], has_val: bool, quiet: bool) -> Path:
+def train(work: Path, data: Path, config: Path, overrides: list[str], has_val: bool, quiet: bool,
+          sites: list[str] = ()) -> Path:
     from medgan.config import load_config
     from medgan.engine.trainer import train as run_training
 
     paths = [f"data.train_a={data / 'train' / 'A'}", f"data.train_b={data / 'train' / 'B'}"]
+    if sites:
+        paths.append(f"data.sites=[{','.join(sites)}]")
     if has_val:
         paths += [f"data.val_a={data / 'val' / 'A'}", f"data.val_b={data / 'val' / 'B'}"]
     else:
@@ -156,35 +224,91 @@ def train(work: Path, data: Path, config: Path, overrides: list[str], has_val: b
 
 
 def translate_test(work: Path, data: Path, model: Path, quiet: bool) -> Path:
+    """The test CBCTs through the model (``sct/``, with QA maps in ``qa/``) and through the model file's
+    global HU calibrations (``linear/``, ``histogram/``): the same ``translate`` with ``method=``."""
+    from medgan.inference.model import load_model
     from medgan.inference.translate import TranslateOptions, translate
     from medgan.io import read_volume, write_volume
 
-    out = work / "sct"
+    net = load_model(model)
     for case in sorted((data / "test" / "CBCT").iterdir()):
-        dst = out / case.name
-        if not dst.exists():
-            write_volume(translate(read_volume(case), model, TranslateOptions(quiet=quiet)), dst, dtype="int16",
-                         inputs=[case], series_description="medgan synthetic CT")
-    return out
+        cbct = None
+        for method, folder in (("model", "sct"), *((b, b) for b in BASELINES)):
+            dst = work / folder / case.name
+            if dst.exists():
+                continue
+            cbct = cbct or read_volume(case)
+            opts = TranslateOptions(quiet=quiet, method=method)
+            if method == "model" and net.g_ba is not None:
+                sct, qa = translate(cbct, net, opts, qa_map=True)
+                write_volume(qa, work / "qa" / case.name, inputs=[case])
+            else:
+                sct = translate(cbct, net, opts)
+            write_volume(sct, dst, dtype="int16", inputs=[case],
+                         series_description="medgan synthetic CT" if method == "model" else f"CBCT, {method} HU calibration")
+    return work / "sct"
+
+
+def evaluate_with_baselines(name: str, sct, ct, cbct, baselines: dict, qa=None):
+    """One case's rows in report order: CBCT, each baseline (label -> volume/path), sCT.
+
+    Uses ``medgan.evaluation.evaluate_case`` for every row (same mask: the CT's body); with a QA
+    map, also its Spearman correlation with |sCT - CT| (``res.qa_spearman``, else None).
+    """
+    from medgan.evaluation.evaluate import evaluate_case
+
+    res = evaluate_case(sct, ct, input=cbct, case=name)
+    res.relabel("sCT", "CBCT")
+    rows, vols = {"CBCT": res.rows["CBCT"]}, {"CBCT": res.volumes["CBCT"]}
+    for label, pred in baselines.items():
+        b = evaluate_case(pred, res.volumes["target"], mask=None, case=name)
+        rows[label], vols[label] = b.rows["prediction"], b.volumes["prediction"]
+    rows["sCT"], vols["sCT"] = res.rows["sCT"], res.volumes["sCT"]
+    vols["target"] = res.volumes["target"]
+    res.rows, res.volumes = rows, vols
+    res.qa_spearman = None
+    if qa is not None:
+        from medgan.inference.qa import qa_map_correlation
+        from medgan.io import Volume, read_volume
+
+        qa = qa if isinstance(qa, Volume) else read_volume(qa)
+        res.qa_spearman = qa_map_correlation(qa, vols["sCT"], vols["target"], res.mask)
+    return res
+
+
+def print_rows(results, out=None) -> None:
+    """The markdown table of every case's rows (CBCT, baselines, sCT)."""
+    print("| held-out case | image | HU MAE | mean error | PSNR (dB) | SSIM |", file=out)
+    print("| --- | --- | --- | --- | --- | --- |", file=out)
+    for res in results:
+        for label, m in res.rows.items():
+            print(f"| {res.case} | {label} | {m['mae']:.1f} | {m['me']:+.1f} | {m['psnr']:.2f} | {m['ssim']:.3f} |",
+                  file=out)
 
 
 def evaluate(work: Path, data: Path, sct: Path, quiet: bool):
     from medgan.cli.evaluate import print_summary
-    from medgan.evaluation.evaluate import evaluate_folders, summary_table
+    from medgan.evaluation.evaluate import summary_table
     from medgan.evaluation.report import case_report, write_tables
+    from medgan.io.formats import strip_suffix
 
     report = work / "report"
-
-    def on_case(res):
-        res.relabel("sCT", "CBCT")
-        case_report(report / f"{res.case}.png", res)
-
-    results, failures = evaluate_folders(sct, data / "test" / "CT", input_dir=data / "test" / "CBCT", on_case=on_case)
-    if failures:
-        raise SystemExit(f"cbct2ct: evaluation failed for {failures}")
+    results = []
+    for case in sorted((data / "test" / "CBCT").iterdir()):
+        name = strip_suffix(case.name)
+        qa = work / "qa" / case.name
+        res = evaluate_with_baselines(name, sct / case.name, data / "test" / "CT" / case.name, case,
+                                      {b: work / b / case.name for b in BASELINES}, qa if qa.exists() else None)
+        case_report(report / f"{name}.png", res)
+        res.volumes, res.mask = {}, None
+        results.append(res)
     summary = summary_table(results)
-    write_tables(report, results, summary)
+    qa_rho = {r.case: r.qa_spearman for r in results if r.qa_spearman is not None}
+    write_tables(report, results, summary, extra={"qa_map_spearman": qa_rho} if qa_rho else None)
+    print_rows(results)
     print_summary(summary, len(results), "sCT", "CBCT")
+    for case, rho in qa_rho.items():
+        print(f"QA map vs |sCT - CT| (Spearman, body): {case} {rho:.2f}")
     print(f"report: {report}")
     return results
 
@@ -204,13 +328,20 @@ def dose(work: Path, data: Path, sct: Path) -> list[dict]:
 # --- end dose
 
 
-def run_once(args, work: Path, cases: dict, split: dict):
+def case_sites(names, cases: dict) -> list[str]:
+    sites = set()
+    for n in names:
+        sites.update(PHANTOM_SITES if isinstance(cases[n], tuple) else SHARED_SITES.get(n, []))
+    return sorted(sites)
+
+
+def run_once(args, work: Path, cases: dict, split: dict, groups: dict[str, str]):
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    data = prepare(work, cases, split, args.preset, args.same_patients, args.seed, args.work / "simulated")
+    data = prepare(work, cases, split, args.preset, args.same_patients, args.seed, args.work / "simulated", groups)
     print(f"split (by patient): train {split['train']} | val {split['val']} | test {split['test']}")
     if "train" in args.stages:
-        train(work, data, args.config, args.set, bool(split["val"]), args.quiet)
+        train(work, data, args.config, args.set, bool(split["val"]), args.quiet, case_sites(split["train"], cases))
     model = work / "run" / "model.safetensors"
     if "translate" in args.stages:
         translate_test(work, data, model, args.quiet)
@@ -230,10 +361,13 @@ def main(argv=None) -> int:
     p.add_argument("--phantoms", type=int, default=None,
                    help="generated phantom patients to add (default: 6 without --ct-dir, else 0)")
     p.add_argument("-w", "--work", type=Path, default=REPO / "runs" / "cbct2ct", help="work folder")
-    p.add_argument("-c", "--config", type=Path, default=REPO / "configs" / "cbct2ct_cpu.yaml")
+    p.add_argument("-c", "--config", type=Path, default=REPO / "configs" / "cbct2ct_correction_cpu.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     p.add_argument("--preset", default="pelvis", help="CBCT simulation preset (head, pelvis, ideal)")
     p.add_argument("--test-cases", nargs="*", default=[], help="patients pinned to the test split")
+    p.add_argument("--same-patient", action="append", default=[], metavar="CASE,CASE[,...]",
+                   help="cases that are scans of one patient, kept in one split (repeatable; the two crops of the "
+                        "shared contrast CT are always grouped)")
     p.add_argument("--folds", type=int, default=0, help="patient-level k-fold cross-validation instead of one split")
     p.add_argument("--same-patients", action="store_true",
                    help="use every training patient in both domains (still unpaired sampling)")
@@ -251,22 +385,25 @@ def main(argv=None) -> int:
     n_ph = args.phantoms if args.phantoms is not None else (0 if args.ct_dir else 6)
     cases = collect_cts(args.ct_dir, n_ph)
     names = sorted(cases)
+    same = [tuple(g.split(",")) for g in args.same_patient] + ([] if args.ct_dir else SHARED_SAME_PATIENT)
+    groups = patient_groups(names, same)
     if args.folds:
-        from medgan.evaluation.statistics import patient_folds, summarize
+        from medgan.evaluation.statistics import summarize
 
-        folds = patient_folds(names, args.folds, seed=args.seed)
+        folds = patient_level_folds(names, args.folds, groups, seed=args.seed)
         per_case = []
         for k, test in enumerate(folds):
             split = {"train": sorted(n for n in names if n not in test), "val": [], "test": sorted(test)}
-            per_case += run_once(args, args.work / f"fold{k}", cases, split)
-        print(f"\n{args.folds}-fold cross-validation over {len(per_case)} held-out patients "
+            per_case += run_once(args, args.work / f"fold{k}", cases, split, groups)
+        n_pat = len(set(groups[r.case] for r in per_case if r.case in groups))
+        print(f"\n{args.folds}-fold cross-validation over {len(per_case)} held-out cases of {n_pat} patients "
               "(mean ± std [bootstrap 95% CI]):")
-        for label in ("CBCT", "sCT"):
+        for label in ("CBCT", *BASELINES, "sCT"):
             st = summarize([r.rows[label]["mae"] for r in per_case])
-            print(f"  {label:<5} MAE {st['mean']:.1f} ± {st['std']:.1f} [{st['ci_low']:.1f}, {st['ci_high']:.1f}] HU")
+            print(f"  {label:<9} MAE {st['mean']:.1f} ± {st['std']:.1f} [{st['ci_low']:.1f}, {st['ci_high']:.1f}] HU")
         return 0
-    split = split_patients(names, test_cases=args.test_cases, seed=args.seed)
-    run_once(args, args.work, cases, split)
+    split = split_patients(names, test_cases=args.test_cases, seed=args.seed, groups=groups)
+    run_once(args, args.work, cases, split, groups)
     return 0
 
 

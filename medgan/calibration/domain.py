@@ -1,0 +1,166 @@
+"""The training domain of a model, and how far a new input is from it.
+
+A model only knows the kind of image it was trained on.  Its file records, for the
+training inputs (domain A): voxel sizes, body extents, the body-HU quantile function
+of each volume, and the anatomical sites.  :func:`check_domain` compares a new input:
+
+* **HU distribution**, twice, each against the *nearest* training volume (a cohort that mixes
+  sites has no meaningful mean patient):
+  - the mean absolute difference of the body-HU quantile functions (the 1-D Wasserstein-1
+    distance, in HU); limit: 1.5 x the largest nearest-neighbour distance among the training
+    volumes (leave-one-out), at least 60 HU;
+  - the total-variation distance of the body-HU histograms (50 HU bins; 0 = same, 1 = disjoint);
+    limit: 1.5 x the largest leave-one-out nearest-neighbour distance, at least 0.15.
+  A volume as unusual as the most unusual training volume passes; a uniform QA phantom, whose
+  histogram is one narrow peak, does not.
+* **Body size**: the body's in-plane width must lie within 0.8 x .. 1.25 x the
+  training range (cropped training CTs widen that range).
+* **Site**: when the caller names the input's site, it must be a training site.
+
+Any failed check is a reason; the caller warns (or, strict, refuses).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from medgan.calibration.hu_map import QUANTILE_LEVELS, body_quantiles
+from medgan.data.body_mask import body_mask
+from medgan.errors import ModelError
+from medgan.io import Volume
+
+HIST_EDGES = tuple(float(e) for e in np.arange(-1000.0, 2001.0, 50.0))
+MIN_HU_LIMIT = 60.0
+MIN_TV_LIMIT = 0.15
+LIMIT_FACTOR = 1.5
+WIDTH_RANGE = (0.8, 1.25)
+
+
+def volume_profile(volume: Volume, mask: np.ndarray | None = None) -> dict:
+    """Spacing (x, y, z mm), body extent (x, y, z mm), body-HU quantiles and histogram of one volume."""
+    hu = np.asarray(volume.array)
+    m = body_mask(hu) if mask is None else np.asarray(mask, bool)
+    if not m.any():
+        raise ValueError("no body in the volume (nothing above -500 HU)")
+    extent = []
+    for axis in range(3):                                           # array axes z, y, x
+        idx = np.flatnonzero(m.any(axis=tuple(a for a in range(3) if a != axis)))
+        extent.append(float((idx[-1] - idx[0] + 1) * volume.spacing[2 - axis]))
+    hist, _ = np.histogram(hu[m], bins=HIST_EDGES)
+    return {"spacing": [float(s) for s in volume.spacing], "extent_mm": extent[::-1],
+            "quantiles": body_quantiles(hu, m).tolist(), "histogram": (hist / max(hist.sum(), 1)).round(6).tolist()}
+
+
+def _w1(q1, q2) -> float:
+    return float(np.mean(np.abs(np.asarray(q1, float) - np.asarray(q2, float))))
+
+
+def _tv(h1, h2) -> float:
+    return float(0.5 * np.sum(np.abs(np.asarray(h1, float) - np.asarray(h2, float))))
+
+
+def _nearest(x, cases, dist) -> float:
+    return min((dist(x, c) for c in cases), default=float("inf"))
+
+
+def _loo_limit(cases, dist, floor: float) -> float:
+    """``LIMIT_FACTOR`` x the largest leave-one-out nearest-neighbour distance among ``cases``, at least ``floor``."""
+    if len(cases) < 2:
+        return floor
+    nn = [_nearest(c, cases[:i] + cases[i + 1:], dist) for i, c in enumerate(cases)]
+    return max(floor, LIMIT_FACTOR * max(nn))
+
+
+@dataclasses.dataclass
+class DomainProfile:
+    """Summary of a model's training inputs (JSON-able; stored in the model file)."""
+
+    spacings: list[list[float]]
+    extents_mm: list[list[float]]
+    quantiles: list[float]                    #: mean body-HU quantile function at ``levels``
+    histogram: list[float]                    #: mean normalised body-HU histogram over ``hist_edges``
+    case_quantiles: list[list[float]]         #: each training volume's body-HU quantile function
+    case_histograms: list[list[float]]        #: each training volume's normalised body-HU histogram
+    sites: list[str] = dataclasses.field(default_factory=list)
+    levels: list[float] = dataclasses.field(default_factory=lambda: list(QUANTILE_LEVELS))
+    hist_edges: list[float] = dataclasses.field(default_factory=lambda: list(HIST_EDGES))
+
+    @property
+    def hu_limit(self) -> float:
+        return _loo_limit(self.case_quantiles, _w1, MIN_HU_LIMIT)
+
+    @property
+    def tv_limit(self) -> float:
+        return _loo_limit(self.case_histograms, _tv, MIN_TV_LIMIT)
+
+    @property
+    def widths_mm(self) -> list[float]:
+        return [max(e[0], e[1]) for e in self.extents_mm]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DomainProfile":
+        try:
+            out = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
+            if not out.case_quantiles or len(out.case_quantiles) != len(out.case_histograms):
+                raise TypeError("no per-volume quantiles/histograms")
+            return out
+        except TypeError as exc:
+            raise ModelError(f"corrupt training-domain record in the model file ({exc})") from None
+
+
+def profile_volumes(profiles: Sequence[dict], sites: Sequence[str] = ()) -> DomainProfile:
+    """The domain of a set of :func:`volume_profile` results."""
+    if not profiles:
+        raise ValueError("need at least one volume to profile a domain")
+    return DomainProfile(
+        spacings=[p["spacing"] for p in profiles], extents_mm=[p["extent_mm"] for p in profiles],
+        quantiles=np.mean([p["quantiles"] for p in profiles], axis=0).round(2).tolist(),
+        histogram=np.mean([p["histogram"] for p in profiles], axis=0).round(6).tolist(),
+        case_quantiles=[np.round(p["quantiles"], 2).tolist() for p in profiles],
+        case_histograms=[np.round(p["histogram"], 6).tolist() for p in profiles], sites=sorted(set(sites)))
+
+
+@dataclasses.dataclass
+class DomainReport:
+    #: W1 distance of the input's body-HU quantiles to the nearest training volume's
+    hu_distance: float
+    hu_limit: float
+    #: total variation of its body-HU histogram to the nearest training volume's
+    tv_distance: float
+    tv_limit: float
+    width_mm: float
+    width_range_mm: tuple[float, float]
+    reasons: list[str]
+
+    @property
+    def outside(self) -> bool:
+        return bool(self.reasons)
+
+    def message(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def check_domain(profile: dict, domain: DomainProfile, site: str | None = None) -> DomainReport:
+    """Compare an input's :func:`volume_profile` with the training ``domain``."""
+    reasons = []
+    d = _nearest(profile["quantiles"], domain.case_quantiles, _w1)
+    if d > domain.hu_limit:
+        reasons.append(f"its body HU distribution is {d:.0f} HU (Wasserstein-1) from the nearest training input's "
+                       f"(limit {domain.hu_limit:.0f} HU)")
+    tv = _nearest(profile["histogram"], domain.case_histograms, _tv)
+    if tv > domain.tv_limit:
+        reasons.append(f"its body HU histogram differs by {tv:.2f} (total variation) from the nearest training "
+                       f"input's (limit {domain.tv_limit:.2f})")
+    width = max(profile["extent_mm"][0], profile["extent_mm"][1])
+    lo, hi = min(domain.widths_mm) * WIDTH_RANGE[0], max(domain.widths_mm) * WIDTH_RANGE[1]
+    if not lo <= width <= hi:
+        reasons.append(f"its body is {width:.0f} mm wide, the training bodies {min(domain.widths_mm):.0f}-"
+                       f"{max(domain.widths_mm):.0f} mm")
+    if site is not None and domain.sites and site not in domain.sites:
+        reasons.append(f"site {site!r} is not a training site ({', '.join(domain.sites)})")
+    return DomainReport(d, domain.hu_limit, tv, domain.tv_limit, width, (lo, hi), reasons)
