@@ -133,7 +133,7 @@ def stage_train(out: Path, work: Path, smoke: bool) -> dict:
     res["cycle_first"], res["cycle_last"] = float(rows[0]["cycle"]), float(rows[-1]["cycle"])
     res["losses_finite"] = all(math.isfinite(float(r[k])) for r in rows for k in ("g_total", "d_a", "d_b", "cycle")
                                if r.get(k) not in (None, ""))
-    res["metrics_csv"] = (run_dir / "metrics.csv").read_text()
+    res["metrics_csv"] = (run_dir / "metrics.csv").read_text(encoding="utf-8")
     model_file = run_dir / "model.safetensors"
     res["model_file"] = str(model_file) if model_file.exists() else None
     if m.device.type == "cuda":

@@ -52,7 +52,7 @@ def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path, cap
     assert code == 0
     out = capsys.readouterr()
     assert "skipping unmatched name(s): lonely" in out.err
-    meta = json.loads((work / "data" / "split.json").read_text())
+    meta = json.loads((work / "data" / "split.json").read_text(encoding="utf-8"))
     assert meta["split"]["test"] == ["pat3"] and "pat3" not in meta["domain_a"] + meta["domain_b"]
     reg = work / "registered"
     from medgan.io import read_volume
@@ -61,7 +61,7 @@ def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path, cap
     assert read_volume(reg / "ct" / "pat3.nii.gz").same_grid(cbct) and read_volume(reg / "fov" / "pat3.nii.gz").same_grid(cbct)
     assert (reg / "ct" / "pat3_qa.png").exists()
     for protocol, struct in (("synthrad2023", "ssim"), ("synthrad2025", "ms_ssim")):
-        doc = json.loads((work / f"report_{protocol}" / "metrics.json").read_text())
+        doc = json.loads((work / f"report_{protocol}" / "metrics.json").read_text(encoding="utf-8"))
         assert doc["protocol"] == protocol and doc["mask"] == "body(CT) ∩ FOV(given)"
         assert set(doc["summary"]) == {"CBCT", "sCT"} and struct in doc["summary"]["sCT"]
         assert "sCT - CBCT" in doc["paired"]

@@ -140,7 +140,7 @@ def test_report_files_read_back(runs, tmp_path):
     rows = list(csv.DictReader(paths["csv"].open()))
     assert [r["image"] for r in rows] == ["same", "plus50"]
     assert float(rows[1]["range_shift_mean_mm"]) == pytest.approx(res.row("proton", "plus50")["range_shift_mean_mm"])
-    doc = json.loads(paths["json"].read_text())
+    doc = json.loads(paths["json"].read_text(encoding="utf-8"))
     assert doc["rows"][1]["gamma_2pct_2mm"] == pytest.approx(res.row("proton", "plus50")["gamma_2pct_2mm"])
     assert doc["structures"]["PTV"]["voxels"] == int(res.structures["PTV"][1].sum())
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -64,7 +64,7 @@ def test_validation_writes_metrics_and_samples(domains, tmp_path):
     cfg = tiny_cfg(domains, f"data.val_a={domains / 'VA'}", f"data.val_b={domains / 'VB'}", "optim.steps=4",
                    "train.val_every=4", "train.checkpoint_every=4")
     Trainer(cfg, tmp_path / "v", quiet=True).fit()
-    rows = (tmp_path / "v" / "validation.csv").read_text().splitlines()
+    rows = (tmp_path / "v" / "validation.csv").read_text(encoding="utf-8").splitlines()
     assert rows[0].startswith("step,case,mae_input,mae,ssim") and len(rows) == 2
     assert float(rows[1].split(",")[2]) == 0.0  # identical pair: the untranslated input has MAE 0
     assert (tmp_path / "v" / "samples" / "step_0000004.png").stat().st_size > 1000
@@ -100,7 +100,7 @@ def test_resume_equals_uninterrupted(domains, tmp_path):
     a = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = ckpt.load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     _states_equal(a["rng"], b["rng"])
-    steps = [int(r.split(",")[0]) for r in (tmp_path / "resumed" / "metrics.csv").read_text().splitlines()[1:]]
+    steps = [int(r.split(",")[0]) for r in (tmp_path / "resumed" / "metrics.csv").read_text(encoding="utf-8").splitlines()[1:]]
     assert steps == sorted(set(steps))  # no duplicated log rows after the resume
 
 
@@ -148,7 +148,7 @@ def _ddp_worker(rank, world, port, cfg_dict, batches, out):
 
 def test_ddp_gloo_matches_single_process(tmp_path):
     cfg = config_from_dict(apply_overrides(
-        __import__("yaml").safe_load(TINY.read_text()), ["optim.pool_size=0", "optim.batch_size=4"]))
+        __import__("yaml").safe_load(TINY.read_text(encoding="utf-8")), ["optim.pool_size=0", "optim.batch_size=4"]))
     g = torch.Generator().manual_seed(1)
     batches = [{"A": torch.rand(4, 1, 32, 32, generator=g) * 2 - 1, "B": torch.rand(4, 1, 32, 32, generator=g) * 2 - 1}
                for _ in range(3)]

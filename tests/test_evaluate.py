@@ -139,10 +139,10 @@ def test_evaluate_cli_folders_baseline_reports_and_a_missing_case(tmp_path, run_
                              "--input-label", "CBCT", "-q")
     assert code == 1 and "orphan: FAILED: no target named orphan" in err
     assert "CBCT MAE 100.0 HU -> sCT MAE 20.0 HU" in out
-    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
     assert doc["summary"]["sCT"]["mae"]["n"] == 2 and doc["summary"]["sCT"]["mae"]["mean"] == pytest.approx(20.0)
     assert doc["summary"]["sCT"]["mae"]["std"] == pytest.approx(np.std([10, 30], ddof=1), abs=1e-3)
-    rows = (tmp_path / "rep" / "metrics.csv").read_text().splitlines()
+    rows = (tmp_path / "rep" / "metrics.csv").read_text(encoding="utf-8").splitlines()
     assert rows[0].startswith("case,patient,image,protocol,mask,mae,me,psnr,ssim") and len(rows) == 5
     import matplotlib.image as mpimg
 
@@ -215,5 +215,5 @@ def test_fid_needs_user_weights_and_never_unpickles(tmp_path, run_cli):
                              "-o", tmp_path / "rep", "--no-figures")
     assert code == 0, err
     assert "FID" in out and "KID" in out
-    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
     assert doc["distribution"]["slices"] == [6, 6] and doc["distribution"]["fid"] > 0

@@ -130,7 +130,7 @@ def test_evaluate_cli_compare_patients_paired_and_protocol(tmp_path, run_cli):
     assert "protocol synthrad2025; mask body(CT) ∩ FOV(input)" in out
     assert "4 case(s) of 3 patient(s)" in out and "t-interval" in out
     assert "sCT - CBCT" in out and "sCT - linear" in out and "p=" in out
-    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
     assert doc["protocol"] == "synthrad2025" and doc["n_patients"] == 3
     assert list(doc["summary"]) == ["CBCT", "linear", "sCT"]
     sct = doc["summary"]["sCT"]["mae"]
@@ -140,7 +140,7 @@ def test_evaluate_cli_compare_patients_paired_and_protocol(tmp_path, run_cli):
     assert pair["n"] == 3 and pair["mean_diff"] == pytest.approx((15 + 30 + 12) / 3 - 100.0)
     assert pair["wilcoxon_p"] == pytest.approx(0.25)          # 3 patients, all better: 2 / 2^3
     assert doc["paired"]["sCT - linear"]["mae"]["mean_diff"] == pytest.approx((15 + 30 + 12) / 3 - 50.0)
-    header = (tmp_path / "rep" / "metrics.csv").read_text().splitlines()[0]
+    header = (tmp_path / "rep" / "metrics.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header == "case,patient,image,protocol,mask,mae,me,psnr,ms_ssim,mae_air,mae_soft_tissue,mae_bone"
     # a bad --compare and a pattern that does not match are one-line errors
     code, _, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--target", tmp_path / "ct", "--compare", "x")
@@ -228,5 +228,5 @@ def test_seg_model_dice_shows_erased_anatomy_and_model_files_are_checked(tmp_pat
                              "--seg-model", path, "-o", tmp_path / "rep", "--no-figures")
     assert code == 0, err
     assert "organs" in out and "bone" in out
-    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
     assert doc["cases"][0]["organs"]["prediction"]["bone"]["dice"] < 0.2

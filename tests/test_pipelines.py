@@ -76,11 +76,11 @@ def test_cbct2ct_pipeline_on_a_users_folder(tmp_path, capsys):
     code = _cbct2ct_on_phantoms(tmp_path / "my_cts", work, [f"pat{i}" for i in range(4)], 50, (6, 48, 48), 3,
                                 "--test-cases", "pat3")
     assert code == 0
-    meta = json.loads((work / "data" / "split.json").read_text())
+    meta = json.loads((work / "data" / "split.json").read_text(encoding="utf-8"))
     s = meta["split"]
     assert s["test"] == ["pat3"] and not set(s["train"]) & set(s["val"] + s["test"])
     assert not set(meta["domain_a"]) & set(meta["domain_b"])            # no CBCT next to its own CT
-    report = json.loads((work / "report" / "metrics.json").read_text())
+    report = json.loads((work / "report" / "metrics.json").read_text(encoding="utf-8"))
     assert [c["case"] for c in report["cases"]] == ["pat3"]
     assert list(report["summary"]) == ["CBCT", "linear", "histogram", "sCT"]       # the baselines are rows, always
     assert report["summary"]["CBCT"]["mae"]["mean"] > 0
@@ -93,7 +93,7 @@ def test_segmentation_study_runs_end_to_end(tmp_path):
     run = _load("pipelines/segmentation_augmentation/run.py", "seg_run")
     study = sys.modules["study"]
     assert run.main(["--size", "tiny", "-w", str(tmp_path), "-q"]) == 0
-    doc = json.loads((tmp_path / "results.json").read_text())
+    doc = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert set(doc["summary"]) == {"a", "b", "c"} and not set(doc["train"]) & set(doc["test"])
     for arm in "abc":
         for organ in study.ORGANS:
@@ -110,7 +110,7 @@ def test_segmentation_study_runs_end_to_end(tmp_path):
     del doc["translation"]
     (tmp_path / "results.json").write_text(json.dumps(doc))
     assert run.main(["--report-only", "-w", str(tmp_path), "-q"]) == 0
-    rebuilt = json.loads((tmp_path / "results.json").read_text())["translation"]
+    rebuilt = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["translation"]
     assert rebuilt["mean"]["mae_synthetic"] == pytest.approx(tr["mean"]["mae_synthetic"], rel=1e-4)
 
 
@@ -125,7 +125,7 @@ def test_cbct2ct_k_fold_holds_out_every_patient_once(tmp_path, capsys):
     assert _cbct2ct_on_phantoms(tmp_path / "cts", work, ["p0", "p1", "p2"], 70, (4, 40, 40), 2, "--folds", "3") == 0
     held_out = []
     for k in range(3):
-        split = json.loads((work / f"fold{k}" / "data" / "split.json").read_text())["split"]
+        split = json.loads((work / f"fold{k}" / "data" / "split.json").read_text(encoding="utf-8"))["split"]
         assert not set(split["train"]) & set(split["test"])
         held_out += split["test"]
     assert sorted(held_out) == ["p0", "p1", "p2"]
@@ -159,7 +159,7 @@ def test_segmentation_report_only_rebuilds_from_csv(tmp_path, capsys):
     (tmp_path / "results.json").write_text(json.dumps({"size": "cpu", "hardware": "test"}))
     capsys.readouterr()
     assert run.main(["--report-only", "-w", str(tmp_path)]) == 0
-    doc = json.loads((tmp_path / "results.json").read_text())
+    doc = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert doc["size"] == "cpu" and doc["summary"]["b"]["liver"]["mean"] == pytest.approx(0.7333333, abs=1e-6)
     assert doc["vs_a"]["b"]["liver"]["diff"] == pytest.approx(0.1333333, abs=1e-6)
     assert doc["vs_a"]["b"]["liver"]["better"] == 3
@@ -220,7 +220,7 @@ def test_segmentation_study_runs_on_a_users_folders(tmp_path):
             write_volume(simulate_contrast(ct, lab, seed=9)[0], cohort / "contrast" / f"case{i}.nii.gz")
     work = tmp_path / "work"
     assert run.main(["--size", "tiny", "--data", str(cohort), "-w", str(work), "-q"]) == 0
-    doc = json.loads((work / "results.json").read_text())
+    doc = json.loads((work / "results.json").read_text(encoding="utf-8"))
     assert sorted(doc["train"] + doc["test"]) == [f"case{i}" for i in range(5)]
     assert set(doc["translation"]["cases"]) == set(doc["test"])
     # a CT without its label map is refused by name

@@ -133,7 +133,7 @@ def test_dicom_chest_onto_its_own_simulated_cbct_end_to_end(shared_data, tmp_pat
     # the CBCT was simulated on the CT's grid, so the truth is the identity: the registered CT is the CT
     body = body_mask(ct.array) & (fov.array > 0)
     assert np.abs(moved.array.astype(float) - ct.array)[body].mean() < 25.0
-    qa = json.loads((tmp_path / "ct_on_cbct_qa.json").read_text())
+    qa = json.loads((tmp_path / "ct_on_cbct_qa.json").read_text(encoding="utf-8"))
     assert qa["body_dice_in_fov"] > 0.95 and qa["jacobian_min"] > 0 and not qa["folding"]
     import matplotlib.image as mpimg
 

@@ -111,7 +111,7 @@ def test_dicom_output_never_deletes_foreign_files(tmp_path, vol, run_cli):
     one_line(*run_cli("convert", "-i", src, "-o", dest, "-ot", "dicom")[::2], "not empty", "--overwrite")
     one_line(*run_cli("convert", "-i", src, "-o", dest, "-ot", "dicom", "--overwrite")[::2],
              "did not write", "notes.txt")
-    assert sorted(p.name for p in dest.iterdir()) == ["notes.txt"] and (dest / "notes.txt").read_text() == "x"
+    assert sorted(p.name for p in dest.iterdir()) == ["notes.txt"] and (dest / "notes.txt").read_text(encoding="utf-8") == "x"
 
 
 def test_overwrite_replaces_only_medgans_own_series(tmp_path, vol, run_cli):
@@ -253,7 +253,7 @@ def test_fresh_run_refuses_another_runs_logs_and_clears_temporaries(tmp_path, vo
         args += ["--set", s]
     one_line(*run_cli(*args)[::2], "another run's logs", "metrics.csv")
     one_line(*run_cli(*args, "--resume")[::2], "nothing to resume")
-    assert (run / "metrics.csv").read_text().count("\n") == 3           # untouched
+    assert (run / "metrics.csv").read_text(encoding="utf-8").count("\n") == 3           # untouched
     os.remove(run / "metrics.csv")
     stale = [run / "checkpoints" / ".last.pt.tmp-1a2b3c4d", run / ".loss_curves.tmp-0f0e0d0c.png",
              run / ".model.safetensors.tmp-deadbeef.safetensors"]
@@ -265,7 +265,7 @@ def test_fresh_run_refuses_another_runs_logs_and_clears_temporaries(tmp_path, vo
     from medgan.engine.trainer import Trainer
 
     Trainer(load_config(REPO / "configs" / "tiny_cpu.yaml", sets + ["optim.steps=1"]), run, quiet=True).close()
-    assert not any(p.exists() for p in stale) and keep.read_text() == "mine"
+    assert not any(p.exists() for p in stale) and keep.read_text(encoding="utf-8") == "mine"
 
 
 # ---------------------------------------------------------------------------- 7. orientation

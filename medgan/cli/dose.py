@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
                                                           "only value(s) V, e.g. seg.nii.gz:21)")
     tg.add_argument("--target-sphere", metavar="X,Y,Z,R", help="spherical target: centre (patient mm) and radius")
     p.add_argument("--oar", metavar="LABEL[:V,...]", help="OAR label file on the CT grid; each value is one OAR")
-    p.add_argument("--modality", choices=("photon", "proton", "both"), default="photon")
+    p.add_argument("--modality", choices=("photon", "proton", "both"), default="photon",
+                   help="plan and recompute photon IMRT, proton, or both (default: photon)")
     p.add_argument("--site", choices=("pelvis", "abdomen", "brain"), default="pelvis",
                    help="site defaults for prescription and beam angles (default: pelvis)")
     p.add_argument("--prescription", type=float, metavar="GY", help="dose per fraction (default: the site's)")

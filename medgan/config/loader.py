@@ -142,7 +142,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     data = apply_overrides(data, overrides)

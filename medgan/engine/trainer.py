@@ -68,14 +68,6 @@ class Trainer:
         self.ckpt_path = self.run_dir / "checkpoints" / "last.pt"
         ckpt.seed_everything(cfg.train.seed)  # same seed, same initial weights on every rank
         self.model = build_model(cfg, self.device, distributed=self.dist.enabled)
-        # unpaired HU calibrations (baselines, and the input calibration of a correction model) and the
-        # training-domain profile, from the training folders: deterministic, so a resumed run refits the same
-        from medgan.calibration import HUCalibration, fit_training_domain
-
-        self.training_domain = fit_training_domain(self.paths_a, self.paths_b, cfg.data.spacing, cfg.data.sites,
-                                                   quiet=quiet or not self.dist.is_main)
-        kind = cfg.model.input_calibration
-        self.hu_map_a = HUCalibration.from_dict(self.training_domain["calibration"][kind]) if kind != "none" else None
         self.alarms = TrainingAlarms(cfg.train.alarm_patience) if cfg.train.alarms else None
         self.tb = None
         if resume:
@@ -85,6 +77,15 @@ class Trainer:
                               "or choose another output folder")
         else:
             check_fresh_run_dir(self.run_dir)     # another run's logs (killed before its first checkpoint)
+        # after the run folder is checked: unpaired HU calibrations (baselines, and the input calibration of a
+        # correction model) and the training-domain profile, from the training folders: deterministic, so a
+        # resumed run refits the same
+        from medgan.calibration import HUCalibration, fit_training_domain
+
+        self.training_domain = fit_training_domain(self.paths_a, self.paths_b, cfg.data.spacing, cfg.data.sites,
+                                                   quiet=quiet or not self.dist.is_main)
+        kind = cfg.model.input_calibration
+        self.hu_map_a = HUCalibration.from_dict(self.training_domain["calibration"][kind]) if kind != "none" else None
         if self.dist.is_main:
             remove_stale_temporaries(self.run_dir)  # half-written files of a killed run
         if self.dist.is_main:

@@ -178,7 +178,7 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
     domain_a, domain_b = training_domains(split["train"], groups, same_patients)   # CBCTs of these, CTs of those
     done = data / "split.json"
     if done.exists():
-        old = json.loads(done.read_text())
+        old = json.loads(done.read_text(encoding="utf-8"))
         if (old["split"], old["domain_a"], old["domain_b"], old["cbct_preset"]) == (split, domain_a, domain_b, preset):
             print(f"prepare: reusing {data}")
             return data
@@ -371,7 +371,9 @@ def main(argv=None) -> int:
     p.add_argument("--folds", type=int, default=0, help="patient-level k-fold cross-validation instead of one split")
     p.add_argument("--same-patients", action="store_true",
                    help="use every training patient in both domains (still unpaired sampling)")
-    p.add_argument("--stages", default="prepare,train,translate,evaluate,dose")
+    p.add_argument("--stages", default="prepare,train,translate,evaluate",
+                   help="comma-separated stages (default: prepare,train,translate,evaluate); add 'dose' for photon and "
+                        "proton dose on each held-out CT (medgan[dose], several minutes per case)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="delete the work folder first")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -132,7 +132,7 @@ def report_only(args, size: study.StudySize) -> int:
     if not results.is_file():
         print(f"segmentation study: {results} not found; run the study first", file=sys.stderr)
         return 2
-    old = json.loads((work / "results.json").read_text()) if (work / "results.json").is_file() else {}
+    old = json.loads((work / "results.json").read_text(encoding="utf-8")) if (work / "results.json").is_file() else {}
     meta = {k: old[k] for k in ("size", "config", "train", "test", "hardware", "seconds", "torch", "translation")
             if k in old}
     model = work / "cyclegan" / "model.safetensors"
