@@ -183,44 +183,41 @@ def run_catphan(data: Path) -> dict:
     return {k: {kk: v[kk] for kk in keep if kk in v} for k, v in out.items()}
 
 
-def run_speed() -> dict:
-    """A 512x512x150 CT (example_ct resampled to 0.98 x 0.98 x 2 mm) in a fresh process: time and peak memory."""
+def run_speed(data: Path, projections: int) -> dict:
+    """A 512x512x150 CT (example_ct resampled to 0.71 x 0.71 x 2.24 mm), pelvis preset with ``projections``
+    projections, in a fresh process: wall and CPU time, peak memory and the load around it."""
     code = (
-        "import time, resource, json, SimpleITK as sitk\n"
-        "from medgan.io import read_volume, Volume\n"
+        "import dataclasses, json, os, resource, time, SimpleITK as sitk\n"
+        "from medgan.io import Volume, read_volume\n"
         "from medgan.simulation.cbct import CBCT_PRESETS, simulate_cbct\n"
-        f"ct = read_volume({str(DATA / 'totalsegmentator' / 'example_ct.nii.gz')!r})\n"
-        "img = ct.to_sitk()\n"
-        "big = sitk.Resample(img, [512, 512, 150], sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), "
-        "(366 / 512, 366 / 512, 336 / 150), img.GetDirection(), -1000.0, sitk.sitkFloat32)\n"
-        "vol = Volume.from_sitk(big)\n"
         "import itk\nfrom itk import RTK\n"
-        "t0 = time.perf_counter(); simulate_cbct(vol, CBCT_PRESETS['varian-obi-pelvis'], seed=0)\n"
-        "print(json.dumps(dict(time_s=time.perf_counter() - t0, "
-        "peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)))\n"
+        f"ct = read_volume({str(data / 'totalsegmentator' / 'example_ct.nii.gz')!r}).to_sitk()\n"
+        "big = sitk.Resample(ct, [512, 512, 150], sitk.Transform(), sitk.sitkLinear, ct.GetOrigin(), "
+        "(366 / 512, 366 / 512, 336 / 150), ct.GetDirection(), -1000.0, sitk.sitkFloat32)\n"
+        f"params = dataclasses.replace(CBCT_PRESETS['varian-obi-pelvis'], n_projections={int(projections)})\n"
+        "load = os.getloadavg()[0]; t0 = time.perf_counter(); c0 = time.process_time()\n"
+        "simulate_cbct(Volume.from_sitk(big), params, seed=0)\n"
+        f"print(json.dumps(dict(projections={int(projections)}, time_s=time.perf_counter() - t0, "
+        "cpu_s=time.process_time() - c0, peak_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, "
+        "load_before=load, load_after=os.getloadavg()[0])))\n"
     )
-    t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    out["process_s"] = time.perf_counter() - t0
     print(f"512x512x150: {out}", flush=True)
     return out
 
 
-DATA = REPO.parent / "shared" / "data"
-
-
 def main() -> None:
-    global DATA
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("MEDGAN_SAMPLE_DATA", DATA)))
+    ap.add_argument("--data", type=Path,
+                    default=Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data")))
     ap.add_argument("--out", type=Path, default=REPO / "docs")
     ap.add_argument("--presets", nargs="+", default=["varian-obi-pelvis", "varian-obi-thorax"])
     ap.add_argument("--skip-catphan", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-projections", action="store_true")
+    ap.add_argument("--speed-projections", type=int, nargs="+", default=[330, 655])
     args = ap.parse_args()
-    DATA = args.data
     print(f"{datetime.date.today()}, {platform.machine()} {platform.processor()}, {os.cpu_count()} cores, "
           f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
     print("| CT | preset | MAE | mean error | MAE after best linear map (share) | cupping edge-centre | SPR | soft-tissue error SD | time (s) |")
@@ -234,7 +231,7 @@ def main() -> None:
         results["catphan"] = run_catphan(args.data)
         print(json.dumps(results["catphan"], indent=1, default=str))
     if not args.skip_speed:
-        results["speed_512x512x150"] = run_speed()
+        results["speed_512x512x150"] = [run_speed(args.data, n) for n in args.speed_projections]
     path = args.out / "figures" / "cbct_simulation_results.json"
     path.write_text(json.dumps(results, indent=1, default=str))
     print(f"wrote {path}; peak memory of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")

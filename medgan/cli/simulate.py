@@ -78,7 +78,7 @@ def _params_with_overrides(base, overrides):
             raise InputError(f"--set {item}: '{value}' is not a valid {kind.__name__}") from None
     if changes and "water_calibration" in {f.name for f in dataclasses.fields(base)}:
         # a changed protocol needs its own HU calibration (measured on the fly, then cached)
-        calibration_free = {"mas", "seed", "ring_gain_sd", "breathing_amplitude_mm", "breathing_period_s", "lag",
+        calibration_free = {"mas", "ring_gain_sd", "breathing_amplitude_mm", "breathing_period_s", "lag",
                             "electronic_noise", "working_max_size", "n_projections", "name"}
         if set(changes) - calibration_free:
             changes["water_calibration"] = None

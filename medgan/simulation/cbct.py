@@ -51,7 +51,7 @@ TRUNCATION_CORRECTION = 0.5
 SCATTER_KERNEL = ((30.0, 0.5), (100.0, 0.5))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(unsafe_hash=True)  # hashable: the HU calibration is cached per protocol
 class CBCTParams:
     """A scanner protocol: geometry, beam, detector and reconstruction.
 
@@ -516,10 +516,6 @@ def _water_calibration_cached(params: CBCTParams) -> tuple[float, float]:
     return float(mid[:, air].mean()), float(mid[:, water].mean())
 
 
-# dataclasses with eq=True are unhashable; the calibration cache keys on the parameter values
-CBCTParams.__hash__ = lambda self: hash(dataclasses.astuple(self))  # type: ignore[assignment]
-
-
 def simulate_cbct(ct: Volume, params: CBCTParams | str | None = None, seed: int | None = 0, progress=None,
                   stats: dict | None = None) -> Volume:
     """Simulate a CBCT of ``ct`` (HU) and return it on the CT's exact grid (float32 HU).
@@ -567,7 +563,6 @@ def simulate_cbct(ct: Volume, params: CBCTParams | str | None = None, seed: int 
     on_ct = sitk.Resample(rec_img, ct_img, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
     out = ct.with_array(sitk.GetArrayFromImage(on_ct), modality="CBCT (simulated)")
     out.meta.pop("path", None)
-    out.meta["cbct_fov_radius_mm"] = fov
     return out
 
 
