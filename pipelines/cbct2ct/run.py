@@ -147,13 +147,36 @@ def training_domains(train: list[str], groups: dict[str, str], same_patients: bo
     return _expand(patients[0::2], groups), _expand(patients[1::2], groups)
 
 
-def simulated_pair(cache: Path, name: str, src, preset: str, seed: int):
-    """(CT, simulated CBCT) of one patient, cached so that folds and re-runs simulate each CT once."""
+def scanner(preset: str, projections: int | None = None):
+    """The simulation parameters of ``preset`` (optionally with another number of projections)."""
+    import dataclasses
+
+    from medgan.simulation.cbct import CBCT_PRESETS
+
+    if preset not in CBCT_PRESETS:
+        raise SystemExit(f"cbct2ct: unknown --preset {preset!r} (choose from {', '.join(sorted(CBCT_PRESETS))})")
+    params = CBCT_PRESETS[preset]
+    return dataclasses.replace(params, n_projections=projections) if projections else params
+
+
+def scanner_key(params) -> str:
+    """A short digest of every simulation parameter: a cached CBCT is reused only for identical physics."""
+    import hashlib
+
+    return f"{params.name}-{hashlib.sha256(repr(params).encode()).hexdigest()[:8]}"
+
+
+def simulated_pair(cache: Path, name: str, src, params, seed: int):
+    """(CT, simulated CBCT) of one patient, cached so that folds and re-runs simulate each CT once.
+
+    ``params``: the scanner (:func:`scanner`); the cache file name carries its digest, so a changed
+    simulation or preset never reuses an old CBCT.
+    """
     from medgan.io import read_volume, write_volume
-    from medgan.simulation.cbct import CBCT_PRESETS, simulate_cbct
+    from medgan.simulation.cbct import simulate_cbct
     from medgan.simulation.phantom import make_phantom
 
-    ct_path, cbct_path = cache / f"{name}_ct.nii.gz", cache / f"{name}_cbct_{preset}.nii.gz"
+    ct_path, cbct_path = cache / f"{name}_ct.nii.gz", cache / f"{name}_cbct_{scanner_key(params)}.nii.gz"
     if ct_path.exists() and cbct_path.exists():
         return read_volume(ct_path), read_volume(cbct_path)
     if isinstance(src, tuple):
@@ -161,14 +184,14 @@ def simulated_pair(cache: Path, name: str, src, preset: str, seed: int):
     else:
         ct = read_volume(src)
     ct = ct.with_array(np.clip(ct.array, -1024, 3071).astype(np.int16))
-    cbct = simulate_cbct(ct, CBCT_PRESETS[preset], seed=seed)
+    cbct = simulate_cbct(ct, params, seed=seed)
     write_volume(ct, ct_path, dtype="int16")
     write_volume(cbct, cbct_path, dtype="int16")
     return ct, cbct
 
 
 def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bool, seed: int,
-            cache: Path | None = None, groups: dict[str, str] | None = None) -> Path:
+            cache: Path | None = None, groups: dict[str, str] | None = None, projections: int | None = None) -> Path:
     """Simulate CBCTs and write the unpaired layout under ``work/data``; returns that folder."""
     from medgan.io import write_volume
     from medgan.utils.progress import bar
@@ -176,16 +199,18 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
     data = work / "data"
     groups = groups or {n: n for n in cases}
     domain_a, domain_b = training_domains(split["train"], groups, same_patients)   # CBCTs of these, CTs of those
+    params = scanner(preset, projections)
+    key = scanner_key(params)
     done = data / "split.json"
     if done.exists():
         old = json.loads(done.read_text(encoding="utf-8"))
-        if (old["split"], old["domain_a"], old["domain_b"], old["cbct_preset"]) == (split, domain_a, domain_b, preset):
+        if (old["split"], old["domain_a"], old["domain_b"], old.get("cbct_scanner")) == (split, domain_a, domain_b, key):
             print(f"prepare: reusing {data}")
             return data
     if data.exists():
         shutil.rmtree(data)
     for i, name in enumerate(bar(sorted(cases), desc="prepare (RTK CBCT simulation)", unit="CT")):
-        ct, cbct = simulated_pair(cache or work / "simulated", name, cases[name], preset, seed + i)
+        ct, cbct = simulated_pair(cache or work / "simulated", name, cases[name], params, seed + i)
         out = []
         if name in domain_a:
             out.append((cbct, data / "train" / "A"))
@@ -198,6 +223,7 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
         for vol, folder in out:
             write_volume(vol, folder / f"{name}.nii.gz", dtype="int16")
     meta = {"split": split, "domain_a": domain_a, "domain_b": domain_b, "cbct_preset": preset,
+            "cbct_scanner": key, "cbct_projections": params.n_projections,
             "patients": {n: groups[n] for n in sorted(cases)},
             "sources": {k: (str(v) if not isinstance(v, tuple) else f"phantom seed {v[1]}") for k, v in cases.items()}}
     (data / "split.json").write_text(json.dumps(meta, indent=2))
@@ -338,7 +364,8 @@ def case_sites(names, cases: dict) -> list[str]:
 def run_once(args, work: Path, cases: dict, split: dict, groups: dict[str, str]):
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    data = prepare(work, cases, split, args.preset, args.same_patients, args.seed, args.work / "simulated", groups)
+    data = prepare(work, cases, split, args.preset, args.same_patients, args.seed, args.work / "simulated", groups,
+                   args.projections)
     print(f"split (by patient): train {split['train']} | val {split['val']} | test {split['test']}")
     if "train" in args.stages:
         train(work, data, args.config, args.set, bool(split["val"]), args.quiet, case_sites(split["train"], cases))
@@ -363,7 +390,11 @@ def main(argv=None) -> int:
     p.add_argument("-w", "--work", type=Path, default=REPO / "runs" / "cbct2ct", help="work folder")
     p.add_argument("-c", "--config", type=Path, default=REPO / "configs" / "cbct2ct_correction_cpu.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
-    p.add_argument("--preset", default="pelvis", help="CBCT simulation preset (head, pelvis, ideal)")
+    p.add_argument("--preset", default="varian-obi-pelvis",
+                   help="CBCT simulation preset (medgan simulate-cbct --help lists them; default varian-obi-pelvis)")
+    p.add_argument("--projections", type=int, default=None,
+                   help="projections per scan (default: the preset's; 330 instead of 655 changes the MAE by 0.1 HU, "
+                        "docs/data.md, at half the time)")
     p.add_argument("--test-cases", nargs="*", default=[], help="patients pinned to the test split")
     p.add_argument("--same-patient", action="append", default=[], metavar="CASE,CASE[,...]",
                    help="cases that are scans of one patient, kept in one split (repeatable; the two crops of the "
