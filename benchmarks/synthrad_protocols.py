@@ -3,10 +3,12 @@
     python benchmarks/synthrad_protocols.py [-o runs/synthrad_protocols]
 
 The held-out cases of ``pipelines/demo.py`` (phantom05 and, with ../shared/data, the real example CT),
-their RTK-simulated CBCTs (pelvis preset, seeds 100 and 101, as the demo), translated by the starter
-model, evaluated against the true CT with each protocol (default mask: body(CT) ∩ FOV(CBCT)), the
-untranslated CBCT as the baseline row.  Also a truncated CBCT (truncation 0.5) of the real CT, to
-measure what the FOV mask changes.
+their RTK-simulated CBCTs (``varian-obi-pelvis`` preset, seeds 100 and 101, as the demo), translated by
+the model (default: the starter model) and by its two global HU calibrations (``--method linear`` and
+``histogram``), evaluated against the true CT with each protocol (default mask: body(CT) ∩ FOV(CBCT)),
+with the untranslated CBCT and the two calibrations as baseline rows.  Also a truncated CBCT of the real
+CT (the ``varian-obi-head`` preset, whose 26 cm field of view cuts the abdomen), to measure what the FOV
+mask changes.
 """
 from __future__ import annotations
 
@@ -21,11 +23,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+#: the model file's global HU calibrations, reported beside every model (translate --method)
+BASELINES = ("linear", "histogram")
 
 
 def main(argv=None) -> int:
-    import dataclasses
-
     from medgan.evaluation.evaluate import evaluate_case, paired_table, summary_table
     from medgan.evaluation.tables import format_summary
     from medgan.inference.model import load_model
@@ -36,6 +38,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-o", "--out", type=Path, default=REPO / "runs" / "synthrad_protocols")
+    p.add_argument("-m", "--model", type=Path, default=None, help="model file (default: the starter model)")
     args = p.parse_args(argv)
     sample = Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
     t0 = time.perf_counter()
@@ -43,23 +46,25 @@ def main(argv=None) -> int:
     real = sample / "totalsegmentator" / "example_ct.nii.gz"
     if real.exists():
         cases["ts_example_ct"] = read_volume(real)
-    model = load_model(None)
+    model = load_model(args.model)
     vols = {}
     for i, (name, ct) in enumerate(cases.items()):
         ct = ct.with_array(ct.array.clip(-1024, 3071).astype("int16"))
         d = args.out / name
         if (d / "cbct.nii.gz").exists():
-            cbct, sct = read_volume(d / "cbct.nii.gz"), read_volume(d / "sct.nii.gz")
+            cbct = read_volume(d / "cbct.nii.gz")
         else:
-            cbct = simulate_cbct(ct, CBCT_PRESETS["pelvis"], seed=100 + i)
-            sct = translate(cbct, model, TranslateOptions(device="cpu"))
+            cbct = simulate_cbct(ct, CBCT_PRESETS["varian-obi-pelvis"], seed=100 + i)
             write_volume(cbct, d / "cbct.nii.gz", dtype="int16")
-            write_volume(sct, d / "sct.nii.gz", dtype="int16")
-        vols[name] = (ct, cbct, sct)
+        out_vols = {}
+        for method in ("model", *BASELINES):      # translated now: the model may differ from the cached run's
+            out_vols[method] = translate(cbct, model, TranslateOptions(device="cpu", method=method, quiet=True))
+        vols[name] = (ct, cbct, out_vols)
     out = {}
     for protocol in ("synthrad2023", "synthrad2025"):
-        results = [evaluate_case(sct, ct, input=cbct, case=n, protocol=protocol).relabel("sCT", "CBCT")
-                   for n, (ct, cbct, sct) in vols.items()]
+        results = [evaluate_case(outs["model"], ct, input=cbct, case=n, protocol=protocol,
+                                 compare={b: outs[b] for b in BASELINES}).relabel("sCT", "CBCT")
+                   for n, (ct, cbct, outs) in vols.items()]
         for r in results:
             r.volumes, r.mask = {}, None
         summary, paired = summary_table(results), paired_table(results, "sCT")
@@ -71,7 +76,7 @@ def main(argv=None) -> int:
         if (d / "cbct_trunc.nii.gz").exists():
             trunc = read_volume(d / "cbct_trunc.nii.gz")
         else:
-            trunc = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["pelvis"], truncation=0.5), seed=101)
+            trunc = simulate_cbct(ct, CBCT_PRESETS["varian-obi-head"], seed=101)
             write_volume(trunc, d / "cbct_trunc.nii.gz", dtype="int16")
         fov = {}
         for mode in ("body", "body-fov"):

@@ -262,6 +262,26 @@ def test_domain_distances_are_to_the_nearest_training_volume():
     assert not check_domain(volume_profile(_body(seed=4, hu=45.0)), dom).outside
 
 
+def test_cropped_training_volumes_do_not_widen_the_body_width_range():
+    """A training crop (body cut by the in-plane border) has no measurable body width: it is left out of the
+    accepted width range, so a body narrower than every whole training body is still flagged."""
+    whole = [_body(shape=(6, 96, 96), radius_mm=140.0, seed=s) for s in range(2)]
+    crop = _body(shape=(6, 96, 96), radius_mm=140.0, seed=2)
+    crop = Volume(crop.array[:, 30:66, 30:66], crop.spacing, crop.origin, crop.direction)   # a 144 mm block
+    profiles = [volume_profile(v) for v in (*whole, crop)]
+    assert [p["cropped"] for p in profiles] == [False, False, True]
+    dom = profile_volumes(profiles, ["pelvis"])
+    widths = [max(p["extent_mm"][:2]) for p in profiles[:2]]
+    assert dom.widths_mm == pytest.approx(widths)
+    small = volume_profile(_body(shape=(6, 96, 96), radius_mm=80.0, seed=5))   # 200 mm: < 0.8 x the whole bodies
+    assert max(small["extent_mm"][:2]) < 0.8 * min(widths)
+    rep = check_domain(small, dom)
+    assert any("mm wide" in r for r in rep.reasons), rep.reasons
+    # the same check with the crop counted (old model files have no 'cropped' record) admits it
+    old = DomainProfile.from_dict({k: v for k, v in dom.to_dict().items() if k != "cropped"})
+    assert not any("mm wide" in r for r in check_domain(small, old).reasons)
+
+
 def test_old_model_files_without_calibration_still_load(tmp_path, run_cli):
     """Model files from before calibrations were recorded: model translation works, baselines say why not."""
     cfg = ExperimentConfig()

@@ -14,7 +14,9 @@ of each volume, and the anatomical sites.  :func:`check_domain` compares a new i
   A volume as unusual as the most unusual training volume passes; a uniform QA phantom, whose
   histogram is one narrow peak, does not.
 * **Body size**: the body's in-plane width must lie within 0.8 x .. 1.25 x the
-  training range (cropped training CTs widen that range).
+  training range.  Training volumes whose body touches the image's in-plane border (crops,
+  such as the 180 mm TotalSegmentator blocks) have no measurable width and are left out of
+  that range, so a crop cannot widen it to admit, e.g., a 200 mm QA phantom.
 * **Site**: when the caller names the input's site, it must be a training site.
 
 Any failed check is a reason; the caller warns (or, strict, refuses).
@@ -44,12 +46,14 @@ def volume_profile(volume: Volume, mask: np.ndarray | None = None) -> dict:
     m = body_mask(hu) if mask is None else np.asarray(mask, bool)
     if not m.any():
         raise ValueError("no body in the volume (nothing above -500 HU)")
-    extent = []
+    extent, touches = [], []
     for axis in range(3):                                           # array axes z, y, x
         idx = np.flatnonzero(m.any(axis=tuple(a for a in range(3) if a != axis)))
         extent.append(float((idx[-1] - idx[0] + 1) * volume.spacing[2 - axis]))
+        touches.append(bool(idx[0] == 0 or idx[-1] == m.shape[axis] - 1))
     hist, _ = np.histogram(hu[m], bins=HIST_EDGES)
     return {"spacing": [float(s) for s in volume.spacing], "extent_mm": extent[::-1],
+            "cropped": touches[1] or touches[2],                    # the body is cut by the in-plane border
             "quantiles": body_quantiles(hu, m).tolist(), "histogram": (hist / max(hist.sum(), 1)).round(6).tolist()}
 
 
@@ -84,6 +88,8 @@ class DomainProfile:
     case_quantiles: list[list[float]]         #: each training volume's body-HU quantile function
     case_histograms: list[list[float]]        #: each training volume's normalised body-HU histogram
     sites: list[str] = dataclasses.field(default_factory=list)
+    #: per training volume: its body touches the in-plane border (a crop: its width is not the body's)
+    cropped: list[bool] = dataclasses.field(default_factory=list)
     levels: list[float] = dataclasses.field(default_factory=lambda: list(QUANTILE_LEVELS))
     hist_edges: list[float] = dataclasses.field(default_factory=lambda: list(HIST_EDGES))
 
@@ -97,7 +103,10 @@ class DomainProfile:
 
     @property
     def widths_mm(self) -> list[float]:
-        return [max(e[0], e[1]) for e in self.extents_mm]
+        """In-plane body widths of the training volumes that are not crops (all of them if every one is)."""
+        widths = [max(e[0], e[1]) for e in self.extents_mm]
+        whole = [w for w, c in zip(widths, self.cropped or [False] * len(widths)) if not c]
+        return whole or widths
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -122,7 +131,8 @@ def profile_volumes(profiles: Sequence[dict], sites: Sequence[str] = ()) -> Doma
         quantiles=np.mean([p["quantiles"] for p in profiles], axis=0).round(2).tolist(),
         histogram=np.mean([p["histogram"] for p in profiles], axis=0).round(6).tolist(),
         case_quantiles=[np.round(p["quantiles"], 2).tolist() for p in profiles],
-        case_histograms=[np.round(p["histogram"], 6).tolist() for p in profiles], sites=sorted(set(sites)))
+        case_histograms=[np.round(p["histogram"], 6).tolist() for p in profiles], sites=sorted(set(sites)),
+        cropped=[bool(p.get("cropped", False)) for p in profiles])
 
 
 @dataclasses.dataclass
