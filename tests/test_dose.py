@@ -234,3 +234,99 @@ def test_auto_target_is_soft_tissue_inside_the_body():
     assert body[iz, iy, ix] and ct.array[iz, iy, ix] == 0.0
     # the whole sphere is inside the ellipse
     assert ((y - 120.0) / (SEMI[0] - r)) ** 2 + ((x - 160.0) / (SEMI[1] - r)) ** 2 <= 1.0
+
+
+# --------------------------------------------------------------------------- medgan evaluate --dose (folders)
+def _small_case(shift_hu: float) -> Volume:
+    """A smaller water ellipse (semi-axes 70 x 90 mm, 40 mm thick at 4 mm) + ``shift_hu`` inside the body."""
+    _, y, x = np.indices((10, 44, 56), dtype=float) * SP
+    body = ((y - 86.0) / 70.0) ** 2 + ((x - 110.0) / 90.0) ** 2 <= 1.0
+    return Volume(np.where(body, shift_hu, -1000.0).astype(np.float32), (SP, SP, SP), (0.0, 0.0, 0.0))
+
+
+@needs_dose
+@pytest.mark.slow
+def test_evaluate_dose_on_folders_joins_image_metrics(run_cli, tmp_path):
+    """Two cases matched by name: the exact copy gives 100 % gamma and no range shift, +50 HU shortens the range;
+    the image MAE joined to each dose row is the one computed by hand (|+50 HU| over the body)."""
+    for d in ("ct", "sct", "cbct"):
+        (tmp_path / d).mkdir()
+    # case a: sCT exact, CBCT +50 HU; case b: the other way round
+    for name, (sct, cbct) in {"a": (0.0, 50.0), "b": (50.0, 0.0)}.items():
+        write_volume(_small_case(0.0), tmp_path / "ct" / f"{name}.nii.gz")
+        write_volume(_small_case(sct), tmp_path / "sct" / f"{name}.nii.gz")
+        write_volume(_small_case(cbct), tmp_path / "cbct" / f"{name}.mha")  # matched by stem, any format
+    write_volume(_small_case(0.0), tmp_path / "sct" / "orphan.nii.gz")  # no CT of that name: a failed case
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "sct", "--target", tmp_path / "ct",
+                             "--input", tmp_path / "cbct", "--pred-label", "sCT", "--input-label", "CBCT",
+                             "--mask-mode", "body", "--dose", "--modality", "proton", "--proton-angles", "90,270",
+                             "--dose-grid", "4", "--gamma-subset", "0", "-o", tmp_path / "rep", "-q")
+    assert code == 1 and "orphan: FAILED: no target named orphan" in err  # the two real cases still ran
+    rows = list(csv.DictReader((tmp_path / "rep" / "dose.csv").open()))
+    assert sorted((r["case"], r["image"], r["modality"]) for r in rows) == [
+        ("a", "CBCT", "proton"), ("a", "sCT", "proton"), ("b", "CBCT", "proton"), ("b", "sCT", "proton")]
+    by = {(r["case"], r["image"]): r for r in rows}
+    for exact, shifted in ((("a", "sCT"), ("a", "CBCT")), (("b", "CBCT"), ("b", "sCT"))):
+        e, s = by[exact], by[shifted]
+        assert float(e["mae"]) == 0.0 and float(s["mae"]) == pytest.approx(50.0, abs=1e-3)  # joined image metrics
+        assert float(e["me"]) == 0.0 and float(s["me"]) == pytest.approx(50.0, abs=1e-3)
+        assert float(e["gamma_1pct_1mm"]) == 100.0 and abs(float(e["target_D98_diff"])) < 1e-4
+        assert abs(float(e["range_shift_mean_mm"])) < 1e-3
+        assert float(s["range_shift_mean_mm"]) < -1.0  # denser water stops the protons short
+        assert float(s["gamma_2pct_2mm"]) < 100.0
+    # the automatic target: one 25 mm sphere per case, inside the body
+    doc = json.loads((tmp_path / "rep" / "dose.json").read_text(encoding="utf-8"))
+    assert set(doc["cases"]) == {"a", "b"} and doc["options"]["modality"] == "proton"
+    for case in doc["cases"].values():
+        x, y, _, r = case["target_sphere_xyzr_mm"]
+        assert case["target_source"] == "automatic" and r == 25.0
+        assert ((y - 86.0) / (70.0 - r)) ** 2 + ((x - 110.0) / (90.0 - r)) ** 2 <= 1.0
+    # the summary over the two patients is the mean of the rows
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
+    st = metrics["dose"]["summary"]["proton"]["sCT"]["gamma_2pct_2mm"]
+    assert st["n"] == 2 and st["mean"] == pytest.approx(
+        np.mean([float(by[("a", "sCT")]["gamma_2pct_2mm"]), float(by[("b", "sCT")]["gamma_2pct_2mm"])]), abs=1e-5)
+    assert "dose (mean over 2 patient(s)" in out
+    assert (tmp_path / "rep" / "a_dose.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_dose_flags_need_dose(run_cli, tmp_path):
+    write_volume(_small_case(0.0), tmp_path / "t.nii.gz")
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz",
+                             "--modality", "proton", "--target-sphere", "110,86,20,10")
+    assert code == 1 and err.count("\n") == 1 and "--target-sphere, --modality only apply with --dose" in err
+
+
+def test_evaluate_dose_missing_extra_is_one_line(run_cli, tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "pyRadPlan" else real(n, *a))
+    write_volume(_small_case(0.0), tmp_path / "t.nii.gz")
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz",
+                             "--dose", "-o", tmp_path / "rep")
+    assert code == 1 and err.count("\n") == 1 and "medgan[dose]" in err and "Traceback" not in err
+    assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize("text, expected", [("90,270", (90.0, 270.0)), (" 0, 51.5 ", (0.0, 51.5)), (None, None)])
+def test_beam_angles_parse(text, expected):
+    from medgan.cli.common import parse_angles
+
+    assert parse_angles(text) == expected
+
+
+def test_dose_and_evaluate_share_one_set_of_dose_flags():
+    """The dose flags are registered once (medgan.cli.common) and read the same way by both commands."""
+    from medgan.cli.common import DOSE_DEFAULTS, dose_options
+    from medgan.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    flags = ["--modality", "both", "--site", "brain", "--prescription", "2.5", "--photon-angles", "0,120,240",
+             "--proton-angles", "90", "--dose-grid", "4", "--slab-margin", "-1", "--gamma-subset", "0",
+             "--target-sphere", "1,2,3,4"]
+    a = sub["dose"].parse_args(["--ct", "c", "--sct", "s", "-o", "o", *flags])
+    b = sub["evaluate"].parse_args(["--pred", "p", "--target", "t", "--dose", *flags])
+    for k in DOSE_DEFAULTS:
+        assert getattr(a, k) == getattr(b, k), k
+    oa, ob = dose_options(a), dose_options(b)
+    assert oa == ob and oa.proton_angles == (90.0,) and oa.slab_margin_mm is None and oa.gamma_subset is None
+    assert oa.angles("photon") == (0.0, 120.0, 240.0) and oa.rx == 2.5

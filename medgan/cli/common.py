@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medgan.errors import InputError
 from medgan.io.formats import OUTPUT_TYPES
 
 
@@ -50,3 +51,60 @@ def fraction(text: str) -> float:
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
     return value
+
+
+# --------------------------------------------------------------------------- dose (medgan dose, medgan evaluate --dose)
+#: the dose flags of :func:`add_target_sphere` / :func:`add_dose_options` and their defaults
+DOSE_DEFAULTS = {"target_sphere": None, "modality": "photon", "site": "pelvis", "prescription": None,
+                 "photon_angles": None, "proton_angles": None, "dose_grid": 3.0, "slab_margin": 60.0,
+                 "gamma_subset": 20000}
+
+
+def add_target_sphere(p, help: str = "spherical target: centre (patient mm) and radius") -> None:
+    p.add_argument("--target-sphere", metavar="X,Y,Z,R", help=help)
+
+
+def add_dose_options(p) -> None:
+    """The planning flags shared by ``medgan dose`` and ``medgan evaluate --dose`` (same names, same meaning)."""
+    d = DOSE_DEFAULTS
+    p.add_argument("--modality", choices=("photon", "proton", "both"), default=d["modality"],
+                   help="plan and recompute photon IMRT, proton, or both (default: photon)")
+    p.add_argument("--site", choices=("pelvis", "abdomen", "brain"), default=d["site"],
+                   help="site defaults for prescription and beam angles (default: pelvis)")
+    p.add_argument("--prescription", type=float, metavar="GY", help="dose per fraction (default: the site's)")
+    p.add_argument("--photon-angles", metavar="DEG,...", help="photon gantry angles (default: the site's)")
+    p.add_argument("--proton-angles", metavar="DEG,...", help="proton gantry angles (default: the site's)")
+    p.add_argument("--dose-grid", type=float, default=d["dose_grid"], metavar="MM",
+                   help="dose grid spacing (default: 3 mm)")
+    p.add_argument("--slab-margin", type=float, default=d["slab_margin"], metavar="MM",
+                   help="compute dose in the target's axial slab +- MM (default 60; -1: the whole CT)")
+    p.add_argument("--gamma-subset", type=int, default=d["gamma_subset"], metavar="N",
+                   help="evaluate gamma on a seeded random N of the voxels above 10%% (0: all; default 20000)")
+
+
+def parse_angles(text: str | None) -> tuple[float, ...] | None:
+    """``"90,270"`` -> ``(90.0, 270.0)``; None stays None (the site's default)."""
+    if text is None:
+        return None
+    try:
+        vals = tuple(float(a) for a in text.replace(" ", "").split(",") if a)
+    except ValueError:
+        raise InputError(f"beam angles {text!r}: expected comma-separated degrees, e.g. 90,270") from None
+    if not vals:
+        raise InputError("no beam angle given")
+    return vals
+
+
+def dose_options(args):
+    """:class:`medgan.dose.DoseOptions` from the flags of :func:`add_dose_options`."""
+    from medgan.dose.evaluate import DoseOptions
+
+    return DoseOptions(modality=args.modality, site=args.site, prescription_gy=args.prescription,
+                       photon_angles=parse_angles(args.photon_angles), proton_angles=parse_angles(args.proton_angles),
+                       dose_grid_mm=args.dose_grid, gamma_subset=args.gamma_subset or None,
+                       slab_margin_mm=None if args.slab_margin < 0 else args.slab_margin)
+
+
+def dose_flags_given(args) -> list[str]:
+    """The dose flags set to something other than their default (``evaluate`` refuses them without ``--dose``)."""
+    return ["--" + k.replace("_", "-") for k, v in DOSE_DEFAULTS.items() if getattr(args, k, v) != v]

@@ -5,19 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+from medgan.cli.common import add_dose_options, add_target_sphere, dose_options
 from medgan.errors import InputError
-
-
-def _angles(text: str | None):
-    if text is None:
-        return None
-    try:
-        vals = tuple(float(a) for a in text.replace(" ", "").split(",") if a)
-    except ValueError:
-        raise InputError(f"beam angles {text!r}: expected comma-separated degrees, e.g. 90,270") from None
-    if not vals:
-        raise InputError("no beam angle given")
-    return vals
 
 
 def add_parser(sub) -> None:
@@ -29,20 +18,9 @@ def add_parser(sub) -> None:
     tg = p.add_mutually_exclusive_group(required=True)
     tg.add_argument("--target", metavar="LABEL[:V]", help="target label file on the CT grid (non-zero voxels, or "
                                                           "only value(s) V, e.g. seg.nii.gz:21)")
-    tg.add_argument("--target-sphere", metavar="X,Y,Z,R", help="spherical target: centre (patient mm) and radius")
+    add_target_sphere(tg)
     p.add_argument("--oar", metavar="LABEL[:V,...]", help="OAR label file on the CT grid; each value is one OAR")
-    p.add_argument("--modality", choices=("photon", "proton", "both"), default="photon",
-                   help="plan and recompute photon IMRT, proton, or both (default: photon)")
-    p.add_argument("--site", choices=("pelvis", "abdomen", "brain"), default="pelvis",
-                   help="site defaults for prescription and beam angles (default: pelvis)")
-    p.add_argument("--prescription", type=float, metavar="GY", help="dose per fraction (default: the site's)")
-    p.add_argument("--photon-angles", metavar="DEG,...", help="photon gantry angles (default: the site's)")
-    p.add_argument("--proton-angles", metavar="DEG,...", help="proton gantry angles (default: the site's)")
-    p.add_argument("--dose-grid", type=float, default=3.0, metavar="MM", help="dose grid spacing (default: 3 mm)")
-    p.add_argument("--slab-margin", type=float, default=60.0, metavar="MM",
-                   help="compute dose in the target's axial slab +- MM (default 60; -1: the whole CT)")
-    p.add_argument("--gamma-subset", type=int, default=20000, metavar="N",
-                   help="evaluate gamma on a seeded random N of the voxels above 10%% (0: all; default 20000)")
+    add_dose_options(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder: dose.csv, dose.json, PNG")
     p.add_argument("--case", default=None, help="case name in tables (default: from the sCT file name)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -53,7 +31,7 @@ def run(args) -> int:
     from medgan.dose import backend
 
     backend.check_extra()  # the one-line error naming medgan[dose] before anything is read
-    from medgan.dose.evaluate import DoseOptions, oars_from_label, run_dose, summary_line
+    from medgan.dose.evaluate import oars_from_label, run_dose, summary_line
     from medgan.dose.report import write_report
     from medgan.dose.structures import parse_sphere
     from medgan.io import read_volume
@@ -66,10 +44,7 @@ def run(args) -> int:
             raise InputError(f"{what} {p} does not exist")
     out = Path(args.output)
     check_not_input(out, [p for p in paths.values() if p])
-    options = DoseOptions(modality=args.modality, site=args.site, prescription_gy=args.prescription,
-                          photon_angles=_angles(args.photon_angles), proton_angles=_angles(args.proton_angles),
-                          dose_grid_mm=args.dose_grid, gamma_subset=args.gamma_subset or None,
-                          slab_margin_mm=None if args.slab_margin < 0 else args.slab_margin)
+    options = dose_options(args)
     target = parse_sphere(args.target_sphere) if args.target_sphere else args.target
     ct = read_volume(args.ct)
     images = {"sCT": read_volume(args.sct)}

@@ -8,6 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from medgan.cli.common import (
+    add_dose_options,
+    add_target_sphere,
+    dose_flags_given,
+    dose_options,
+)
 from medgan.errors import InputError
 
 
@@ -40,6 +46,13 @@ def add_parser(sub) -> None:
     p.add_argument("--fid-weights", metavar="PATH", help="feature-extractor weights (.pth state dict or .safetensors)")
     p.add_argument("--fid-features", default="inception-v3", help="registered feature extractor (default: inception-v3)")
     p.add_argument("--no-figures", action="store_true", help="tables only, no PNG report")
+    g = p.add_argument_group("dose (--dose; needs medgan[dose], see docs/dose.md)")
+    g.add_argument("--dose", action="store_true",
+                   help="also plan on each target CT and recompute on every other image: gamma, DVH, SynthRAD dose "
+                        "scores, proton range; dose.csv joins them with the image metrics")
+    add_target_sphere(g, help="dose target: a sphere centre (patient mm) and radius, the same for every case "
+                              "(default: an automatic 25 mm soft-tissue sphere per case)")
+    add_dose_options(g)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
@@ -106,7 +119,12 @@ def print_summary(summary: dict, n_cases: int, pred_label: str, input_label: str
 
 def run(args) -> int:
     from medgan.cli.common import is_case_folder
-    from medgan.evaluation.evaluate import evaluate_case, evaluate_folders, paired_table, summary_table
+    from medgan.evaluation.evaluate import (
+        evaluate_case,
+        evaluate_folders,
+        paired_table,
+        summary_table,
+    )
     from medgan.evaluation.organs import load_seg_model, organ_summary
     from medgan.evaluation.report import case_report
     from medgan.evaluation.tables import write_tables
@@ -119,6 +137,17 @@ def run(args) -> int:
             raise InputError(f"{what} {p} does not exist")
     if args.mask_mode == "given" and not args.mask:
         raise InputError("--mask-mode given needs --mask")
+    given = dose_flags_given(args)
+    if given and not args.dose:
+        raise InputError(f"{', '.join(given)} only apply with --dose")
+    dose = None
+    if args.dose:
+        from medgan.dose.structures import parse_sphere
+        from medgan.evaluation.dose import CaseDose
+
+        say = None if args.quiet else (lambda s: print(f"  dose {s}", file=sys.stderr, flush=True))
+        dose = CaseDose(dose_options(args), parse_sphere(args.target_sphere) if args.target_sphere else None,
+                        args.output, figures=not args.no_figures, say=say)
     compare = parse_compare(args.compare)
     patient_of = patient_mapper(args.patients)
     seg_model = load_seg_model(args.seg_model) if args.seg_model else None
@@ -138,6 +167,8 @@ def run(args) -> int:
         if fid is not None:
             for key, vol in (("pred", res.volumes[args.pred_label]), ("target", res.volumes["target"])):
                 fid[key].append(dist.features(extractor, dist.slices_to_images(vol.array, side, max_slices=64)))
+        if dose is not None:
+            dose(res)
 
     common = dict(protocol=args.protocol, mask_mode=args.mask_mode, seg_model=seg_model)
     if not is_case_folder(pred):
@@ -170,11 +201,28 @@ def run(args) -> int:
         kid, kid_std = dist.kernel_inception_distance(fa, fb)
         extra["distribution"] = {"extractor": args.fid_features, "slices": [len(fa), len(fb)],
                                  "fid": dist.frechet_distance(fa, fb), "kid": kid, "kid_std": kid_std}
+    dose_rows = dose_sum = None
+    if dose is not None:
+        from medgan.evaluation.dose import (
+            dose_summary,
+            join_image_metrics,
+            write_dose_tables,
+        )
+
+        dose_rows = join_image_metrics(dose.rows, results)
+        dose_sum = dose_summary(dose_rows)
+        extra["dose"] = {"table": "dose.csv", "summary": dose_sum}
     if out_dir is not None:
         csv_path, _ = write_tables(out_dir, results, summary, paired, failures, extra, organs)
+        if dose is not None:
+            write_dose_tables(out_dir, dose_rows, dose, dose_sum)
     if results:
         print_summary(summary, len(results), args.pred_label, args.input_label, results=results, paired=paired,
                       organ_summary=organs)
+    if dose_rows:
+        from medgan.evaluation.dose import format_dose_summary
+
+        print(format_dose_summary(dose_sum))
     if "distribution" in extra:
         d = extra["distribution"]
         print(f"{args.pred_label} vs target slices ({d['extractor']}, {d['slices'][0]} vs {d['slices'][1]} slices): "
