@@ -87,6 +87,7 @@ _RULES = [
     ("loss.lambda_identity", lambda v: v >= 0, ">= 0"),
     ("loss.lambda_structure", lambda v: v >= 0, ">= 0"),
     ("loss.lambda_l1", lambda v: v >= 0, ">= 0"),
+    ("loss.lambda_adversarial", lambda v: v >= 0, ">= 0"),
     ("optim.lr_g", lambda v: 0 < v < 1, "> 0 (and < 1)"),
     ("optim.lr_d", lambda v: 0 < v < 1, "> 0 (and < 1)"),
     ("optim.beta1", lambda v: 0 <= v < 1, "in [0, 1)"),

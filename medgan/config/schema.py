@@ -59,6 +59,10 @@ class LossConfig:
     lambda_identity: float = 5.0            #: 0.5 x lambda_cycle, as in the reference CycleGAN
     lambda_structure: float = 0.0           #: gradient-correlation between input and translation
     lambda_l1: float = 100.0                #: paired mode: L1 to the registered target (pix2pix)
+    #: paired mode: weight of the generator's adversarial term (1 as in pix2pix).  0 trains a purely
+    #: supervised (L1) model: right for a low-passed correction, which cannot reproduce the CT's texture
+    #: that a discriminator would use to tell it apart (docs/training.md)
+    lambda_adversarial: float = 1.0
 
 
 @dataclasses.dataclass

@@ -55,7 +55,7 @@ class Pix2Pix(GANModel):
             fake_b = self.gen_fwd(real_a)
             loss_gan = self.adv(self.disc(real_a, self._noisy(fake_b, sigma)), True, False)
             loss_l1 = (fake_b.float() - real_b).abs().mean()
-            loss_g = loss_gan + L.lambda_l1 * loss_l1
+            loss_g = L.lambda_adversarial * loss_gan + L.lambda_l1 * loss_l1
             logs = {"g_adv": loss_gan, "l1": loss_l1}
             if L.lambda_structure > 0:
                 loss_struct = gradient_correlation_loss(real_a, fake_b)
