@@ -94,17 +94,37 @@ def test_segmentation_study_runs_end_to_end(tmp_path):
     study = sys.modules["study"]
     assert run.main(["--size", "tiny", "-w", str(tmp_path), "-q"]) == 0
     doc = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
-    assert set(doc["summary"]) == {"a", "b", "c"} and not set(doc["train"]) & set(doc["test"])
-    for arm in "abc":
+    assert set(doc["summary"]) == set("abcdef") == set(doc["arms_run"]) and not set(doc["train"]) & set(doc["test"])
+    # equal-data controls: (d) and (e) see exactly as many slices as (c); (a) half of them
+    assert doc["slices"]["c"] == doc["slices"]["d"] == doc["slices"]["e"] == 2 * doc["slices"]["a"]
+    # the pre-declared statistics: hierarchical bootstrap CI holds its estimate, Holm p >= raw p
+    stats = doc["statistics"]["phantom"]            # tiny has no real data: the phantom check only
+    assert doc["primary_endpoint"]["result"] is None and "kidneys" in doc["primary_endpoint"]["definition"]
+    pr = stats["primary"]
+    assert (pr["organ"], pr["arm"], pr["reference"]) == ("kidneys", "c", "a") and pr["n_patients"] == len(doc["test"])
+    assert {"diff", "ci", "sign_p", "wilcoxon_p", "unit", "improved"} <= set(pr)
+    comparisons = [pr] + stats["secondary"]
+    assert len(stats["secondary"]) == 7 * 5 - 1      # 7 pairs x (4 organs + mean), less the primary
+    for c in comparisons:
+        if c["diff"] is not None and c["ci"][0] is not None:
+            assert c["ci"][0] - 1e-12 <= c["diff"] <= c["ci"][1] + 1e-12
+        for key in ("sign_p", "wilcoxon_p"):
+            if c.get(key) is not None:
+                assert 0.0 <= c[key] <= 1.0
+                if key + "_holm" in c:
+                    assert c[key + "_holm"] >= c[key] - 1e-12
+    assert len(stats["seed_spread"]["c"]["kidneys"]["seed_means"]) == 2
+    for arm in "abcdef":
         for organ in study.ORGANS:
             d = doc["summary"][arm][organ]
-            assert d["n"] == len(doc["test"]) and 0.0 <= d["mean"] <= 1.0
+            assert d["n"] == len(doc["test"]) * len(doc["config"]["seeds"]) and 0.0 <= d["mean"] <= 1.0
     assert (tmp_path / "dice_per_organ.png").stat().st_size > 10_000
     assert (tmp_path / "cyclegan" / "model.safetensors").exists()
     # the CycleGAN is scored on the test patients' contrast CTs against their true non-contrast CTs
     tr = doc["translation"]
     assert set(tr["cases"]) == set(doc["test"]) and tr["mean"]["mae_contrast"] > 0
     assert tr["mean"]["mae_synthetic"] >= 0 and "removed_aorta" in tr["mean"]
+    assert tr["mean"]["mae_unenhanced"] >= 0 and tr["mean"]["mae_unenhanced_contrast"] <= 10.0
     # --report-only rebuilds a missing translation table from the run's recorded size, not the default one
     assert doc["config"]["phantoms"] == study.SIZES["tiny"].phantoms
     del doc["translation"]

@@ -82,14 +82,20 @@ def write_report(work: Path, rows: list[dict], meta: dict) -> dict:
     """results.csv, results.json (summary + paired comparison to arm a), dice_per_organ.png and a printed table."""
     from medgan.io.writers import atomic_write_text
 
+    rows = [{**r, "cohort": r.get("cohort") or study.cohort_of(r["patient"])} for r in rows]
     summary = study.summarise(rows)
     comparison = study.compare_arms(rows) if any(r["arm"] == "a" for r in rows) else {}
+    statistics = study.analyse(rows)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["arm", "seed", "patient", "organ", "dice"], lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=["arm", "seed", "patient", "cohort", "organ", "dice"], lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(work / "results.csv", buf.getvalue())
-    doc = {**meta, "arms": study.ARMS, "summary": summary, "vs_a": comparison}
+    p_organ, p_arm, p_ref = study.PRIMARY
+    doc = {**meta, "arms": study.ARMS,
+           "primary_endpoint": {"definition": f"{p_organ} Dice on the real non-contrast test CTs, ({p_arm}) - ({p_ref})",
+                                "result": (statistics.get("real") or {}).get("primary")},
+           "statistics": statistics, "summary": summary, "vs_a": comparison}
     study.write_json(work / "results.json", doc)
     study.dice_figure(work / "dice_per_organ.png", summary, comparison)
     organs = list(study.ORGANS) + ["mean"]
@@ -107,12 +113,26 @@ def write_report(work: Path, rows: list[dict], meta: dict) -> dict:
             cells = [f"{c['diff']:+.3f} [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] ({c['better']}/{c['n']})"
                      for c in (per_organ[o] for o in organs)]
             print(f"{'(' + arm + ') - (a)':<12}" + "".join(f"{c:>28}" for c in cells))
+    for cohort, res in statistics.items():
+        pr = res.get("primary")
+        if pr:
+            print(f"\n[{cohort}: {len(res['patients'])} test patient(s), {len(res['seeds'])} seed(s)] "
+                  + ("PRIMARY " if cohort == "real" else "(check, not the endpoint) ")
+                  + f"{pr['organ']} Dice ({pr['arm']}) - ({pr['reference']}): {pr['diff']:+.3f} [{pr['ci'][0]:+.3f}, {pr['ci'][1]:+.3f}] "
+                  f"(hierarchical bootstrap over patients and seeds), improved {pr['improved']}/{pr['n_units']} "
+                  f"{pr['unit']}s, sign p {pr['sign_p']:.3g}, Wilcoxon p {pr['wilcoxon_p']:.3g}")
+        hits = [c for c in res["secondary"] if np.isfinite(c["wilcoxon_p_holm"]) and c["wilcoxon_p_holm"] < 0.05]
+        print(f"  secondary ({len(res['secondary'])} comparisons, Holm): "
+              + (", ".join(f"({c['arm']})-({c['reference']}) {c['organ']} {c['diff']:+.3f} p_holm "
+                           f"{c['wilcoxon_p_holm']:.3g}" for c in hits) or "none below 0.05"))
     if meta.get("translation"):
         t = meta["translation"]["mean"]
         removed = [f"{o} {100 * t['removed_' + o]:.0f} %" for o in study.ORGANS if np.isfinite(t["removed_" + o])]
         print(f"\nCycleGAN on the {len(meta['translation']['cases'])} test patients' contrast CTs (never seen in "
               f"training), against their true non-contrast CTs: body HU MAE {t['mae_contrast']:.1f} (contrast CT) -> "
-              f"{t['mae_synthetic']:.1f} (synthetic); contrast enhancement removed: {', '.join(removed)}")
+              f"{t['mae_synthetic']:.1f} (synthetic); contrast enhancement removed: {', '.join(removed)}; HU MAE "
+              f"outside the enhanced tissue {t.get('mae_unenhanced', float('nan')):.1f} (contrast CT "
+              f"{t.get('mae_unenhanced_contrast', float('nan')):.1f})")
     print(f"\n{work / 'results.csv'}, {work / 'dice_per_organ.png'}"
           + (f" ({meta['seconds']:.0f} s, {meta['hardware']})" if "seconds" in meta else ""))
     return doc
@@ -133,7 +153,8 @@ def report_only(args, size: study.StudySize) -> int:
         print(f"segmentation study: {results} not found; run the study first", file=sys.stderr)
         return 2
     old = json.loads((work / "results.json").read_text(encoding="utf-8")) if (work / "results.json").is_file() else {}
-    meta = {k: old[k] for k in ("size", "config", "train", "test", "hardware", "seconds", "torch", "translation")
+    meta = {k: old[k] for k in ("size", "config", "train", "test", "hardware", "seconds", "torch", "translation",
+                                  "segmentation_train", "arms_run", "timings", "slices")
             if k in old}
     model = work / "cyclegan" / "model.safetensors"
     if "translation" not in meta and model.is_file() and meta.get("test"):
@@ -158,7 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", choices=list(study.SIZES), default="cpu")
     p.add_argument("--data", type=Path, help="your cohort: ct/, labels/ and optional contrast/ (see README.md)")
     p.add_argument("-w", "--work", type=Path, default=REPO / "runs" / "segmentation_augmentation")
-    p.add_argument("--arms", default="a,b,c", help="which arms to run (a, b, c)")
+    p.add_argument("--arms", default="a,b,c,d,e,f", help="which arms to run (a-f, see README.md)")
     p.add_argument("--report-only", action="store_true",
                    help="rebuild results.json, the table and the figure from an existing results.csv in -w")
     scale = p.add_argument_group("scale a size (defaults: the size's own values)")
@@ -191,27 +212,43 @@ def main(argv=None) -> int:
     arms = [a for a in args.arms.split(",") if a in study.ARMS]
 
     # ---- training slices of each arm -------------------------------------------------------------
-    def slices(kind):
-        pairs = [study.to_slices(prepared[n][kind].array, prepared[n]["labels"], size.slice_size) for n in train]
+    seg_train = [n for n in train if prepared[n]["segment"]]      # the aorta-only crop trains the CycleGAN only
+
+    def slices(kind, names=None):
+        names = seg_train if names is None else names
+        pairs = [study.to_slices(prepared[n][kind].array, prepared[n]["labels"], size.slice_size) for n in names]
         return np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
 
     contrast_x, contrast_y = slices("contrast")
     sets = {"a": (contrast_x, contrast_y, False), "b": (contrast_x, contrast_y, True)}
+    if "d" in arms:                          # equal data: as many extra slices as (c), re-sampled contrast
+        re_x, re_y = slices("resampled")
+        sets["d"] = (np.concatenate([contrast_x, re_x]), np.concatenate([contrast_y, re_y]), False)
+    if "e" in arms:                          # random per-organ HU shift, one draw per patient
+        for i, n in enumerate(seg_train):
+            prepared[n]["shifted"] = prepared[n]["contrast"].with_array(study.random_organ_shift(
+                prepared[n]["contrast"].array, prepared[n]["labels"], np.random.default_rng(7000 + i)))
+        sh_x, sh_y = slices("shifted")
+        sets["e"] = (np.concatenate([contrast_x, sh_x]), np.concatenate([contrast_y, sh_y]), False)
+    if "f" in arms:                          # oracle: the true non-contrast CTs of the training patients
+        with_native = [n for n in seg_train if prepared[n]["native"] is not None]
+        sets["f"] = (*slices("native", with_native), False)
     translation = None
     if "c" in arms:
         model = train_cyclegan(work, prepared, train, size, args.quiet)
-        for n in train:
+        for n in seg_train:
             prepared[n]["synthetic"] = translate(prepared[n]["contrast"], model, TranslateOptions(quiet=True))
         translation = measure_translation(prepared, test, model)
         syn_x, syn_y = slices("synthetic")
         sets["c"] = (np.concatenate([contrast_x, syn_x]), np.concatenate([contrast_y, syn_y]), False)
         from medgan.utils.figures import comparison_figure
 
-        shown = next(prepared[n] for n in train if prepared[n]["native"] is not None)
+        shown = next(prepared[n] for n in seg_train if prepared[n]["native"] is not None)
         comparison_figure(work / "synthetic_noncontrast_example.png", shown["contrast"].array,
                           shown["synthetic"].array, shown["native"].array,
                           titles=("contrast CT (simulated)", "medgan synthetic non-contrast", "true non-contrast"),
                           window=(-160.0, 240.0), diff_range=100.0, diff_title="synthetic - true (HU)")
+    timings = {"data_s": round(time.perf_counter() - t0, 1)}
 
     # ---- segmentation arms -------------------------------------------------------------------------
     rows = []
@@ -223,11 +260,15 @@ def main(argv=None) -> int:
             for n in test:
                 for organ, d in study.dice_per_organ(net, prepared[n]["native"].array, prepared[n]["labels"],
                                                      size, device).items():
-                    rows.append({"arm": arm, "seed": seed, "patient": n, "organ": organ, "dice": d})
+                    rows.append({"arm": arm, "seed": seed, "patient": n, "cohort": prepared[n]["cohort"],
+                                 "organ": organ, "dice": d})
                 finite = [r["dice"] for r in rows[-len(study.ORGANS):] if np.isfinite(r["dice"])]
-                rows.append({"arm": arm, "seed": seed, "patient": n, "organ": "mean",
-                             "dice": float(np.mean(finite)) if finite else float("nan")})
+                rows.append({"arm": arm, "seed": seed, "patient": n, "cohort": prepared[n]["cohort"],
+                             "organ": "mean", "dice": float(np.mean(finite)) if finite else float("nan")})
+    timings["total_s"] = round(time.perf_counter() - t0, 1)
     meta = {"size": args.size, "config": dataclasses.asdict(size), "train": train, "test": test,
+            "segmentation_train": seg_train, "arms_run": arms, "timings": timings,
+            "slices": {a: int(len(v[0])) for a, v in sets.items()},
             "hardware": _hardware(device),
             "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__}
     if translation is not None:

@@ -1,16 +1,23 @@
 """Does synthetic non-contrast CT help a segmentation model trained on contrast CT? (Sandfort et al. 2019)
 
 Training data are contrast-enhanced CTs with organ labels; the test data are
-*non-contrast* CTs of other patients with the same labels.  Three arms train the same
+*non-contrast* CTs of other patients with the same labels.  Six arms train the same
 MONAI 2D ``UNet`` (Dice + cross-entropy) on:
 
 (a) the contrast CTs only;
 (b) the contrast CTs with standard intensity augmentation (MONAI scale/shift/gamma/noise);
 (c) the contrast CTs plus their medgan synthetic non-contrast versions, translated by a
     contrast -> non-contrast CycleGAN trained *unpaired* on the training patients
-    (contrast CTs of one half, non-contrast CTs of the other half).
+    (contrast CTs of one half, non-contrast CTs of the other half);
+(d) equal-data control: the contrast CTs plus as many re-sampled contrast slices as (c) adds
+    (simulated contrast drawn again with another seed; real contrast CTs repeated);
+(e) random per-organ HU-shift control: the contrast CTs plus copies in which each labelled organ
+    is shifted by a random, not learned, HU amount (``random_organ_shift``);
+(f) oracle: the true non-contrast CTs of the training patients (an upper bound).
 
-Dice per organ is measured on the non-contrast test patients, per arm and seed.
+Dice per organ is measured on the non-contrast test patients, per arm and seed.  The primary
+endpoint (declared in README.md before any run) is kidney Dice on the *real* non-contrast test
+CTs, arm (c) against arm (a); everything else is secondary and Holm-corrected (``analyse``).
 """
 from __future__ import annotations
 
@@ -24,7 +31,15 @@ import torch
 
 #: organ -> TotalSegmentator ``total`` label values merged into it
 ORGANS = {"spleen": (1,), "kidneys": (2, 3), "liver": (5,), "aorta": (52,)}
-ARMS = {"a": "contrast CT only", "b": "+ intensity augmentation", "c": "+ medgan synthetic non-contrast"}
+ARMS = {"a": "contrast CT only", "b": "+ intensity augmentation", "c": "+ medgan synthetic non-contrast",
+        "d": "+ re-sampled contrast (equal data)", "e": "+ random per-organ HU shift",
+        "f": "oracle: true non-contrast"}
+#: the pre-declared primary endpoint: (organ, arm, reference arm), on the real non-contrast test CTs
+PRIMARY = ("kidneys", "c", "a")
+#: secondary comparisons (arm, reference): every arm against (a), and (c) against its two controls
+SECONDARY_PAIRS = (("b", "a"), ("c", "a"), ("d", "a"), ("e", "a"), ("f", "a"), ("c", "d"), ("c", "e"))
+#: HU scale of the random per-organ shift of arm (e): about each organ's portal-venous enhancement
+SHIFT_HU = {"spleen": 80.0, "kidneys": 160.0, "liver": 60.0, "aorta": 130.0}
 
 
 @dataclasses.dataclass
@@ -41,7 +56,7 @@ class StudySize:
     seg_iterations: int = 300
     seg_batch: int = 16
     seg_channels: tuple = (16, 32, 64, 128)
-    seeds: tuple = (0, 1)
+    seeds: tuple = (0, 1, 2)
     test_fraction: float = 0.35
 
 
@@ -51,10 +66,10 @@ SIZES = {
                           "model.generator_args.channels=8", "model.generator_args.n_blocks=1",
                           "model.discriminator_args.channels=8", "data.patch_size=[48,48]",
                           "optim.batch_size=2", "data.samples_per_volume=4", "data.queue_length=8"),
-                      seg_iterations=6, seg_batch=4, seg_channels=(8, 16, 32), seeds=(0,)),
+                      seg_iterations=6, seg_batch=4, seg_channels=(8, 16, 32), seeds=(0, 1)),
     "cpu": StudySize(),
-    # the study reported in docs/results.md: ~50 min on 2 CPU cores
-    "full": StudySize(phantoms=24, cyclegan_steps=2000, seg_iterations=600, seeds=(0, 1, 2)),
+    # the study for docs/results.md (6 arms x 5 seeds): estimated ~2 h on 2 CPU cores, not yet run
+    "full": StudySize(phantoms=24, cyclegan_steps=2000, seg_iterations=600, seeds=(0, 1, 2, 3, 4)),
     # a scale-up of "full" for a GPU (not run in this project: no GPU was lent to it)
     "large": StudySize(phantoms=40, cyclegan_steps=20000, cyclegan_overrides=("data.patch_size=[128,128]",),
                        seg_iterations=4000, seg_batch=32, seg_channels=(32, 64, 128, 256), seeds=(0, 1, 2, 3, 4)),
@@ -80,6 +95,7 @@ class Patient:
     native: "object | None"              #: medgan Volume, non-contrast CT (HU); None: training-only patient
     labels: "object"                     #: medgan Volume, TotalSegmentator label values
     contrast: "object | None" = None     #: contrast-enhanced CT; simulated from the labels when absent
+    segment: bool = True                 #: False: a contrast CT for the CycleGAN only (partial labels)
 
 
 def load_user_cohort(root: Path) -> list[Patient]:
@@ -117,6 +133,15 @@ def default_cohort(size: StudySize, shared: Path | None) -> list[Patient]:
             # already contrast-enhanced (aorta ~170 HU, liver ~90 HU): a real contrast CT, training only
             patients.append(Patient("ts_example_ct_dicom", None, read_volume(ts / "example_seg_dicom.nii.gz"),
                                     contrast=read_volume(ts / "example_ct_dicom")))
+        crop = ts / "aorta_report" / "test_result" / "models"
+        if (crop / "ct_cropped.nii.gz").exists() and (crop / "aorta.nii.gz").exists():
+            # early-arterial contrast CT with only an aorta mask: a real contrast-domain image for the
+            # CycleGAN, not a segmentation training case (its other organs are unlabelled).  The
+            # pulmonary_report crop is the same patient and scan (chest): not used, never double-counted.
+            mask = read_volume(crop / "aorta.nii.gz")
+            aorta = mask.with_array((np.asarray(mask.array) > 0).astype(np.int16) * 52)
+            patients.append(Patient("ts_aorta_crop", None, aorta, contrast=read_volume(crop / "ct_cropped.nii.gz"),
+                                    segment=False))
     for i in range(size.phantoms):
         ct, lab = make_phantom(2000 + i, shape=size.phantom_shape,
                                spacing_zyx=(4.0, 384.0 / size.phantom_shape[1], 384.0 / size.phantom_shape[2]))
@@ -150,26 +175,57 @@ def prepare_patient(p: Patient, size: StudySize, seed: int) -> dict:
     contrast = p.contrast
     if contrast is not None and contrast.grid_difference(ref) is not None:
         contrast = resample_like(contrast, ref)
-    if contrast is None:
+    simulated = contrast is None
+    if simulated:
         contrast, _ = simulate_contrast(p.native, labels, phase="portal-venous", seed=seed)
+        # arm (d): the same patient's contrast drawn again (new levels, new perturbed masks)
+        resampled, _ = simulate_contrast(p.native, labels, phase="portal-venous", seed=seed + 10_000)
+    else:
+        resampled = contrast
     sp = [size.spacing, size.spacing]
     native = resample_to_spacing(p.native, sp) if p.native is not None else None
-    return {"name": p.name, "native": native, "contrast": resample_to_spacing(contrast, sp),
-            "labels": organ_map(resample_to_spacing(labels, sp, labels=True).array)}
+    contrast = resample_to_spacing(contrast, sp)
+    return {"name": p.name, "native": native, "contrast": contrast,
+            "resampled": resample_to_spacing(resampled, sp) if simulated else contrast,
+            "labels": organ_map(resample_to_spacing(labels, sp, labels=True).array),
+            "segment": p.segment, "cohort": cohort_of(p.name)}
+
+
+def cohort_of(name: str) -> str:
+    """``"phantom"`` for the procedural phantoms, ``"real"`` for every patient CT."""
+    return "phantom" if name.startswith("phantom") else "real"
+
+
+def random_organ_shift(hu: np.ndarray, organs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Arm (e): each labelled organ shifted by a random HU amount, ``-U(0, 1.5) x SHIFT_HU[organ]``, blended
+    over one voxel at its border.  Not learned and not physical: it tells whether (c) helps more than
+    merely moving the organs' HU about."""
+    from scipy import ndimage
+
+    out = np.asarray(hu, np.float32).copy()
+    tissue = out > -500
+    for k, organ in enumerate(ORGANS, start=1):
+        m = organs == k
+        if m.any():
+            soft = ndimage.gaussian_filter(m.astype(np.float32), 0.7)
+            out -= (rng.uniform(0.0, 1.5) * SHIFT_HU[organ] * soft * tissue).astype(np.float32)
+    return out
 
 
 def split(names: list[str], test_fraction: float, seed: int = 0, has_native=None) -> tuple[list[str], list[str]]:
-    """Patient-level train/test split; a real CT is in the test set whenever there is one.
+    """Patient-level train/test split; every real non-contrast CT is in the test set.
 
     Only patients with a non-contrast CT (``has_native``, default all) can be test patients.
     """
     rng = np.random.default_rng(seed)
     eligible = [n for n in names if has_native is None or has_native(n)]
-    real = [n for n in eligible if not n.startswith("phantom")]
+    real = [n for n in eligible if cohort_of(n) == "real"]
     order = [eligible[i] for i in rng.permutation(len(eligible))]
     n_test = max(1, round(test_fraction * len(names)))
-    test = ([real[0]] if real else []) + [n for n in order if n not in real[:1]]
-    test = sorted(test[:n_test])
+    # in a cohort of phantoms and patients, every real non-contrast CT with labels is a test patient and
+    # phantoms fill the rest; a cohort of patients only (--data) is split at random
+    forced = real if len(real) < len(eligible) else []
+    test = sorted(forced + [n for n in order if n not in forced][:max(0, n_test - len(forced))])
     train = sorted(n for n in names if n not in test)
     if len(train) < 2:
         raise SystemExit("segmentation study: fewer than 2 training patients; add data")
@@ -270,9 +326,12 @@ def translation_quality(cases: dict) -> dict:
     map).  Per case: medgan's body-mask HU MAE and bias of the contrast CT (the baseline) and of
     the synthetic non-contrast CT against the true one, and per organ the share of the contrast
     enhancement removed, ``1 - mean(synthetic - native) / mean(contrast - native)`` (1: all of it,
-    0: none, < 0: made brighter; NaN where the enhancement is under 10 HU).  ``mean`` averages
-    the cases.
+    0: none, < 0: made brighter; NaN where the enhancement is under 10 HU).  The translator must
+    also leave non-enhanced tissue alone: ``mae_unenhanced`` is the HU MAE of the synthetic CT against
+    the true one over the body voxels the contrast changed by at most 10 HU (``mae_unenhanced_contrast``
+    the same for the contrast CT itself, the do-nothing baseline).  ``mean`` averages the cases.
     """
+    from medgan.data.body_mask import body_mask
     from medgan.evaluation import evaluate_case
 
     out: dict = {"cases": {}}
@@ -281,6 +340,9 @@ def translation_quality(cases: dict) -> dict:
         row = {"mae_contrast": res.rows["input"]["mae"], "mae_synthetic": res.rows["prediction"]["mae"],
                "me_contrast": res.rows["input"]["me"], "me_synthetic": res.rows["prediction"]["me"]}
         con, syn, nat = (np.asarray(c[k].array, np.float64) for k in ("contrast", "synthetic", "native"))
+        calm = body_mask(nat) & (np.abs(con - nat) <= 10.0)
+        row["mae_unenhanced"] = float(np.abs(syn - nat)[calm].mean()) if calm.any() else float("nan")
+        row["mae_unenhanced_contrast"] = float(np.abs(con - nat)[calm].mean()) if calm.any() else float("nan")
         for k, organ in enumerate(ORGANS, start=1):
             m = c["labels"] == k
             enhancement = float((con[m] - nat[m]).mean()) if m.any() else float("nan")
@@ -335,13 +397,145 @@ def compare_arms(rows: list[dict], reference: str = "a", confidence: float = 0.9
     return out
 
 
+# ----------------------------------------------------------------------------------------- statistics
+def hierarchical_bootstrap(per_patient_seed: dict, n_resamples: int = 2000, confidence: float = 0.95,
+                           seed: int = 0) -> tuple[float, float, float]:
+    """``(estimate, low, high)`` of the mean over patients of each patient's mean over seeds.
+
+    ``per_patient_seed``: patient -> list of values (one per seed).  Each resample draws patients with
+    replacement, then, within each drawn patient, its seeds with replacement: both the patient-to-patient
+    and the seed-to-seed variation widen the percentile interval.  With one patient only the seeds vary.
+    """
+    groups = [np.asarray([v for v in vals if math.isfinite(v)], np.float64) for vals in per_patient_seed.values()]
+    groups = [g for g in groups if g.size]
+    if not groups:
+        return (float("nan"),) * 3
+    estimate = float(np.mean([g.mean() for g in groups]))
+    if len(groups) == 1 and groups[0].size < 2:
+        return estimate, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n_p, k_max = len(groups), max(g.size for g in groups)
+    table = np.full((n_p, k_max), np.nan)
+    for i, g in enumerate(groups):
+        table[i, :g.size] = g
+    sizes = np.array([g.size for g in groups])
+    picked = rng.integers(n_p, size=(n_resamples, n_p))                 # patients, with replacement
+    k = sizes[picked][..., None]                                        # each picked patient's seed count
+    draw = np.floor(rng.random((n_resamples, n_p, k_max)) * k).astype(int)   # its seeds, with replacement
+    values = table[picked[..., None], draw]
+    valid = np.arange(k_max)[None, None, :] < k
+    stats = (np.where(valid, values, 0.0).sum(-1) / k[..., 0]).mean(-1)
+    alpha = (1.0 - confidence) / 2
+    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
+    return estimate, float(min(lo, estimate)), float(max(hi, estimate))
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN kept as NaN, not counted in the family)."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    m, running = len(order), 0.0
+    out = [float("nan")] * len(pvalues)
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def paired_tests(per_patient_seed: dict) -> dict:
+    """Sign test and Wilcoxon signed-rank p of the differences (two-sided), and the unit they treat as independent.
+
+    The unit is the patient (its seeds averaged) when there are at least two patients; with one patient
+    it is the seed, and the p then speaks about training noise on that one patient only.
+    """
+    from scipy.stats import binomtest
+
+    from medgan.evaluation.statistics import paired_comparison
+
+    groups = {p: [v for v in vals if math.isfinite(v)] for p, vals in per_patient_seed.items()}
+    groups = {p: v for p, v in groups.items() if v}
+    if len(groups) >= 2:
+        unit, diffs = "patient", [float(np.mean(v)) for v in groups.values()]
+    else:
+        unit, diffs = "seed (one patient)", [float(x) for v in groups.values() for x in v]
+    nonzero = [d for d in diffs if d != 0]
+    sign_p = float(binomtest(sum(d > 0 for d in nonzero), len(nonzero)).pvalue) if nonzero else float("nan")
+    # medgan.evaluation.statistics: Wilcoxon signed-rank over the units (each unit its own "patient")
+    wil = paired_comparison(diffs, [0.0] * len(diffs)) if diffs else {"wilcoxon_p": float("nan")}
+    return {"unit": unit, "n_units": len(diffs), "improved": int(sum(d > 0 for d in diffs)),
+            "sign_p": sign_p, "wilcoxon_p": float(wil["wilcoxon_p"])}
+
+
+def _differences(rows: list[dict], arm: str, reference: str, organ: str) -> dict:
+    """patient -> [arm - reference Dice, per seed both have a finite value]."""
+    table = {(r["arm"], r["patient"], r["seed"]): r["dice"] for r in rows
+             if r["organ"] == organ and r["dice"] is not None and math.isfinite(r["dice"])}
+    out: dict = {}
+    for (a, patient, seed), value in sorted(table.items()):
+        if a == arm and (reference, patient, seed) in table:
+            out.setdefault(patient, []).append(value - table[(reference, patient, seed)])
+    return out
+
+
+def _comparison(rows, arm, reference, organ, n_resamples, seed) -> dict:
+    diffs = _differences(rows, arm, reference, organ)
+    est, lo, hi = hierarchical_bootstrap(diffs, n_resamples=n_resamples, seed=seed)
+    return {"arm": arm, "reference": reference, "organ": organ, "diff": est, "ci": [lo, hi],
+            "n_patients": len(diffs), "n_pairs": sum(len(v) for v in diffs.values()), **paired_tests(diffs)}
+
+
+def seed_spread(rows: list[dict]) -> dict:
+    """arm -> organ -> SD over seeds of the seed's mean Dice over the test patients (and the per-seed means)."""
+    out: dict = {}
+    for arm in sorted({r["arm"] for r in rows}):
+        out[arm] = {}
+        for organ in list(ORGANS) + ["mean"]:
+            by_seed: dict = {}
+            for r in rows:
+                if r["arm"] == arm and r["organ"] == organ and math.isfinite(r["dice"]):
+                    by_seed.setdefault(r["seed"], []).append(r["dice"])
+            means = [float(np.mean(v)) for _, v in sorted(by_seed.items())]
+            out[arm][organ] = {"seed_means": means,
+                               "sd": float(np.std(means, ddof=1)) if len(means) > 1 else float("nan")}
+    return out
+
+
+def analyse(rows: list[dict], n_resamples: int = 2000, seed: int = 0) -> dict:
+    """The pre-declared analysis, separately for the real patients and the phantoms.
+
+    Per cohort: ``primary`` (``PRIMARY``: kidney Dice, (c) - (a)) with its hierarchical-bootstrap CI and
+    sign/Wilcoxon p; ``secondary``: every ``SECONDARY_PAIRS`` comparison on every organ and the mean,
+    without the primary, with Holm-adjusted p (``sign_p_holm``, ``wilcoxon_p_holm``) over that family;
+    ``seed_spread``.  Only the real cohort's primary is the study's answer; the phantom one is a check.
+    """
+    out: dict = {}
+    arms = {r["arm"] for r in rows}
+    for cohort in ("real", "phantom"):
+        sub = [r for r in rows if r.get("cohort", cohort_of(r["patient"])) == cohort]
+        if not sub:
+            continue
+        organ, arm, ref = PRIMARY
+        res: dict = {"patients": sorted({r["patient"] for r in sub}), "seeds": sorted({r["seed"] for r in sub})}
+        res["primary"] = _comparison(sub, arm, ref, organ, n_resamples, seed) if {arm, ref} <= arms else None
+        family = [_comparison(sub, a, b, o, n_resamples, seed) for a, b in SECONDARY_PAIRS if {a, b} <= arms
+                  for o in list(ORGANS) + ["mean"] if (o, a, b) != PRIMARY]
+        for key in ("sign_p", "wilcoxon_p"):
+            for c, adj in zip(family, holm([c[key] for c in family])):
+                c[key + "_holm"] = adj
+        res["secondary"] = family
+        res["seed_spread"] = seed_spread(sub)
+        out[cohort] = res
+    return out
+
+
 def read_rows(path: Path) -> list[dict]:
-    """``results.csv`` back into rows (seed int, dice float, NaN kept)."""
+    """``results.csv`` back into rows (seed int, dice float, NaN kept; ``cohort`` from the name if absent)."""
     import csv
 
     with Path(path).open(newline="") as fh:
         return [{"arm": r["arm"], "seed": int(r["seed"]), "patient": r["patient"], "organ": r["organ"],
-                 "dice": float(r["dice"]) if r["dice"] not in ("", "nan", "None") else float("nan")}
+                 "dice": float(r["dice"]) if r["dice"] not in ("", "nan", "None") else float("nan"),
+                 "cohort": r.get("cohort") or cohort_of(r["patient"])}
                 for r in csv.DictReader(fh)]
 
 
