@@ -23,6 +23,7 @@ from medgan.simulation.phantom import make_phantom
 from tests.conftest import REPO
 
 PRESET = HU_PRESETS["ct-full"]
+MIN_HU_LIMIT_FLOOR = 60.0       # medgan.calibration.domain.MIN_HU_LIMIT (the floor of the HU-distance limit)
 
 
 def _cbct_like(ct: Volume) -> Volume:
@@ -280,6 +281,30 @@ def test_cropped_training_volumes_do_not_widen_the_body_width_range():
     # the same check with the crop counted (old model files have no 'cropped' record) admits it
     old = DomainProfile.from_dict({k: v for k, v in dom.to_dict().items() if k != "cropped"})
     assert not any("mm wide" in r for r in check_domain(small, old).reasons)
+
+
+def test_domain_limits_leave_out_every_scan_of_a_patient(tmp_path):
+    """Several scans of one patient (``<patient>__<scan>`` files) are not each other's nearest neighbour: the
+    limits are leave-one-patient-out, as they are with one scan per patient."""
+    from medgan.calibration.fit import fit_training_domain, patient_of
+
+    bodies = {f"p{s}": _body(seed=s, hu=h) for s, h in ((0, 30.0), (1, 90.0), (2, 200.0))}
+    one = [volume_profile(v) for v in bodies.values()]
+    single = profile_volumes(one)
+    rescans = [volume_profile(v.with_array(v.array + d)) for v in bodies.values() for d in (0.0, 4.0)]
+    ids = [k for k in bodies for _ in range(2)]
+    assert profile_volumes(rescans).hu_limit == MIN_HU_LIMIT_FLOOR          # rescans as patients: limit collapses
+    grouped = profile_volumes(rescans, patients=ids)
+    assert grouped.hu_limit == pytest.approx(single.hu_limit, abs=3.0) and grouped.hu_limit > MIN_HU_LIMIT_FLOOR
+    assert grouped.tv_limit == pytest.approx(single.tv_limit, abs=0.02)
+    # the fitted domain reads the patient from the file name
+    paths = []
+    for name, v in bodies.items():
+        for j, d in enumerate((0.0, 4.0)):
+            paths.append(write_volume(v.with_array(v.array + d), tmp_path / f"{name}__scan{j}.nii.gz"))
+    assert [patient_of(p) for p in paths] == ids
+    dom = DomainProfile.from_dict(fit_training_domain(paths, paths)["domain"])
+    assert dom.patients == ids and dom.hu_limit == pytest.approx(grouped.hu_limit, abs=1.0)
 
 
 def test_old_model_files_without_calibration_still_load(tmp_path, run_cli):

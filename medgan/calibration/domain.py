@@ -69,11 +69,14 @@ def _nearest(x, cases, dist) -> float:
     return min((dist(x, c) for c in cases), default=float("inf"))
 
 
-def _loo_limit(cases, dist, floor: float) -> float:
-    """``LIMIT_FACTOR`` x the largest leave-one-out nearest-neighbour distance among ``cases``, at least ``floor``."""
-    if len(cases) < 2:
+def _loo_limit(cases, dist, floor: float, patients: Sequence[str] = ()) -> float:
+    """``LIMIT_FACTOR`` x the largest leave-one-patient-out nearest-neighbour distance among ``cases``, at least
+    ``floor``.  ``patients`` (one id per case; default: each case its own patient) keeps several scans of one
+    patient from being each other's nearest neighbour, which would shrink the limit to the floor."""
+    ids = list(patients) if len(patients) == len(cases) else list(range(len(cases)))
+    if len(set(ids)) < 2:
         return floor
-    nn = [_nearest(c, cases[:i] + cases[i + 1:], dist) for i, c in enumerate(cases)]
+    nn = [_nearest(c, [o for o, q in zip(cases, ids) if q != ids[i]], dist) for i, c in enumerate(cases)]
     return max(floor, LIMIT_FACTOR * max(nn))
 
 
@@ -90,16 +93,18 @@ class DomainProfile:
     sites: list[str] = dataclasses.field(default_factory=list)
     #: per training volume: its body touches the in-plane border (a crop: its width is not the body's)
     cropped: list[bool] = dataclasses.field(default_factory=list)
+    #: per training volume: its patient (several scans of one patient, e.g. one CT under several scanners)
+    patients: list[str] = dataclasses.field(default_factory=list)
     levels: list[float] = dataclasses.field(default_factory=lambda: list(QUANTILE_LEVELS))
     hist_edges: list[float] = dataclasses.field(default_factory=lambda: list(HIST_EDGES))
 
     @property
     def hu_limit(self) -> float:
-        return _loo_limit(self.case_quantiles, _w1, MIN_HU_LIMIT)
+        return _loo_limit(self.case_quantiles, _w1, MIN_HU_LIMIT, self.patients)
 
     @property
     def tv_limit(self) -> float:
-        return _loo_limit(self.case_histograms, _tv, MIN_TV_LIMIT)
+        return _loo_limit(self.case_histograms, _tv, MIN_TV_LIMIT, self.patients)
 
     @property
     def widths_mm(self) -> list[float]:
@@ -122,8 +127,9 @@ class DomainProfile:
             raise ModelError(f"corrupt training-domain record in the model file ({exc})") from None
 
 
-def profile_volumes(profiles: Sequence[dict], sites: Sequence[str] = ()) -> DomainProfile:
-    """The domain of a set of :func:`volume_profile` results."""
+def profile_volumes(profiles: Sequence[dict], sites: Sequence[str] = (),
+                    patients: Sequence[str] = ()) -> DomainProfile:
+    """The domain of a set of :func:`volume_profile` results (``patients``: one id per profile, optional)."""
     if not profiles:
         raise ValueError("need at least one volume to profile a domain")
     return DomainProfile(
@@ -132,7 +138,7 @@ def profile_volumes(profiles: Sequence[dict], sites: Sequence[str] = ()) -> Doma
         histogram=np.mean([p["histogram"] for p in profiles], axis=0).round(6).tolist(),
         case_quantiles=[np.round(p["quantiles"], 2).tolist() for p in profiles],
         case_histograms=[np.round(p["histogram"], 6).tolist() for p in profiles], sites=sorted(set(sites)),
-        cropped=[bool(p.get("cropped", False)) for p in profiles])
+        cropped=[bool(p.get("cropped", False)) for p in profiles], patients=[str(q) for q in patients])
 
 
 @dataclasses.dataclass

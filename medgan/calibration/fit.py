@@ -26,19 +26,31 @@ def profile_files(paths: Sequence[Path], spacing: Sequence[float] | None = None,
     return profiles
 
 
+#: file names ``<patient>__<scan>.nii.gz`` are scans of one patient (e.g. one CT simulated by several scanners)
+PATIENT_SEPARATOR = "__"
+
+
+def patient_of(path: Path) -> str:
+    """The patient of a training file: its stem up to :data:`PATIENT_SEPARATOR` (the whole stem without one)."""
+    from medgan.io.formats import strip_suffix
+
+    return strip_suffix(Path(path).name).split(PATIENT_SEPARATOR)[0]
+
+
 def fit_training_domain(paths_a: Sequence[Path], paths_b: Sequence[Path], spacing: Sequence[float] | None = None,
                         sites: Sequence[str] = (), quiet: bool = True) -> dict:
     """``{"calibration": {kind: HUCalibration dict}, "domain": DomainProfile dict}`` (JSON-able).
 
     The calibrations map domain A's mean body-HU quantile function onto domain B's
-    (unpaired); the domain profile describes domain A, the model's inputs.
+    (unpaired); the domain profile describes domain A, the model's inputs.  Files named
+    ``<patient>__<scan>`` count as scans of one patient (:func:`patient_of`) for the domain's limits.
     """
     prof_a = profile_files(paths_a, spacing, quiet)
     prof_b = profile_files(paths_b, spacing, quiet)
     qa = mean_quantiles(p["quantiles"] for p in prof_a)
     qb = mean_quantiles(p["quantiles"] for p in prof_b)
     return {"calibration": {k: fit_calibration(qa, qb, k).to_dict() for k in CALIBRATION_KINDS},
-            "domain": profile_volumes(prof_a, sites).to_dict()}
+            "domain": profile_volumes(prof_a, sites, [patient_of(p) for p in paths_a]).to_dict()}
 
 
 def attach_training_domain(model_path: Path, out_path: Path, paths_a: Sequence[Path], paths_b: Sequence[Path],

@@ -191,8 +191,15 @@ def simulated_pair(cache: Path, name: str, src, params, seed: int):
 
 
 def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bool, seed: int,
-            cache: Path | None = None, groups: dict[str, str] | None = None, projections: int | None = None) -> Path:
-    """Simulate CBCTs and write the unpaired layout under ``work/data``; returns that folder."""
+            cache: Path | None = None, groups: dict[str, str] | None = None, projections: int | None = None,
+            train_presets: tuple[str, ...] = ()) -> Path:
+    """Simulate CBCTs and write the unpaired layout under ``work/data``; returns that folder.
+
+    ``train_presets``: more scanner presets for the *training* patients only.  Each training patient
+    is then also scanned with each of them (``<case>__<preset>`` in ``train/A``, its CT under the same
+    name in ``train/B``), so the model learns the shading of several scanners and protocols; the
+    validation and test CBCTs use ``preset`` alone.
+    """
     from medgan.io import write_volume
     from medgan.utils.progress import bar
 
@@ -200,7 +207,8 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
     groups = groups or {n: n for n in cases}
     domain_a, domain_b = training_domains(split["train"], groups, same_patients)   # CBCTs of these, CTs of those
     params = scanner(preset, projections)
-    key = scanner_key(params)
+    extra = [scanner(p, projections) for p in train_presets if p != preset]
+    key = "+".join(scanner_key(q) for q in [params, *extra])
     done = data / "split.json"
     if done.exists():
         old = json.loads(done.read_text(encoding="utf-8"))
@@ -222,7 +230,14 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
             out += [(cbct, data / "test" / "CBCT"), (ct, data / "test" / "CT")]
         for vol, folder in out:
             write_volume(vol, folder / f"{name}.nii.gz", dtype="int16")
+        if name in domain_a:
+            for j, q in enumerate(extra):
+                _, cbct_q = simulated_pair(cache or work / "simulated", name, cases[name], q, seed + 1000 * (j + 1) + i)
+                write_volume(cbct_q, data / "train" / "A" / f"{name}__{q.name}.nii.gz", dtype="int16")
+                if name in domain_b:
+                    write_volume(ct, data / "train" / "B" / f"{name}__{q.name}.nii.gz", dtype="int16")
     meta = {"split": split, "domain_a": domain_a, "domain_b": domain_b, "cbct_preset": preset,
+            "train_presets": [q.name for q in extra],
             "cbct_scanner": key, "cbct_projections": params.n_projections,
             "patients": {n: groups[n] for n in sorted(cases)},
             "sources": {k: (str(v) if not isinstance(v, tuple) else f"phantom seed {v[1]}") for k, v in cases.items()}}
@@ -365,7 +380,7 @@ def run_once(args, work: Path, cases: dict, split: dict, groups: dict[str, str])
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data = prepare(work, cases, split, args.preset, args.same_patients, args.seed, args.work / "simulated", groups,
-                   args.projections)
+                   args.projections, tuple(p for p in args.train_presets.split(",") if p))
     print(f"split (by patient): train {split['train']} | val {split['val']} | test {split['test']}")
     if "train" in args.stages:
         train(work, data, args.config, args.set, bool(split["val"]), args.quiet, case_sites(split["train"], cases))
@@ -395,6 +410,9 @@ def main(argv=None) -> int:
     p.add_argument("--projections", type=int, default=None,
                    help="projections per scan (default: the preset's; 330 instead of 655 changes the MAE by 0.1 HU, "
                         "docs/data.md, at half the time)")
+    p.add_argument("--train-presets", default="", metavar="PRESET[,PRESET...]",
+                   help="also scan each training patient with these presets (more scanners and protocols to learn "
+                        "from); validation and test use --preset alone")
     p.add_argument("--test-cases", nargs="*", default=[], help="patients pinned to the test split")
     p.add_argument("--same-patient", action="append", default=[], metavar="CASE,CASE[,...]",
                    help="cases that are scans of one patient, kept in one split (repeatable; the two crops of the "
