@@ -91,7 +91,7 @@ def main() -> int:
     print()
     cbct2ct.print_rows(results)
     print()
-    print_summary(summary_table(results), len(results), "sCT", "CBCT")
+    print_summary(summary_table(results), len(results), "sCT", "CBCT", results=results)
     print(f"report: {OUT / 'report'} (one PNG per case, metrics.csv, metrics.json)")
 
     # --- dose (issue 16; extra medgan[dose], skipped with a notice without it): a proton plan on phantom05's CT,

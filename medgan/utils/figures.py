@@ -59,7 +59,8 @@ def loss_curves(metrics_csv: Path, path: Path) -> Path | None:
     plt = _plt()
     steps = [int(r["step"]) for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, ax in (("g_adv", ax1), ("cycle", ax1), ("identity", ax1), ("d_a", ax2), ("d_b", ax2)):
+    for key, ax in (("g_adv", ax1), ("cycle", ax1), ("identity", ax1), ("l1", ax1), ("structure", ax1),
+                    ("d_a", ax2), ("d_b", ax2)):
         vals = [float(r[key]) if r.get(key) else np.nan for r in rows]
         if not np.all(np.isnan(vals)):
             ax.plot(steps, vals, label=key)
@@ -68,6 +69,7 @@ def loss_curves(metrics_csv: Path, path: Path) -> Path | None:
     ax1.set_title("generator losses")
     ax2.set_title("discriminator losses")
     ax1.set_ylabel("loss term (before its lambda weight)")
+    ax1.set_yscale("log")                       # terms differ by orders of magnitude (e.g. L1 ~0.01, adversarial ~0.3)
     ax2.set_ylabel("discriminator loss")
     for ax in (ax1, ax2):
         ax.set_xlabel("training step")

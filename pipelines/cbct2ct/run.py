@@ -347,7 +347,7 @@ def evaluate(work: Path, data: Path, sct: Path, quiet: bool):
     qa_rho = {r.case: r.qa_spearman for r in results if r.qa_spearman is not None}
     write_tables(report, results, summary, extra={"qa_map_spearman": qa_rho} if qa_rho else None)
     print_rows(results)
-    print_summary(summary, len(results), "sCT", "CBCT")
+    print_summary(summary, len(results), "sCT", "CBCT", results=results)
     for case, rho in qa_rho.items():
         print(f"QA map vs |sCT - CT| (Spearman, body): {case} {rho:.2f}")
     print(f"report: {report}")
