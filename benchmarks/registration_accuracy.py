@@ -25,9 +25,9 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-#: the same-modality setting docs/metrics.md reports for this CT -> CT round trip (medgan register --metric mse
-#: --grid-spacing 40); tests/test_registration.py asserts it stays under 15 HU
-ROUND_TRIP = {"metric": "mse", "grid_spacing_mm": 40.0}
+#: the same-modality setting for this CT -> CT round trip (medgan register --metric mse, default 25 mm grid and
+#: sample schedule); tests/test_registration.py holds it to issue 15's 15 HU (not met yet: docs/metrics.md)
+ROUND_TRIP = {"metric": "mse"}
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline3": sitk.sitkBSpline, "bspline5": sitk.sitkBSpline5}
 
 
