@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--resolutions", type=int, default=3, help="pyramid levels (default 3)")
     p.add_argument("--grid-spacing", type=float, default=25.0, metavar="MM",
                    help="B-spline control-point spacing in mm (default 25)")
+    p.add_argument("--samples", type=int, default=16384, metavar="N",
+                   help="random samples per iteration at the finest level, halved per coarser level (default 16384)")
     p.add_argument("--metric", choices=("mi", "ncc", "mse"), default="mi",
                    help="similarity: mutual information (default; CBCT vs CT), normalised correlation, mean squares")
     p.add_argument("--init", choices=("geometry", "moments", "none"), default="geometry",
@@ -46,7 +48,7 @@ def run(args) -> int:
             raise InputError(f"{what} {p} does not exist")
     options = RegistrationOptions(deformable=not args.rigid_only, iterations=args.iterations,
                                   resolutions=args.resolutions, grid_spacing_mm=args.grid_spacing, init=args.init,
-                                  metric=args.metric,
+                                  metric=args.metric, spatial_samples=args.samples,
                                   rigid_file=args.rigid_params, bspline_file=args.bspline_params)
     if is_case_folder(fixed):
         if not is_case_folder(moving):

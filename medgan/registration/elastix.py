@@ -8,8 +8,10 @@ reconstruction does not pull the CT.
 
 Default parameter maps (:func:`default_parameter_maps`) start from Elastix's own
 ``rigid`` and ``bspline`` defaults with: 3 resolutions, 250 iterations each,
-B-spline control points every 25 mm, a bending-energy penalty, ``DefaultPixelValue``
--1024 (air outside the CT), a fixed random seed and the grids' geometric centres
+16384 random samples per iteration at the finest level (halved per coarser level:
+the stochastic gradient's noise is what limits the final accuracy), cubic B-spline
+resampling of the result (``FinalBSplineInterpolationOrder`` 3), B-spline control
+points every 25 mm, a bending-energy penalty, ``DefaultPixelValue`` -1024 (air outside the CT), a fixed random seed and the grids' geometric centres
 aligned first (``init="geometry"``; ``"none"`` keeps the scanner coordinates).
 Any map can be replaced by an Elastix parameter file.
 """
@@ -50,7 +52,7 @@ class RegistrationOptions:
     resolutions: int = 3
     grid_spacing_mm: float = 25.0           #: B-spline control-point spacing
     bending_weight: float = 1.0             #: weight of the bending-energy penalty next to MI (1.0)
-    spatial_samples: int = 4096
+    spatial_samples: int = 16384            #: random samples per iteration at the finest level (halved per coarser level)
     init: str = "geometry"                  #: "geometry" (align grid centres), "moments" or "none"
     metric: str = "mi"                      #: "mi" (Mattes mutual information), "ncc" or "mse"
     rigid_file: str | Path | None = None    #: Elastix parameter file replacing the rigid map
@@ -63,8 +65,8 @@ class RegistrationOptions:
             raise InputError(f"unknown metric {self.metric!r}; choose {', '.join(METRICS)}")
         if self.init not in ("geometry", "moments", "none"):
             raise InputError(f"unknown initialisation {self.init!r}; choose geometry, moments or none")
-        if self.iterations < 1 or self.resolutions < 1 or self.grid_spacing_mm <= 0:
-            raise InputError("iterations, resolutions and the grid spacing must be positive")
+        if self.iterations < 1 or self.resolutions < 1 or self.grid_spacing_mm <= 0 or self.spatial_samples < 1:
+            raise InputError("iterations, resolutions, samples and the grid spacing must be positive")
 
 
 @dataclasses.dataclass
@@ -82,13 +84,21 @@ class RegistrationResult:
         return self.jacobian_range is not None and self.jacobian_range[0] <= 0
 
 
+def sample_schedule(options: RegistrationOptions) -> list[str]:
+    """Random samples per iteration for each resolution, coarsest first: ``spatial_samples`` at the finest level,
+    halved per coarser level (at least 2048).  The stochastic gradient's noise, not the iteration count, limits
+    how closely the B-spline stage converges, and the finest level is where it shows."""
+    return [str(max(min(2048, options.spatial_samples), options.spatial_samples >> (options.resolutions - 1 - level)))
+            for level in range(options.resolutions)]
+
+
 def default_parameter_maps(options: RegistrationOptions) -> list[dict[str, list[str]]]:
     """The rigid and (if ``deformable``) B-spline maps as plain dicts of string lists."""
     itk = _itk()
     po = itk.ParameterObject.New()
     n = str(options.resolutions)
     common = {"NumberOfResolutions": [n], "MaximumNumberOfIterations": [str(options.iterations)],
-              "DefaultPixelValue": ["-1024"], "NumberOfSpatialSamples": [str(options.spatial_samples)],
+              "DefaultPixelValue": ["-1024"], "NumberOfSpatialSamples": sample_schedule(options),
               "RandomSeed": [str(options.seed)], "ErodeMask": ["false"], "ResultImagePixelType": ["float"],
               "WriteResultImage": ["true"], "FinalBSplineInterpolationOrder": ["3"]}
     rigid = {k: list(v) for k, v in dict(po.GetDefaultParameterMap("rigid", options.resolutions)).items()}
@@ -217,6 +227,21 @@ def _rigid_summary(tp_map: dict) -> dict:
     return {"rotation_deg": [round(math.degrees(x), 3) for x in p[:3]], "translation_mm": [round(x, 3) for x in p[3:]]}
 
 
+def _elastix_reason(message: str, log: Path) -> str:
+    """The one line that says why elastix stopped: from its exception, else from its log."""
+    text = message + "\n" + (log.read_text(errors="replace") if log.is_file() else "")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for key in ("too many samples", "description", "error"):
+        hits = [ln for ln in lines if key in ln.lower() and "see elastix log" not in ln.lower()
+                and "use logtoconsoleon" not in ln.lower()]
+        if hits:
+            reason = hits[0].split("Description:", 1)[-1].strip()
+            if "too many samples" in reason.lower():
+                reason += " (the CT and the CBCT barely overlap: different patients or far-apart positions?)"
+            return reason[:240]
+    return (lines[0] if lines else "no reason given")[:240]
+
+
 def register(fixed: Volume, moving: Volume, options: RegistrationOptions | None = None,
              compute_field: bool = True, progress: Callable[[str], None] | None = None) -> RegistrationResult:
     """Register ``moving`` (CT) onto ``fixed`` (CBCT); see the module docstring.
@@ -243,13 +268,16 @@ def register(fixed: Volume, moving: Volume, options: RegistrationOptions | None 
     mask_img = _to_itk(itk, fixed.with_array(fov.astype(np.uint8)), np.uint8)
     if progress:
         progress(f"elastix: {' + '.join(stages)}")
-    try:
-        result, tp = itk.elastix_registration_method(f_img, m_img, parameter_object=po, fixed_mask=mask_img,
-                                                     log_to_console=False)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if "Description" in ln or "too many samples" in ln.lower()]
-        raise MedganError("elastix failed: " + (lines[0] if lines else str(exc).strip().splitlines()[-1])[:200]) \
-            from None
+    import tempfile
+
+    # elastix's log goes to a temporary folder: its exception only says "see the elastix log"
+    with tempfile.TemporaryDirectory(prefix="medgan-elastix-") as tmp:
+        try:
+            result, tp = itk.elastix_registration_method(f_img, m_img, parameter_object=po, fixed_mask=mask_img,
+                                                         log_to_console=False, log_to_file=True,
+                                                         output_directory=tmp)
+        except RuntimeError as exc:
+            raise MedganError("elastix failed: " + _elastix_reason(str(exc), Path(tmp) / "elastix.log")) from None
     if progress:
         progress("registration done")
     moved_arr = np.asarray(itk.array_from_image(result), np.float32)
