@@ -1,6 +1,7 @@
 # medgan: two commands on a fresh machine with python3 and make.
 #   make demo   sets up .venv when missing, then runs the end-to-end demo
 #   make test   sets up .venv when missing, then runs the test suite
+#   make lint   sets up .venv when missing, then runs ruff (lint + import order) and mypy (pyproject.toml)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -36,8 +37,12 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 demo: $(STAMP)
 	$(PY) pipelines/demo.py
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache build *.egg-info
+	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -6,8 +6,15 @@ import pytest
 import torch
 from scipy import ndimage, stats
 
-from medgan.calibration import (DomainProfile, HUCalibration, body_quantiles, check_domain, fit_calibration,
-                                profile_volumes, volume_profile)
+from medgan.calibration import (
+    DomainProfile,
+    HUCalibration,
+    body_quantiles,
+    check_domain,
+    fit_calibration,
+    profile_volumes,
+    volume_profile,
+)
 from medgan.calibration.hu_map import QUANTILE_LEVELS
 from medgan.config import ExperimentConfig, config_to_dict, load_config
 from medgan.data.hu import HU_PRESETS
@@ -19,7 +26,6 @@ from medgan.inference.qa import qa_map_correlation
 from medgan.inference.translate import TranslateOptions, translate
 from medgan.io import Volume, read_volume, write_volume
 from medgan.nets.correction import CorrectionGenerator, GaussianLowPass, build_translator
-from medgan.simulation.phantom import make_phantom
 from tests.conftest import REPO
 
 PRESET = HU_PRESETS["ct-full"]
@@ -51,7 +57,10 @@ def _body(shape=(6, 64, 64), spacing=(4.0, 4.0, 5.0), radius_mm=110.0, hu=40.0, 
 def test_linear_and_histogram_calibrations_match_quantiles():
     rng = np.random.default_rng(1)
     a = np.concatenate([rng.normal(-100, 30, 4000), rng.normal(20, 20, 12000), rng.normal(500, 150, 2000)])
-    b_true = lambda v: 1.1 * v + 60.0  # noqa: E731
+
+    def b_true(v):
+        return 1.1 * v + 60.0
+
     qa = np.percentile(a, QUANTILE_LEVELS)
     qb = np.percentile(b_true(a), QUANTILE_LEVELS)
     lin = fit_calibration(qa, qb, "linear")
@@ -248,7 +257,9 @@ def test_domain_guard_warns_and_strict_refuses(correction_run, tmp_path, run_cli
 def test_domain_distances_are_to_the_nearest_training_volume():
     profiles = [volume_profile(_body(seed=s, hu=h)) for s, h in ((0, 30.0), (1, 50.0), (2, 200.0))]
     dom = profile_volumes(profiles, ["pelvis"])
-    w1 = lambda a, b: np.mean(np.abs(np.asarray(a) - np.asarray(b)))  # noqa: E731
+
+    def w1(a, b):
+        return np.mean(np.abs(np.asarray(a) - np.asarray(b)))
     # leave-one-out nearest neighbours: 30<->50 HU bodies are close, the 200 HU one is far from both
     loo = [min(w1(p["quantiles"], q["quantiles"]) for q in profiles if q is not p) for p in profiles]
     assert dom.hu_limit == pytest.approx(max(60.0, 1.5 * max(loo)), rel=1e-3)

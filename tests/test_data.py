@@ -81,7 +81,7 @@ def test_unpaired_loader_deterministic(domains):
                                  HU_PRESETS["ct-full"], spec, batch_size=2))
         return [next(it)["A"] for _ in range(3)]
 
-    for x, y in zip(first(), first()):
+    for x, y in zip(first(), first(), strict=True):
         torch.testing.assert_close(x, y)
 
 

@@ -49,7 +49,8 @@ def test_2d_training_lowers_cycle_loss(domains, tmp_path):
     tr.fit()
     rows = np.genfromtxt(tmp_path / "run" / "metrics.csv", delimiter=",", names=True)
     assert rows["cycle"][-5:].mean() < 0.7 * rows["cycle"][:5].mean()
-    assert (tmp_path / "run" / "model.safetensors").exists() and (tmp_path / "run" / "loss_curves.png").stat().st_size > 0
+    assert (tmp_path / "run" / "model.safetensors").exists()
+    assert (tmp_path / "run" / "loss_curves.png").stat().st_size > 0
 
 
 def test_3d_training_runs_and_lowers_cycle_loss(domains, tmp_path):
@@ -78,7 +79,7 @@ def _states_equal(a: dict, b: dict, path="") -> None:
             _states_equal(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _states_equal(x, y, f"{path}[{i}]")
     elif isinstance(a, torch.Tensor):
         assert torch.equal(a, b), path
@@ -100,7 +101,8 @@ def test_resume_equals_uninterrupted(domains, tmp_path):
     a = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = ckpt.load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     _states_equal(a["rng"], b["rng"])
-    steps = [int(r.split(",")[0]) for r in (tmp_path / "resumed" / "metrics.csv").read_text(encoding="utf-8").splitlines()[1:]]
+    log = (tmp_path / "resumed" / "metrics.csv").read_text(encoding="utf-8")
+    steps = [int(r.split(",")[0]) for r in log.splitlines()[1:]]
     assert steps == sorted(set(steps))  # no duplicated log rows after the resume
 
 

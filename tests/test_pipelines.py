@@ -191,7 +191,10 @@ def test_translation_quality_against_hand_computed_values():
     contrast, synthetic = native.copy(), native.copy()
     contrast[labels == 4] = 190.0                    # +150 HU enhancement
     synthetic[labels == 4] = 70.0                    # +30 HU left: 80 % removed
-    vol = lambda a: Volume(a, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))  # noqa: E731
+
+    def vol(a):
+        return Volume(a, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+
     q = study.translation_quality({"p": {"contrast": vol(contrast), "synthetic": vol(synthetic),
                                          "native": vol(native), "labels": labels}})
     row = q["cases"]["p"]

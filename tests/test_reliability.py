@@ -13,8 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from medgan.errors import ConfigError, InputError, OutputError
-from medgan.io import Volume, read_volume, write_volume
-from medgan.io import writers
+from medgan.io import Volume, read_volume, write_volume, writers
 from tests.conftest import REPO
 
 
@@ -111,7 +110,8 @@ def test_dicom_output_never_deletes_foreign_files(tmp_path, vol, run_cli):
     one_line(*run_cli("convert", "-i", src, "-o", dest, "-ot", "dicom")[::2], "not empty", "--overwrite")
     one_line(*run_cli("convert", "-i", src, "-o", dest, "-ot", "dicom", "--overwrite")[::2],
              "did not write", "notes.txt")
-    assert sorted(p.name for p in dest.iterdir()) == ["notes.txt"] and (dest / "notes.txt").read_text(encoding="utf-8") == "x"
+    assert sorted(p.name for p in dest.iterdir()) == ["notes.txt"]
+    assert (dest / "notes.txt").read_text(encoding="utf-8") == "x"
 
 
 def test_overwrite_replaces_only_medgans_own_series(tmp_path, vol, run_cli):
@@ -477,7 +477,8 @@ def test_report_figure_states_what_a_physicist_needs(tmp_path, vol, monkeypatch)
     xlabels = [ax.get_xlabel() for ax in fig.axes]
     assert any(t.startswith("z ") and "mm" in t and "slice" in t for t in xlabels)  # the axial plane's position
     cells = [c.get_text().get_text() for ax in fig.axes for tab in ax.tables for c in tab.get_celld().values()]
-    assert {"ME (HU)", "MAE (HU)", "PSNR (dB)", "SSIM"} <= set(cells) and f"{res.rows['prediction']['psnr']:.2f}" in cells
+    assert {"ME (HU)", "MAE (HU)", "PSNR (dB)", "SSIM"} <= set(cells)
+    assert f"{res.rows['prediction']['psnr']:.2f}" in cells
     assert any("QA map" in ax.get_title() for ax in fig.axes)
     # difference: masked to the body, symmetric, scaled by the 99th percentile of |difference| inside it
     diff = (pred.array.astype(np.float32) - target.array)[res.mask]

@@ -22,7 +22,7 @@ Any failed check is a reason; the caller warns (or, strict, refuses).
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -103,7 +103,7 @@ class DomainProfile:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DomainProfile":
+    def from_dict(cls, d: dict) -> DomainProfile:
         try:
             out = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
             if not out.case_quantiles or len(out.case_quantiles) != len(out.case_histograms):

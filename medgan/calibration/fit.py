@@ -1,8 +1,8 @@
 """Fitting a model's calibrations and training-domain profile from its two training folders."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from medgan.calibration.domain import profile_volumes, volume_profile
 from medgan.calibration.hu_map import CALIBRATION_KINDS, fit_calibration, mean_quantiles

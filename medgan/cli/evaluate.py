@@ -38,7 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--fid", action="store_true", help="also FID/KID between predicted and target slices "
                    "(needs --fid-weights: nothing is downloaded)")
     p.add_argument("--fid-weights", metavar="PATH", help="feature-extractor weights (.pth state dict or .safetensors)")
-    p.add_argument("--fid-features", default="inception-v3", help="registered feature extractor (default: inception-v3)")
+    p.add_argument("--fid-features", default="inception-v3",
+                   help="registered feature extractor (default: inception-v3)")
     p.add_argument("--no-figures", action="store_true", help="tables only, no PNG report")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -141,7 +142,6 @@ def run(args) -> int:
 
     common = dict(protocol=args.protocol, mask_mode=args.mask_mode, seg_model=seg_model)
     if not is_case_folder(pred):
-        name = None
         res = evaluate_case(pred, target, args.mask, args.input, fov=args.fov, labels=args.labels,
                             compare=compare, **common)
         if patient_of:
@@ -155,7 +155,10 @@ def run(args) -> int:
                         ("--labels", args.labels), *((f"--compare {k}", v) for k, v in compare.items())):
             if p is not None and not Path(p).is_dir():
                 raise InputError(f"--pred is a folder of cases, so {what} must be one too ({p} is not)")
-        opt = lambda v: Path(v) if v else None  # noqa: E731
+
+        def opt(v):
+            return Path(v) if v else None
+
         results, failures = evaluate_folders(
             pred, target, opt(args.mask), opt(args.input), on_case=on_case,
             progress=lambda it: bar(it, desc="evaluate", quiet=args.quiet, unit="case"),

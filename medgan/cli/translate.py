@@ -116,5 +116,6 @@ def run(args) -> int:
     for name, status, secs in results:
         print(f"{name:<{width}}  {status}" + (f"  ({secs:.1f} s)" if status == "ok" else ""))
     failed = sum(r[1].startswith("FAILED") for r in results)
-    print(f"{len(results) - failed} of {len(results)} cases done, {failed} failed", file=sys.stderr if failed else sys.stdout)
+    print(f"{len(results) - failed} of {len(results)} cases done, {failed} failed",
+          file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0

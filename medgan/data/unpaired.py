@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,9 +26,9 @@ from medgan.data.hu import HUPreset
 from medgan.data.resample import needs_resampling, resample_to_spacing
 from medgan.errors import InputError
 from medgan.io import Volume, read_volume
-from medgan.io.orientation import CANONICAL, to_orientation
 from medgan.io.dicom import is_dicom_file
 from medgan.io.formats import format_of
+from medgan.io.orientation import CANONICAL, to_orientation
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -68,11 +68,11 @@ def volume_to_torchio(volume: Volume) -> tuple[torch.Tensor, np.ndarray]:
 
 def pad_to_size(volume: Volume, min_shape_zyx: Sequence[int], value: float = -1024.0) -> Volume:
     """Pad with air, centred, so every axis is at least ``min_shape_zyx`` (the origin moves, the anatomy stays)."""
-    before = [max(0, m - s) // 2 for s, m in zip(volume.shape, min_shape_zyx)]
-    after = [max(0, m - s) - b for s, m, b in zip(volume.shape, min_shape_zyx, before)]
+    before = [max(0, m - s) // 2 for s, m in zip(volume.shape, min_shape_zyx, strict=True)]
+    after = [max(0, m - s) - b for s, m, b in zip(volume.shape, min_shape_zyx, before, strict=True)]
     if not any(before) and not any(after):
         return volume
-    arr = np.pad(volume.array, list(zip(before, after)), constant_values=value)
+    arr = np.pad(volume.array, list(zip(before, after, strict=True)), constant_values=value)
     shift = volume.direction_matrix @ (np.asarray(before[::-1], float) * np.asarray(volume.spacing))
     return Volume(arr, volume.spacing, tuple(np.asarray(volume.origin) - shift), volume.direction, dict(volume.meta))
 

@@ -7,7 +7,6 @@ import torch
 
 from medgan.errors import MedganError
 
-
 _NOTICE_SHOWN: list[bool] = []
 
 

@@ -19,16 +19,16 @@ import yaml
 from medgan.config import ExperimentConfig, config_from_dict, config_to_dict
 from medgan.data.body_mask import body_mask
 from medgan.data.hu import get_preset
+from medgan.data.resample import check_spacing, needs_resampling, resample_to_spacing
 from medgan.data.unpaired import PatchSpec, UnpairedLoader, list_volumes, match_pairs
 from medgan.engine import checkpoint as ckpt
-from medgan.engine.pix2pix import build_model
+from medgan.engine.alarms import TrainingAlarms
 from medgan.engine.device import resolve_device
 from medgan.engine.distributed import barrier, init_distributed, shutdown
+from medgan.engine.pix2pix import build_model
 from medgan.errors import ConfigError, InputError
 from medgan.evaluation.metrics import mae, ssim
 from medgan.inference.engine import run_generator
-from medgan.engine.alarms import TrainingAlarms
-from medgan.data.resample import check_spacing, needs_resampling, resample_to_spacing
 from medgan.io import read_volume
 from medgan.io.orientation import to_orientation
 from medgan.io.runs import check_fresh_run_dir
@@ -98,7 +98,8 @@ class Trainer:
                 raise ConfigError("train.tensorboard needs the tensorboard package: pip install 'medgan[tensorboard]'"
                                   ) from None
             # purge_step drops events a killed run wrote after its last checkpoint, like the CSV logs
-            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.model.step + 1 if resume else None)
+            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"),
+                                    purge_step=self.model.step + 1 if resume else None)
 
     # ------------------------------------------------------------------ resume
     def _resume(self) -> None:
@@ -129,7 +130,7 @@ class Trainer:
         kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
         if header is not None and kept[0] != header:
             old = kept[0]
-            kept = [header] + [[dict(zip(old, r)).get(k, "") for k in header] for r in kept[1:]]
+            kept = [header] + [[dict(zip(old, r, strict=False)).get(k, "") for k in header] for r in kept[1:]]
         tmp = path.with_suffix(".tmp")
         with tmp.open("w", newline="") as fh:
             csv.writer(fh).writerows(kept)
@@ -234,8 +235,9 @@ class Trainer:
 
                 comparison_figure(self.run_dir / "samples" / f"step_{step:07d}.png", hu_a, pred, hu_b,
                                   titles=("input (A)", "translation", "target (B)"),
-                                  suptitle=f"{path_a.name}, step {step}: HU MAE in the body {results[0]['mae_input']:.1f} "
-                                           f"(input) -> {results[0]['mae']:.1f} (translation)")
+                                  suptitle=f"{path_a.name}, step {step}: HU MAE in the body "
+                                           f"{results[0]['mae_input']:.1f} (input) -> {results[0]['mae']:.1f} "
+                                           "(translation)")
         self.model.gen.train()
         path = self.run_dir / "validation.csv"
         new = not path.exists()
@@ -261,7 +263,8 @@ class Trainer:
             cfg_dict = config_to_dict(self.cfg)
             ckpt.save_checkpoint(self.ckpt_path, self.model.state_dict(), cfg_dict, self.preset.to_dict(),
                                  {"training_domain": self.training_domain})
-            ckpt.export_model(self.run_dir / "model.safetensors", self.model.gen.state_dict(), cfg_dict, self.preset.to_dict(),
+            ckpt.export_model(self.run_dir / "model.safetensors", self.model.gen.state_dict(), cfg_dict,
+                              self.preset.to_dict(),
                               {"step": self.model.step, "direction": "A->B", **self.training_domain})
             from medgan.utils.figures import loss_curves
 

@@ -19,8 +19,9 @@ only when both were computed the same way.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,6 +74,7 @@ def load_feature_extractor(weights: str | Path | None, name: str = "inception-v3
         raise InputError(f"feature-extractor weights {path} do not exist")
     if name not in FEATURE_EXTRACTORS:
         raise InputError(f"unknown feature extractor '{name}'; choose from {', '.join(FEATURE_EXTRACTORS)}")
+    state: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -48,7 +48,7 @@ class TranslationModel:
         kind = self.config.model.input_calibration
         return None if kind == "none" else self.calibration(kind)
 
-    def to(self, device: torch.device) -> "TranslationModel":
+    def to(self, device: torch.device) -> TranslationModel:
         self.g_ab.to(device).eval()
         if self.g_ba is not None:
             self.g_ba.to(device).eval()

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -137,7 +137,9 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
         # the network sees voxels of the size it was trained on; results go back onto the input grid
         work = resample_to_spacing(volume, model.config.data.spacing, default=lo)
         if not opts.quiet:
-            fmt = lambda s: " x ".join(f"{v:.3g}" for v in s)  # noqa: E731
+            def fmt(s):
+                return " x ".join(f"{v:.3g}" for v in s)
+
             what = " (the correction only; the input keeps its resolution)" if m.output == "correction" else ""
             print(f"resampling {fmt(volume.spacing)} mm -> model spacing {fmt(work.spacing)} mm and back{what}",
                   file=sys.stderr)

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import SimpleITK as sitk
 
 from medgan.errors import DependencyError, InputError, MedganError
 from medgan.io.volume import Volume

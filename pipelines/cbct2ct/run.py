@@ -204,7 +204,8 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
     done = data / "split.json"
     if done.exists():
         old = json.loads(done.read_text(encoding="utf-8"))
-        if (old["split"], old["domain_a"], old["domain_b"], old.get("cbct_scanner")) == (split, domain_a, domain_b, key):
+        recorded = (old["split"], old["domain_a"], old["domain_b"], old.get("cbct_scanner"))
+        if recorded == (split, domain_a, domain_b, key):
             print(f"prepare: reusing {data}")
             return data
     if data.exists():
@@ -270,8 +271,8 @@ def translate_test(work: Path, data: Path, model: Path, quiet: bool) -> Path:
                 write_volume(qa, work / "qa" / case.name, inputs=[case])
             else:
                 sct = translate(cbct, net, opts)
-            write_volume(sct, dst, dtype="int16", inputs=[case],
-                         series_description="medgan synthetic CT" if method == "model" else f"CBCT, {method} HU calibration")
+            description = "medgan synthetic CT" if method == "model" else f"CBCT, {method} HU calibration"
+            write_volume(sct, dst, dtype="int16", inputs=[case], series_description=description)
     return work / "sct"
 
 

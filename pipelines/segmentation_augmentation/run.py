@@ -26,7 +26,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-import study  # noqa: E402
+import study  # noqa: E402 - the pipeline folder is put on sys.path just above
 
 
 def _hardware(device) -> str:
@@ -218,8 +218,9 @@ def main(argv=None) -> int:
     for seed in size.seeds:
         for arm in arms:
             x, y, aug = sets[arm]
-            net = study.train_segmenter(x, y, size, seed, aug, device, progress=lambda it: bar(
-                it, desc=f"seed {seed} arm ({arm})", quiet=args.quiet, unit="it"))
+            desc = f"seed {seed} arm ({arm})"
+            net = study.train_segmenter(x, y, size, seed, aug, device, progress=lambda it, desc=desc: bar(
+                it, desc=desc, quiet=args.quiet, unit="it"))
             for n in test:
                 for organ, d in study.dice_per_organ(net, prepared[n]["native"].array, prepared[n]["labels"],
                                                      size, device).items():

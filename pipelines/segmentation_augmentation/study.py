@@ -77,9 +77,9 @@ def scaled(size: StudySize, **changes: int | None) -> StudySize:
 @dataclasses.dataclass
 class Patient:
     name: str
-    native: "object | None"              #: medgan Volume, non-contrast CT (HU); None: training-only patient
-    labels: "object"                     #: medgan Volume, TotalSegmentator label values
-    contrast: "object | None" = None     #: contrast-enhanced CT; simulated from the labels when absent
+    native: object | None              #: medgan Volume, non-contrast CT (HU); None: training-only patient
+    labels: object                     #: medgan Volume, TotalSegmentator label values
+    contrast: object | None = None     #: contrast-enhanced CT; simulated from the labels when absent
 
 
 def load_user_cohort(root: Path) -> list[Patient]:
@@ -185,7 +185,9 @@ def normalise(hu: np.ndarray) -> np.ndarray:
 
 
 def to_slices(image: np.ndarray, labels: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Axial slices padded (air / background) or centre-cropped to side x side: [n, 1, side, side], [n, 1, side, side]."""
+    """Axial slices padded (air / background) or centre-cropped to side x side.
+
+    Returns images and labels, each [n, 1, side, side]."""
     from monai.transforms import ResizeWithPadOrCrop
 
     fit_img = ResizeWithPadOrCrop((side, side), constant_values=-1.0)
@@ -260,7 +262,7 @@ def dice_per_organ(net: torch.nn.Module, image: np.ndarray, labels: np.ndarray, 
     t = one_hot(torch.from_numpy(y).permute(1, 0, 2, 3)[None], n_cls)
     metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
     d = metric(p, t)[0].tolist()
-    return {organ: (float(v) if not math.isnan(v) else float("nan")) for organ, v in zip(ORGANS, d)}
+    return {organ: (float(v) if not math.isnan(v) else float("nan")) for organ, v in zip(ORGANS, d, strict=True)}
 
 
 def translation_quality(cases: dict) -> dict:
