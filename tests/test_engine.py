@@ -53,6 +53,7 @@ def test_2d_training_lowers_cycle_loss(domains, tmp_path):
     assert (tmp_path / "run" / "loss_curves.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_3d_training_runs_and_lowers_cycle_loss(domains, tmp_path):
     cfg = tiny_cfg(domains, "model.spatial_dims=3", "data.patch_size=[16,32,32]", "optim.batch_size=2",
                    "optim.steps=16", "train.log_every=1", "train.val_every=0", "train.checkpoint_every=16")
@@ -106,6 +107,7 @@ def test_resume_equals_uninterrupted(domains, tmp_path):
     assert steps == sorted(set(steps))  # no duplicated log rows after the resume
 
 
+@pytest.mark.slow
 def test_sigkill_during_training_then_resume(domains, tmp_path):
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "medgan.cli.main", "train", "-c", str(TINY), "-o", str(run), "-q",
@@ -148,6 +150,7 @@ def _ddp_worker(rank, world, port, cfg_dict, batches, out):
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_gloo_matches_single_process(tmp_path):
     cfg = config_from_dict(apply_overrides(
         __import__("yaml").safe_load(TINY.read_text(encoding="utf-8")), ["optim.pool_size=0", "optim.batch_size=4"]))
@@ -166,6 +169,7 @@ def test_ddp_gloo_matches_single_process(tmp_path):
         torch.testing.assert_close(ddp_state[k], v, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_completes(domains, tmp_path):
     run = tmp_path / "ddp_run"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
