@@ -159,12 +159,12 @@ def cases(t: Path):
     yield "a model that does not exist", ["translate", "-i", good, "-o", t / "s.nii.gz", "-m", t / "nope.safetensors"]
     (t / "junk.safetensors").write_bytes(b"\xff" * 300)
     yield "junk bytes as a model", ["translate", "-i", good, "-o", t / "s.nii.gz", "-m", t / "junk.safetensors"]
-    from medgan.engine import checkpoint as ckpt
     from medgan.inference.model import STARTER_MODEL
+    from medgan.io.model_file import read_model_file, write_model_file
 
-    tensors, meta = ckpt.read_model_file(STARTER_MODEL)
-    bad_preset = ckpt.export_model(t / "preset.safetensors", tensors, meta["config"],
-                                   {"name": "x", "lo": 5.0, "hi": 5.0})
+    tensors, spec = read_model_file(STARTER_MODEL)
+    spec.hu_preset = {"name": "x", "lo": 5.0, "hi": 5.0}
+    bad_preset = write_model_file(t / "preset.safetensors", tensors, spec)
     yield ("a model with a tampered HU preset (lo = hi)",
            ["translate", "-i", good, "-o", t / "s.nii.gz", "-m", bad_preset])
     import torch

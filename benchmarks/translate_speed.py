@@ -28,13 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 def model_file(config: Path, tmp: Path) -> Path:
     from medgan.config import config_to_dict, load_config
     from medgan.data.hu import get_preset
-    from medgan.engine.checkpoint import export_model
     from medgan.engine.cyclegan import CycleGAN
+    from medgan.io.model_file import ModelSpec, write_model_file
 
     cfg = load_config(config, ["train.device=cpu"])
     model = CycleGAN(cfg, torch.device("cpu"))
-    return export_model(tmp / "model.safetensors", model.gen.state_dict(), config_to_dict(cfg),
-                        get_preset(cfg.data.hu_preset).to_dict(), {"step": 0})
+    spec = ModelSpec(config_to_dict(cfg), get_preset(cfg.data.hu_preset).to_dict(), step=0)
+    return write_model_file(tmp / "model.safetensors", model.gen.state_dict(), spec)
 
 
 def main() -> None:

@@ -18,13 +18,13 @@ from medgan.calibration import (
 from medgan.calibration.hu_map import QUANTILE_LEVELS
 from medgan.config import ExperimentConfig, config_to_dict, load_config
 from medgan.data.hu import HU_PRESETS
-from medgan.engine import checkpoint as ckpt
 from medgan.errors import ConfigError
 from medgan.inference.engine import run_generator
 from medgan.inference.model import load_model
 from medgan.inference.qa import qa_map_correlation
 from medgan.inference.translate import TranslateOptions, translate
 from medgan.io import Volume, read_volume, write_volume
+from medgan.io.model_file import ModelSpec, read_model_file, write_model_file
 from medgan.nets.correction import CorrectionGenerator, GaussianLowPass, build_translator
 from tests.conftest import REPO
 
@@ -172,16 +172,16 @@ def correction_run(tmp_path_factory):
 
 def test_correction_model_file_records_calibrations_and_domain(correction_run):
     root, model_path = correction_run
-    _, meta = ckpt.read_model_file(model_path)
-    assert set(meta["calibration"]) == {"linear", "histogram"}
-    d = DomainProfile.from_dict(meta["domain"])
+    _, spec = read_model_file(model_path)
+    assert set(spec.calibration) == {"linear", "histogram"}
+    d = DomainProfile.from_dict(spec.domain)
     assert d.sites == ["abdomen"] and len(d.spacings) == 3
     # the recorded domain is the training inputs' (A): its mean quantiles are those of the A volumes
     qa = np.mean([body_quantiles(read_volume(p).array) for p in sorted((root / "A").iterdir())], axis=0)
     assert np.allclose(d.quantiles, qa, atol=1.0)
     # and the linear calibration moves A's median body HU onto B's
     qb = np.mean([body_quantiles(read_volume(p).array) for p in sorted((root / "B").iterdir())], axis=0)
-    lin = HUCalibration.from_dict(meta["calibration"]["linear"])
+    lin = HUCalibration.from_dict(spec.calibration["linear"])
     assert abs(lin(np.array([qa[25]]))[0] - qb[25]) < 15
     model = load_model(model_path)
     assert model.output == "correction" and model.config.model.context_slices == 3
@@ -280,7 +280,8 @@ def test_old_model_files_without_calibration_still_load(tmp_path, run_cli):
     from medgan.engine.cyclegan import CycleGAN
 
     gen = CycleGAN(cfg, torch.device("cpu")).gen
-    path = ckpt.export_model(tmp_path / "old.safetensors", gen.state_dict(), config_to_dict(cfg), PRESET.to_dict())
+    spec = ModelSpec(config_to_dict(cfg), PRESET.to_dict())
+    path = write_model_file(tmp_path / "old.safetensors", gen.state_dict(), spec)
     model = load_model(path)
     assert model.calibrations == {} and model.domain is None and model.output == "translation"
     src = write_volume(_body(seed=3), tmp_path / "in.nii.gz")

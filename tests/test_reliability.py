@@ -365,13 +365,14 @@ def test_config_ranges_checked_at_load(run_cli, tmp_path, override, fragment):
 
 def test_tampered_hu_preset_is_refused(tmp_path, vol, run_cli):
     from medgan.data.hu import get_preset
-    from medgan.engine import checkpoint as ckpt
     from medgan.inference.model import STARTER_MODEL
+    from medgan.io.model_file import read_model_file, write_model_file
 
     with pytest.raises(ConfigError, match="lo < hi"):
         get_preset({"name": "x", "lo": 100.0, "hi": 100.0})
-    tensors, meta = ckpt.read_model_file(STARTER_MODEL)
-    bad = ckpt.export_model(tmp_path / "bad.safetensors", tensors, meta["config"], {"name": "t", "lo": 5.0, "hi": 5.0})
+    tensors, spec = read_model_file(STARTER_MODEL)
+    spec.hu_preset = {"name": "t", "lo": 5.0, "hi": 5.0}
+    bad = write_model_file(tmp_path / "bad.safetensors", tensors, spec)
     src = write_volume(vol, tmp_path / "in.nii.gz")
     one_line(*run_cli("translate", "-i", src, "-o", tmp_path / "o.nii.gz", "-m", bad, "-q")[::2], "lo < hi")
 
@@ -392,7 +393,7 @@ def test_debug_accepted_after_the_command(run_cli, tmp_path):
 def test_single_case_progress_and_one_no_gpu_notice(tmp_path, vol, run_cli, monkeypatch):
     import torch
 
-    from medgan.engine import device
+    from medgan.utils import device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(device, "_NOTICE_SHOWN", [])

@@ -9,10 +9,10 @@ import torch
 
 from medgan.config import ExperimentConfig, config_to_dict
 from medgan.data.hu import HU_PRESETS
-from medgan.engine import checkpoint as ckpt
 from medgan.inference.model import load_model
 from medgan.inference.translate import translate
 from medgan.io import Volume, read_volume, write_volume
+from medgan.io.model_file import ModelSpec, write_model_file
 from medgan.nets import GENERATORS, register_generator
 from tests.conftest import REPO, rotation
 
@@ -36,7 +36,7 @@ def identity_model(tmp_path_factory):
     cfg.model.generator, cfg.model.generator_args = "test-identity", {}
     state = {"g_ab.dummy": torch.zeros(1), "g_ba.dummy": torch.zeros(1)}
     path = tmp_path_factory.mktemp("model") / "identity.safetensors"
-    return ckpt.export_model(path, state, config_to_dict(cfg), HU_PRESETS["ct-full"].to_dict())
+    return write_model_file(path, state, ModelSpec(config_to_dict(cfg), HU_PRESETS["ct-full"].to_dict()))
 
 
 @pytest.fixture
@@ -84,7 +84,8 @@ def _identity_with_spacing(tmp_path, spacing):
     cfg.model.generator, cfg.model.generator_args = "test-identity", {}
     cfg.data.spacing = spacing
     state = {"g_ab.dummy": torch.zeros(1), "g_ba.dummy": torch.zeros(1)}
-    return ckpt.export_model(tmp_path / "m.safetensors", state, config_to_dict(cfg), HU_PRESETS["ct-full"].to_dict())
+    return write_model_file(tmp_path / "m.safetensors", state, ModelSpec(config_to_dict(cfg),
+                                                                         HU_PRESETS["ct-full"].to_dict()))
 
 
 def test_input_resampled_to_training_spacing_and_back(tmp_path, identity_model, capsys):
@@ -148,8 +149,8 @@ def test_tampered_and_wrong_models_refused(tmp_path, ct, identity_model, run_cli
     assert code == 1 and "without medgan metadata" in err
     # right metadata, wrong weights for the stated architecture
     meta_cfg = config_to_dict(ExperimentConfig())
-    ckpt.export_model(tmp_path / "mismatch.safetensors", {"g_ab.x": torch.zeros(1)}, meta_cfg,
-                      HU_PRESETS["ct-full"].to_dict())
+    write_model_file(tmp_path / "mismatch.safetensors", {"g_ab.x": torch.zeros(1)},
+                     ModelSpec(meta_cfg, HU_PRESETS["ct-full"].to_dict()))
     code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "o.nii.gz", "-m", tmp_path / "mismatch.safetensors")
     assert code == 1 and "do not match" in err
     code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "o.nii.gz", "-m", tmp_path / "nothing")

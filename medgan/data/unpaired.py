@@ -26,38 +26,13 @@ from medgan.data.hu import HUPreset
 from medgan.data.resample import needs_resampling, resample_to_spacing
 from medgan.errors import InputError
 from medgan.io import Volume, read_volume
-from medgan.io.dicom import is_dicom_file
-from medgan.io.formats import format_of
+
+# listing and matching cases moved to medgan.io.cases (no TorchIO import); re-exported for older imports
+from medgan.io.cases import list_volumes as list_volumes
+from medgan.io.cases import match_pairs as match_pairs
 from medgan.io.orientation import CANONICAL, to_orientation
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def list_volumes(folder: str | Path) -> list[Path]:
-    """Volumes in a folder: image files, and sub-folders holding a DICOM series (one per case)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder} is not a folder of volumes")
-    found = []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            continue
-        if p.is_file() and format_of(p) in ("nifti", "mha", "nrrd", "zip"):
-            found.append(p)
-        elif p.is_dir() and any(is_dicom_file(f) for f in p.iterdir() if f.is_file()):
-            found.append(p)
-    if not found:
-        raise InputError(f"{folder} holds no volumes (.nii.gz, .mha, .nrrd, .zip or DICOM series folders)")
-    return found
-
-
-def match_pairs(folder_a: str | Path, folder_b: str | Path, what: str = "") -> list[tuple[Path, Path]]:
-    """``(a, b)`` volumes with the same file name in two folders (registered pairs, validation pairs)."""
-    b_by_name = {p.name: p for p in list_volumes(folder_b)}
-    pairs = [(a, b_by_name[a.name]) for a in list_volumes(folder_a) if a.name in b_by_name]
-    if not pairs:
-        raise InputError(f"{what}no file names in common between {folder_a} and {folder_b}")
-    return pairs
 
 
 def volume_to_torchio(volume: Volume) -> tuple[torch.Tensor, np.ndarray]:

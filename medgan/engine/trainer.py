@@ -20,19 +20,21 @@ from medgan.config import ExperimentConfig, config_from_dict, config_to_dict
 from medgan.data.body_mask import body_mask
 from medgan.data.hu import get_preset
 from medgan.data.resample import check_spacing, needs_resampling, resample_to_spacing
-from medgan.data.unpaired import PatchSpec, UnpairedLoader, list_volumes, match_pairs
+from medgan.data.unpaired import PatchSpec, UnpairedLoader
 from medgan.engine import checkpoint as ckpt
 from medgan.engine.alarms import TrainingAlarms
-from medgan.engine.device import resolve_device
 from medgan.engine.distributed import barrier, init_distributed, shutdown
 from medgan.engine.pix2pix import build_model
 from medgan.errors import ConfigError, InputError
 from medgan.evaluation.metrics import mae, ssim
 from medgan.inference.engine import run_generator
 from medgan.io import read_volume
+from medgan.io.cases import list_volumes, match_pairs
+from medgan.io.model_file import ModelSpec, write_model_file
 from medgan.io.orientation import to_orientation
 from medgan.io.runs import check_fresh_run_dir
 from medgan.io.writers import remove_stale_temporaries
+from medgan.utils.device import resolve_device
 from medgan.utils.progress import bar
 
 LOSS_KEYS = ["g_total", "g_adv", "cycle", "identity", "structure", "l1", "d_a", "d_b", "d_acc", "var_ratio",
@@ -263,9 +265,9 @@ class Trainer:
             cfg_dict = config_to_dict(self.cfg)
             ckpt.save_checkpoint(self.ckpt_path, self.model.state_dict(), cfg_dict, self.preset.to_dict(),
                                  {"training_domain": self.training_domain})
-            ckpt.export_model(self.run_dir / "model.safetensors", self.model.gen.state_dict(), cfg_dict,
-                              self.preset.to_dict(),
-                              {"step": self.model.step, "direction": "A->B", **self.training_domain})
+            spec = ModelSpec(cfg_dict, self.preset.to_dict(), step=self.model.step, direction="A->B",
+                             **self.training_domain)
+            write_model_file(self.run_dir / "model.safetensors", self.model.gen.state_dict(), spec)
             from medgan.utils.figures import loss_curves
 
             loss_curves(self.run_dir / "metrics.csv", self.run_dir / "loss_curves.png")

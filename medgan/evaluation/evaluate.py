@@ -165,16 +165,11 @@ def match_cases(pred_dir: Path, others: dict[str, Path | None]) -> list[tuple[st
 
     A case with no counterpart keeps ``None`` there; the caller reports it as failed.
     """
-    from medgan.data.unpaired import list_volumes
+    from medgan.io.cases import index_cases
 
-    preds = list_volumes(pred_dir)
-    index = {k: ({strip_suffix(p.name): p for p in list_volumes(d)} if d is not None else None)
-             for k, d in others.items()}
-    matched = []
-    for p in preds:
-        name = strip_suffix(p.name)
-        matched.append((name, p, {k: (idx.get(name) if idx is not None else None) for k, idx in index.items()}))
-    return matched
+    index = {k: (index_cases(d) if d is not None else None) for k, d in others.items()}
+    return [(name, p, {k: (idx.get(name) if idx is not None else None) for k, idx in index.items()})
+            for name, p in index_cases(pred_dir).items()]
 
 
 def evaluate_folders(pred_dir: Path, target_dir: Path, mask_dir: Path | None = None, input_dir: Path | None = None,

@@ -28,12 +28,12 @@ from scipy import ndimage
 
 from medgan.calibration import DomainReport, check_domain, volume_profile
 from medgan.data.resample import needs_resampling, resample_like, resample_to_spacing
-from medgan.engine.device import resolve_device
 from medgan.errors import DomainError, InputError, ModelError
 from medgan.inference.engine import run_generator
 from medgan.inference.model import TranslationModel, load_model
 from medgan.io import Volume, read_volume
 from medgan.io.orientation import CANONICAL, Reorientation, from_orientation, to_orientation
+from medgan.utils.device import resolve_device
 from medgan.utils.progress import bar
 
 METHODS = ("model", "linear", "histogram")

@@ -10,7 +10,6 @@ import SimpleITK as sitk
 
 from medgan.errors import InputError, MedganError
 from medgan.io import Volume, read_volume, write_volume
-from medgan.io.formats import strip_suffix
 from medgan.io.writers import atomic_path, atomic_write_text
 from medgan.registration.elastix import RegistrationOptions, RegistrationResult, register
 
@@ -136,10 +135,9 @@ def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, outp
 
 def match_patients(fixed_dir: Path, moving_dir: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
     """``(name, cbct, ct)`` for every name present in both folders (any format), and the unmatched names."""
-    from medgan.data.unpaired import list_volumes
+    from medgan.io.cases import index_cases
 
-    f = {strip_suffix(p.name): p for p in list_volumes(fixed_dir)}
-    m = {strip_suffix(p.name): p for p in list_volumes(moving_dir)}
+    f, m = index_cases(fixed_dir), index_cases(moving_dir)
     pairs = [(n, f[n], m[n]) for n in sorted(f) if n in m]
     unmatched = sorted(set(f) ^ set(m))
     if not pairs:

@@ -175,8 +175,8 @@ def main(argv=None) -> int:
     import SimpleITK as sitk
     import torch
 
-    from medgan.engine.device import resolve_device
     from medgan.inference.translate import TranslateOptions, translate
+    from medgan.utils.device import resolve_device
     from medgan.utils.progress import bar
 
     sitk.ProcessObject_SetGlobalWarningDisplay(False)

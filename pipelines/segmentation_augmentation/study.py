@@ -84,12 +84,11 @@ class Patient:
 
 def load_user_cohort(root: Path) -> list[Patient]:
     """``root/ct/<case>``, ``root/labels/<case>`` and optionally ``root/contrast/<case>`` (any medgan format)."""
-    from medgan.data.unpaired import list_volumes
     from medgan.io import read_volume
-    from medgan.io.formats import strip_suffix
+    from medgan.io.cases import index_cases
 
     def index(folder):
-        return {strip_suffix(p.name): p for p in list_volumes(folder)} if folder.is_dir() else {}
+        return index_cases(folder) if folder.is_dir() else {}
 
     cts, labels, contrast = index(root / "ct"), index(root / "labels"), index(root / "contrast")
     if not cts:
