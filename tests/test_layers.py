@@ -222,3 +222,22 @@ print("ok")
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_checkpoints_use_the_one_atomic_writer(tmp_path, monkeypatch):
+    from medgan.engine import checkpoint as ckpt
+
+    path = tmp_path / "checkpoints" / "last.pt"
+    ckpt.atomic_torch_save({"step": 1}, path)
+    assert torch.load(path, weights_only=True) == {"step": 1}
+
+    def broken(obj, f):
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(Exception, match="disk is full"):
+        ckpt.atomic_torch_save({"step": 2}, path)
+    assert torch.load(path, weights_only=True) == {"step": 1}                 # the old one, whole
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]             # no temporary left

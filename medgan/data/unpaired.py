@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torchio as tio
 
+from medgan.config.schema import DataConfig, ExperimentConfig, ModelConfig
 from medgan.data.body_mask import body_mask
 from medgan.data.hu import HUPreset
 from medgan.data.resample import needs_resampling, resample_to_spacing
@@ -81,18 +82,33 @@ class AddBodyMask(tio.Transform):
         return subject
 
 
+_MODEL, _DATA = ModelConfig(), DataConfig()
+
+
 @dataclasses.dataclass
 class PatchSpec:
-    spatial_dims: int = 2
-    patch_size: Sequence[int] = (128, 128)  #: (y, x) in 2D, (z, y, x) in 3D
-    samples_per_volume: int = 16
-    queue_length: int = 128
-    num_workers: int = 0
-    flip: bool = True
-    affine: bool = False
-    spacing: Sequence[float] | None = None  #: resample every volume to this (see medgan.data.resample)
-    orientation: str | None = CANONICAL     #: reorient every volume to this first (see medgan.io.orientation)
-    context_slices: int = 1                 #: 2.5D: 2D patches carry this many adjacent slices as channels
+    """How patches are drawn from the volumes.
+
+    The defaults are the configuration's (:class:`medgan.config.DataConfig` and ``ModelConfig``):
+    one place for data defaults.  A trainer builds it with :meth:`from_config`.
+    """
+
+    spatial_dims: int = _MODEL.spatial_dims
+    patch_size: Sequence[int] = tuple(_DATA.patch_size)  #: (y, x) in 2D, (z, y, x) in 3D
+    samples_per_volume: int = _DATA.samples_per_volume
+    queue_length: int = _DATA.queue_length
+    num_workers: int = _DATA.num_workers
+    flip: bool = _DATA.flip
+    affine: bool = _DATA.affine
+    spacing: Sequence[float] | None = _DATA.spacing  #: resample every volume to this (see medgan.data.resample)
+    orientation: str | None = _DATA.orientation   #: reorient every volume to this first (see medgan.io.orientation)
+    context_slices: int = _MODEL.context_slices   #: 2.5D: 2D patches carry this many adjacent slices as channels
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig) -> PatchSpec:
+        d, m = cfg.data, cfg.model
+        return cls(m.spatial_dims, tuple(d.patch_size), d.samples_per_volume, d.queue_length, d.num_workers, d.flip,
+                   d.affine, d.spacing, d.orientation, m.context_slices)
 
     def torchio_patch_size(self) -> tuple[int, int, int]:
         ps = tuple(int(p) for p in self.patch_size)
@@ -119,13 +135,27 @@ class ApplyHUMap(tio.IntensityTransform):
         return subject
 
 
+class NormalizeHU(tio.IntensityTransform):
+    """HU -> [-1, 1] by the preset's :meth:`~medgan.data.hu.HUPreset.normalize`, the normalisation
+    translation uses too (clip to the preset's window, then scale)."""
+
+    def __init__(self, preset: HUPreset, **kwargs):
+        super().__init__(**kwargs)
+        self.preset = preset
+        self.args_names = ["preset"]
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        for image in self.get_images(subject):
+            image.set_data(self.preset.normalize(image.data.float()))
+        return subject
+
+
 def make_transform(preset: HUPreset, spec: PatchSpec, hu_map=None, hu_map_include=None) -> tio.Compose:
-    """Body sampling map, [optional HU map (``hu_map_include``: image names it applies to)], clamp, scale, augment."""
+    """Body sampling map, [optional HU map (``hu_map_include``: image names it applies to)], HU -> [-1, 1], augment."""
     steps: list[tio.Transform] = [AddBodyMask()]
     if hu_map is not None:
         steps.append(ApplyHUMap(hu_map, include=hu_map_include))
-    steps += [tio.Clamp(out_min=preset.lo, out_max=preset.hi),
-                                  tio.RescaleIntensity(out_min_max=(-1.0, 1.0), in_min_max=(preset.lo, preset.hi))]
+    steps.append(NormalizeHU(preset))
     if spec.flip:
         steps.append(tio.RandomFlip(axes=("LR",), flip_probability=0.5))
     if spec.affine:

@@ -5,14 +5,12 @@
   a tampered file cannot execute code.
 * Exported models (``model.safetensors``) are written and read by :mod:`medgan.io.model_file`,
   so that inference loads a model without importing the training engine.
-* Writes go to a temporary file, are fsync'ed and renamed, so SIGKILL at any
-  moment leaves either the previous checkpoint or the new one, never half of one.
+* Writes go through :func:`medgan.io.writers.atomic_path` (a temporary file, fsync'ed, then
+  renamed), so SIGKILL at any moment leaves either the previous checkpoint or the new one.
 """
 from __future__ import annotations
 
-import os
 import random
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 
 from medgan import __version__
 from medgan.io.model_file import CHECKPOINT_FORMAT, load_checkpoint
+from medgan.io.writers import atomic_path
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state",
            "seed_everything", "atomic_torch_save"]
@@ -60,17 +59,9 @@ def seed_everything(seed: int) -> None:
 
 # ---------------------------------------------------------------------------- atomic files
 def atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """``torch.save`` through medgan's one atomic writer (:func:`medgan.io.writers.atomic_path`)."""
+    with atomic_path(Path(path)) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_checkpoint(path: Path, model_state: dict, config: dict, hu_preset: dict, extra: dict | None = None) -> None:

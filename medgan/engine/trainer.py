@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ from medgan.io.cases import list_volumes, match_pairs
 from medgan.io.model_file import ModelSpec, write_model_file
 from medgan.io.orientation import to_orientation
 from medgan.io.runs import check_fresh_run_dir
-from medgan.io.writers import remove_stale_temporaries
+from medgan.io.writers import atomic_write_text, remove_stale_temporaries
 from medgan.utils.device import resolve_device
 from medgan.utils.progress import bar
 
@@ -60,9 +61,7 @@ class Trainer:
         check_spacing(cfg.data.spacing)
         self.paths_a, self.paths_b = list_volumes(cfg.data.train_a), list_volumes(cfg.data.train_b)
         self.val_pairs = validation_pairs(cfg)
-        self.spec = PatchSpec(cfg.model.spatial_dims, cfg.data.patch_size, cfg.data.samples_per_volume,
-                              cfg.data.queue_length, cfg.data.num_workers, cfg.data.flip, cfg.data.affine,
-                              cfg.data.spacing, cfg.data.orientation, cfg.model.context_slices)
+        self.spec = PatchSpec.from_config(cfg)
         self.spec.torchio_patch_size()  # validates the patch size against spatial_dims
         probe = torch.device("cpu") if cfg.train.device == "cpu" else None
         self.dist = init_distributed(probe or resolve_device(cfg.train.device, quiet=True))
@@ -133,10 +132,9 @@ class Trainer:
         if header is not None and kept[0] != header:
             old = kept[0]
             kept = [header] + [[dict(zip(old, r, strict=False)).get(k, "") for k in header] for r in kept[1:]]
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as fh:
-            csv.writer(fh).writerows(kept)
-        tmp.replace(path)
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(kept)
+        atomic_write_text(path, text.getvalue())
 
     # ------------------------------------------------------------------ loop
     def _new_stream(self, step: int):
