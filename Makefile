@@ -1,6 +1,8 @@
 # medgan: two commands on a fresh machine with python3 and make.
 #   make demo   sets up .venv when missing, then runs the end-to-end demo
-#   make test   sets up .venv when missing, then runs the test suite
+#   make test   sets up .venv when missing, then runs the test suite (all of it: what CI runs)
+#   make test-fast   the same without the tests marked slow (pytest -m "not slow")
+#   make lint   sets up .venv when missing, then runs ruff (lint + import order) and mypy (pyproject.toml)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -14,7 +16,7 @@ TORCH_CPU ?= torch==2.13.0
 DOSE_DEPS := "pydantic>=2.10,<2.14" pymedphys==0.41.0 numba array_api_compat array_api_strict \
 	array_api_extra types-array-api pymatreader h5py regex "pydantic-settings<3" numpydantic pint
 
-.PHONY: all demo test venv clean lint
+.PHONY: all demo test test-fast venv clean lint
 
 all: test
 
@@ -36,8 +38,15 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 demo: $(STAMP)
 	$(PY) pipelines/demo.py
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache build *.egg-info
+	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -101,7 +101,8 @@ def cases(t: Path):
     yield "a colour (3 components per voxel) volume", ["info", "-i", t / "rgb.mha"]
     deg = sitk.GetImageFromArray(np.zeros((4, 5, 6), np.int16))
     sitk.WriteImage(deg, str(t / "deg.mha"))
-    txt = (t / "deg.mha").read_bytes().replace(b"TransformMatrix = 1 0 0 0 1 0 0 0 1", b"TransformMatrix = 1 0 0 1 0 0 0 0 1")
+    txt = (t / "deg.mha").read_bytes().replace(b"TransformMatrix = 1 0 0 0 1 0 0 0 1",
+                                               b"TransformMatrix = 1 0 0 1 0 0 0 0 1")
     (t / "deg.mha").write_bytes(txt)
     yield "a degenerate direction matrix (MHA)", ["info", "-i", t / "deg.mha"]
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((10, 20, 20), np.int16)), str(t / "full.mha"))
@@ -158,12 +159,14 @@ def cases(t: Path):
     yield "a model that does not exist", ["translate", "-i", good, "-o", t / "s.nii.gz", "-m", t / "nope.safetensors"]
     (t / "junk.safetensors").write_bytes(b"\xff" * 300)
     yield "junk bytes as a model", ["translate", "-i", good, "-o", t / "s.nii.gz", "-m", t / "junk.safetensors"]
-    from medgan.engine import checkpoint as ckpt
     from medgan.inference.model import STARTER_MODEL
+    from medgan.io.model_file import read_model_file, write_model_file
 
-    tensors, meta = ckpt.read_model_file(STARTER_MODEL)
-    bad_preset = ckpt.export_model(t / "preset.safetensors", tensors, meta["config"], {"name": "x", "lo": 5.0, "hi": 5.0})
-    yield "a model with a tampered HU preset (lo = hi)", ["translate", "-i", good, "-o", t / "s.nii.gz", "-m", bad_preset]
+    tensors, spec = read_model_file(STARTER_MODEL)
+    spec.hu_preset = {"name": "x", "lo": 5.0, "hi": 5.0}
+    bad_preset = write_model_file(t / "preset.safetensors", tensors, spec)
+    yield ("a model with a tampered HU preset (lo = hi)",
+           ["translate", "-i", good, "-o", t / "s.nii.gz", "-m", bad_preset])
     import torch
 
     if not torch.cuda.is_available():
@@ -228,8 +231,11 @@ def not_one_line(rows) -> list:
 
 def table(rows) -> str:
     out = ["| # | bad input | command | exit | message (stderr, one line) |", "| --- | --- | --- | --- | --- |"]
+
+    def esc(s):
+        return s.replace("|", "\\|")
+
     for i, (what, cmd, code, msg, _) in enumerate(rows, 1):
-        esc = lambda s: s.replace("|", "\\|")  # noqa: E731
         out.append(f"| {i} | {esc(what)} | `{esc(cmd)}` | {code} | {esc(msg)} |")
     return "\n".join(out)
 

@@ -20,7 +20,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medgan.io import read_volume  # noqa: E402
+from medgan.io import read_volume  # noqa: E402 - importable once the repository is on sys.path (above)
 from medgan.simulation.catphan import analyse_catphan, make_catphan504  # noqa: E402
 from medgan.utils.figures import _plt, _save  # noqa: E402
 

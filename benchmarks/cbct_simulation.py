@@ -66,8 +66,8 @@ def measure(ct: Volume, cbct: Volume) -> dict:
     # cupping: soft tissue (CT 0..100 HU) error in the inner 30 % vs the outer 30 % of the body
     soft = mask & (ref > 0) & (ref < 100)
     rel = np.stack([body_centroid_radius(b, ct.spacing) for b in body])
-    profile = [float((hu - ref)[soft & (rel >= a) & (rel < a + 0.1)].mean()) if (soft & (rel >= a) & (rel < a + 0.1)).any()
-               else float("nan") for a in np.arange(0, 1.0, 0.1)]
+    rings = [soft & (rel >= a) & (rel < a + 0.1) for a in np.arange(0, 1.0, 0.1)]
+    profile = [float((hu - ref)[ring].mean()) if ring.any() else float("nan") for ring in rings]
     centre = (hu - ref)[soft & (rel < 0.3)].mean()
     edge = (hu - ref)[soft & (rel >= 0.7)].mean()
     return dict(mae=float(np.abs(err).mean()), me=float(err.mean()), linear_mae=float(linear),
@@ -128,8 +128,8 @@ def run_presets(data: Path, out: Path, presets: list[str]) -> list[dict]:
                      spr_max=stats.get("spr_central_ray_max"), size=list(ct.array.shape[::-1]))
             rows.append(m)
             print(f"| {case} | {name} | {m['mae']:.1f} | {m['me']:+.1f} | {m['linear_mae']:.1f} "
-                  f"({100 * m['spatial_share']:.0f} %) | {m['cupping']:+.0f} | {m['spr']:.2f} | {m['soft_error_sd']:.0f} | "
-                  f"{dt:.0f} |", flush=True)
+                  f"({100 * m['spatial_share']:.0f} %) | {m['cupping']:+.0f} | {m['spr']:.2f} | "
+                  f"{m['soft_error_sd']:.0f} | {dt:.0f} |", flush=True)
             if case.startswith("example_ct"):
                 preset_figure(out / "figures" / f"cbct_sim_{name}.png", ct, cbct, m, f"{name} on example_ct")
             if case.startswith("pulmonary") and name.endswith("thorax"):
@@ -145,9 +145,10 @@ def run_projection_count(data: Path) -> dict:
         ref = simulate_cbct(ct, CBCT_PRESETS["varian-obi-pelvis"], seed=0)
     for n in (330,):
         red = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["varian-obi-pelvis"], n_projections=n), seed=0)
-        res[n] = dict(vs_ct=measure(ct, red)["mae"], vs_655=float(np.abs(red.array - ref.array)[body_mask(ct.array)].mean()))
-        print(f"projections {n}: MAE vs CT {res[n]['vs_ct']:.1f}, mean |diff| vs 655 projections {res[n]['vs_655']:.1f}",
-              flush=True)
+        res[n] = dict(vs_ct=measure(ct, red)["mae"],
+                      vs_655=float(np.abs(red.array - ref.array)[body_mask(ct.array)].mean()))
+        print(f"projections {n}: MAE vs CT {res[n]['vs_ct']:.1f}, "
+              f"mean |diff| vs 655 projections {res[n]['vs_655']:.1f}", flush=True)
     res[655] = dict(vs_ct=measure(ct, ref)["mae"], vs_655=0.0)
     return res
 
@@ -220,7 +221,8 @@ def main() -> None:
     args = ap.parse_args()
     print(f"{datetime.date.today()}, {platform.machine()} {platform.processor()}, {os.cpu_count()} cores, "
           f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
-    print("| CT | preset | MAE | mean error | MAE after best linear map (share) | cupping edge-centre | SPR | soft-tissue error SD | time (s) |")
+    print("| CT | preset | MAE | mean error | MAE after best linear map (share) | cupping edge-centre | SPR "
+          "| soft-tissue error SD | time (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     results = dict(date=str(datetime.date.today()), machine=f"{platform.machine()}, {os.cpu_count()} cores",
                    presets=run_presets(args.data, args.out, args.presets))
@@ -234,7 +236,8 @@ def main() -> None:
         results["speed_512x512x150"] = [run_speed(args.data, n) for n in args.speed_projections]
     path = args.out / "figures" / "cbct_simulation_results.json"
     path.write_text(json.dumps(results, indent=1, default=str))
-    print(f"wrote {path}; peak memory of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(f"wrote {path}; peak memory of this process {peak_gb:.1f} GB")
 
 
 if __name__ == "__main__":

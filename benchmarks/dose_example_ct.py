@@ -122,7 +122,10 @@ def main() -> None:
         oars = oars_from_label(str(seg_path), ct)
     opts = DoseOptions(modality=args.modality, site="pelvis", dose_grid_mm=args.dose_grid)
     t0 = time.perf_counter()
-    say = lambda s: print(f"  {s} ({time.perf_counter() - t0:.0f} s)", flush=True)  # noqa: E731
+
+    def say(s):
+        return print(f"  {s} ({time.perf_counter() - t0:.0f} s)", flush=True)
+
     res = run_dose(ct, images, target, oars, opts, say=say)
     t["dose_total"] = time.perf_counter() - t0
     write_report(res, out, case="example_ct")

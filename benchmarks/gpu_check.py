@@ -108,8 +108,8 @@ def stage_train(out: Path, work: Path, smoke: bool) -> dict:
     steps = 6 if smoke else 60
     overrides = [f"data.train_a={a_dir}", f"data.train_b={b_dir}", f"optim.steps={steps}",
                  f"train.checkpoint_every={steps}", "train.val_every=0", "train.log_every=5",
-                 "optim.decay_start=0", "data.val_a=null", "data.val_b=null", "data.samples_per_volume=16", "data.queue_length=64",
-                 "train.compile=true"]
+                 "optim.decay_start=0", "data.val_a=null", "data.val_b=null", "data.samples_per_volume=16",
+                 "data.queue_length=64", "train.compile=true"]
     if smoke:
         overrides += ["data.patch_size=[64,64]", "model.generator_args.channels=8", "model.generator_args.n_blocks=2",
                       "model.discriminator_args.channels=8", "train.compile=false"]
@@ -171,7 +171,8 @@ def stage_translate(out: Path, work: Path, smoke: bool) -> dict:
     t1 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t1
-    res = {"cmd": " ".join(cmd[1:]), "rc": proc.returncode, "wall_s_cli": round(wall, 1), "make_input_s": round(t_make, 1),
+    res = {"cmd": " ".join(cmd[1:]), "rc": proc.returncode, "wall_s_cli": round(wall, 1),
+           "make_input_s": round(t_make, 1),
            "size_xyz": [zyx[2], zyx[1], zyx[0]], "stderr_tail": proc.stderr[-800:], "stdout_tail": proc.stdout[-800:]}
     if proc.returncode == 0 and dst.exists():
         back, inp = read_volume(dst), read_volume(src)
@@ -265,8 +266,8 @@ def main() -> int:
         for row in r.get("rows", []):
             print("   ", row)
         if res:
-            print("   ", json.dumps({k: v for k, v in res.items() if k not in ("stderr_tail", "stdout_tail", "overrides", "metrics_csv")},
-                                  default=str)[:1200])
+            hidden = ("stderr_tail", "stdout_tail", "overrides", "metrics_csv")
+            print("   ", json.dumps({k: v for k, v in res.items() if k not in hidden}, default=str)[:1200])
     print(f"total {time.perf_counter() - t_start:.0f} s")
     return 0
 

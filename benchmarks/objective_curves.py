@@ -53,7 +53,8 @@ def main() -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     for ax, key, title in zip(axes, ("g_adv", "d_a", "cycle", "d_acc"),
-                              ("generator adversarial loss", "discriminator A loss", "cycle L1", "D accuracy")):
+                              ("generator adversarial loss", "discriminator A loss", "cycle L1", "D accuracy"),
+                              strict=True):
         for kind, c in curves.items():
             ax.plot(*c[key], label=kind)
         ax.set_title(title)

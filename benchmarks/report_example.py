@@ -49,7 +49,6 @@ def main() -> int:
             sct_path = write_volume(sct, tmp / f"{name}_sct.nii.gz", dtype="int16")
             res = evaluate_case(sct_path, ct_path, input=cbct_path, case=name).relabel("sCT", "CBCT")
             out = case_report(REPO / "docs" / "figures" / f"starter_{name}.png", res, qa_map=qa)
-            m_in, m_out = res.rows["CBCT"], res.rows["sCT"]
             print(f"{name}: wrote {out.relative_to(REPO)}")
             for label, m in res.rows.items():
                 print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))

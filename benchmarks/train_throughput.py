@@ -77,7 +77,8 @@ def main() -> None:
                    device, args.steps, 3)
     print(f"baseline (fp32, batch 1, no compile): {base:.2f} pairs/s ({base * voxels / 1e6:.3g} Mvoxel/s)", flush=True)
     if args.ablation:   # measured before the compiled run, so that a compile failure still leaves these
-        for label, amp, cl in (("fp32, no compile", "none", "false"), ("bf16 + channels_last, no compile", "bf16", "true")):
+        for label, amp, cl in (("fp32, no compile", "none", "false"),
+                               ("bf16 + channels_last, no compile", "bf16", "true")):
             value = measure(arch + [f"train.amp={amp}", f"train.channels_last={cl}", "train.compile=false"],
                             shape, batch, device, args.steps, 3)
             print(f"| ablation, batch {batch}: {label} | {hw} | | {value:.2f} pairs/s "

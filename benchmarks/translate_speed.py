@@ -28,13 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 def model_file(config: Path, tmp: Path) -> Path:
     from medgan.config import config_to_dict, load_config
     from medgan.data.hu import get_preset
-    from medgan.engine.checkpoint import export_model
     from medgan.engine.cyclegan import CycleGAN
+    from medgan.io.model_file import ModelSpec, write_model_file
 
     cfg = load_config(config, ["train.device=cpu"])
     model = CycleGAN(cfg, torch.device("cpu"))
-    return export_model(tmp / "model.safetensors", model.gen.state_dict(), config_to_dict(cfg),
-                        get_preset(cfg.data.hu_preset).to_dict(), {"step": 0})
+    spec = ModelSpec(config_to_dict(cfg), get_preset(cfg.data.hu_preset).to_dict(), step=0)
+    return write_model_file(tmp / "model.safetensors", model.gen.state_dict(), spec)
 
 
 def main() -> None:
@@ -75,7 +75,7 @@ def main() -> None:
             src = write_volume(ct, tmp / "in.nii.gz")
         opts = TranslateOptions(device=device, quiet=True, batch_size=32 if args.gpu else 16)
         times, phases, cpu = [], [], []
-        for i in range(args.repeats + 1):           # the first run warms up (cuDNN autotune, allocations)
+        for _ in range(args.repeats + 1):           # the first run warms up (cuDNN autotune, allocations)
             if device == "cuda":
                 torch.cuda.synchronize()
             t0, c0 = time.perf_counter(), time.process_time()
@@ -93,8 +93,8 @@ def main() -> None:
             f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         print("| volume | model | device | wall time (s), read + translate + write | date |")
         print("| --- | --- | --- | --- | --- |")
-        print(f"| {size[0]}×{size[1]}×{size[2]} @ {spacing[0]:g} mm | {label} | {hw} | {best:.1f} (median {np.median(times[1:]):.1f}, "
-              f"first {times[0]:.1f}) | {datetime.date.today()} |")
+        print(f"| {size[0]}×{size[1]}×{size[2]} @ {spacing[0]:g} mm | {label} | {hw} | {best:.1f} "
+              f"(median {np.median(times[1:]):.1f}, first {times[0]:.1f}) | {datetime.date.today()} |")
         r, t, w = (float(np.median([p[k] for p in phases[1:]])) for k in range(3))
         print(f"median phases (s): read {r:.2f}, translate {t:.2f}, write {w:.2f}; "
               f"{size[2] / t:.0f} slices/s in translate")

@@ -38,9 +38,9 @@ def _cbct2ct_pipeline():
 def main() -> int:
     import SimpleITK as sitk
 
-    from medgan.cli.evaluate import print_summary
     from medgan.evaluation.evaluate import summary_table
     from medgan.evaluation.report import case_report, write_tables
+    from medgan.evaluation.tables import print_summary
     from medgan.inference.model import STARTER_MODEL, load_model
     from medgan.inference.translate import TranslateOptions, translate
     from medgan.io import read_volume, write_volume

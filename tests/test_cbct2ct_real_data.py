@@ -1,4 +1,6 @@
-"""pipelines/cbct2ct real-data entry: --cbct-dir + --ct-dir -> register -> unpaired training -> translate -> evaluate."""
+"""pipelines/cbct2ct real-data entry.
+
+--cbct-dir + --ct-dir -> register -> unpaired training -> translate -> evaluate."""
 from __future__ import annotations
 
 import importlib.util
@@ -58,7 +60,8 @@ def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path, cap
     from medgan.io import read_volume
 
     cbct = read_volume(tmp_path / "cbct" / "pat3.mha")
-    assert read_volume(reg / "ct" / "pat3.nii.gz").same_grid(cbct) and read_volume(reg / "fov" / "pat3.nii.gz").same_grid(cbct)
+    assert read_volume(reg / "ct" / "pat3.nii.gz").same_grid(cbct)
+    assert read_volume(reg / "fov" / "pat3.nii.gz").same_grid(cbct)
     assert (reg / "ct" / "pat3_qa.png").exists()
     for protocol, struct in (("synthrad2023", "ssim"), ("synthrad2025", "ms_ssim")):
         doc = json.loads((work / f"report_{protocol}" / "metrics.json").read_text(encoding="utf-8"))

@@ -6,20 +6,26 @@ import pytest
 import torch
 from scipy import ndimage, stats
 
-from medgan.calibration import (DomainProfile, HUCalibration, body_quantiles, check_domain, fit_calibration,
-                                profile_volumes, volume_profile)
+from medgan.calibration import (
+    DomainProfile,
+    HUCalibration,
+    body_quantiles,
+    check_domain,
+    fit_calibration,
+    profile_volumes,
+    volume_profile,
+)
 from medgan.calibration.hu_map import QUANTILE_LEVELS
 from medgan.config import ExperimentConfig, config_to_dict, load_config
 from medgan.data.hu import HU_PRESETS
-from medgan.engine import checkpoint as ckpt
 from medgan.errors import ConfigError
 from medgan.inference.engine import run_generator
 from medgan.inference.model import load_model
 from medgan.inference.qa import qa_map_correlation
 from medgan.inference.translate import TranslateOptions, translate
 from medgan.io import Volume, read_volume, write_volume
+from medgan.io.model_file import ModelSpec, read_model_file, write_model_file
 from medgan.nets.correction import CorrectionGenerator, GaussianLowPass, build_translator
-from medgan.simulation.phantom import make_phantom
 from tests.conftest import REPO
 
 PRESET = HU_PRESETS["ct-full"]
@@ -52,7 +58,10 @@ def _body(shape=(6, 64, 64), spacing=(4.0, 4.0, 5.0), radius_mm=110.0, hu=40.0, 
 def test_linear_and_histogram_calibrations_match_quantiles():
     rng = np.random.default_rng(1)
     a = np.concatenate([rng.normal(-100, 30, 4000), rng.normal(20, 20, 12000), rng.normal(500, 150, 2000)])
-    b_true = lambda v: 1.1 * v + 60.0  # noqa: E731
+
+    def b_true(v):
+        return 1.1 * v + 60.0
+
     qa = np.percentile(a, QUANTILE_LEVELS)
     qb = np.percentile(b_true(a), QUANTILE_LEVELS)
     lin = fit_calibration(qa, qb, "linear")
@@ -164,16 +173,16 @@ def correction_run(tmp_path_factory):
 
 def test_correction_model_file_records_calibrations_and_domain(correction_run):
     root, model_path = correction_run
-    _, meta = ckpt.read_model_file(model_path)
-    assert set(meta["calibration"]) == {"linear", "histogram"}
-    d = DomainProfile.from_dict(meta["domain"])
+    _, spec = read_model_file(model_path)
+    assert set(spec.calibration) == {"linear", "histogram"}
+    d = DomainProfile.from_dict(spec.domain)
     assert d.sites == ["abdomen"] and len(d.spacings) == 3
     # the recorded domain is the training inputs' (A): its mean quantiles are those of the A volumes
     qa = np.mean([body_quantiles(read_volume(p).array) for p in sorted((root / "A").iterdir())], axis=0)
     assert np.allclose(d.quantiles, qa, atol=1.0)
     # and the linear calibration moves A's median body HU onto B's
     qb = np.mean([body_quantiles(read_volume(p).array) for p in sorted((root / "B").iterdir())], axis=0)
-    lin = HUCalibration.from_dict(meta["calibration"]["linear"])
+    lin = HUCalibration.from_dict(spec.calibration["linear"])
     assert abs(lin(np.array([qa[25]]))[0] - qb[25]) < 15
     model = load_model(model_path)
     assert model.output == "correction" and model.config.model.context_slices == 3
@@ -249,7 +258,9 @@ def test_domain_guard_warns_and_strict_refuses(correction_run, tmp_path, run_cli
 def test_domain_distances_are_to_the_nearest_training_volume():
     profiles = [volume_profile(_body(seed=s, hu=h)) for s, h in ((0, 30.0), (1, 50.0), (2, 200.0))]
     dom = profile_volumes(profiles, ["pelvis"])
-    w1 = lambda a, b: np.mean(np.abs(np.asarray(a) - np.asarray(b)))  # noqa: E731
+
+    def w1(a, b):
+        return np.mean(np.abs(np.asarray(a) - np.asarray(b)))
     # leave-one-out nearest neighbours: 30<->50 HU bodies are close, the 200 HU one is far from both
     loo = [min(w1(p["quantiles"], q["quantiles"]) for q in profiles if q is not p) for p in profiles]
     assert dom.hu_limit == pytest.approx(max(60.0, 1.5 * max(loo)), rel=1e-3)
@@ -314,7 +325,8 @@ def test_old_model_files_without_calibration_still_load(tmp_path, run_cli):
     from medgan.engine.cyclegan import CycleGAN
 
     gen = CycleGAN(cfg, torch.device("cpu")).gen
-    path = ckpt.export_model(tmp_path / "old.safetensors", gen.state_dict(), config_to_dict(cfg), PRESET.to_dict())
+    spec = ModelSpec(config_to_dict(cfg), PRESET.to_dict())
+    path = write_model_file(tmp_path / "old.safetensors", gen.state_dict(), spec)
     model = load_model(path)
     assert model.calibrations == {} and model.domain is None and model.output == "translation"
     src = write_volume(_body(seed=3), tmp_path / "in.nii.gz")

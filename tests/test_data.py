@@ -7,9 +7,10 @@ import torch
 
 from medgan.data.body_mask import body_mask
 from medgan.data.hu import HU_PRESETS, get_preset
-from medgan.data.unpaired import PatchSpec, UnpairedLoader, list_volumes, volume_to_torchio
+from medgan.data.unpaired import PatchSpec, UnpairedLoader, volume_to_torchio
 from medgan.errors import ConfigError, InputError
 from medgan.io import Volume, write_volume
+from medgan.io.cases import list_volumes
 from medgan.simulation.phantom import make_phantom
 
 
@@ -81,7 +82,7 @@ def test_unpaired_loader_deterministic(domains):
                                  HU_PRESETS["ct-full"], spec, batch_size=2))
         return [next(it)["A"] for _ in range(3)]
 
-    for x, y in zip(first(), first()):
+    for x, y in zip(first(), first(), strict=True):
         torch.testing.assert_close(x, y)
 
 
@@ -115,3 +116,28 @@ def test_volumes_smaller_than_the_patch_are_padded_with_air(tmp_path):
     assert padded.index_to_physical()[:3] @ [1, 2, 0, 1] == pytest.approx(vol.index_to_physical()[:3, 3])
     tensor, _ = _reader(write_volume(vol, tmp_path / "small.nii.gz"), min_shape_zyx=(1, 32, 32))
     assert tuple(tensor.shape) == (1, 32, 32, 3)
+
+
+def test_one_hu_normalisation_for_training_and_translation():
+    import torchio as tio
+
+    from medgan.data.unpaired import NormalizeHU
+
+    preset = HU_PRESETS["ct-full"]
+    hu = torch.linspace(-1500.0, 4000.0, 1000).reshape(1, 10, 10, 10)
+    subject = NormalizeHU(preset)(tio.Subject(image=tio.ScalarImage(tensor=hu)))
+    assert torch.allclose(subject["image"].data, torch.as_tensor(preset.normalize(hu.numpy())), atol=1e-6)
+    old = tio.Compose([tio.Clamp(out_min=preset.lo, out_max=preset.hi),      # what training used before
+                       tio.RescaleIntensity(out_min_max=(-1.0, 1.0), in_min_max=(preset.lo, preset.hi))])
+    assert torch.allclose(subject["image"].data, old(tio.Subject(image=tio.ScalarImage(tensor=hu)))["image"].data,
+                          atol=1e-6)
+
+
+def test_patch_spec_defaults_are_the_configuration_defaults():
+    from medgan.config import ExperimentConfig
+
+    cfg = ExperimentConfig()
+    assert PatchSpec() == PatchSpec.from_config(cfg)
+    cfg.data.patch_size, cfg.model.context_slices = [64, 48], 3
+    spec = PatchSpec.from_config(cfg)
+    assert spec.torchio_patch_size() == (48, 64, 3) and spec.samples_per_volume == cfg.data.samples_per_volume

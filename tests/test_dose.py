@@ -94,7 +94,7 @@ def test_plus_50_hu_shortens_proton_range_as_stopping_power_predicts(runs):
     row = res.row("proton", "plus50")
     predicted = []
     for beam in res.modalities["proton"].ranges["plus50"]:
-        for origin, t_ref in zip(beam["origin"], beam["t_ref"]):
+        for origin, t_ref in zip(beam["origin"], beam["t_ref"], strict=True):
             depth = t_ref - ellipse_entry(origin, beam["direction"])  # water depth of the CT's R80
             predicted.append(-depth * (1.0 - rsp0 / rsp1))
     expected = float(np.mean(predicted))

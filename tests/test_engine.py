@@ -49,9 +49,11 @@ def test_2d_training_lowers_cycle_loss(domains, tmp_path):
     tr.fit()
     rows = np.genfromtxt(tmp_path / "run" / "metrics.csv", delimiter=",", names=True)
     assert rows["cycle"][-5:].mean() < 0.7 * rows["cycle"][:5].mean()
-    assert (tmp_path / "run" / "model.safetensors").exists() and (tmp_path / "run" / "loss_curves.png").stat().st_size > 0
+    assert (tmp_path / "run" / "model.safetensors").exists()
+    assert (tmp_path / "run" / "loss_curves.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_3d_training_runs_and_lowers_cycle_loss(domains, tmp_path):
     cfg = tiny_cfg(domains, "model.spatial_dims=3", "data.patch_size=[16,32,32]", "optim.batch_size=2",
                    "optim.steps=16", "train.log_every=1", "train.val_every=0", "train.checkpoint_every=16")
@@ -78,7 +80,7 @@ def _states_equal(a: dict, b: dict, path="") -> None:
             _states_equal(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _states_equal(x, y, f"{path}[{i}]")
     elif isinstance(a, torch.Tensor):
         assert torch.equal(a, b), path
@@ -100,10 +102,12 @@ def test_resume_equals_uninterrupted(domains, tmp_path):
     a = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = ckpt.load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     _states_equal(a["rng"], b["rng"])
-    steps = [int(r.split(",")[0]) for r in (tmp_path / "resumed" / "metrics.csv").read_text(encoding="utf-8").splitlines()[1:]]
+    log = (tmp_path / "resumed" / "metrics.csv").read_text(encoding="utf-8")
+    steps = [int(r.split(",")[0]) for r in log.splitlines()[1:]]
     assert steps == sorted(set(steps))  # no duplicated log rows after the resume
 
 
+@pytest.mark.slow
 def test_sigkill_during_training_then_resume(domains, tmp_path):
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "medgan.cli.main", "train", "-c", str(TINY), "-o", str(run), "-q",
@@ -146,6 +150,7 @@ def _ddp_worker(rank, world, port, cfg_dict, batches, out):
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_gloo_matches_single_process(tmp_path):
     cfg = config_from_dict(apply_overrides(
         __import__("yaml").safe_load(TINY.read_text(encoding="utf-8")), ["optim.pool_size=0", "optim.batch_size=4"]))
@@ -164,6 +169,7 @@ def test_ddp_gloo_matches_single_process(tmp_path):
         torch.testing.assert_close(ddp_state[k], v, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_completes(domains, tmp_path):
     run = tmp_path / "ddp_run"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",

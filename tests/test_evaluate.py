@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from medgan.errors import InputError
-from medgan.evaluation import (bootstrap_ci, evaluate_case, mae, mean_error, patient_folds, psnr, ssim, tissue_mae)
+from medgan.evaluation import bootstrap_ci, evaluate_case, mae, mean_error, patient_folds, psnr, ssim, tissue_mae
 from medgan.io import Volume, write_volume
 
 C1, C2 = (0.01 * 4024) ** 2, (0.03 * 4024) ** 2

@@ -73,7 +73,8 @@ def test_t_interval_below_ten_patients_bca_from_ten_and_patient_aggregation():
     q = [stats.norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z))) for z in stats.norm.ppf([0.025, 0.975])]
     ref_lo, ref_hi = np.quantile(boot, q)
     width = ref_hi - ref_lo
-    assert method == "bca" and lo == pytest.approx(ref_lo, abs=0.05 * width) and hi == pytest.approx(ref_hi, abs=0.05 * width)
+    assert method == "bca"
+    assert lo == pytest.approx(ref_lo, abs=0.05 * width) and hi == pytest.approx(ref_hi, abs=0.05 * width)
 
 
 def test_small_sample_intervals_cover_at_their_nominal_rate():

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medgan.errors import ConfigError
 from medgan.engine.alarms import TrainingAlarms
+from medgan.errors import ConfigError
 from medgan.losses import AdversarialLoss
 from medgan.losses.adversarial import gradient_penalty, instance_noise_std
 

@@ -141,11 +141,13 @@ def test_output_would_overwrite_input(run_cli, tmp_path, small):
 
 def test_dicom_output_inside_input_folder_refused(run_cli, tmp_path):
     series = dicom_series(tmp_path / "s", 5, "x")
-    assert_one_line_error(*run_cli("convert", "-i", series, "-o", series / "sub", "-ot", "dicom")[::2], "overwrite the input")
+    assert_one_line_error(*run_cli("convert", "-i", series, "-o", series / "sub", "-ot", "dicom")[::2],
+                          "overwrite the input")
 
 
 def test_contradicting_output_type(run_cli, tmp_path, small):
-    assert_one_line_error(*run_cli("convert", "-i", small, "-o", tmp_path / "x.mha", "-ot", "nifti")[::2], "contradicts")
+    assert_one_line_error(*run_cli("convert", "-i", small, "-o", tmp_path / "x.mha", "-ot", "nifti")[::2],
+                          "contradicts")
 
 
 def test_usage_error_exit_2(run_cli):

@@ -59,7 +59,8 @@ def test_dicom_output_is_a_derived_series_read_by_pydicom(tmp_path, oblique_volu
     np.testing.assert_allclose(ipp[1] - ipp[0], d[:, 2] * src.spacing[2], atol=1e-4)
     by_pos = {tuple(np.round(np.asarray(ds.ImagePositionPatient, float), 3)): ds for ds in dss}
     first = by_pos[tuple(np.round(ipp[0], 3))]
-    np.testing.assert_array_equal(first.pixel_array * float(first.RescaleSlope) + float(first.RescaleIntercept), src.array[0])
+    np.testing.assert_array_equal(first.pixel_array * float(first.RescaleSlope) + float(first.RescaleIntercept),
+                                  src.array[0])
 
 
 def test_left_handed_grid_written_to_dicom_is_physically_identical(tmp_path):

@@ -20,7 +20,8 @@ def test_generator_output_shape_and_range(name, kw, dims, shape):
     assert y.abs().max() <= 1.0
 
 
-@pytest.mark.parametrize("dims,shape,out", [(2, (2, 1, 64, 64), (2, 1, 6, 6)), (3, (1, 1, 32, 32, 32), (1, 1, 2, 2, 2))])
+@pytest.mark.parametrize("dims,shape,out", [(2, (2, 1, 64, 64), (2, 1, 6, 6)),
+                                            (3, (1, 1, 32, 32, 32), (1, 1, 2, 2, 2))])
 def test_patchgan_returns_patch_logits(dims, shape, out):
     assert build_discriminator("patchgan", dims, channels=8)(torch.randn(*shape)).shape == out
 

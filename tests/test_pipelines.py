@@ -70,6 +70,7 @@ def _cbct2ct_on_phantoms(folder, work, names, seed, shape, steps, *extra):
                          "--set", "train.val_every=0", "--set", "data.patch_size=[32,32]", "-q", *extra])
 
 
+@pytest.mark.slow
 def test_cbct2ct_pipeline_on_a_users_folder(tmp_path, capsys):
     """prepare -> train -> translate -> evaluate on a folder of CTs, only the path given."""
     work = tmp_path / "work"
@@ -89,6 +90,7 @@ def test_cbct2ct_pipeline_on_a_users_folder(tmp_path, capsys):
     assert "CBCT MAE" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_segmentation_study_runs_end_to_end(tmp_path):
     run = _load("pipelines/segmentation_augmentation/run.py", "seg_run")
     study = sys.modules["study"]
@@ -140,6 +142,7 @@ def test_organ_map_merges_kidneys_and_drops_other_labels():
     assert study.organ_map(lab).tolist() == [[[0, 1, 2, 2, 3, 4, 0]]]
 
 
+@pytest.mark.slow
 def test_cbct2ct_k_fold_holds_out_every_patient_once(tmp_path, capsys):
     work = tmp_path / "cv"
     assert _cbct2ct_on_phantoms(tmp_path / "cts", work, ["p0", "p1", "p2"], 70, (4, 40, 40), 2, "--folds", "3") == 0
@@ -211,7 +214,10 @@ def test_translation_quality_against_hand_computed_values():
     contrast, synthetic = native.copy(), native.copy()
     contrast[labels == 4] = 190.0                    # +150 HU enhancement
     synthetic[labels == 4] = 70.0                    # +30 HU left: 80 % removed
-    vol = lambda a: Volume(a, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))  # noqa: E731
+
+    def vol(a):
+        return Volume(a, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+
     q = study.translation_quality({"p": {"contrast": vol(contrast), "synthetic": vol(synthetic),
                                          "native": vol(native), "labels": labels}})
     row = q["cases"]["p"]

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 def _coarse(vol: Volume, spacing=6.0) -> Volume:
     img = vol.to_sitk(np.float32)
-    size = [int(round(n * s / spacing)) for n, s in zip(img.GetSize(), img.GetSpacing())]
+    size = [int(round(n * s / spacing)) for n, s in zip(img.GetSize(), img.GetSpacing(), strict=True)]
     out = sitk.Resample(img, size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(), (spacing,) * 3,
                         img.GetDirection(), -1024.0, sitk.sitkFloat32)
     return Volume.from_sitk(out)
@@ -83,7 +83,7 @@ def test_known_transform_inverse_is_exact_and_the_floor_is_interpolation_only(sm
     rigid.SetCenter(tuple(kt.centre))
     rigid.SetRotation(0.0, 0.0, np.deg2rad(5.0))
     rigid.SetTranslation((10.0, 0.0, 0.0))
-    expected = np.array([rigid.TransformPoint(tuple(q + d)) for q, d in zip(p, kt.displacement(p))])
+    expected = np.array([rigid.TransformPoint(tuple(q + d)) for q, d in zip(p, kt.displacement(p), strict=True)])
     assert np.allclose(kt.forward(p), expected, atol=1e-9)
     body = body_mask(small_ct.array)
     moved = kt.resample(small_ct)
@@ -171,7 +171,8 @@ def test_dicom_chest_onto_its_own_simulated_cbct_end_to_end(shared_data, tmp_pat
     write_volume(cbct, tmp_path / "cbct.nii.gz")
     src = sorted((shared_data / "totalsegmentator" / "example_ct_dicom").iterdir())[0].read_bytes()
     code, out, err = run_cli("register", "--fixed", tmp_path / "cbct.nii.gz", "--moving",
-                             shared_data / "totalsegmentator" / "example_ct_dicom", "-o", tmp_path / "ct_on_cbct.nii.gz",
+                             shared_data / "totalsegmentator" / "example_ct_dicom",
+                             "-o", tmp_path / "ct_on_cbct.nii.gz",
                              "--field", "--iterations", "60", "--resolutions", "2", "--samples", "4096", "-q")
     assert code == 0, err
     moved = read_volume(tmp_path / "ct_on_cbct.nii.gz")

@@ -27,7 +27,7 @@ def test_holm_matches_the_step_down_by_hand():
     adj = study.holm([0.01, 0.04, 0.03, float("nan")])
     # m = 3 finite: 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> monotone 0.06
     assert adj[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adj[3])
-    assert all(a >= p for a, p in zip(adj[:3], [0.01, 0.04, 0.03]))
+    assert all(a >= p for a, p in zip(adj[:3], [0.01, 0.04, 0.03], strict=True))
 
 
 def test_hierarchical_bootstrap_estimate_and_interval():
@@ -59,7 +59,7 @@ def test_paired_tests_sign_and_wilcoxon_by_hand():
 def test_analyse_separates_real_and_phantom_and_holds_the_primary_out_of_the_family():
     study = _study()
     rows = []
-    for arm, bonus in zip("abcdef", (0.0, 0.01, 0.05, 0.0, 0.02, 0.1)):
+    for arm, bonus in zip("abcdef", (0.0, 0.01, 0.05, 0.0, 0.02, 0.1), strict=True):
         for patient in ("ts_real", "phantom00", "phantom01"):
             for seed in (0, 1, 2):
                 for organ in list(study.ORGANS) + ["mean"]:

@@ -206,8 +206,13 @@ def test_rings_and_breathing_options_leave_their_artefacts():
     one = ring[3]
     radial = np.array([one[r == k].mean() for k in r[inner]])  # mean over angle at each voxel's radius
     assert np.var(radial) > 0.5 * np.var(one[inner])  # concentric: the angle-averaged profile explains it
-    centre_line = lambda v: v.array[:, ny // 2, nx // 2]  # noqa: E731
-    width = lambda prof: int(((prof > 30) & (prof < 270)).sum())  # noqa: E731
+
+    def centre_line(v):
+        return v.array[:, ny // 2, nx // 2]
+
+    def width(prof):
+        return int(((prof > 30) & (prof < 270)).sum())
+
     assert width(centre_line(breath)) > width(centre_line(plain)) + 1  # the edge is smeared along z
 
 

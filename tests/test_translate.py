@@ -9,10 +9,10 @@ import torch
 
 from medgan.config import ExperimentConfig, config_to_dict
 from medgan.data.hu import HU_PRESETS
-from medgan.engine import checkpoint as ckpt
 from medgan.inference.model import load_model
 from medgan.inference.translate import translate
 from medgan.io import Volume, read_volume, write_volume
+from medgan.io.model_file import ModelSpec, write_model_file
 from medgan.nets import GENERATORS, register_generator
 from tests.conftest import REPO, rotation
 
@@ -36,7 +36,7 @@ def identity_model(tmp_path_factory):
     cfg.model.generator, cfg.model.generator_args = "test-identity", {}
     state = {"g_ab.dummy": torch.zeros(1), "g_ba.dummy": torch.zeros(1)}
     path = tmp_path_factory.mktemp("model") / "identity.safetensors"
-    return ckpt.export_model(path, state, config_to_dict(cfg), HU_PRESETS["ct-full"].to_dict())
+    return write_model_file(path, state, ModelSpec(config_to_dict(cfg), HU_PRESETS["ct-full"].to_dict()))
 
 
 @pytest.fixture
@@ -58,7 +58,8 @@ def test_geometry_exact_and_identity_hu_within_1(tmp_path, ct, identity_model, r
 
 def test_dicom_in_dicom_out(tmp_path, ct, identity_model, run_cli):
     series = write_volume(ct, tmp_path / "cbct", "dicom")
-    code, _, err = run_cli("translate", "-i", series, "-o", tmp_path / "sct", "-ot", "dicom", "-m", identity_model, "-q")
+    code, _, err = run_cli("translate", "-i", series, "-o", tmp_path / "sct", "-ot", "dicom", "-m", identity_model,
+                           "-q")
     assert code == 0, err
     src, out = read_volume(series), read_volume(tmp_path / "sct")
     assert out.same_grid(src, atol=1e-5) and out.meta["series_uid"] != src.meta["series_uid"]
@@ -83,7 +84,8 @@ def _identity_with_spacing(tmp_path, spacing):
     cfg.model.generator, cfg.model.generator_args = "test-identity", {}
     cfg.data.spacing = spacing
     state = {"g_ab.dummy": torch.zeros(1), "g_ba.dummy": torch.zeros(1)}
-    return ckpt.export_model(tmp_path / "m.safetensors", state, config_to_dict(cfg), HU_PRESETS["ct-full"].to_dict())
+    return write_model_file(tmp_path / "m.safetensors", state, ModelSpec(config_to_dict(cfg),
+                                                                         HU_PRESETS["ct-full"].to_dict()))
 
 
 def test_input_resampled_to_training_spacing_and_back(tmp_path, identity_model, capsys):
@@ -147,7 +149,8 @@ def test_tampered_and_wrong_models_refused(tmp_path, ct, identity_model, run_cli
     assert code == 1 and "without medgan metadata" in err
     # right metadata, wrong weights for the stated architecture
     meta_cfg = config_to_dict(ExperimentConfig())
-    ckpt.export_model(tmp_path / "mismatch.safetensors", {"g_ab.x": torch.zeros(1)}, meta_cfg, HU_PRESETS["ct-full"].to_dict())
+    write_model_file(tmp_path / "mismatch.safetensors", {"g_ab.x": torch.zeros(1)},
+                     ModelSpec(meta_cfg, HU_PRESETS["ct-full"].to_dict()))
     code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "o.nii.gz", "-m", tmp_path / "mismatch.safetensors")
     assert code == 1 and "do not match" in err
     code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "o.nii.gz", "-m", tmp_path / "nothing")
@@ -163,10 +166,11 @@ def test_missing_cuda_device_is_an_error(tmp_path, ct, identity_model, run_cli):
 
 
 def test_trained_run_folder_and_checkpoint_load(tmp_path):
-    from medgan.engine.trainer import Trainer
-    from medgan.config import load_config
-    from medgan.simulation.phantom import make_phantom
     from pathlib import Path
+
+    from medgan.config import load_config
+    from medgan.engine.trainer import Trainer
+    from medgan.simulation.phantom import make_phantom
 
     for dom in "AB":
         write_volume(make_phantom(0 if dom == "A" else 1, shape=(8, 48, 48))[0], tmp_path / dom / "c.nii.gz")
@@ -183,7 +187,8 @@ def test_trained_run_folder_and_checkpoint_load(tmp_path):
 @pytest.mark.shared_data
 def test_real_catphan_cbct_to_dicom(shared_data, tmp_path, identity_model, run_cli):
     zip_path = shared_data / "cbct_catphan" / "catphan504_varian_obi_head.zip"
-    code, _, err = run_cli("translate", "-i", zip_path, "-o", tmp_path / "sct", "-ot", "dicom", "-m", identity_model, "-q")
+    code, _, err = run_cli("translate", "-i", zip_path, "-o", tmp_path / "sct", "-ot", "dicom", "-m", identity_model,
+                           "-q")
     assert code == 0, err
     src, out = read_volume(zip_path), read_volume(tmp_path / "sct")
     assert out.size == (512, 512, 64) and out.same_grid(src, atol=1e-4)

@@ -11,6 +11,8 @@ Both are plain numbers (JSON) stored in a model file's metadata, never code:
   extent, body-HU quantiles, anatomical sites), so that ``translate`` can warn when a
   new input is outside it (:func:`check_domain`).
 """
+from medgan.calibration.domain import DomainProfile, DomainReport, check_domain, profile_volumes, volume_profile
+from medgan.calibration.fit import attach_training_domain, fit_training_domain, profile_files
 from medgan.calibration.hu_map import (
     CALIBRATION_KINDS,
     QUANTILE_LEVELS,
@@ -19,8 +21,6 @@ from medgan.calibration.hu_map import (
     fit_calibration,
     mean_quantiles,
 )
-from medgan.calibration.domain import DomainProfile, DomainReport, check_domain, profile_volumes, volume_profile
-from medgan.calibration.fit import attach_training_domain, fit_training_domain, profile_files
 
 __all__ = [
     "CALIBRATION_KINDS", "QUANTILE_LEVELS", "HUCalibration", "body_quantiles", "fit_calibration", "mean_quantiles",

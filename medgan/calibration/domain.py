@@ -24,7 +24,7 @@ Any failed check is a reason; the caller warns (or, strict, refuses).
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -76,7 +76,7 @@ def _loo_limit(cases, dist, floor: float, patients: Sequence[str] = ()) -> float
     ids = list(patients) if len(patients) == len(cases) else list(range(len(cases)))
     if len(set(ids)) < 2:
         return floor
-    nn = [_nearest(c, [o for o, q in zip(cases, ids) if q != ids[i]], dist) for i, c in enumerate(cases)]
+    nn = [_nearest(c, [o for o, q in zip(cases, ids, strict=True) if q != ids[i]], dist) for i, c in enumerate(cases)]
     return max(floor, LIMIT_FACTOR * max(nn))
 
 
@@ -110,14 +110,15 @@ class DomainProfile:
     def widths_mm(self) -> list[float]:
         """In-plane body widths of the training volumes that are not crops (all of them if every one is)."""
         widths = [max(e[0], e[1]) for e in self.extents_mm]
-        whole = [w for w, c in zip(widths, self.cropped or [False] * len(widths)) if not c]
+        cropped = self.cropped if len(self.cropped) == len(widths) else [False] * len(widths)
+        whole = [w for w, c in zip(widths, cropped, strict=True) if not c]
         return whole or widths
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DomainProfile":
+    def from_dict(cls, d: dict) -> DomainProfile:
         try:
             out = cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
             if not out.case_quantiles or len(out.case_quantiles) != len(out.case_histograms):

@@ -1,8 +1,8 @@
 """Fitting a model's calibrations and training-domain profile from its two training folders."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from medgan.calibration.domain import profile_volumes, volume_profile
 from medgan.calibration.hu_map import CALIBRATION_KINDS, fit_calibration, mean_quantiles
@@ -60,10 +60,11 @@ def attach_training_domain(model_path: Path, out_path: Path, paths_a: Sequence[P
     For model files written before medgan recorded them: the weights and config are copied
     unchanged; pass the volumes the model was trained on (domain A inputs, domain B targets).
     """
-    from medgan.engine.checkpoint import export_model, read_model_file
+    import dataclasses
 
-    tensors, meta = read_model_file(Path(model_path))
-    spacing = (meta.get("config", {}).get("data", {}) or {}).get("spacing")
-    fitted = fit_training_domain(paths_a, paths_b, spacing, sites, quiet)
-    extra = {k: v for k, v in meta.items() if k not in ("format", "medgan_version", "config", "hu_preset")}
-    return export_model(Path(out_path), tensors, meta["config"], meta["hu_preset"], {**extra, **fitted})
+    from medgan.io.model_file import read_model_file, write_model_file
+
+    tensors, spec = read_model_file(Path(model_path))
+    fitted = fit_training_domain(paths_a, paths_b, spec.spacing, sites, quiet)
+    spec = dataclasses.replace(spec, calibration=fitted["calibration"], domain=fitted["domain"])
+    return write_model_file(Path(out_path), tensors, spec)

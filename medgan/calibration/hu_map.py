@@ -9,7 +9,7 @@ keeps air at -1000 HU and shifts values above the top quantile by the top quanti
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class HUCalibration:
                 "knots_in": list(map(float, self.knots_in)), "knots_out": list(map(float, self.knots_out))}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HUCalibration":
+    def from_dict(cls, d: dict) -> HUCalibration:
         try:
             return cls(str(d["kind"]), [float(v) for v in d.get("params", [])],
                        [float(v) for v in d.get("knots_in", [])], [float(v) for v in d.get("knots_out", [])])

@@ -15,7 +15,8 @@ def is_case_folder(path: Path) -> bool:
     return path.is_dir() and not any(is_dicom_file(f) for f in path.iterdir() if f.is_file())
 
 
-def add_input(p: argparse.ArgumentParser, help: str = "input volume: NIfTI, MHA/NRRD, DICOM folder, file or .zip") -> None:
+def add_input(p: argparse.ArgumentParser,
+              help: str = "input volume: NIfTI, MHA/NRRD, DICOM folder, file or .zip") -> None:
     p.add_argument("-i", "--input", required=True, metavar="PATH", help=help)
     p.add_argument("--series-uid", metavar="UID", help="DICOM series to read when the folder holds several")
 

@@ -6,8 +6,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from medgan.cli.common import (
     add_dose_options,
     add_target_sphere,
@@ -44,7 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--fid", action="store_true", help="also FID/KID between predicted and target slices "
                    "(needs --fid-weights: nothing is downloaded)")
     p.add_argument("--fid-weights", metavar="PATH", help="feature-extractor weights (.pth state dict or .safetensors)")
-    p.add_argument("--fid-features", default="inception-v3", help="registered feature extractor (default: inception-v3)")
+    p.add_argument("--fid-features", default="inception-v3",
+                   help="registered feature extractor (default: inception-v3)")
     p.add_argument("--no-figures", action="store_true", help="tables only, no PNG report")
     g = p.add_argument_group("dose (--dose; needs medgan[dose], see docs/dose.md)")
     g.add_argument("--dose", action="store_true",
@@ -103,18 +102,13 @@ def patient_mapper(spec: str | None):
     return from_regex
 
 
-def print_summary(summary: dict, n_cases: int, pred_label: str, input_label: str, train_mae=None, out=None,
-                  results=None, paired=None, organ_summary=None):
-    """Print the summary table (``results`` names protocol and mask; older callers pass only the summary)."""
-    from medgan.evaluation.tables import format_summary
+def __getattr__(name: str):
+    # print_summary moved to medgan.evaluation.tables; still importable from here, without slowing the CLI's start
+    if name == "print_summary":
+        from medgan.evaluation.tables import print_summary
 
-    if results is None:           # backwards-compatible call: a minimal stand-in for the header
-        from medgan.evaluation.evaluate import CaseResult
-
-        n_pat = max((st["n"] for ms in summary.values() for st in ms.values()), default=n_cases)
-        results = [CaseResult(f"case{i}", {}, "not stated by the caller", patient=f"patient{min(i, n_pat - 1)}")
-                   for i in range(n_cases)]
-    print(format_summary(results, summary, paired, pred_label, input_label, organ_summary), file=out or sys.stdout)
+        return print_summary
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(args) -> int:
@@ -127,7 +121,7 @@ def run(args) -> int:
     )
     from medgan.evaluation.organs import load_seg_model, organ_summary
     from medgan.evaluation.report import case_report
-    from medgan.evaluation.tables import write_tables
+    from medgan.evaluation.tables import print_summary, write_tables
     from medgan.utils.progress import bar
 
     pred, target = Path(args.pred), Path(args.target)
@@ -157,22 +151,20 @@ def run(args) -> int:
     if args.fid or args.fid_weights:
         from medgan.evaluation import distribution as dist
 
-        extractor, side = dist.load_feature_extractor(args.fid_weights, args.fid_features)
-        fid = {"pred": [], "target": []}
+        fid = dist.DistributionAccumulator(*dist.load_feature_extractor(args.fid_weights, args.fid_features),
+                                           name=args.fid_features)
 
     def on_case(res):
         res.relabel(args.pred_label, args.input_label)
         if figures:
             case_report(out_dir / f"{res.case}.png", res)
         if fid is not None:
-            for key, vol in (("pred", res.volumes[args.pred_label]), ("target", res.volumes["target"])):
-                fid[key].append(dist.features(extractor, dist.slices_to_images(vol.array, side, max_slices=64)))
+            fid.add(res.volumes[args.pred_label], res.volumes["target"])
         if dose is not None:
             dose(res)
 
     common = dict(protocol=args.protocol, mask_mode=args.mask_mode, seg_model=seg_model)
     if not is_case_folder(pred):
-        name = None
         res = evaluate_case(pred, target, args.mask, args.input, fov=args.fov, labels=args.labels,
                             compare=compare, **common)
         if patient_of:
@@ -186,7 +178,10 @@ def run(args) -> int:
                         ("--labels", args.labels), *((f"--compare {k}", v) for k, v in compare.items())):
             if p is not None and not Path(p).is_dir():
                 raise InputError(f"--pred is a folder of cases, so {what} must be one too ({p} is not)")
-        opt = lambda v: Path(v) if v else None  # noqa: E731
+
+        def opt(v):
+            return Path(v) if v else None
+
         results, failures = evaluate_folders(
             pred, target, opt(args.mask), opt(args.input), on_case=on_case,
             progress=lambda it: bar(it, desc="evaluate", quiet=args.quiet, unit="case"),
@@ -196,11 +191,8 @@ def run(args) -> int:
     paired = paired_table(results, args.pred_label)
     organs = organ_summary(results) if any(r.organs for r in results) else None
     extra = {}
-    if fid is not None and fid["pred"]:
-        fa, fb = np.concatenate(fid["pred"]), np.concatenate(fid["target"])
-        kid, kid_std = dist.kernel_inception_distance(fa, fb)
-        extra["distribution"] = {"extractor": args.fid_features, "slices": [len(fa), len(fb)],
-                                 "fid": dist.frechet_distance(fa, fb), "kid": kid, "kid_std": kid_std}
+    if fid is not None and len(fid):
+        extra["distribution"] = fid.result()
     dose_rows = dose_sum = None
     if dose is not None:
         from medgan.evaluation.dose import (

@@ -19,7 +19,10 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    fmt = lambda v: " x ".join(f"{x:.10g}" for x in v)  # noqa: E731
+
+    def fmt(v):
+        return " x ".join(f"{x:.10g}" for x in v)
+
     rows = [
         ("path", info["path"]),
         ("format", info["format"]),
@@ -29,7 +32,8 @@ def run(args) -> int:
         ("direction", ", ".join(f"{x:.10g}" for x in info["direction"])),
         ("orientation", info["orientation"]),
         ("data type", info["dtype"]),
-        ("value range", f"{info['min']:g} .. {info['max']:g} (mean {info['mean']:.1f})" if info["min"] is not None else "no finite voxels"),
+        ("value range", f"{info['min']:g} .. {info['max']:g} (mean {info['mean']:.1f})"
+         if info["min"] is not None else "no finite voxels"),
         ("non-finite voxels", (f"{info['nan_voxels']} NaN, {info['inf_voxels']} Inf: medgan refuses this volume "
                                "in every other command") if info["nan_voxels"] or info["inf_voxels"] else "none"),
         ("modality", info["modality"] or "-"),

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"medgan {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         importlib.import_module(module).add_parser(sub)
     for command in sub.choices.values():      # the hint says "re-run with --debug": accept it after the command too
         command.add_argument("--debug", dest="sub_debug", action="store_true", help="show full tracebacks on errors")
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except Exception as exc:  # noqa: BLE001 - last line of defence: never a traceback
+    except Exception as exc:  # last line of defence: never a traceback (re-raised under --debug)
         if debug:
             raise
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

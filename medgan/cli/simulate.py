@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("simulate-contrast", help="add contrast enhancement to a CT from an organ segmentation")
     add_input(p, "non-contrast CT in HU")
-    p.add_argument("-l", "--labels", required=True, metavar="PATH", help="TotalSegmentator-style label map on the CT grid")
+    p.add_argument("-l", "--labels", required=True, metavar="PATH",
+                   help="TotalSegmentator-style label map on the CT grid")
     add_output(p, "enhanced CT")
     p.add_argument("--phase", choices=list(CONTRAST_PRESETS), default="portal-venous",
                    help="contrast phase whose enhancement is added (default: portal-venous)")

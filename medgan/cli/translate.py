@@ -1,4 +1,7 @@
-"""``medgan translate``: synthetic CT from CBCT (or non-contrast from contrast CT), file or batch."""
+"""``medgan translate``: synthetic CT from CBCT (or non-contrast from contrast CT), file or batch.
+
+A thin command line over :func:`medgan.inference.translate_file` and :func:`medgan.inference.translate_folder`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +10,7 @@ import time
 from pathlib import Path
 
 from medgan.cli.common import add_input, add_output, fraction, is_case_folder, positive_int
-from medgan.errors import InputError, MedganError, OutputError
+from medgan.errors import InputError
 
 
 def add_parser(sub) -> None:
@@ -40,40 +43,8 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _case_output(case: Path, out_dir: Path, output_type: str | None) -> Path:
-    from medgan.io.formats import OUTPUT_TYPES, format_of, strip_suffix
-
-    stem = strip_suffix(case.name)
-    if output_type == "dicom":
-        return out_dir / stem
-    fmt = output_type or (format_of(case) if format_of(case) in ("nifti", "mha", "nrrd") else "nifti")
-    return out_dir / (stem + OUTPUT_TYPES[fmt])
-
-
-def _translate_one(src, dst, args, model, opts, qa_path=None):
-    from medgan.inference.translate import translate
-    from medgan.io import read_volume
-    from medgan.io.writers import VolumeOutput, plan_outputs, write_volumes
-
-    # every output is checked (distinct, not the input, writable) before the long work and before any is written
-    planned = plan_outputs([(dst, args.output_type)] + ([(qa_path, None)] if qa_path is not None else []),
-                           inputs=[src], overwrite=args.overwrite)
-    out_path, out_type = planned[0].path, planned[0].type
-    volume = read_volume(src, series_uid=args.series_uid)
-    if out_type == "dicom" and not volume.meta.get("format", "").startswith("dicom"):
-        raise OutputError("DICOM output needs a DICOM input (the new series joins the input's study)")
-    result = translate(volume, model, opts, qa_map=qa_path is not None)
-    sct, qa = result if qa_path is not None else (result, None)
-    desc = "medgan synthetic CT" if opts.method == "model" else f"medgan CBCT, {opts.method} HU calibration"
-    outputs = [VolumeOutput(sct, out_path, out_type, "int16", desc)]
-    if qa is not None:
-        outputs.append(VolumeOutput(qa, planned[1].path, planned[1].type))
-    return write_volumes(outputs, inputs=[src], overwrite=args.overwrite)[0]
-
-
 def run(args) -> int:
-    from medgan.inference.model import load_model
-    from medgan.inference.translate import TranslateOptions
+    from medgan.inference import TranslateOptions, load_model, translate_file, translate_folder
     from medgan.utils.progress import bar
 
     src = Path(args.input)
@@ -86,35 +57,22 @@ def run(args) -> int:
                             site=args.site)
     if args.qa_map and args.method != "model":
         raise InputError("--qa-map is the model's cycle error: it needs --method model")
+    io_args = dict(output_type=args.output_type, overwrite=args.overwrite, series_uid=args.series_uid)
     if not is_case_folder(src):
         t0 = time.perf_counter()
-        out = _translate_one(src, Path(args.output), args, model, opts, args.qa_map)
+        out = translate_file(src, Path(args.output), model, opts, qa_path=args.qa_map, **io_args)
         if not args.quiet:
             print(f"wrote {out} ({time.perf_counter() - t0:.1f} s)")
         return 0
 
-    from medgan.data.unpaired import list_volumes
-    from medgan.io.writers import output_complete
-
-    cases = list_volumes(src)
-    out_dir = Path(args.output)
-    qa_dir = Path(args.qa_map) if args.qa_map else None
-    results = []
-    for case in bar(cases, desc="translate", quiet=args.quiet, unit="case"):
-        dst = _case_output(case, out_dir, args.output_type)
-        if args.cont and output_complete(dst, args.output_type):   # a readable volume, not just a name
-            results.append((case.name, "skipped (done)", 0.0))
-            continue
-        t0 = time.perf_counter()
-        try:
-            qa = _case_output(case, qa_dir, "nifti") if qa_dir else None
-            _translate_one(case, dst, args, model, opts, qa)
-            results.append((case.name, "ok", time.perf_counter() - t0))
-        except MedganError as exc:
-            results.append((case.name, f"FAILED: {exc}", time.perf_counter() - t0))
-    width = max(len(r[0]) for r in results)
-    for name, status, secs in results:
-        print(f"{name:<{width}}  {status}" + (f"  ({secs:.1f} s)" if status == "ok" else ""))
-    failed = sum(r[1].startswith("FAILED") for r in results)
-    print(f"{len(results) - failed} of {len(results)} cases done, {failed} failed", file=sys.stderr if failed else sys.stdout)
+    outcomes = translate_folder(src, Path(args.output), model, opts, qa_dir=args.qa_map, skip_done=args.cont,
+                                progress=lambda cases: bar(cases, desc="translate", quiet=args.quiet, unit="case"),
+                                **io_args)
+    width = max(len(o.case.name) for o in outcomes)
+    for o in outcomes:
+        status = {"ok": "ok", "skipped": "skipped (done)"}.get(o.status, f"FAILED: {o.error}")
+        print(f"{o.case.name:<{width}}  {status}" + (f"  ({o.seconds:.1f} s)" if o.status == "ok" else ""))
+    failed = sum(o.status == "failed" for o in outcomes)
+    print(f"{len(outcomes) - failed} of {len(outcomes)} cases done, {failed} failed",
+          file=sys.stderr if failed else sys.stdout)
     return 1 if failed else 0

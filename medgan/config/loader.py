@@ -4,13 +4,19 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from medgan.config.schema import ExperimentConfig
 from medgan.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_T = TypeVar("_T", bound="DataclassInstance")
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
@@ -47,7 +53,7 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
-def _build(cls, data: dict, where: str):
+def _build(cls: type[_T], data: dict, where: str) -> _T:
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -60,7 +66,7 @@ def _build(cls, data: dict, where: str):
     for key, value in data.items():
         hint = hints[key]
         path = f"{where}.{key}" if where else key
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value or {}, path)
         else:
             kwargs[key] = _check_type(value, hint, path)
@@ -138,7 +144,7 @@ def config_to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -158,7 +164,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     return cfg
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     """``--set optim.lr_g=1e-4 model.spatial_dims=3``: values parsed as YAML scalars/lists."""
     data = dict(data or {})
     for item in overrides or ():

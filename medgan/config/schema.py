@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any
 
 
 @dataclasses.dataclass
@@ -18,7 +18,7 @@ class ModelConfig:
     #: so the result keeps the input's edges and fine detail (docs/translate.md)
     output: str = "translation"
     correction_sigma_mm: float = 10.0       #: Gaussian low-pass (sigma, mm) applied to a correction
-    correction_max_hu: Optional[float] = None  #: bound on a correction's amplitude (HU); None: up to the preset range
+    correction_max_hu: float | None = None  #: bound on a correction's amplitude (HU); None: up to the preset range
     #: global HU calibration (fitted on the training domains) applied to A before the network:
     #: none | linear | histogram; the network then learns what the calibration leaves
     input_calibration: str = "none"
@@ -29,8 +29,8 @@ class ModelConfig:
 class DataConfig:
     train_a: str = ""                       #: folder of domain-A volumes (e.g. CBCT, contrast CT)
     train_b: str = ""                       #: folder of domain-B volumes (e.g. CT, non-contrast CT)
-    val_a: Optional[str] = None             #: held-out A volumes ...
-    val_b: Optional[str] = None             #: ... and their registered B counterparts, matched by file name
+    val_a: str | None = None             #: held-out A volumes ...
+    val_b: str | None = None             #: ... and their registered B counterparts, matched by file name
     hu_preset: str = "ct-full"
     #: orientation every volume is brought into (exact permutation/flip) for training and translation:
     #: axial slices in DICOM's LPS axes (see medgan.io.orientation); stored with the model
@@ -38,7 +38,7 @@ class DataConfig:
     sites: list[str] = dataclasses.field(default_factory=list)  #: anatomical sites of the training data (recorded)
     #: voxel size the model works at, mm: [x, y] (in-plane; slice spacing kept) or [x, y, z].
     #: Training volumes are resampled to it; ``translate`` resamples inputs in and back out.
-    spacing: Optional[list[float]] = None
+    spacing: list[float] | None = None
     patch_size: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
     samples_per_volume: int = 32
     queue_length: int = 256
@@ -54,7 +54,7 @@ class LossConfig:
     label_smoothing: float = 0.0            #: one-sided: D's real target 1 - s (lsgan/bce/minimax)
     label_noise: float = 0.0                #: soft noisy labels: targets drawn within n of 0/1
     instance_noise: float = 0.0             #: Gaussian std on D inputs (normalised units) at step 0 ...
-    instance_noise_steps: Optional[int] = None  #: ... decaying linearly to 0 here (default: optim.steps)
+    instance_noise_steps: int | None = None  #: ... decaying linearly to 0 here (default: optim.steps)
     lambda_cycle: float = 10.0
     lambda_identity: float = 5.0            #: 0.5 x lambda_cycle, as in the reference CycleGAN
     lambda_structure: float = 0.0           #: gradient-correlation between input and translation
@@ -73,7 +73,7 @@ class OptimConfig:
     beta2: float = 0.999
     batch_size: int = 1
     steps: int = 100_000
-    decay_start: Optional[int] = None       #: step at which the linear LR decay to 0 starts (default: half)
+    decay_start: int | None = None       #: step at which the linear LR decay to 0 starts (default: half)
     pool_size: int = 50
     d_steps: int = 1                        #: discriminator updates per generator update
     n_critic: int = 5                       #: the same for wgan-gp (Gulrajani et al. use 5)

@@ -6,8 +6,8 @@ are matched by file name between the two folders and must share one grid.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 import torchio as tio

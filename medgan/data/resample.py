@@ -12,7 +12,7 @@ onto the exact input grid, and one code path for both keeps them consistent.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -69,7 +69,8 @@ def resample_to_spacing(volume: Volume, spacing: Sequence[float], default: float
     # anti-aliasing before downsampling: a Gaussian whose FWHM makes up the difference in voxel size
     sigma_mm = np.sqrt(np.maximum(np.asarray(target) ** 2 - src ** 2, 0.0)) / 2.355
     if not labels and np.any(sigma_mm > 0.25 * src):
-        arr = ndimage.gaussian_filter(np.asarray(volume.array, np.float32), sigma=(sigma_mm / src)[::-1], mode="nearest")
+        arr = ndimage.gaussian_filter(np.asarray(volume.array, np.float32), sigma=(sigma_mm / src)[::-1],
+                                      mode="nearest")
         volume = volume.with_array(arr)
     # centre the new grid on the old one: same box, centre voxel-aligned
     n = np.asarray(volume.size, float)

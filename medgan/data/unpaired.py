@@ -14,50 +14,26 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torchio as tio
 
+from medgan.config.schema import DataConfig, ExperimentConfig, ModelConfig
 from medgan.data.body_mask import body_mask
 from medgan.data.hu import HUPreset
 from medgan.data.resample import needs_resampling, resample_to_spacing
 from medgan.errors import InputError
 from medgan.io import Volume, read_volume
+
+# listing and matching cases moved to medgan.io.cases (no TorchIO import); re-exported for older imports
+from medgan.io.cases import list_volumes as list_volumes
+from medgan.io.cases import match_pairs as match_pairs
 from medgan.io.orientation import CANONICAL, to_orientation
-from medgan.io.dicom import is_dicom_file
-from medgan.io.formats import format_of
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def list_volumes(folder: str | Path) -> list[Path]:
-    """Volumes in a folder: image files, and sub-folders holding a DICOM series (one per case)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder} is not a folder of volumes")
-    found = []
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
-            continue
-        if p.is_file() and format_of(p) in ("nifti", "mha", "nrrd", "zip"):
-            found.append(p)
-        elif p.is_dir() and any(is_dicom_file(f) for f in p.iterdir() if f.is_file()):
-            found.append(p)
-    if not found:
-        raise InputError(f"{folder} holds no volumes (.nii.gz, .mha, .nrrd, .zip or DICOM series folders)")
-    return found
-
-
-def match_pairs(folder_a: str | Path, folder_b: str | Path, what: str = "") -> list[tuple[Path, Path]]:
-    """``(a, b)`` volumes with the same file name in two folders (registered pairs, validation pairs)."""
-    b_by_name = {p.name: p for p in list_volumes(folder_b)}
-    pairs = [(a, b_by_name[a.name]) for a in list_volumes(folder_a) if a.name in b_by_name]
-    if not pairs:
-        raise InputError(f"{what}no file names in common between {folder_a} and {folder_b}")
-    return pairs
 
 
 def volume_to_torchio(volume: Volume) -> tuple[torch.Tensor, np.ndarray]:
@@ -68,11 +44,11 @@ def volume_to_torchio(volume: Volume) -> tuple[torch.Tensor, np.ndarray]:
 
 def pad_to_size(volume: Volume, min_shape_zyx: Sequence[int], value: float = -1024.0) -> Volume:
     """Pad with air, centred, so every axis is at least ``min_shape_zyx`` (the origin moves, the anatomy stays)."""
-    before = [max(0, m - s) // 2 for s, m in zip(volume.shape, min_shape_zyx)]
-    after = [max(0, m - s) - b for s, m, b in zip(volume.shape, min_shape_zyx, before)]
+    before = [max(0, m - s) // 2 for s, m in zip(volume.shape, min_shape_zyx, strict=True)]
+    after = [max(0, m - s) - b for s, m, b in zip(volume.shape, min_shape_zyx, before, strict=True)]
     if not any(before) and not any(after):
         return volume
-    arr = np.pad(volume.array, list(zip(before, after)), constant_values=value)
+    arr = np.pad(volume.array, list(zip(before, after, strict=True)), constant_values=value)
     shift = volume.direction_matrix @ (np.asarray(before[::-1], float) * np.asarray(volume.spacing))
     return Volume(arr, volume.spacing, tuple(np.asarray(volume.origin) - shift), volume.direction, dict(volume.meta))
 
@@ -106,18 +82,33 @@ class AddBodyMask(tio.Transform):
         return subject
 
 
+_MODEL, _DATA = ModelConfig(), DataConfig()
+
+
 @dataclasses.dataclass
 class PatchSpec:
-    spatial_dims: int = 2
-    patch_size: Sequence[int] = (128, 128)  #: (y, x) in 2D, (z, y, x) in 3D
-    samples_per_volume: int = 16
-    queue_length: int = 128
-    num_workers: int = 0
-    flip: bool = True
-    affine: bool = False
-    spacing: Sequence[float] | None = None  #: resample every volume to this (see medgan.data.resample)
-    orientation: str | None = CANONICAL     #: reorient every volume to this first (see medgan.io.orientation)
-    context_slices: int = 1                 #: 2.5D: 2D patches carry this many adjacent slices as channels
+    """How patches are drawn from the volumes.
+
+    The defaults are the configuration's (:class:`medgan.config.DataConfig` and ``ModelConfig``):
+    one place for data defaults.  A trainer builds it with :meth:`from_config`.
+    """
+
+    spatial_dims: int = _MODEL.spatial_dims
+    patch_size: Sequence[int] = tuple(_DATA.patch_size)  #: (y, x) in 2D, (z, y, x) in 3D
+    samples_per_volume: int = _DATA.samples_per_volume
+    queue_length: int = _DATA.queue_length
+    num_workers: int = _DATA.num_workers
+    flip: bool = _DATA.flip
+    affine: bool = _DATA.affine
+    spacing: Sequence[float] | None = _DATA.spacing  #: resample every volume to this (see medgan.data.resample)
+    orientation: str | None = _DATA.orientation   #: reorient every volume to this first (see medgan.io.orientation)
+    context_slices: int = _MODEL.context_slices   #: 2.5D: 2D patches carry this many adjacent slices as channels
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig) -> PatchSpec:
+        d, m = cfg.data, cfg.model
+        return cls(m.spatial_dims, tuple(d.patch_size), d.samples_per_volume, d.queue_length, d.num_workers, d.flip,
+                   d.affine, d.spacing, d.orientation, m.context_slices)
 
     def torchio_patch_size(self) -> tuple[int, int, int]:
         ps = tuple(int(p) for p in self.patch_size)
@@ -144,13 +135,27 @@ class ApplyHUMap(tio.IntensityTransform):
         return subject
 
 
+class NormalizeHU(tio.IntensityTransform):
+    """HU -> [-1, 1] by the preset's :meth:`~medgan.data.hu.HUPreset.normalize`, the normalisation
+    translation uses too (clip to the preset's window, then scale)."""
+
+    def __init__(self, preset: HUPreset, **kwargs):
+        super().__init__(**kwargs)
+        self.preset = preset
+        self.args_names = ["preset"]
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        for image in self.get_images(subject):
+            image.set_data(self.preset.normalize(image.data.float()))
+        return subject
+
+
 def make_transform(preset: HUPreset, spec: PatchSpec, hu_map=None, hu_map_include=None) -> tio.Compose:
-    """Body sampling map, [optional HU map (``hu_map_include``: image names it applies to)], clamp, scale, augment."""
+    """Body sampling map, [optional HU map (``hu_map_include``: image names it applies to)], HU -> [-1, 1], augment."""
     steps: list[tio.Transform] = [AddBodyMask()]
     if hu_map is not None:
         steps.append(ApplyHUMap(hu_map, include=hu_map_include))
-    steps += [tio.Clamp(out_min=preset.lo, out_max=preset.hi),
-                                  tio.RescaleIntensity(out_min_max=(-1.0, 1.0), in_min_max=(preset.lo, preset.hi))]
+    steps.append(NormalizeHU(preset))
     if spec.flip:
         steps.append(tio.RandomFlip(axes=("LR",), flip_probability=0.5))
     if spec.affine:

@@ -41,14 +41,15 @@ def pyradplan():
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
-            import pyRadPlan  # noqa: F401
+            import pyRadPlan
             from pyRadPlan.ct import default_hlut
     except ImportError as exc:
         raise DependencyError(_EXTRA) from exc
     for name in ("pyRadPlan", "numba", "pint"):
         logging.getLogger(name).setLevel(logging.ERROR)
     if not np.allclose(default_hlut(), HLUT):  # pragma: no cover - a future pyRadPlan
-        warnings.warn("pyRadPlan's default HU look-up table differs from the one documented in medgan.dose")
+        warnings.warn("pyRadPlan's default HU look-up table differs from the one documented in medgan.dose",
+                      stacklevel=2)
     return pyRadPlan
 
 
@@ -119,9 +120,9 @@ def _quiet():
 
 
 def _ct_and_cst(prp, grid: Grid, hu: np.ndarray, structures: dict, objectives: dict | None):
-    from pyRadPlan.ct import create_ct
     from pyRadPlan.cst import create_cst
     from pyRadPlan.cst._voi import create_voi
+    from pyRadPlan.ct import create_ct
 
     img = grid.image(hu.astype(np.float32))
     ct = create_ct(cube_hu=img)

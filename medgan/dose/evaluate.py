@@ -9,14 +9,23 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from medgan.dose import backend, metrics
 from medgan.dose.structures import (
-    LABEL_NAMES, auto_sphere, check_same_grid, check_target, label_masks, make_grid, planning_body, resample_hu,
-    resample_mask, sphere_mask,
+    LABEL_NAMES,
+    auto_sphere,
+    check_same_grid,
+    check_target,
+    label_masks,
+    make_grid,
+    planning_body,
+    resample_hu,
+    resample_mask,
+    sphere_mask,
 )
 from medgan.errors import InputError
 from medgan.io import Volume
@@ -157,9 +166,9 @@ def crop_to_slab(grid: backend.Grid, hu: dict, structures: dict, target: str, ma
     lo = (int(max(0, zs[0] - mz)), int(max(0, ys[0] - 2)), int(max(0, xs[0] - 2)))
     hi = (int(min(grid.shape[0], zs[-1] + mz + 1)), int(min(grid.shape[1], ys[-1] + 3)),
           int(min(grid.shape[2], xs[-1] + 3)))
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
-    origin = tuple(o + i * s for o, i, s in zip(grid.origin, lo[::-1], grid.spacing))
-    new = backend.Grid(shape=tuple(b - a for a, b in zip(lo, hi)), spacing=grid.spacing, origin=origin)
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    origin = tuple(o + i * s for o, i, s in zip(grid.origin, lo[::-1], grid.spacing, strict=True))
+    new = backend.Grid(shape=tuple(b - a for a, b in zip(lo, hi, strict=True)), spacing=grid.spacing, origin=origin)
     kept = {n: (k, m[sl]) for n, (k, m) in structures.items() if k != "OAR" or m[sl].any()}
     return new, {k: v[sl] for k, v in hu.items()}, kept
 
@@ -173,7 +182,7 @@ def oars_from_label(spec: str, ct: Volume) -> dict[str, Volume]:
     return {LABEL_NAMES.get(v, f"label_{v}"): m for v, m in label_masks(vol, values, "OAR").items()}
 
 
-def run_dose(ct: Volume | str | Path, images: dict[str, Volume | str | Path], target, oars: dict | None = None,
+def run_dose(ct: Volume | str | Path, images: Mapping[str, Volume | str | Path], target, oars: dict | None = None,
              options: DoseOptions | None = None, say=None) -> DoseResult:
     """Plan on ``ct`` for ``target`` and compare the dose recomputed on each of ``images`` with the CT's.
 

@@ -35,7 +35,7 @@ def gamma_pass_rates(reference: np.ndarray, evaluation: np.ndarray, spacing_zyx,
     pmp = pymedphys()
     ref = np.asarray(reference, dtype=float)
     ev = np.asarray(evaluation, dtype=float)
-    axes = tuple(np.arange(n) * float(s) for n, s in zip(ref.shape, spacing_zyx))
+    axes = tuple(np.arange(n) * float(s) for n, s in zip(ref.shape, spacing_zyx, strict=True))
     norm = float(ref.max())
     n_above = int((ref >= cutoff_percent / 100.0 * norm).sum())
     use_subset = subset if subset and n_above > subset else None
@@ -66,7 +66,7 @@ def gamma_slice(reference: np.ndarray, evaluation: np.ndarray, spacing_zyx, k: i
 
     pmp = pymedphys()
     ref = np.asarray(reference, dtype=float)
-    axes = tuple(np.arange(n) * float(s) for n, s in zip(ref.shape, spacing_zyx))
+    axes = tuple(np.arange(n) * float(s) for n, s in zip(ref.shape, spacing_zyx, strict=True))
     axes_ref = (axes[0][k:k + 1], axes[1], axes[2])
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -124,7 +124,8 @@ def synthrad_dvh_metric(ref_dvh: dict, ev_dvh: dict, target: str, eps: float = 1
     oars = [n for n in ref_dvh if n != target and math.isfinite(ref_dvh[n]["mean"])]
     oars = sorted(oars, key=lambda n: (ref_dvh[n]["D5"] + ref_dvh[n]["mean"]) / 2, reverse=True)[:3]
     if oars:
-        score += float(np.mean([abs(ref_dvh[n]["D2"] - ev_dvh[n]["D2"] + eps) / (ref_dvh[n]["D2"] + eps) for n in oars]))
+        score += float(np.mean([abs(ref_dvh[n]["D2"] - ev_dvh[n]["D2"] + eps) / (ref_dvh[n]["D2"] + eps)
+                                for n in oars]))
         score += float(np.mean([abs(ref_dvh[n]["mean"] - ev_dvh[n]["mean"] + eps) / (ref_dvh[n]["mean"] + eps)
                                 for n in oars]))
     return float(score), oars
@@ -166,7 +167,8 @@ def _r80(profile: np.ndarray, t: np.ndarray, level: float, window_mm: float = 15
 
 def range_rays(beam_ref: np.ndarray, beam_ev: np.ndarray, direction_zyx: np.ndarray, spacing_zyx,
                target: np.ndarray, level: float = 0.8, step_mm: float = 0.5, min_peak: float = 0.5) -> dict:
-    """Distal ``level`` fall-off (R80, see :func:`_r80`) of one proton beam along rays through the target, reference vs evaluation.
+    """Distal ``level`` fall-off (R80, see :func:`_r80`) of one proton beam along rays through the target,
+    reference vs evaluation.
 
     Rays run parallel to the beam axis on a lateral grid (pitch = the largest voxel spacing) over
     the target's beam's-eye-view projection.  A ray counts when its reference peak reaches
@@ -185,7 +187,7 @@ def range_rays(beam_ref: np.ndarray, beam_ev: np.ndarray, direction_zyx: np.ndar
     ga = np.arange(np.floor(a.min() / pitch), np.ceil(a.max() / pitch) + 1) * pitch
     gb = np.arange(np.floor(b.min() / pitch), np.ceil(b.max() / pitch) + 1) * pitch
     # keep lateral positions the target projects onto
-    occ = set(zip(np.round(a / pitch).astype(int), np.round(b / pitch).astype(int)))
+    occ = set(zip(np.round(a / pitch).astype(int), np.round(b / pitch).astype(int), strict=True))
     lateral = [(x, y) for x in ga for y in gb if (int(round(x / pitch)), int(round(y / pitch))) in occ]
     extent = float(np.linalg.norm(np.asarray(beam_ref.shape) * spacing))
     t = np.arange(-extent, extent + step_mm, step_mm)

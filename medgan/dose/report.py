@@ -82,7 +82,7 @@ def dose_figure(res, path: Path, compare: str | None = None) -> Path:
     baseline = "CBCT" if "CBCT" in others and img != "CBCT" else None
     ncol = 7 if baseline else 6
     fig, axes = plt.subplots(len(mods), ncol, figsize=(4.4 * ncol, 4.4 * len(mods)), squeeze=False)
-    for row_axes, m in zip(axes, mods):
+    for row_axes, m in zip(axes, mods, strict=True):
         ref, ev = m.doses["CT"], m.doses[img]
         vmax = float(ref.max())
         rx = res.options.rx
@@ -91,7 +91,7 @@ def dose_figure(res, path: Path, compare: str | None = None) -> Path:
                    else 0.05 * vmax)
         ext_ax = (0, ref.shape[2] * sx, ref.shape[1] * sy, 0)
         ext_co = (0, ref.shape[2] * sx, ref.shape[0] * sz, 0)
-        for ax, (title, dose) in zip(row_axes[:2], (("CT", ref), (img, ev))):
+        for ax, (title, dose) in zip(row_axes[:2], (("CT", ref), (img, ev)), strict=True):
             ax.imshow(res.hu["CT" if title == "CT" else img][zc], cmap="gray", vmin=-400, vmax=600, extent=ext_ax)
             shown = np.ma.masked_less(dose[zc], 0.1 * vmax)
             im = ax.imshow(shown, cmap="jet", vmin=0, vmax=vmax, alpha=0.55, extent=ext_ax)
@@ -114,7 +114,7 @@ def dose_figure(res, path: Path, compare: str | None = None) -> Path:
         bins = np.linspace(0, 1.15 * max(float(d.max()) for d in m.doses.values()), 300)
         ax = row_axes[4]
         styles = ("-", "--", ":", "-.")
-        for j, (name, (kind, mask)) in enumerate((n, s) for n, s in res.structures.items() if s[0] != "EXTERNAL"):
+        for j, (name, (_kind, mask)) in enumerate((n, s) for n, s in res.structures.items() if s[0] != "EXTERNAL"):
             for lab, dose in m.doses.items():
                 ax.plot(bins, metrics.dvh_curve(dose, mask, bins), styles[j % 4],
                         color=_COLOURS.get(lab, None), lw=1.2, label=f"{name} {lab}" if j < 4 else None)

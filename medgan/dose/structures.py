@@ -77,7 +77,7 @@ def resample_mask(mask: Volume, grid: Grid) -> np.ndarray:
 
 
 def sphere_mask(grid: Grid, centre_xyz, radius: float) -> np.ndarray:
-    z, y, x = (np.arange(n) * s + o for n, s, o in zip(grid.shape, grid.spacing_zyx, grid.origin[::-1]))
+    z, y, x = (np.arange(n) * s + o for n, s, o in zip(grid.shape, grid.spacing_zyx, grid.origin[::-1], strict=True))
     cx, cy, cz = centre_xyz
     return ((z[:, None, None] - cz) ** 2 + (y[None, :, None] - cy) ** 2 + (x[None, None, :] - cx) ** 2) <= radius ** 2
 

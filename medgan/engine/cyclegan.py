@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from medgan.config import ExperimentConfig
-from medgan.errors import ConfigError
 from medgan.engine.pool import ImagePool
+from medgan.errors import ConfigError
 from medgan.inference.engine import autocast
 from medgan.losses import AdversarialLoss, gradient_correlation_loss
 from medgan.losses.adversarial import gradient_penalty, instance_noise_std

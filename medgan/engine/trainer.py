@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import sys
 import time
 from pathlib import Path
@@ -19,20 +20,22 @@ import yaml
 from medgan.config import ExperimentConfig, config_from_dict, config_to_dict
 from medgan.data.body_mask import body_mask
 from medgan.data.hu import get_preset
-from medgan.data.unpaired import PatchSpec, UnpairedLoader, list_volumes, match_pairs
+from medgan.data.resample import check_spacing, needs_resampling, resample_to_spacing
+from medgan.data.unpaired import PatchSpec, UnpairedLoader
 from medgan.engine import checkpoint as ckpt
-from medgan.engine.pix2pix import build_model
-from medgan.engine.device import resolve_device
+from medgan.engine.alarms import TrainingAlarms
 from medgan.engine.distributed import barrier, init_distributed, shutdown
+from medgan.engine.pix2pix import build_model
 from medgan.errors import ConfigError, InputError
 from medgan.evaluation.metrics import mae, ssim
 from medgan.inference.engine import run_generator
-from medgan.engine.alarms import TrainingAlarms
-from medgan.data.resample import check_spacing, needs_resampling, resample_to_spacing
 from medgan.io import read_volume
+from medgan.io.cases import list_volumes, match_pairs
+from medgan.io.model_file import ModelSpec, write_model_file
 from medgan.io.orientation import to_orientation
 from medgan.io.runs import check_fresh_run_dir
-from medgan.io.writers import remove_stale_temporaries
+from medgan.io.writers import atomic_write_text, remove_stale_temporaries
+from medgan.utils.device import resolve_device
 from medgan.utils.progress import bar
 
 LOSS_KEYS = ["g_total", "g_adv", "cycle", "identity", "structure", "l1", "d_a", "d_b", "d_acc", "var_ratio",
@@ -58,9 +61,7 @@ class Trainer:
         check_spacing(cfg.data.spacing)
         self.paths_a, self.paths_b = list_volumes(cfg.data.train_a), list_volumes(cfg.data.train_b)
         self.val_pairs = validation_pairs(cfg)
-        self.spec = PatchSpec(cfg.model.spatial_dims, cfg.data.patch_size, cfg.data.samples_per_volume,
-                              cfg.data.queue_length, cfg.data.num_workers, cfg.data.flip, cfg.data.affine,
-                              cfg.data.spacing, cfg.data.orientation, cfg.model.context_slices)
+        self.spec = PatchSpec.from_config(cfg)
         self.spec.torchio_patch_size()  # validates the patch size against spatial_dims
         probe = torch.device("cpu") if cfg.train.device == "cpu" else None
         self.dist = init_distributed(probe or resolve_device(cfg.train.device, quiet=True))
@@ -98,7 +99,8 @@ class Trainer:
                 raise ConfigError("train.tensorboard needs the tensorboard package: pip install 'medgan[tensorboard]'"
                                   ) from None
             # purge_step drops events a killed run wrote after its last checkpoint, like the CSV logs
-            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.model.step + 1 if resume else None)
+            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"),
+                                    purge_step=self.model.step + 1 if resume else None)
 
     # ------------------------------------------------------------------ resume
     def _resume(self) -> None:
@@ -129,11 +131,10 @@ class Trainer:
         kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
         if header is not None and kept[0] != header:
             old = kept[0]
-            kept = [header] + [[dict(zip(old, r)).get(k, "") for k in header] for r in kept[1:]]
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as fh:
-            csv.writer(fh).writerows(kept)
-        tmp.replace(path)
+            kept = [header] + [[dict(zip(old, r, strict=False)).get(k, "") for k in header] for r in kept[1:]]
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(kept)
+        atomic_write_text(path, text.getvalue())
 
     # ------------------------------------------------------------------ loop
     def _new_stream(self, step: int):
@@ -234,8 +235,9 @@ class Trainer:
 
                 comparison_figure(self.run_dir / "samples" / f"step_{step:07d}.png", hu_a, pred, hu_b,
                                   titles=("input (A)", "translation", "target (B)"),
-                                  suptitle=f"{path_a.name}, step {step}: HU MAE in the body {results[0]['mae_input']:.1f} "
-                                           f"(input) -> {results[0]['mae']:.1f} (translation)")
+                                  suptitle=f"{path_a.name}, step {step}: HU MAE in the body "
+                                           f"{results[0]['mae_input']:.1f} (input) -> {results[0]['mae']:.1f} "
+                                           "(translation)")
         self.model.gen.train()
         path = self.run_dir / "validation.csv"
         new = not path.exists()
@@ -261,8 +263,9 @@ class Trainer:
             cfg_dict = config_to_dict(self.cfg)
             ckpt.save_checkpoint(self.ckpt_path, self.model.state_dict(), cfg_dict, self.preset.to_dict(),
                                  {"training_domain": self.training_domain})
-            ckpt.export_model(self.run_dir / "model.safetensors", self.model.gen.state_dict(), cfg_dict, self.preset.to_dict(),
-                              {"step": self.model.step, "direction": "A->B", **self.training_domain})
+            spec = ModelSpec(cfg_dict, self.preset.to_dict(), step=self.model.step, direction="A->B",
+                             **self.training_domain)
+            write_model_file(self.run_dir / "model.safetensors", self.model.gen.state_dict(), spec)
             from medgan.utils.figures import loss_curves
 
             loss_curves(self.run_dir / "metrics.csv", self.run_dir / "loss_curves.png")

@@ -19,8 +19,9 @@ only when both were computed the same way.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,6 +74,7 @@ def load_feature_extractor(weights: str | Path | None, name: str = "inception-v3
         raise InputError(f"feature-extractor weights {path} do not exist")
     if name not in FEATURE_EXTRACTORS:
         raise InputError(f"unknown feature extractor '{name}'; choose from {', '.join(FEATURE_EXTRACTORS)}")
+    state: Any
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -133,3 +135,39 @@ def kernel_inception_distance(fa: np.ndarray, fb: np.ndarray, subsets: int = 100
         mmd = ((kaa.sum() - np.trace(kaa)) + (kbb.sum() - np.trace(kbb))) / (m * (m - 1)) - 2 * kab.mean()
         vals.append(mmd)
     return float(np.mean(vals)), float(np.std(vals))
+
+
+class DistributionAccumulator:
+    """FID/KID over a cohort, one case at a time: only each case's slice features are kept, not its volumes.
+
+    >>> acc = DistributionAccumulator(*load_feature_extractor("inception.pth"))
+    >>> for pred, target in cases:
+    ...     acc.add(pred, target)                  # HU arrays [z, y, x] (or Volumes)
+    >>> acc.result()                               # {"slices": [n, n], "fid": ..., "kid": ..., "kid_std": ...}
+    """
+
+    def __init__(self, extractor: torch.nn.Module, side: int, max_slices: int = 64, name: str | None = None):
+        self.extractor, self.side, self.max_slices, self.name = extractor, side, max_slices, name
+        self._pred: list[np.ndarray] = []
+        self._target: list[np.ndarray] = []
+
+    def _features(self, volume_hu) -> np.ndarray:
+        arr = getattr(volume_hu, "array", volume_hu)
+        return features(self.extractor, slices_to_images(arr, self.side, max_slices=self.max_slices))
+
+    def add(self, pred_hu, target_hu) -> None:
+        """Add one case: its predicted and target volumes (at most ``max_slices`` axial slices each)."""
+        self._pred.append(self._features(pred_hu))
+        self._target.append(self._features(target_hu))
+
+    def __len__(self) -> int:
+        return len(self._pred)
+
+    def result(self) -> dict:
+        """``{"extractor", "slices": [n_pred, n_target], "fid", "kid", "kid_std"}`` over every case added."""
+        if not self._pred:
+            raise InputError("no case was added: FID/KID need slices")
+        fa, fb = np.concatenate(self._pred), np.concatenate(self._target)
+        kid, kid_std = kernel_inception_distance(fa, fb)
+        return {"extractor": self.name, "slices": [len(fa), len(fb)], "fid": frechet_distance(fa, fb),
+                "kid": kid, "kid_std": kid_std}

@@ -20,8 +20,8 @@ Every :class:`CaseResult` names the mask it used (``mask_source``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Callable, Hashable
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class CaseResult:
     #: organ metrics: image label -> organ -> {"dice", "hd95"} and/or {"mae", "me"}
     mask_fraction_outside_fov: float | None = None   #: share of the body outside the input's FOV
 
-    def relabel(self, pred_label: str = "prediction", input_label: str = "input") -> "CaseResult":
+    def relabel(self, pred_label: str = "prediction", input_label: str = "input") -> CaseResult:
         """Rename the "prediction"/"input" rows and volumes (e.g. to "sCT"/"CBCT") for tables and figures."""
         names = {"prediction": pred_label, "input": input_label}
         self.rows = {names.get(k, k): v for k, v in self.rows.items()}
@@ -165,16 +165,11 @@ def match_cases(pred_dir: Path, others: dict[str, Path | None]) -> list[tuple[st
 
     A case with no counterpart keeps ``None`` there; the caller reports it as failed.
     """
-    from medgan.data.unpaired import list_volumes
+    from medgan.io.cases import index_cases
 
-    preds = list_volumes(pred_dir)
-    index = {k: ({strip_suffix(p.name): p for p in list_volumes(d)} if d is not None else None)
-             for k, d in others.items()}
-    matched = []
-    for p in preds:
-        name = strip_suffix(p.name)
-        matched.append((name, p, {k: (idx.get(name) if idx is not None else None) for k, idx in index.items()}))
-    return matched
+    index = {k: (index_cases(d) if d is not None else None) for k, d in others.items()}
+    return [(name, p, {k: (idx.get(name) if idx is not None else None) for k, idx in index.items()})
+            for name, p in index_cases(pred_dir).items()]
 
 
 def evaluate_folders(pred_dir: Path, target_dir: Path, mask_dir: Path | None = None, input_dir: Path | None = None,
@@ -193,12 +188,17 @@ def evaluate_folders(pred_dir: Path, target_dir: Path, mask_dir: Path | None = N
     results, failures = [], []
     for name, pred, other in (progress(pairs) if progress else pairs):
         try:
+            found: dict[str, Path] = {}
             for key, folder in folders.items():
-                if folder is not None and other[key] is None:
+                path = other[key]
+                if path is not None:
+                    found[key] = path
+                elif folder is not None:
                     raise InputError(f"no {key.replace('compare:', 'baseline ')} named {name} in {folder}")
-            res = evaluate_case(pred, other["target"], other["mask"], other["input"], case=name, protocol=protocol,
-                                mask_mode=mask_mode, fov=other["fov"], labels=other["labels"], seg_model=seg_model,
-                                compare={k: other[f"compare:{k}"] for k in (compare_dirs or {})},
+            res = evaluate_case(pred, found["target"], found.get("mask"), found.get("input"), case=name,
+                                protocol=protocol, mask_mode=mask_mode, fov=found.get("fov"),
+                                labels=found.get("labels"), seg_model=seg_model,
+                                compare={k: found[f"compare:{k}"] for k in (compare_dirs or {})},
                                 patient=patient_of(name) if patient_of else name)
             if on_case:
                 on_case(res)

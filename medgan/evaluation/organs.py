@@ -22,11 +22,15 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from scipy import ndimage
 
-from medgan.errors import InputError, ModelError
+from medgan.errors import ModelError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: MONAI networks a model file may name (constructed from their class, never unpickled)
 ARCHITECTURES = ("UNet", "BasicUNet", "SegResNet", "AttentionUnet", "DynUNet", "UNETR", "SwinUNETR")
@@ -35,7 +39,7 @@ META_KEY = "medgan_seg_model"
 
 @dataclasses.dataclass
 class SegModel:
-    net: object
+    net: nn.Module
     spatial_dims: int
     hu_window: tuple[float, float]
     organs: dict[int, str]
@@ -93,7 +97,8 @@ def load_seg_model(path: str | Path) -> SegModel:
         net = _build(meta["arch"], meta["args"])
         organs = {int(k): str(v) for k, v in meta["organs"].items()}
         dims = int(meta["spatial_dims"])
-        window = tuple(float(v) for v in meta["hu_window"])
+        lo, hi = (float(v) for v in meta["hu_window"])
+        window = (lo, hi)
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"{path}: malformed segmentation model metadata ({exc})") from None
     try:
@@ -132,7 +137,8 @@ def segment(model: SegModel, hu: np.ndarray) -> np.ndarray:
         from monai.inferers import sliding_window_inference
 
         roi = model.roi_size or (96, 96, 96)
-        logits = sliding_window_inference(torch.from_numpy(x)[None, None], roi, 1, model.net, overlap=0.25)
+        logits = cast(torch.Tensor, sliding_window_inference(torch.from_numpy(x)[None, None], roi, 1, model.net,
+                                                             overlap=0.25))
         return logits.argmax(1)[0].numpy().astype(np.int16)
 
 
@@ -144,7 +150,9 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _surface(m: np.ndarray) -> np.ndarray:
-    return m & ~ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(3, 1), border_value=0)
+    inner: np.ndarray = ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(3, 1), border_value=0)
+    surface: np.ndarray = m & ~inner
+    return surface
 
 
 def hd95(a: np.ndarray, b: np.ndarray, spacing_zyx) -> float:

@@ -14,7 +14,6 @@ from medgan.evaluation.metrics import HU_MAX, HU_MIN
 from medgan.io.writers import atomic_write_text
 from medgan.utils.figures import _plt, _save
 
-
 #: Edge labels of each view after reorientation to LPS, radiological convention (patient's right on the left):
 #: (left, right, top, bottom).
 _EDGES = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
@@ -46,7 +45,8 @@ def _label_edges(ax, plane: str) -> None:
 
 
 def diff_scale(diff: np.ndarray, mask: np.ndarray | None, percentile: float = 99.0) -> float:
-    """Symmetric colour limit of a difference map: the ``percentile`` of |difference| inside the body, rounded up to 10 HU."""
+    """Symmetric colour limit of a difference map: the ``percentile`` of |difference| inside the body,
+    rounded up to 10 HU."""
     vals = np.abs(diff[mask] if mask is not None and mask.any() else diff.ravel())
     vals = vals[np.isfinite(vals)]
     top = float(np.percentile(vals, percentile)) if vals.size else 1.0
@@ -72,7 +72,9 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     images = [(k, v) for k, v in result.volumes.items() if k != "target"]
     pred_label = images[-1][0]
     mask = plan.apply(result.mask) if result.mask is not None else None
-    canon = lambda a: plan.apply(np.asarray(a))  # noqa: E731
+
+    def canon(a):
+        return plan.apply(np.asarray(a))
     # centre the views on the mask's centre of mass so the anatomy, not the air, is shown
     centre = tuple(int(round(c)) for c in np.argwhere(mask).mean(axis=0)) if mask is not None and mask.any() \
         else tuple(s // 2 for s in target.shape)
@@ -143,7 +145,10 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     ax_b.legend(fontsize=7)
     ax_t = fig.add_subplot(grid[3, 2:])
     ax_t.axis("off")
-    fmt = lambda v, f: "-" if v is None or not math.isfinite(v) else format(v, f)  # noqa: E731
+
+    def fmt(v, f):
+        return "-" if v is None or not math.isfinite(v) else format(v, f)
+
     structure = "ms_ssim" if any("ms_ssim" in m for m in result.rows.values()) else "ssim"
     table = ax_t.table(cellText=[[label, fmt(m["me"], "+.1f"), fmt(m["mae"], ".1f"), fmt(m["psnr"], ".2f"),
                                   fmt(m.get(structure), ".3f")] for label, m in result.rows.items()],

@@ -19,7 +19,7 @@ signed-rank p (exact for small n, as scipy chooses).
 from __future__ import annotations
 
 import math
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -34,7 +34,7 @@ def _finite(values) -> np.ndarray:
     return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
 
 
-def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_resamples: int = 10_000,
+def bootstrap_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95, n_resamples: int = 10_000,
                  seed: int = 0, method: str = "BCa") -> tuple[float, float]:
     """Bootstrap confidence interval of the mean of per-patient ``values`` (:func:`scipy.stats.bootstrap`).
 
@@ -51,7 +51,7 @@ def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_resamples:
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     """Student t confidence interval of the mean; ``(nan, nan)`` below two values."""
     x = _finite(values)
     if x.size < 2:
@@ -67,7 +67,7 @@ def ci_method(n: int) -> str:
     return "none" if n < 2 else ("t" if n < BOOTSTRAP_MIN_PATIENTS else "bca")
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95, seed: int = 0) -> tuple[float, float, str]:
+def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95, seed: int = 0) -> tuple[float, float, str]:
     """``(low, high, method)``: t-interval below 10 values, BCa bootstrap from 10 on, none below 2."""
     x = _finite(values)
     if x.size < 2:
@@ -83,7 +83,7 @@ def per_patient(values: Sequence[float], patients: Sequence[Hashable] | None = N
     if len(patients) != len(values):
         raise InputError(f"{len(values)} values but {len(patients)} patient ids")
     groups: dict[Hashable, list[float]] = {}
-    for v, p in zip(values, patients):
+    for v, p in zip(values, patients, strict=True):
         if v is not None and not math.isnan(v):
             groups.setdefault(p, []).append(float(v))
     return {p: float(np.mean(v)) for p, v in groups.items()}
@@ -126,7 +126,7 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], patients: Sequence
     pa, pb = per_patient(a, patients), per_patient(b, patients)
     keys = [k for k in pa if k in pb and math.isfinite(pa[k]) and math.isfinite(pb[k])]
     d = np.asarray([pa[k] - pb[k] for k in keys], dtype=np.float64)
-    out = {"n": int(d.size), "mean_diff": float(d.mean()) if d.size else float("nan")}
+    out: dict[str, float | str] = {"n": int(d.size), "mean_diff": float(d.mean()) if d.size else float("nan")}
     lo, hi, method = mean_ci(d, confidence, seed)
     out.update({"ci_low": lo, "ci_high": hi, "ci_method": method})
     if d.size < 2:

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 from medgan.evaluation.evaluate import CaseResult
@@ -135,3 +136,13 @@ def format_summary(results: list[CaseResult], summary: dict, paired: dict | None
                          for k, st in ms.items() if st["n"] and math.isfinite(st["mean"])]
                 lines.append(f"  {label:<14} {organ:<22} " + ", ".join(parts))
     return "\n".join(lines)
+
+
+def print_summary(summary: dict, n_cases: int, pred_label: str, input_label: str, train_mae=None, out=None,
+                  results=None, paired=None, organ_summary=None) -> None:
+    """Print the summary table (``results`` names protocol and mask; older callers pass only the summary)."""
+    if results is None:           # backwards-compatible call: a minimal stand-in for the header
+        n_pat = max((st["n"] for ms in summary.values() for st in ms.values()), default=n_cases)
+        results = [CaseResult(f"case{i}", {}, "not stated by the caller", patient=f"patient{min(i, n_pat - 1)}")
+                   for i in range(n_cases)]
+    print(format_summary(results, summary, paired, pred_label, input_label, organ_summary), file=out or sys.stdout)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ def run_generator(
         else:
             from monai.inferers import sliding_window_inference
 
-            roi = tuple(min(int(p), s) for p, s in zip(patch_size or (32, 128, 128), x.shape))
+            roi = tuple(min(int(p), s) for p, s in zip(patch_size or (32, 128, 128), x.shape, strict=True))
             y = sliding_window_inference(x[None, None].to(device), roi_size=roi, sw_batch_size=sw_batch_size,
                                          predictor=predictor, overlap=overlap, mode="gaussian")
             out = y[0, 0].float().cpu()

@@ -9,8 +9,8 @@ import torch
 from medgan.calibration import DomainProfile, HUCalibration
 from medgan.config import ExperimentConfig, config_from_dict
 from medgan.data.hu import HUPreset, get_preset
-from medgan.engine import checkpoint as ckpt
 from medgan.errors import MedganError, ModelError
+from medgan.io.model_file import ModelSpec, load_checkpoint, read_model_file
 from medgan.nets import build_translator
 
 #: The starter model shipped inside the package (see docs/models.md).
@@ -29,6 +29,7 @@ class TranslationModel:
     #: model files written before medgan recorded them
     calibrations: dict[str, HUCalibration] = dataclasses.field(default_factory=dict)
     domain: DomainProfile | None = None        #: the training inputs' profile (None: not recorded)
+    spec: ModelSpec | None = None              #: what the model file says (:mod:`medgan.io.model_file`)
 
     @property
     def spatial_dims(self) -> int:
@@ -48,19 +49,18 @@ class TranslationModel:
         kind = self.config.model.input_calibration
         return None if kind == "none" else self.calibration(kind)
 
-    def to(self, device: torch.device) -> "TranslationModel":
+    def to(self, device: torch.device) -> TranslationModel:
         self.g_ab.to(device).eval()
         if self.g_ba is not None:
             self.g_ba.to(device).eval()
         return self
 
 
-def _build(config: dict, preset: dict, gen_state: dict, source: Path, step=None,
-           training_domain: dict | None = None) -> TranslationModel:
+def _build(spec: ModelSpec, gen_state: dict, source: Path) -> TranslationModel:
     try:
-        cfg = config_from_dict(config)
+        cfg = config_from_dict(spec.config)
         m = cfg.model
-        hu_preset = get_preset(preset)
+        hu_preset = get_preset(spec.hu_preset)
         width = hu_preset.hi - hu_preset.lo
         g_ab = build_translator(m, cfg.data.spacing, width)
         g_ab.load_state_dict({k[5:]: v for k, v in gen_state.items() if k.startswith("g_ab.")})
@@ -71,12 +71,11 @@ def _build(config: dict, preset: dict, gen_state: dict, source: Path, step=None,
     except (MedganError, RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(f"{source}: the weights do not match the stored architecture "
                          f"({str(exc).splitlines()[0][:160]})") from None
-    td = training_domain or {}
-    if not isinstance(td, dict) or not isinstance(td.get("calibration", {}), dict):
+    if not isinstance(spec.calibration, dict) or not (spec.domain is None or isinstance(spec.domain, dict)):
         raise ModelError(f"{source}: corrupt training-domain record")
-    cals = {k: HUCalibration.from_dict(v) for k, v in td.get("calibration", {}).items()}
-    domain = DomainProfile.from_dict(td["domain"]) if td.get("domain") else None
-    model = TranslationModel(g_ab, g_ba, cfg, hu_preset, source, step, cals, domain)
+    cals = {k: HUCalibration.from_dict(v) for k, v in spec.calibration.items()}
+    domain = DomainProfile.from_dict(spec.domain) if spec.domain else None
+    model = TranslationModel(g_ab, g_ba, cfg, hu_preset, source, spec.step, cals, domain, spec)
     model.input_calibration()          # a model that needs an input calibration must carry it
     return model
 
@@ -100,9 +99,15 @@ def load_model(path: str | Path | None = None) -> TranslationModel:
     if not path.exists():
         raise ModelError(f"model {path} does not exist")
     if path.suffix == ".safetensors":
-        tensors, meta = ckpt.read_model_file(path)
-        return _build(meta["config"], meta["hu_preset"], tensors, path, meta.get("step"),
-                      {k: meta[k] for k in ("calibration", "domain") if k in meta})
-    state = ckpt.load_checkpoint(path)
-    return _build(state["config"], state["hu_preset"], state["gen"], path, state.get("step"),
-                  state.get("training_domain"))
+        tensors, spec = read_model_file(path)
+        return _build(spec, tensors, path)
+    state = load_checkpoint(path)
+    td = state.get("training_domain") or {}
+    if not isinstance(td, dict):
+        raise ModelError(f"{path}: corrupt training-domain record")
+    try:
+        spec = ModelSpec(state["config"], state["hu_preset"], state.get("step"), calibration=td.get("calibration", {}),
+                         domain=td.get("domain"))
+    except KeyError as exc:
+        raise ModelError(f"{path} is not a complete medgan training checkpoint (no {exc})") from None
+    return _build(spec, state["gen"], path)

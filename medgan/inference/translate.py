@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -28,12 +28,12 @@ from scipy import ndimage
 
 from medgan.calibration import DomainReport, check_domain, volume_profile
 from medgan.data.resample import needs_resampling, resample_like, resample_to_spacing
-from medgan.engine.device import resolve_device
 from medgan.errors import DomainError, InputError, ModelError
 from medgan.inference.engine import run_generator
 from medgan.inference.model import TranslationModel, load_model
 from medgan.io import Volume, read_volume
 from medgan.io.orientation import CANONICAL, Reorientation, from_orientation, to_orientation
+from medgan.utils.device import resolve_device
 from medgan.utils.progress import bar
 
 METHODS = ("model", "linear", "histogram")
@@ -137,7 +137,9 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
         # the network sees voxels of the size it was trained on; results go back onto the input grid
         work = resample_to_spacing(volume, model.config.data.spacing, default=lo)
         if not opts.quiet:
-            fmt = lambda s: " x ".join(f"{v:.3g}" for v in s)  # noqa: E731
+            def fmt(s):
+                return " x ".join(f"{v:.3g}" for v in s)
+
             what = " (the correction only; the input keeps its resolution)" if m.output == "correction" else ""
             print(f"resampling {fmt(volume.spacing)} mm -> model spacing {fmt(work.spacing)} mm and back{what}",
                   file=sys.stderr)

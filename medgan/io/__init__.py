@@ -6,9 +6,9 @@
 >>> axial, plan = to_orientation(ct)              # exact permutation/flip to LPS (axial slices) ...
 >>> back = from_orientation(axial.array, plan, ct)  # ... and back onto ct's grid, voxel for voxel
 """
+from medgan.io.orientation import from_orientation, to_orientation
 from medgan.io.readers import read_volume
 from medgan.io.volume import Volume, orientation_code
-from medgan.io.orientation import from_orientation, to_orientation
 from medgan.io.writers import VolumeOutput, output_complete, plan_outputs, resolve_output, write_volume, write_volumes
 
 __all__ = ["Volume", "read_volume", "write_volume", "write_volumes", "VolumeOutput", "plan_outputs", "output_complete",

@@ -143,7 +143,7 @@ def _sorted_by_position(files: tuple[str, ...]) -> tuple[str, ...]:
         keys = [float(np.dot(normal, [float(v) for v in t["0020|0032"].split("\\")])) for t in tags]
     except (KeyError, ValueError, IndexError):
         return tuple(sorted(files))
-    return tuple(f for _, f in sorted(zip(keys, files)))
+    return tuple(f for _, f in sorted(zip(keys, files, strict=True)))
 
 
 def select_series(series: list[SeriesInfo], where: str, series_uid: str | None) -> SeriesInfo:
@@ -237,9 +237,10 @@ def read_series(info: SeriesInfo, name: str) -> Volume:
         meta[field] = tags.get(key) or None
     meta["series_uid"] = info.uid or None
     # per-slice references (array order) for the SourceImageSequence of a derived series
-    meta["dicom_sources"] = [(reader.GetMetaData(i, "0008|0016").strip() if reader.HasMetaDataKey(i, "0008|0016") else "",
-                              reader.GetMetaData(i, "0008|0018").strip() if reader.HasMetaDataKey(i, "0008|0018") else "")
-                             for i in range(len(info.files))]
+    def tag(i: int, key: str) -> str:
+        return reader.GetMetaData(i, key).strip() if reader.HasMetaDataKey(i, key) else ""
+
+    meta["dicom_sources"] = [(tag(i, "0008|0016"), tag(i, "0008|0018")) for i in range(len(info.files))]
     return Volume.from_sitk(image, meta)
 
 
@@ -270,7 +271,8 @@ def right_handed(volume: Volume) -> Volume:
 
 
 def series_number_for(volume: Volume, offset: int = 1000) -> int:
-    """The derived series' number: the source's plus ``offset`` (so it sorts next to its source), else ``offset + 1``."""
+    """The derived series' number: the source's plus ``offset`` (so it sorts next to its source),
+    else ``offset + 1``."""
     try:
         return int(str(volume.meta.get("series_number") or "").strip()) + offset
     except ValueError:

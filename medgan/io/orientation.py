@@ -29,11 +29,11 @@ _LETTERS = {"L": (0, 1.0), "R": (0, -1.0), "P": (1, 1.0), "A": (1, -1.0), "S": (
 
 def _parse(code: str) -> list[tuple[int, float]]:
     code = str(code).upper()
-    axes = [_LETTERS.get(c) for c in code]
-    if len(code) != 3 or None in axes or len({a[0] for a in axes}) != 3:
+    axes = [_LETTERS[c] for c in code if c in _LETTERS]
+    if len(code) != 3 or len(axes) != 3 or len({a[0] for a in axes}) != 3:
         raise ConfigError(f"'{code}' is not an orientation code; use three letters, one of L/R, P/A and S/I "
                           "each (e.g. LPS)")
-    return axes  # type: ignore[return-value]
+    return axes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +79,7 @@ def plan_reorientation(volume: Volume, target: str = CANONICAL) -> Reorientation
         itk_src.append(a)
         itk_flip.append(np.sign(d[phys, a]) != sign)
     # numpy axis i of the canonical array is ITK axis 2 - i
-    axes = tuple(2 - itk_src[2 - i] for i in range(3))
+    axes = (2 - itk_src[2], 2 - itk_src[1], 2 - itk_src[0])
     flips = tuple(i for i in range(3) if itk_flip[2 - i])
     return Reorientation(axes, flips, orientation_code(volume.direction), target.upper())
 

@@ -75,10 +75,14 @@ def _read_zip(path: Path, name: str, series_uid: str | None) -> Volume:
 def _nifti_non_finite(path: Path, header) -> np.ndarray | None:
     """The voxels of a floating-point NIfTI as stored, when any is NaN/Inf (ITK reads those as 0 without a word)."""
     import nibabel as nib
+    from nibabel.dataobj_images import DataobjImage
 
     if not np.issubdtype(header.get_data_dtype(), np.floating):
         return None
-    data = np.asarray(nib.load(str(path)).dataobj)
+    image = nib.load(str(path))
+    if not isinstance(image, DataobjImage):
+        return None
+    data = np.asarray(image.dataobj)
     if np.all(np.isfinite(data)):
         return None
     return np.ascontiguousarray(data.T) if data.ndim == 3 else None
@@ -93,13 +97,15 @@ def _check_nifti_header(path: Path, name: str):
         opener = gzip.open if suffix_of(path) == ".nii.gz" else open
         with opener(path, "rb") as fh:
             header = nib.Nifti1Header.from_fileobj(fh, check=False)
-    except Exception as exc:  # nibabel and gzip raise several types for corrupt headers
+    except Exception as exc:  # noqa: BLE001 - nibabel and gzip raise several types for corrupt headers
         raise InputError(f"{name} is not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
     ndim = int(header["dim"][0])
     zooms = header.get_zooms()[:min(ndim, 3)]
     if ndim >= 3 and any(not (z > 0) for z in zooms):
-        raise InputError(f"{name} has invalid voxel spacing {tuple(float(z) for z in zooms)}: every spacing must be > 0")
-    expected = int(header["vox_offset"]) + int(np.prod(header["dim"][1 : ndim + 1], dtype=np.int64)) * int(header["bitpix"]) // 8
+        raise InputError(f"{name} has invalid voxel spacing {tuple(float(z) for z in zooms)}: "
+                         "every spacing must be > 0")
+    n_voxels = int(np.prod(header["dim"][1 : ndim + 1], dtype=np.int64))
+    expected = int(header["vox_offset"]) + n_voxels * int(header["bitpix"]) // 8
     if _stored_bytes(path, expected) < expected:
         raise InputError(f"{name} is truncated: its header promises more voxel data than the file holds")
     return header
@@ -161,7 +167,8 @@ def _read_file(path: Path, name: str, check_finite: bool = True) -> Volume:
         if "not read completely" in said.get("text", ""):
             raise InputError(f"{name} is truncated: its header promises more voxel data than the file holds") from None
         if "Unable to determine ImageIO reader" in msg:
-            raise InputError(f"{name} is not a readable image file (corrupt, truncated or unsupported format)") from None
+            raise InputError(
+                f"{name} is not a readable image file (corrupt, truncated or unsupported format)") from None
         if "Zero-valued spacing" in msg:
             raise InputError(f"{name} has zero voxel spacing") from None
         raise InputError(f"{name} cannot be read: {msg}") from None

@@ -10,6 +10,7 @@ Conventions (the same as SimpleITK's, so conversions are copies, not guesses):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,15 +28,15 @@ class Volume:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.spacing = tuple(float(s) for s in self.spacing)
-        self.origin = tuple(float(o) for o in self.origin)
-        self.direction = tuple(float(d) for d in self.direction)
         if self.array.ndim != 3 or len(self.spacing) != 3 or len(self.origin) != 3 or len(self.direction) != 9:
             raise ValueError("Volume needs a 3D array and 3D geometry")
+        self.spacing = _vec3(self.spacing)
+        self.origin = _vec3(self.origin)
+        self.direction = tuple(float(d) for d in self.direction)
 
     # ------------------------------------------------------------------ conversions
     @classmethod
-    def from_sitk(cls, image: sitk.Image, meta: dict[str, Any] | None = None) -> "Volume":
+    def from_sitk(cls, image: sitk.Image, meta: dict[str, Any] | None = None) -> Volume:
         return cls(
             array=sitk.GetArrayFromImage(image),
             spacing=image.GetSpacing(),
@@ -56,7 +57,7 @@ class Volume:
         image.SetDirection(self.direction)
         return image
 
-    def with_array(self, array: np.ndarray, **meta: Any) -> "Volume":
+    def with_array(self, array: np.ndarray, **meta: Any) -> Volume:
         """A new volume on the same grid holding ``array`` (same shape required)."""
         if array.shape != self.array.shape:
             raise ValueError(f"array shape {array.shape} differs from the grid {self.array.shape}")
@@ -66,12 +67,12 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         """Array shape ``(z, y, x)``."""
-        return tuple(self.array.shape)  # type: ignore[return-value]
+        return tuple(self.array.shape)
 
     @property
     def size(self) -> tuple[int, int, int]:
         """ITK size ``(x, y, z)``."""
-        return tuple(reversed(self.array.shape))  # type: ignore[return-value]
+        return tuple(reversed(self.array.shape))
 
     @property
     def direction_matrix(self) -> np.ndarray:
@@ -84,7 +85,7 @@ class Volume:
         m[:3, 3] = self.origin
         return m
 
-    def same_grid(self, other: "Volume", atol: float = 1e-4) -> bool:
+    def same_grid(self, other: Volume, atol: float = 1e-4) -> bool:
         return (
             self.shape == other.shape
             and np.allclose(self.spacing, other.spacing, atol=atol)
@@ -92,7 +93,7 @@ class Volume:
             and np.allclose(self.direction, other.direction, atol=atol)
         )
 
-    def grid_difference(self, other: "Volume", atol: float = 1e-4) -> str | None:
+    def grid_difference(self, other: Volume, atol: float = 1e-4) -> str | None:
         """A sentence naming how two grids differ, or ``None`` when they match."""
         for name in ("shape", "spacing", "origin", "direction"):
             a, b = getattr(self, name), getattr(other, name)
@@ -100,8 +101,7 @@ class Volume:
                 if a != b:
                     return f"size differs: {self.size} vs {other.size}"
             elif not np.allclose(a, b, atol=atol):
-                fmt = lambda v: "(" + ", ".join(f"{x:.4g}" for x in v) + ")"  # noqa: E731
-                return f"{name} differs: {fmt(a)} vs {fmt(b)}"
+                return f"{name} differs: {_fmt_vector(a)} vs {_fmt_vector(b)}"
         return None
 
     def describe(self) -> dict[str, Any]:
@@ -133,4 +133,13 @@ class Volume:
 
 def orientation_code(direction: tuple[float, ...]) -> str:
     """Three-letter code (e.g. ``LPS``) of the closest axis-aligned orientation."""
-    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(direction)
+    return str(sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(direction))
+
+
+def _vec3(v: Sequence[float]) -> tuple[float, float, float]:
+    x, y, z = (float(c) for c in v)
+    return (x, y, z)
+
+
+def _fmt_vector(v: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{x:.4g}" for x in v) + ")"

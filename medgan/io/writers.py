@@ -21,8 +21,8 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -422,7 +422,7 @@ def write_volumes(outputs: Sequence[VolumeOutput], *, inputs: Iterable[str | Pat
     planned = plan_outputs([(o.path, o.output_type) for o in outputs], inputs, overwrite)
     staged: list[_Staged] = []
     try:
-        for out, plan in zip(outputs, planned):
+        for out, plan in zip(outputs, planned, strict=True):
             if plan.type == "dicom":
                 staged.append(_stage_dicom(out.volume, plan.path, out.dtype, out.series_description, overwrite))
             else:

@@ -1,8 +1,14 @@
 """Networks. Importing this package registers the built-in architectures."""
 from medgan.nets import discriminators, generators  # noqa: F401  (registration side effect)
 from medgan.nets.correction import CorrectionGenerator, build_translator
-from medgan.nets.registry import (DISCRIMINATORS, GENERATORS, build_discriminator, build_generator,
-                                  register_discriminator, register_generator)
+from medgan.nets.registry import (
+    DISCRIMINATORS,
+    GENERATORS,
+    build_discriminator,
+    build_generator,
+    register_discriminator,
+    register_generator,
+)
 
 __all__ = ["CorrectionGenerator", "build_translator",
            "GENERATORS", "DISCRIMINATORS", "build_generator", "build_discriminator",

@@ -15,7 +15,7 @@ input at its own resolution (:mod:`medgan.inference.translate`).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

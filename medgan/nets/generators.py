@@ -48,7 +48,8 @@ class ResnetGenerator(nn.Module):
                 T = nn.ConvTranspose2d if d == 2 else nn.ConvTranspose3d
                 layers += [T(ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=False)]
             else:
-                layers += [nn.Upsample(scale_factor=2, mode="nearest"), reflect_pad(d, 1), C(ch, ch // 2, 3, bias=False)]
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), reflect_pad(d, 1),
+                           C(ch, ch // 2, 3, bias=False)]
             layers += [norm(d, ch // 2), nn.ReLU(True)]
             ch //= 2
         layers += [reflect_pad(d, 3), C(ch, out_channels, 7), nn.Tanh()]

@@ -39,5 +39,5 @@ class PadToMultiple(nn.Module):
         for e in reversed(extra):
             pad += [e // 2, e - e // 2]
         y = self.net(F.pad(x, pad, mode="replicate"))
-        slices = [slice(None), slice(None)] + [slice(e // 2, e // 2 + s) for e, s in zip(extra, sizes)]
+        slices = [slice(None), slice(None)] + [slice(e // 2, e // 2 + s) for e, s in zip(extra, sizes, strict=True)]
         return y[tuple(slices)]

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
 
 from medgan.errors import InputError, MedganError
 from medgan.io import Volume, read_volume, write_volume
-from medgan.io.formats import strip_suffix
 from medgan.io.writers import atomic_path, atomic_write_text
 from medgan.registration.elastix import RegistrationOptions, RegistrationResult, register
 
@@ -46,9 +45,12 @@ def qa_figure(path: Path, result: RegistrationResult, fixed: Volume, window=(-40
     fig = plt.figure(figsize=(3.0 * n_cols, 3.0 * sum(ratios) + 0.8))
     grid = fig.add_gridspec(3, n_cols, height_ratios=ratios)
     axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(n_cols)] for r in range(3)])
-    norm = lambda a: np.clip((a - window[0]) / (window[1] - window[0]), 0, 1)  # noqa: E731
+
+    def norm(a):
+        return np.clip((a - window[0]) / (window[1] - window[0]), 0, 1)
+
     for row, ((plane, a), (_, b), (_, f)) in enumerate(zip(_views(cb, centre), _views(ct, centre),
-                                                          _views(fov.astype(np.float32), centre))):
+                                                          _views(fov.astype(np.float32), centre), strict=True)):
         panels = [("CBCT (fixed)", a, "gray"), ("CT registered", b, "gray"),
                   ("checkerboard", checkerboard(a, b), "gray")]
         for col, (title, img, cmap) in enumerate(panels):
@@ -104,7 +106,8 @@ def output_paths(output: Path) -> dict[str, Path]:
 def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, output: str | Path,
                    options: RegistrationOptions | None = None, fov_output: str | Path | None = None,
                    field_output: str | Path | None = None, qa: bool = True,
-                   progress: Callable[[str], None] | None = None, inputs=()) -> tuple[RegistrationResult, dict[str, Path]]:
+                   progress: Callable[[str], None] | None = None,
+                   inputs=()) -> tuple[RegistrationResult, dict[str, Path]]:
     """Register, then write the moved CT (int16 HU), the FOV mask, optionally the field, and the QA PNG/JSON.
 
     ``inputs``: further paths the outputs must never overwrite (the files behind Volume arguments).
@@ -132,10 +135,9 @@ def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, outp
 
 def match_patients(fixed_dir: Path, moving_dir: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
     """``(name, cbct, ct)`` for every name present in both folders (any format), and the unmatched names."""
-    from medgan.data.unpaired import list_volumes
+    from medgan.io.cases import index_cases
 
-    f = {strip_suffix(p.name): p for p in list_volumes(fixed_dir)}
-    m = {strip_suffix(p.name): p for p in list_volumes(moving_dir)}
+    f, m = index_cases(fixed_dir), index_cases(moving_dir)
     pairs = [(n, f[n], m[n]) for n in sorted(f) if n in m]
     unmatched = sorted(set(f) ^ set(m))
     if not pairs:

@@ -11,7 +11,8 @@ Default parameter maps (:func:`default_parameter_maps`) start from Elastix's own
 16384 random samples per iteration at the finest level (halved per coarser level:
 the stochastic gradient's noise is what limits the final accuracy), cubic B-spline
 resampling of the result (``FinalBSplineInterpolationOrder`` 3), B-spline control
-points every 25 mm, a bending-energy penalty, ``DefaultPixelValue`` -1024 (air outside the CT), a fixed random seed and the grids' geometric centres
+points every 25 mm, a bending-energy penalty, ``DefaultPixelValue`` -1024 (air outside the CT), a fixed random
+seed and the grids' geometric centres
 aligned first (``init="geometry"``; ``"none"`` keeps the scanner coordinates).
 Any map can be replaced by an Elastix parameter file.
 """
@@ -19,11 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import SimpleITK as sitk
 
 from medgan.errors import DependencyError, InputError, MedganError
 from medgan.io.volume import Volume
@@ -52,7 +52,8 @@ class RegistrationOptions:
     resolutions: int = 3
     grid_spacing_mm: float = 25.0           #: B-spline control-point spacing
     bending_weight: float = 1.0             #: weight of the bending-energy penalty next to MI (1.0)
-    spatial_samples: int = 16384            #: random samples per iteration at the finest level (halved per coarser level)
+    #: random samples per iteration at the finest level (halved per coarser level)
+    spatial_samples: int = 16384
     init: str = "geometry"                  #: "geometry" (align grid centres), "moments" or "none"
     metric: str = "mi"                      #: "mi" (Mattes mutual information), "ncc" or "mse"
     rigid_file: str | Path | None = None    #: Elastix parameter file replacing the rigid map

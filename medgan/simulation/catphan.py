@@ -29,6 +29,8 @@ along z (a rectangular slice profile of width = slice spacing).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import math
 import tempfile
 import warnings
@@ -153,8 +155,13 @@ class _Ramp:
 
 def catphan504_objects(roll_deg: float = 0.0) -> list:
     """The digital Catphan 504 as an ordered list of shapes (parents before what they hold)."""
-    r = lambda ang: math.radians(ang + roll_deg)  # noqa: E731
-    polar = lambda dist, ang: (dist * math.cos(r(ang)), dist * math.sin(r(ang)))  # noqa: E731
+
+    def r(ang):
+        return math.radians(ang + roll_deg)
+
+    def polar(dist, ang):
+        return (dist * math.cos(r(ang)), dist * math.sin(r(ang)))
+
     z_all = (min(z for z, _ in MODULE_Z_MM.values()), max(z for _, z in MODULE_Z_MM.values()))
     objs: list = [_Prism("disc", 0.0, 0.0, PHANTOM_RADIUS_MM, *z_all, BACKGROUND_HU["housing"])]
     for name, (z0, z1) in MODULE_Z_MM.items():
@@ -190,8 +197,8 @@ def catphan504_objects(roll_deg: float = 0.0) -> list:
     # CTP515: supra-slice discs (three contrast sets 120 deg apart) and sub-slice cylinders
     z0, z1 = MODULE_Z_MM["CTP515"]
     bg = BACKGROUND_HU["CTP515"]
-    for level, turn in zip(LOW_CONTRAST_LEVELS_HU, (0.0, 120.0, 240.0)):
-        for d, ang in zip(LOW_CONTRAST_DIAMETERS_MM, LOW_CONTRAST_ANGLES):
+    for level, turn in zip(LOW_CONTRAST_LEVELS_HU, (0.0, 120.0, 240.0), strict=True):
+        for d, ang in zip(LOW_CONTRAST_DIAMETERS_MM, LOW_CONTRAST_ANGLES, strict=True):
             objs.append(_Prism("disc", *polar(LOW_CONTRAST_RING_MM, ang + turn), d / 2, z0, z1, bg + level))
     zc = MODULE_OFFSETS_MM["CTP515"]
     for j, length in enumerate(SUBSLICE_LENGTHS_MM):
@@ -281,7 +288,7 @@ def make_catphan504(
     tan_ramp = math.tan(math.radians(RAMP_ANGLE_DEG))
 
     out = np.empty((nz, ny, nx), np.float32)
-    prisms = [(o, c) for o, c in zip(objects, covers) if isinstance(o, _Prism) and c is not None]
+    prisms = [(o, c) for o, c in zip(objects, covers, strict=True) if isinstance(o, _Prism) and c is not None]
     ramps = [o for o in objects if isinstance(o, _Ramp)]
     edges = sorted({z for o, _ in prisms for z in (o.z0, o.z1)})
     for k in range(nz):
@@ -290,7 +297,7 @@ def make_catphan504(
         # the slice's stretches between shape ends along z: each is drawn once, weighted by its length
         cuts = [lo, *(e for e in edges if lo < e < hi), hi]
         acc = np.zeros((ny, nx), np.float64)
-        for z0, z1 in zip(cuts[:-1], cuts[1:]):
+        for z0, z1 in itertools.pairwise(cuts):
             zs = (z0 + z1) / 2
             img = np.full((ny, nx), -1000.0, np.float32)
             for obj, (sl, a) in prisms:
@@ -364,20 +371,20 @@ def analyse_catphan(source: Volume | str | Path, **analyze_kwargs: Any) -> dict[
             from medgan.io import write_volume
 
             folder = write_volume(source, Path(tmp) / "series", "dicom")
-            make = lambda: CatPhan504(str(folder))  # noqa: E731
+            make = functools.partial(CatPhan504, str(folder))
         else:
             path = Path(source)
             if not path.exists():
                 raise InputError(f"{path} does not exist")
             if path.is_dir():
-                make = lambda: CatPhan504(str(path))  # noqa: E731
+                make = functools.partial(CatPhan504, str(path))
             elif path.suffix.lower() == ".zip":
-                make = lambda: CatPhan504.from_zip(str(path))  # noqa: E731
+                make = functools.partial(CatPhan504.from_zip, str(path))
             else:
                 from medgan.io import read_volume, write_volume
 
                 folder = write_volume(read_volume(path), Path(tmp) / "series", "dicom")
-                make = lambda: CatPhan504(str(folder))  # noqa: E731
+                make = functools.partial(CatPhan504, str(folder))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:

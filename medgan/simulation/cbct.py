@@ -150,7 +150,7 @@ class CBCTParams:
     def half_fan(self) -> bool:
         return abs(self.panel_offset_mm) > 0.05 * self.panel_width_mm
 
-    def ideal(self) -> "CBCTParams":
+    def ideal(self) -> CBCTParams:
         """The same geometry without scatter, noise, lag, beam hardening or rings."""
         return dataclasses.replace(self, name=f"{self.name} (ideal)", mas=0.0, electronic_noise=0.0,
                                    scatter_scale=0.0, polychromatic=False, lag=0.0, ring_gain_sd=0.0,
@@ -267,7 +267,7 @@ class _Scan:
     photons: np.ndarray      #: unattenuated detected photons per pixel per view, per column
 
     @classmethod
-    def build(cls, params: CBCTParams, voxel_inplane: float, voxel_axial: float) -> "_Scan":
+    def build(cls, params: CBCTParams, voxel_inplane: float, voxel_axial: float) -> _Scan:
         mag = params.magnification
         du = voxel_inplane * mag / params.detector_oversampling
         dv = voxel_axial * mag / params.detector_oversampling
@@ -321,9 +321,14 @@ class _Scan:
         p = self.params
         if p.breathing_amplitude_mm > 0:
             t = np.arange(len(self.angles)) * p.rotation_time_s / len(self.angles)
-            shift_px = p.breathing_amplitude_mm * np.sin(2 * np.pi * t / p.breathing_period_s) * p.magnification / self.dv
-            water = np.stack([ndimage.shift(w, (s, 0), order=1, mode="nearest") for w, s in zip(water, shift_px)])
-            bone = np.stack([ndimage.shift(b, (s, 0), order=1, mode="nearest") for b, s in zip(bone, shift_px)])
+            phase = np.sin(2 * np.pi * t / p.breathing_period_s)
+            shift_px = p.breathing_amplitude_mm * phase * p.magnification / self.dv
+
+            def shifted(stack: np.ndarray) -> np.ndarray:
+                return np.stack([ndimage.shift(v, (s, 0), order=1, mode="nearest")
+                                 for v, s in zip(stack, shift_px, strict=True)])
+
+            water, bone = shifted(water), shifted(bone)
         if self.projector is not None:
             line = self.projector(water, bone, self.bowtie[None, None, :])
         else:

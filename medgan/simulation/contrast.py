@@ -103,7 +103,7 @@ def _signed_distance(mask: np.ndarray, spacing_zyx) -> np.ndarray:
 def _bbox(mask: np.ndarray, margin_vox) -> tuple[slice, ...]:
     idx = np.nonzero(mask)
     return tuple(slice(max(int(i.min()) - m, 0), min(int(i.max()) + m + 1, n))
-                 for i, m, n in zip(idx, margin_vox, mask.shape))
+                 for i, m, n in zip(idx, margin_vox, mask.shape, strict=True))
 
 
 class _Structure:

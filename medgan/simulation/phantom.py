@@ -17,7 +17,7 @@ TISSUE_HU = {200: -100.0, 201: 45.0, 5: 60.0, 1: 48.0, 2: 32.0, 3: 32.0, 52: 42.
 
 
 def _ellipsoid(shape, spacing, centre_mm, radii_mm):
-    zz, yy, xx = [np.arange(n) * s for n, s in zip(shape, spacing)]
+    zz, yy, xx = [np.arange(n) * s for n, s in zip(shape, spacing, strict=True)]
     z, y, x = np.meshgrid(zz, yy, xx, indexing="ij", sparse=True)
     cz, cy, cx = centre_mm
     rz, ry, rx = radii_mm
@@ -32,7 +32,10 @@ def make_phantom(seed: int = 0, shape=(48, 128, 128), spacing_zyx=(3.0, 3.0, 3.0
     sz, sy, sx = spacing_zyx
     ext = np.array(shape) * np.array(spacing_zyx)
     c = ext / 2.0
-    j = lambda scale=0.08: 1.0 + rng.uniform(-scale, scale)  # noqa: E731 - random size factor
+
+    # random size factor
+    def j(scale=0.08):
+        return 1.0 + rng.uniform(-scale, scale)
 
     labels = np.zeros(shape, np.int16)
     body_r = (ext[0] * 10, ext[1] * 0.36 * j(), ext[2] * 0.44 * j())
@@ -40,21 +43,28 @@ def make_phantom(seed: int = 0, shape=(48, 128, 128), spacing_zyx=(3.0, 3.0, 3.0
     labels[body] = 200
     inner = _ellipsoid(shape, spacing_zyx, c, (ext[0] * 10, body_r[1] - 12 * j(0.3), body_r[2] - 15 * j(0.3)))
     labels[inner] = 201
-    cavity = _ellipsoid(shape, spacing_zyx, c + [0, -0.02 * ext[1], 0], (ext[0] * 10, body_r[1] * 0.72, body_r[2] * 0.8))
+    cavity = _ellipsoid(shape, spacing_zyx, c + [0, -0.02 * ext[1], 0],
+                        (ext[0] * 10, body_r[1] * 0.72, body_r[2] * 0.8))
     labels[cavity] = 200  # visceral fat around the organs
-    z_frac = lambda f: c[0] + (f - 0.5) * ext[0]  # noqa: E731
+
+    def z_frac(f):
+        return c[0] + (f - 0.5) * ext[0]
+
     spine_y = c[1] + body_r[1] * 0.55
     organs = [  # (label, centre z/y/x in mm, radii mm)
         (5, (z_frac(0.25), c[1] - 0.1 * ext[1], c[2] - 0.16 * ext[2]), (ext[0] * 0.3, 0.16 * ext[1], 0.16 * ext[2])),
         (1, (z_frac(0.22), c[1] + 0.05 * ext[1], c[2] + 0.22 * ext[2]), (ext[0] * 0.15, 0.08 * ext[1], 0.06 * ext[2])),
-        (2, (z_frac(0.45), spine_y - 0.06 * ext[1], c[2] - 0.12 * ext[2]), (ext[0] * 0.14, 0.05 * ext[1], 0.04 * ext[2])),
-        (3, (z_frac(0.42), spine_y - 0.06 * ext[1], c[2] + 0.12 * ext[2]), (ext[0] * 0.14, 0.05 * ext[1], 0.04 * ext[2])),
+        (2, (z_frac(0.45), spine_y - 0.06 * ext[1], c[2] - 0.12 * ext[2]),
+         (ext[0] * 0.14, 0.05 * ext[1], 0.04 * ext[2])),
+        (3, (z_frac(0.42), spine_y - 0.06 * ext[1], c[2] + 0.12 * ext[2]),
+         (ext[0] * 0.14, 0.05 * ext[1], 0.04 * ext[2])),
     ]
     for lab, centre, radii in organs:
         centre = np.array(centre) + rng.normal(0, 3, 3)
         labels[_ellipsoid(shape, spacing_zyx, centre, np.array(radii) * j())] = lab
     # aorta and spine run the full length
-    aorta = _ellipsoid(shape, spacing_zyx, (c[0], spine_y - 0.11 * ext[1], c[2] - 0.03 * ext[2]), (ext[0] * 10, 9 * j(), 9 * j()))
+    aorta = _ellipsoid(shape, spacing_zyx, (c[0], spine_y - 0.11 * ext[1], c[2] - 0.03 * ext[2]),
+                       (ext[0] * 10, 9 * j(), 9 * j()))
     labels[aorta] = 52
     labels[_ellipsoid(shape, spacing_zyx, (c[0], spine_y, c[2]), (ext[0] * 10, 16 * j(), 18 * j()))] = 29
     # pelvic bones in the lower third

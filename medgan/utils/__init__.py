@@ -1,1 +1,1 @@
-"""Small shared helpers (progress display, seeding)."""
+"""Small shared helpers: device selection, progress display, figures."""

@@ -19,7 +19,8 @@ def _plt():
 def _save(fig, path: Path) -> None:
     from medgan.io.writers import atomic_path, check_png
 
-    with atomic_path(Path(path), verify=lambda t: check_png(t, Path(path))) as tmp:           # keeps the .png suffix, so matplotlib picks PNG
+    # the temporary file keeps the .png suffix, so matplotlib picks PNG
+    with atomic_path(Path(path), verify=lambda t: check_png(t, Path(path))) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight")
 
 
@@ -34,7 +35,7 @@ def comparison_figure(path: Path, *volumes, titles=(), window=(-400.0, 600.0), d
     slices = [np.asarray(v)[z] for v in volumes]
     n = len(slices) + 1
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4))
-    for ax, img, title in zip(axes, slices, list(titles) + [""] * n):
+    for ax, img, title in zip(axes, slices, list(titles) + [""] * n, strict=False):
         ax.imshow(img, cmap="gray", vmin=window[0], vmax=window[1])
         ax.set_title(title)
         ax.axis("off")

@@ -57,12 +57,11 @@ def shared_data() -> Path:
 
 def collect_cts(ct_dir: Path | None, n_phantoms: int) -> dict[str, Path | tuple]:
     """case name -> path of a CT, or ("phantom", seed) for a generated one."""
-    from medgan.data.unpaired import list_volumes
-    from medgan.io.formats import strip_suffix
+    from medgan.io.cases import index_cases
 
     cases: dict[str, Path | tuple] = {}
     if ct_dir is not None:
-        cases.update({strip_suffix(p.name): p for p in list_volumes(ct_dir)})
+        cases.update(index_cases(ct_dir))
     else:
         root = shared_data()
         cases.update({k: root / v for k, v in SHARED_CTS.items() if (root / v).exists()})
@@ -212,7 +211,8 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
     done = data / "split.json"
     if done.exists():
         old = json.loads(done.read_text(encoding="utf-8"))
-        if (old["split"], old["domain_a"], old["domain_b"], old.get("cbct_scanner")) == (split, domain_a, domain_b, key):
+        recorded = (old["split"], old["domain_a"], old["domain_b"], old.get("cbct_scanner"))
+        if recorded == (split, domain_a, domain_b, key):
             print(f"prepare: reusing {data}")
             return data
     if data.exists():
@@ -267,26 +267,16 @@ def train(work: Path, data: Path, config: Path, overrides: list[str], has_val: b
 def translate_test(work: Path, data: Path, model: Path, quiet: bool) -> Path:
     """The test CBCTs through the model (``sct/``, with QA maps in ``qa/``) and through the model file's
     global HU calibrations (``linear/``, ``histogram/``): the same ``translate`` with ``method=``."""
-    from medgan.inference.model import load_model
-    from medgan.inference.translate import TranslateOptions, translate
-    from medgan.io import read_volume, write_volume
+    from medgan.inference import TranslateOptions, load_model, translate_file
 
     net = load_model(model)
     for case in sorted((data / "test" / "CBCT").iterdir()):
-        cbct = None
         for method, folder in (("model", "sct"), *((b, b) for b in BASELINES)):
             dst = work / folder / case.name
             if dst.exists():
                 continue
-            cbct = cbct or read_volume(case)
-            opts = TranslateOptions(quiet=quiet, method=method)
-            if method == "model" and net.g_ba is not None:
-                sct, qa = translate(cbct, net, opts, qa_map=True)
-                write_volume(qa, work / "qa" / case.name, inputs=[case])
-            else:
-                sct = translate(cbct, net, opts)
-            write_volume(sct, dst, dtype="int16", inputs=[case],
-                         series_description="medgan synthetic CT" if method == "model" else f"CBCT, {method} HU calibration")
+            qa = work / "qa" / case.name if method == "model" and net.g_ba is not None else None
+            translate_file(case, dst, net, TranslateOptions(quiet=quiet, method=method), qa_path=qa)
     return work / "sct"
 
 
@@ -328,9 +318,9 @@ def print_rows(results, out=None) -> None:
 
 
 def evaluate(work: Path, data: Path, sct: Path, quiet: bool):
-    from medgan.cli.evaluate import print_summary
     from medgan.evaluation.evaluate import summary_table
     from medgan.evaluation.report import case_report, write_tables
+    from medgan.evaluation.tables import print_summary
     from medgan.io.formats import strip_suffix
 
     report = work / "report"

@@ -26,7 +26,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-import study  # noqa: E402
+import study  # noqa: E402 - the pipeline folder is put on sys.path just above
 
 
 def _hardware(device) -> str:
@@ -93,7 +93,8 @@ def write_report(work: Path, rows: list[dict], meta: dict) -> dict:
     atomic_write_text(work / "results.csv", buf.getvalue())
     p_organ, p_arm, p_ref = study.PRIMARY
     doc = {**meta, "arms": study.ARMS,
-           "primary_endpoint": {"definition": f"{p_organ} Dice on the real non-contrast test CTs, ({p_arm}) - ({p_ref})",
+           "primary_endpoint": {"definition": f"{p_organ} Dice on the real non-contrast test CTs, "
+                                              f"({p_arm}) - ({p_ref})",
                                 "result": (statistics.get("real") or {}).get("primary")},
            "statistics": statistics, "summary": summary, "vs_a": comparison}
     study.write_json(work / "results.json", doc)
@@ -118,7 +119,8 @@ def write_report(work: Path, rows: list[dict], meta: dict) -> dict:
         if pr:
             print(f"\n[{cohort}: {len(res['patients'])} test patient(s), {len(res['seeds'])} seed(s)] "
                   + ("PRIMARY " if cohort == "real" else "(check, not the endpoint) ")
-                  + f"{pr['organ']} Dice ({pr['arm']}) - ({pr['reference']}): {pr['diff']:+.3f} [{pr['ci'][0]:+.3f}, {pr['ci'][1]:+.3f}] "
+                  + f"{pr['organ']} Dice ({pr['arm']}) - ({pr['reference']}): {pr['diff']:+.3f} "
+                  + f"[{pr['ci'][0]:+.3f}, {pr['ci'][1]:+.3f}] "
                   f"(hierarchical bootstrap over patients and seeds), improved {pr['improved']}/{pr['n_units']} "
                   f"{pr['unit']}s, sign p {pr['sign_p']:.3g}, Wilcoxon p {pr['wilcoxon_p']:.3g}")
         hits = [c for c in res["secondary"] if np.isfinite(c["wilcoxon_p_holm"]) and c["wilcoxon_p_holm"] < 0.05]
@@ -196,8 +198,8 @@ def main(argv=None) -> int:
     import SimpleITK as sitk
     import torch
 
-    from medgan.engine.device import resolve_device
     from medgan.inference.translate import TranslateOptions, translate
+    from medgan.utils.device import resolve_device
     from medgan.utils.progress import bar
 
     sitk.ProcessObject_SetGlobalWarningDisplay(False)
@@ -255,8 +257,9 @@ def main(argv=None) -> int:
     for seed in size.seeds:
         for arm in arms:
             x, y, aug = sets[arm]
-            net = study.train_segmenter(x, y, size, seed, aug, device, progress=lambda it: bar(
-                it, desc=f"seed {seed} arm ({arm})", quiet=args.quiet, unit="it"))
+            desc = f"seed {seed} arm ({arm})"
+            net = study.train_segmenter(x, y, size, seed, aug, device, progress=lambda it, desc=desc: bar(
+                it, desc=desc, quiet=args.quiet, unit="it"))
             for n in test:
                 for organ, d in study.dice_per_organ(net, prepared[n]["native"].array, prepared[n]["labels"],
                                                      size, device).items():

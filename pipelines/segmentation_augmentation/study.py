@@ -92,20 +92,19 @@ def scaled(size: StudySize, **changes: int | None) -> StudySize:
 @dataclasses.dataclass
 class Patient:
     name: str
-    native: "object | None"              #: medgan Volume, non-contrast CT (HU); None: training-only patient
-    labels: "object"                     #: medgan Volume, TotalSegmentator label values
-    contrast: "object | None" = None     #: contrast-enhanced CT; simulated from the labels when absent
-    segment: bool = True                 #: False: a contrast CT for the CycleGAN only (partial labels)
+    native: object | None              #: medgan Volume, non-contrast CT (HU); None: training-only patient
+    labels: object                     #: medgan Volume, TotalSegmentator label values
+    contrast: object | None = None     #: contrast-enhanced CT; simulated from the labels when absent
+    segment: bool = True               #: False: a contrast CT for the CycleGAN only (partial labels)
 
 
 def load_user_cohort(root: Path) -> list[Patient]:
     """``root/ct/<case>``, ``root/labels/<case>`` and optionally ``root/contrast/<case>`` (any medgan format)."""
-    from medgan.data.unpaired import list_volumes
     from medgan.io import read_volume
-    from medgan.io.formats import strip_suffix
+    from medgan.io.cases import index_cases
 
     def index(folder):
-        return {strip_suffix(p.name): p for p in list_volumes(folder)} if folder.is_dir() else {}
+        return index_cases(folder) if folder.is_dir() else {}
 
     cts, labels, contrast = index(root / "ct"), index(root / "labels"), index(root / "contrast")
     if not cts:
@@ -241,7 +240,9 @@ def normalise(hu: np.ndarray) -> np.ndarray:
 
 
 def to_slices(image: np.ndarray, labels: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Axial slices padded (air / background) or centre-cropped to side x side: [n, 1, side, side], [n, 1, side, side]."""
+    """Axial slices padded (air / background) or centre-cropped to side x side.
+
+    Returns images and labels, each [n, 1, side, side]."""
     from monai.transforms import ResizeWithPadOrCrop
 
     fit_img = ResizeWithPadOrCrop((side, side), constant_values=-1.0)
@@ -316,7 +317,7 @@ def dice_per_organ(net: torch.nn.Module, image: np.ndarray, labels: np.ndarray, 
     t = one_hot(torch.from_numpy(y).permute(1, 0, 2, 3)[None], n_cls)
     metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
     d = metric(p, t)[0].tolist()
-    return {organ: (float(v) if not math.isnan(v) else float("nan")) for organ, v in zip(ORGANS, d)}
+    return {organ: (float(v) if not math.isnan(v) else float("nan")) for organ, v in zip(ORGANS, d, strict=True)}
 
 
 def translation_quality(cases: dict) -> dict:
@@ -520,7 +521,7 @@ def analyse(rows: list[dict], n_resamples: int = 2000, seed: int = 0) -> dict:
         family = [_comparison(sub, a, b, o, n_resamples, seed) for a, b in SECONDARY_PAIRS if {a, b} <= arms
                   for o in list(ORGANS) + ["mean"] if (o, a, b) != PRIMARY]
         for key in ("sign_p", "wilcoxon_p"):
-            for c, adj in zip(family, holm([c[key] for c in family])):
+            for c, adj in zip(family, holm([c[key] for c in family]), strict=True):
                 c[key + "_holm"] = adj
         res["secondary"] = family
         res["seed_spread"] = seed_spread(sub)

@@ -1,0 +1,109 @@
+"""Translating files and folders of cases: read, translate, write, with every output checked first.
+
+>>> from medgan.inference import load_model, translate_folder, TranslateOptions
+>>> outcomes = translate_folder("cbct/", "sct/", load_model("run/"), TranslateOptions(), qa_dir="qa/")
+>>> [o.case.name for o in outcomes if o.status == "failed"]
+
+``medgan translate`` is a thin command line over these two functions; pipelines call them directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from medgan.errors import MedganError, OutputError
+from medgan.inference.model import TranslationModel
+from medgan.inference.translate import TranslateOptions, translate
+from medgan.io.cases import case_name, list_volumes
+from medgan.io.formats import OUTPUT_TYPES, format_of
+
+
+@dataclasses.dataclass
+class CaseOutcome:
+    """What :func:`translate_folder` did with one case."""
+
+    case: Path
+    output: Path
+    status: str                 #: ``"ok"``, ``"skipped"`` (already done) or ``"failed"``
+    seconds: float = 0.0
+    error: str | None = None    #: the one-line error of a failed case
+
+
+def series_description(method: str) -> str:
+    """The description written with a translated volume (DICOM SeriesDescription)."""
+    return "medgan synthetic CT" if method == "model" else f"medgan CBCT, {method} HU calibration"
+
+
+def case_output(case: Path, out_dir: Path, output_type: str | None = None) -> Path:
+    """Where :func:`translate_folder` writes ``case``: ``out_dir/<case name>`` plus the output type's suffix.
+
+    Without ``output_type``, NIfTI/MHA/NRRD inputs keep their format and anything else becomes NIfTI.
+    """
+    name = case_name(case)
+    if output_type == "dicom":
+        return out_dir / name
+    fmt = output_type or (format_of(case) if format_of(case) in ("nifti", "mha", "nrrd") else "nifti")
+    return out_dir / (name + OUTPUT_TYPES[fmt])
+
+
+def translate_file(src: str | Path, dst: str | Path, model: TranslationModel, opts: TranslateOptions | None = None,
+                   *, output_type: str | None = None, qa_path: str | Path | None = None, overwrite: bool = False,
+                   series_uid: str | None = None, dtype: str = "int16") -> Path:
+    """Translate the volume at ``src`` and write it to ``dst`` (and the QA map to ``qa_path``); returns ``dst``.
+
+    Every output is checked (distinct, not the input, writable) before the translation and
+    before any is written; the writes are atomic.
+    """
+    from medgan.io import read_volume
+    from medgan.io.writers import VolumeOutput, plan_outputs, write_volumes
+
+    opts = opts or TranslateOptions()
+    planned = plan_outputs([(dst, output_type)] + ([(qa_path, None)] if qa_path is not None else []),
+                           inputs=[src], overwrite=overwrite)
+    out_path, out_type = planned[0].path, planned[0].type
+    volume = read_volume(src, series_uid=series_uid)
+    if out_type == "dicom" and not volume.meta.get("format", "").startswith("dicom"):
+        raise OutputError("DICOM output needs a DICOM input (the new series joins the input's study)")
+    if qa_path is not None:
+        result, qa = translate(volume, model, opts, qa_map=True)
+    else:
+        result, qa = translate(volume, model, opts), None
+    outputs = [VolumeOutput(result, out_path, out_type, dtype, series_description(opts.method))]
+    if qa is not None:
+        outputs.append(VolumeOutput(qa, planned[1].path, planned[1].type))
+    return write_volumes(outputs, inputs=[src], overwrite=overwrite)[0]
+
+
+def translate_folder(src_dir: str | Path, out_dir: str | Path, model: TranslationModel,
+                     opts: TranslateOptions | None = None, *, output_type: str | None = None,
+                     qa_dir: str | Path | None = None, skip_done: bool = False, overwrite: bool = False,
+                     series_uid: str | None = None,
+                     progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None) -> list[CaseOutcome]:
+    """Translate every case of ``src_dir`` (:func:`medgan.io.cases.list_volumes`) into ``out_dir``.
+
+    A failing case (a :class:`~medgan.errors.MedganError`) is recorded and the batch goes on.
+    ``skip_done`` skips cases whose output already reads back complete (resuming a batch).
+    ``progress`` wraps the case iterator (e.g. :func:`medgan.utils.progress.bar`).
+    """
+    from medgan.io.writers import output_complete
+
+    out_dir = Path(out_dir)
+    qa_folder = Path(qa_dir) if qa_dir is not None else None
+    cases = list_volumes(src_dir)
+    outcomes = []
+    for case in (progress(cases) if progress else cases):
+        dst = case_output(case, out_dir, output_type)
+        if skip_done and output_complete(dst, output_type):     # a readable volume, not just a name
+            outcomes.append(CaseOutcome(case, dst, "skipped"))
+            continue
+        t0 = time.perf_counter()
+        try:
+            qa = case_output(case, qa_folder, "nifti") if qa_folder is not None else None
+            translate_file(case, dst, model, opts, output_type=output_type, qa_path=qa, overwrite=overwrite,
+                           series_uid=series_uid)
+            outcomes.append(CaseOutcome(case, dst, "ok", time.perf_counter() - t0))
+        except MedganError as exc:
+            outcomes.append(CaseOutcome(case, dst, "failed", time.perf_counter() - t0, str(exc)))
+    return outcomes
