@@ -35,11 +35,11 @@ def _raw_metadata(path) -> dict:
 # ---------------------------------------------------------------------------- model files
 def test_starter_model_reads_through_the_model_file_contract():
     tensors, spec = read_model_file(STARTER)
-    assert spec.method == "cyclegan" and spec.directions == ("A->B", "B->A")
+    assert spec.method == "paired" and spec.directions == ("A->B",)       # the paired correction starter
     assert spec.spatial_dims == 2 and spec.generator == "resnet" and spec.spacing == [4.0, 4.0]
-    assert spec.patch_size == [64, 64] and spec.hu_preset["name"] == "ct-full" and spec.step == 800
+    assert spec.patch_size == [96, 96] and spec.hu_preset["name"] == "ct-full" and spec.step == 1000
     assert set(spec.calibration) == {"linear", "histogram"} and spec.domain is not None
-    assert {k.split(".")[0] for k in tensors} == {"g_ab", "g_ba"}
+    assert {k.split(".")[0] for k in tensors} == {"g_ab"}
     assert read_model_spec(STARTER) == spec
     # the metadata an older medgan wrote reads into the spec and back unchanged
     raw = _raw_metadata(STARTER)
@@ -58,7 +58,7 @@ def test_model_file_roundtrip_keeps_weights_and_metadata(tmp_path):
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o644            # a model is meant to be shared
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]    # no temporary left
     model = load_model(out)
-    assert model.spec == spec and model.g_ba is not None and model.step == 800
+    assert model.spec == spec and model.g_ba is None and model.step == 1000
 
 
 def test_model_spec_of_a_paired_model_and_bad_metadata(tmp_path):
