@@ -94,3 +94,18 @@ def test_gradient_correlation_invariant_to_intensity_but_not_to_shift():
     assert gradient_correlation_loss(x, 3 * x - 2).item() == pytest.approx(0.0, abs=1e-5)
     moved = torch.roll(x, shifts=5, dims=-1)
     assert gradient_correlation_loss(x, moved).item() > 0.5
+
+
+def test_generators_accept_inputs_smaller_than_their_depth():
+    """A slice smaller than the generator's 2**n_down (e.g. a 24 mm body at 4 mm) is padded so the deepest layer keeps
+    2 x 2 voxels; sizes that are already multiples of it and at least twice it run the network unpadded."""
+    from medgan.nets.generators import ResnetGenerator
+
+    torch.manual_seed(0)
+    g = ResnetGenerator(2, 1, 1, channels=4, n_blocks=1, n_down=3).eval()
+    with torch.no_grad():
+        for shape in ((5, 7), (8, 8), (1, 3)):
+            y = g(torch.randn(2, 1, *shape))
+            assert y.shape == (2, 1, *shape) and torch.isfinite(y).all()
+        x = torch.randn(1, 1, 16, 24)
+        assert torch.equal(g(x), g.model.net(x))

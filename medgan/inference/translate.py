@@ -144,6 +144,11 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
             print(f"resampling {fmt(volume.spacing)} mm -> model spacing {fmt(work.spacing)} mm and back{what}",
                   file=sys.stderr)
     report = _guard(work, model, opts) if opts.guard else None
+    if report is not None and report.outside and not opts.force and not qa_map:
+        # the output will be the input: do not run the network on an image it was not made for
+        out = _finish(np.asarray(volume.array, dtype=np.float32), orient, original, "CT (synthetic)")
+        out.meta["domain"] = dataclasses.asdict(report)
+        return out
     cal_in = model.input_calibration()
     hu = np.asarray(work.array, dtype=np.float32)
     net_in = cal_in(hu) if cal_in is not None else hu

@@ -22,7 +22,9 @@ def reflect_pad(dims: int, width: int) -> nn.Module:
 class PadToMultiple(nn.Module):
     """Runs ``net`` on an input padded (by replication) to a multiple of ``multiple`` and crops back.
 
-    Lets encoder-decoder generators accept any size (odd slices, 3D patches of 41 voxels).
+    Lets encoder-decoder generators accept any size (odd slices, 3D patches of 41 voxels).  Inputs
+    smaller than ``2 x multiple`` are padded to that, so the deepest layer still has 2 x 2 voxels
+    (instance normalisation needs more than one).
     """
 
     def __init__(self, net: nn.Module, multiple: int):
@@ -32,7 +34,8 @@ class PadToMultiple(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         sizes = x.shape[2:]
-        extra = [(-s) % self.multiple for s in sizes]
+        m = self.multiple
+        extra = [max(-(-s // m) * m, 2 * m) - s for s in sizes]
         if not any(extra):
             return self.net(x)
         pad = []
