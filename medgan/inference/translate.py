@@ -144,43 +144,44 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
             print(f"resampling {fmt(volume.spacing)} mm -> model spacing {fmt(work.spacing)} mm and back{what}",
                   file=sys.stderr)
     report = _guard(work, model, opts) if opts.guard else None
-    if report is not None and report.outside and not opts.force and not qa_map:
-        # the output will be the input: do not run the network on an image it was not made for
-        out = _finish(np.asarray(volume.array, dtype=np.float32), orient, original, "CT (synthetic)")
-        out.meta["domain"] = dataclasses.asdict(report)
-        return out
-    cal_in = model.input_calibration()
-    hu = np.asarray(work.array, dtype=np.float32)
-    net_in = cal_in(hu) if cal_in is not None else hu
-    pbar = bar(total=hu.shape[0] * (2 if qa_map else 1), desc="translate", unit="slice", quiet=opts.quiet)
-    kw["progress"] = pbar.update
-    with torch.inference_mode():
-        if m.output == "correction":
-            corr = run_generator(model.g_ab, net_in, output="correction", **kw)
-            if model.spatial_dims == 2 and m.correction_sigma_mm > 0 and corr.shape[0] > 1:
-                # a 2D network low-passes in-plane; the same cut-off along z keeps slices consistent
-                corr = ndimage.gaussian_filter1d(corr, m.correction_sigma_mm / work.spacing[2], axis=0, mode="nearest")
-            sct_work = np.clip(net_in + corr, lo, hi)
-            if work is not volume:
-                corr = resample_like(work.with_array(corr), volume, default=0.0).array
-            native = np.asarray(volume.array, dtype=np.float32)
-            native = cal_in(native) if cal_in is not None else native
-            sct = np.clip(native + corr, lo, hi)
-        else:
-            sct_work = run_generator(model.g_ab, net_in, **kw)
-            sct = sct_work
-            if work is not volume:
-                sct = np.clip(resample_like(work.with_array(sct_work), volume, default=lo).array, lo, hi)
-        qa = None
-        if qa_map:
-            rec = run_generator(model.g_ba, sct_work, **kw)
-            err = np.abs(rec - model.preset.denormalize(model.preset.normalize(net_in)))
-            qa = ndimage.gaussian_filter(err, sigma=1.0).astype(np.float32)
-            if work is not volume:
-                qa = resample_like(work.with_array(qa), volume, default=0.0).array
-    pbar.close()
-    if report is not None and report.outside and not opts.force:
-        sct = np.asarray(volume.array, dtype=np.float32)          # never worse than the input
+    keep_input = report is not None and report.outside and not opts.force     # never worse than the input
+    if keep_input and not qa_map:
+        # the output is the input: do not run the network on an image it was not made for
+        sct, qa = None, None
+    else:
+        cal_in = model.input_calibration()
+        hu = np.asarray(work.array, dtype=np.float32)
+        net_in = cal_in(hu) if cal_in is not None else hu
+        pbar = bar(total=hu.shape[0] * (2 if qa_map else 1), desc="translate", unit="slice", quiet=opts.quiet)
+        kw["progress"] = pbar.update
+        with torch.inference_mode():
+            if m.output == "correction":
+                corr = run_generator(model.g_ab, net_in, output="correction", **kw)
+                if model.spatial_dims == 2 and m.correction_sigma_mm > 0 and corr.shape[0] > 1:
+                    # a 2D network low-passes in-plane; the same cut-off along z keeps slices consistent
+                    corr = ndimage.gaussian_filter1d(corr, m.correction_sigma_mm / work.spacing[2], axis=0,
+                                                     mode="nearest")
+                sct_work = np.clip(net_in + corr, lo, hi)
+                if work is not volume:
+                    corr = resample_like(work.with_array(corr), volume, default=0.0).array
+                native = np.asarray(volume.array, dtype=np.float32)
+                native = cal_in(native) if cal_in is not None else native
+                sct = np.clip(native + corr, lo, hi)
+            else:
+                sct_work = run_generator(model.g_ab, net_in, **kw)
+                sct = sct_work
+                if work is not volume:
+                    sct = np.clip(resample_like(work.with_array(sct_work), volume, default=lo).array, lo, hi)
+            qa = None
+            if qa_map:
+                rec = run_generator(model.g_ba, sct_work, **kw)
+                err = np.abs(rec - model.preset.denormalize(model.preset.normalize(net_in)))
+                qa = ndimage.gaussian_filter(err, sigma=1.0).astype(np.float32)
+                if work is not volume:
+                    qa = resample_like(work.with_array(qa), volume, default=0.0).array
+        pbar.close()
+    if keep_input:
+        sct = np.asarray(volume.array, dtype=np.float32)
     out = _finish(sct, orient, original, "CT (synthetic)")
     out.meta["domain"] = dataclasses.asdict(report) if report is not None else None
     if qa is None:

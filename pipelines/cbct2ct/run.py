@@ -199,10 +199,12 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
     name in ``train/B``), so the model learns the shading of several scanners and protocols; the
     validation and test CBCTs use ``preset`` alone.
     """
+    from medgan.calibration.fit import PATIENT_SEPARATOR
     from medgan.io import write_volume
     from medgan.utils.progress import bar
 
     data = work / "data"
+    cache = cache or work / "simulated"
     groups = groups or {n: n for n in cases}
     domain_a, domain_b = training_domains(split["train"], groups, same_patients)   # CBCTs of these, CTs of those
     params = scanner(preset, projections)
@@ -218,7 +220,7 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
     if data.exists():
         shutil.rmtree(data)
     for i, name in enumerate(bar(sorted(cases), desc="prepare (RTK CBCT simulation)", unit="CT")):
-        ct, cbct = simulated_pair(cache or work / "simulated", name, cases[name], params, seed + i)
+        ct, cbct = simulated_pair(cache, name, cases[name], params, seed + i)
         out = []
         if name in domain_a:
             out.append((cbct, data / "train" / "A"))
@@ -232,10 +234,11 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
             write_volume(vol, folder / f"{name}.nii.gz", dtype="int16")
         if name in domain_a:
             for j, q in enumerate(extra):
-                _, cbct_q = simulated_pair(cache or work / "simulated", name, cases[name], q, seed + 1000 * (j + 1) + i)
-                write_volume(cbct_q, data / "train" / "A" / f"{name}__{q.name}.nii.gz", dtype="int16")
+                _, cbct_q = simulated_pair(cache, name, cases[name], q, seed + 1000 * (j + 1) + i)
+                scan = f"{name}{PATIENT_SEPARATOR}{q.name}.nii.gz"      # one patient to the domain guard
+                write_volume(cbct_q, data / "train" / "A" / scan, dtype="int16")
                 if name in domain_b:
-                    write_volume(ct, data / "train" / "B" / f"{name}__{q.name}.nii.gz", dtype="int16")
+                    write_volume(ct, data / "train" / "B" / scan, dtype="int16")
     meta = {"split": split, "domain_a": domain_a, "domain_b": domain_b, "cbct_preset": preset,
             "train_presets": [q.name for q in extra],
             "cbct_scanner": key, "cbct_projections": params.n_projections,
