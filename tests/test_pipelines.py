@@ -253,3 +253,45 @@ def test_segmentation_study_runs_on_a_users_folders(tmp_path):
     write_volume(make_phantom(399, shape=(12, 64, 64))[0], cohort / "ct" / "case9.nii.gz")
     with pytest.raises(SystemExit, match="no label map for case9"):
         run.main(["--size", "tiny", "--data", str(cohort), "-w", str(work), "-q"])
+
+
+def test_segmentation_stages_carry_the_slices_and_merge_the_seeds(tmp_path):
+    """--stage data writes sets.npz (HU rounded, shared slices once); --stage segment's row files merge by seed."""
+    run = _load("pipelines/segmentation_augmentation/run.py", "seg_run")
+    study = sys.modules["study"]
+    rng = np.random.default_rng(0)
+    a = np.clip(rng.normal(0, 0.3, (5, 1, 8, 8)), -1, 1).astype(np.float32)
+    ya = rng.integers(0, 5, (5, 1, 8, 8))
+    extra = np.clip(rng.normal(0, 0.3, (3, 1, 8, 8)), -1, 1).astype(np.float32)
+    ye = rng.integers(0, 5, (3, 1, 8, 8))
+    sets = {"a": (a, ya, False), "b": (a, ya, True),
+            "c": (np.concatenate([a, extra]), np.concatenate([ya, ye]), False), "f": (extra, ye, False)}
+    native = rng.integers(-1000, 1000, (2, 4, 4)).astype(np.int16)
+    run.save_sets(tmp_path / "sets.npz", sets, {"pt": (native, native > 0, "real")})
+    back, tests = run.load_sets(tmp_path / "sets.npz")
+    assert list(back) == ["a", "b", "c", "f"]
+    for arm, (x, y, aug) in sets.items():
+        x2, y2, aug2 = back[arm]
+        assert x2.shape == x.shape and x2.dtype == np.float32 and y2.dtype == np.int64
+        assert np.abs(x2 - x).max() * (1500 + 1024) / 2 <= 0.5 + 1e-3      # whole HU in the ct-abdomen window
+        assert np.array_equal(y2, y) and aug2 == aug
+    with np.load(tmp_path / "sets.npz") as z:                             # (c) stored only the slices it adds
+        assert z["set_c_x"].shape[0] == 3 and bool(z["set_c_base"]) and not bool(z["set_f_base"])
+    assert np.array_equal(tests["pt"][0], native) and tests["pt"][2] == "real"
+
+    study.write_json(tmp_path / "data_meta.json", {"size": "tiny", "train": ["x"], "test": ["p1", "p2"],
+                                                    "timings": {"data_s": 10.0}})
+    for seed, seconds in ((0, 5.0), (1, 7.0)):
+        rows = _rows("a", {("p1", seed): 0.5, ("p2", seed): 0.6}) + _rows("c", {("p1", seed): 0.7, ("p2", seed): 0.6})
+        study.write_json(tmp_path / f"rows_seeds_{seed}.json", {"seeds": [seed], "rows": rows, "seconds": seconds,
+                                                               "hardware": "GPU X", "torch": "t"})
+    rows, meta = run.merge_stages(tmp_path)
+    assert len(rows) == 8                                              # 2 seeds x 2 arms x 2 patients
+    assert meta["hardware"] == "GPU X" and meta["seconds"] == 17.0     # data stage + the slowest seed process
+    assert run.main(["--report-only", "-w", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert doc["vs_a"]["c"]["liver"]["diff"] == pytest.approx(0.1) and doc["statistics"]
+    study.write_json(tmp_path / "rows_seeds_1-2.json", {"seeds": [1, 2], "rows": [], "seconds": 1.0,
+                                                       "hardware": "GPU X", "torch": "t"})
+    with pytest.raises(SystemExit, match=r"seed\(s\) \[1\]"):
+        run.merge_stages(tmp_path)

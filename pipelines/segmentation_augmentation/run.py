@@ -122,7 +122,8 @@ def write_report(work: Path, rows: list[dict], meta: dict) -> dict:
                   + f"{pr['organ']} Dice ({pr['arm']}) - ({pr['reference']}): {pr['diff']:+.3f} "
                   + f"[{pr['ci'][0]:+.3f}, {pr['ci'][1]:+.3f}] "
                   f"(hierarchical bootstrap over patients and seeds), improved {pr['improved']}/{pr['n_units']} "
-                  f"{pr['unit']}s, sign p {pr['sign_p']:.3g}, Wilcoxon p {pr['wilcoxon_p']:.3g}")
+                  f"{'patients' if pr['unit'] == 'patient' else 'seeds of one patient'}, "
+                  f"sign p {pr['sign_p']:.3g}, Wilcoxon p {pr['wilcoxon_p']:.3g}")
         hits = [c for c in res["secondary"] if np.isfinite(c["wilcoxon_p_holm"]) and c["wilcoxon_p_holm"] < 0.05]
         print(f"  secondary ({len(res['secondary'])} comparisons, Holm): "
               + (", ".join(f"({c['arm']})-({c['reference']}) {c['organ']} {c['diff']:+.3f} p_holm "
@@ -148,8 +149,32 @@ def load_cohort(args, size: study.StudySize) -> dict:
     return {pt.name: study.prepare_patient(pt, size, seed=i) for i, pt in enumerate(cohort)}
 
 
+def merge_stages(work: Path) -> tuple[list[dict], dict]:
+    """Rows of every ``--stage segment`` output in ``work`` and the metadata of its ``--stage data`` run."""
+    meta = json.loads((work / DATA_META_FILE).read_text(encoding="utf-8"))
+    rows, seen, parts = [], set(), []
+    for f in sorted(work.glob("rows_seeds_*.json")):
+        part = json.loads(f.read_text(encoding="utf-8"))
+        twice = seen & set(part["seeds"])
+        if twice:
+            raise SystemExit(f"segmentation study: seed(s) {sorted(twice)} in two rows_seeds_*.json files of {work}")
+        seen |= set(part["seeds"])
+        rows += [{**r, "dice": float("nan") if r["dice"] is None else r["dice"]} for r in part["rows"]]
+        parts.append({"file": f.name, "seeds": part["seeds"], "seconds": part["seconds"],
+                      "hardware": part["hardware"], "torch": part["torch"]})
+    hardware = sorted({q["hardware"] for q in parts})
+    meta["timings"]["segmentation_s_per_process"] = [q["seconds"] for q in parts]
+    meta.update(hardware=", ".join(hardware), segment_processes=parts, torch=parts[0]["torch"],
+                seconds=round(meta["timings"]["data_s"] + max(q["seconds"] for q in parts), 1))
+    return rows, meta
+
+
 def report_only(args, size: study.StudySize) -> int:
     work = args.work
+    if (work / DATA_META_FILE).is_file() and any(work.glob("rows_seeds_*.json")):
+        rows, meta = merge_stages(work)
+        write_report(work, rows, meta)
+        return 0
     results = work / "results.csv"
     if not results.is_file():
         print(f"segmentation study: {results} not found; run the study first", file=sys.stderr)
@@ -182,6 +207,11 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, help="your cohort: ct/, labels/ and optional contrast/ (see README.md)")
     p.add_argument("-w", "--work", type=Path, default=REPO / "runs" / "segmentation_augmentation")
     p.add_argument("--arms", default="a,b,c,d,e,f", help="which arms to run (a-f, see README.md)")
+    p.add_argument("--stage", choices=("all", "data", "segment"), default="all",
+                   help="all (default); data: cohort, CycleGAN and the arms' slices into -w/sets.npz, then stop; "
+                        "segment: train the arms from sets.npz (e.g. on a GPU machine, one process per seed) "
+                        "into -w/rows_seeds_*.json, merged by --report-only")
+    p.add_argument("--seed-list", help="with --stage segment: the seeds to train, e.g. 0,1 (default: the size's)")
     p.add_argument("--report-only", action="store_true",
                    help="rebuild results.json, the table and the figure from an existing results.csv in -w")
     scale = p.add_argument_group("scale a size (defaults: the size's own values)")
@@ -195,18 +225,49 @@ def main(argv=None) -> int:
                         seg_iterations=args.seg_iterations, seeds=args.seeds)
     if args.report_only:
         return report_only(args, size)
-    import SimpleITK as sitk
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    if args.stage == "segment":
+        return segment_stage(args, size, work)
+    sets, tests, meta = data_stage(args, size, work)
+    if args.stage == "data":
+        save_sets(work / SETS_FILE, sets, tests)
+        study.write_json(work / DATA_META_FILE, meta)
+        print(f"{work / SETS_FILE}: the arms' training slices and the test CTs; train the arms with --stage segment "
+              f"(one process per seed if you like: --seed-list K), then --report-only")
+        return 0
     import torch
+
+    from medgan.utils.device import resolve_device
+
+    device = resolve_device("auto", quiet=args.quiet)
+    t0 = time.perf_counter()
+    rows = train_arms(sets, tests, size, list(size.seeds), device, args.quiet)
+    meta["timings"]["segmentation_s"] = round(time.perf_counter() - t0, 1)
+    meta["timings"]["total_s"] = round(meta["timings"]["data_s"] + meta["timings"]["segmentation_s"], 1)
+    meta.update(hardware=_hardware(device), seconds=meta["timings"]["total_s"], torch=torch.__version__)
+    write_report(work, rows, meta)
+    return 0
+
+
+#: what ``--stage data`` writes into -w, and ``--stage segment`` reads
+SETS_FILE, DATA_META_FILE = "sets.npz", "data_meta.json"
+
+
+def data_stage(args, size: study.StudySize, work: Path) -> tuple[dict, dict, dict]:
+    """Cohort, split, CycleGAN and every arm's training slices.
+
+    Returns ``sets`` (arm -> (images, labels, augment)), ``tests`` (patient -> (native CT, labels,
+    cohort)) and the run's metadata so far.
+    """
+    import SimpleITK as sitk
 
     from medgan.inference.translate import TranslateOptions, translate
     from medgan.utils.device import resolve_device
-    from medgan.utils.progress import bar
 
     sitk.ProcessObject_SetGlobalWarningDisplay(False)
     t0 = time.perf_counter()
-    work = args.work
-    work.mkdir(parents=True, exist_ok=True)
-    device = resolve_device("auto", quiet=args.quiet)
+    device = resolve_device("auto", quiet=True)
     prepared = load_cohort(args, size)
     train, test = study.split(sorted(prepared), size.test_fraction,
                               has_native=lambda n: prepared[n]["native"] is not None)
@@ -250,33 +311,111 @@ def main(argv=None) -> int:
                           shown["synthetic"].array, shown["native"].array,
                           titles=("contrast CT (simulated)", "medgan synthetic non-contrast", "true non-contrast"),
                           window=(-160.0, 240.0), diff_range=100.0, diff_title="synthetic - true (HU)")
-    timings = {"data_s": round(time.perf_counter() - t0, 1)}
-
-    # ---- segmentation arms -------------------------------------------------------------------------
-    rows = []
-    for seed in size.seeds:
-        for arm in arms:
-            x, y, aug = sets[arm]
-            desc = f"seed {seed} arm ({arm})"
-            net = study.train_segmenter(x, y, size, seed, aug, device, progress=lambda it, desc=desc: bar(
-                it, desc=desc, quiet=args.quiet, unit="it"))
-            for n in test:
-                for organ, d in study.dice_per_organ(net, prepared[n]["native"].array, prepared[n]["labels"],
-                                                     size, device).items():
-                    rows.append({"arm": arm, "seed": seed, "patient": n, "cohort": prepared[n]["cohort"],
-                                 "organ": organ, "dice": d})
-                finite = [r["dice"] for r in rows[-len(study.ORGANS):] if np.isfinite(r["dice"])]
-                rows.append({"arm": arm, "seed": seed, "patient": n, "cohort": prepared[n]["cohort"],
-                             "organ": "mean", "dice": float(np.mean(finite)) if finite else float("nan")})
-    timings["total_s"] = round(time.perf_counter() - t0, 1)
+    sets = {a: sets[a] for a in arms}
+    tests = {n: (np.asarray(prepared[n]["native"].array), np.asarray(prepared[n]["labels"]), prepared[n]["cohort"])
+             for n in test}
     meta = {"size": args.size, "config": dataclasses.asdict(size), "train": train, "test": test,
-            "segmentation_train": seg_train, "arms_run": arms, "timings": timings,
-            "slices": {a: int(len(v[0])) for a, v in sets.items()},
-            "hardware": _hardware(device),
-            "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__}
+            "segmentation_train": seg_train, "arms_run": arms,
+            "timings": {"data_s": round(time.perf_counter() - t0, 1)},
+            "slices": {a: int(len(v[0])) for a, v in sets.items()}, "data_hardware": _hardware(device)}
     if translation is not None:
         meta["translation"] = translation
-    write_report(work, rows, meta)
+    return sets, tests, meta
+
+
+def train_arms(sets: dict, tests: dict, size: study.StudySize, seeds: list[int], device, quiet: bool) -> list[dict]:
+    """Train every arm's U-Net for each seed and score it on the test patients; one row per organ (and mean)."""
+    from medgan.utils.progress import bar
+
+    rows = []
+    for seed in seeds:
+        for arm, (x, y, aug) in sets.items():
+            desc = f"seed {seed} arm ({arm})"
+            net = study.train_segmenter(x, y, size, seed, aug, device, progress=lambda it, desc=desc: bar(
+                it, desc=desc, quiet=quiet, unit="it"))
+            for n, (native, labels, cohort) in tests.items():
+                for organ, d in study.dice_per_organ(net, native, labels, size, device).items():
+                    rows.append({"arm": arm, "seed": seed, "patient": n, "cohort": cohort, "organ": organ, "dice": d})
+                finite = [r["dice"] for r in rows[-len(study.ORGANS):] if np.isfinite(r["dice"])]
+                rows.append({"arm": arm, "seed": seed, "patient": n, "cohort": cohort,
+                             "organ": "mean", "dice": float(np.mean(finite)) if finite else float("nan")})
+    return rows
+
+
+#: ``sets.npz`` stores images as whole HU (study.normalise's window, rounded: at most 0.5 HU off) so that
+#: the slices of the full study fit a transfer to a GPU machine
+_HU_LO, _HU_HI = -1024.0, 1500.0
+
+
+def _to_hu(x: np.ndarray) -> np.ndarray:
+    return np.rint((np.asarray(x, np.float32) + 1.0) / 2.0 * (_HU_HI - _HU_LO) + _HU_LO).astype(np.int16)
+
+
+def _from_hu(hu: np.ndarray) -> np.ndarray:
+    return ((hu.astype(np.float32) - _HU_LO) / (_HU_HI - _HU_LO) * 2.0 - 1.0).astype(np.float32)
+
+
+def save_sets(path: Path, sets: dict, tests: dict) -> None:
+    """The arms' slices and the test CTs in one compressed ``.npz`` (written atomically).
+
+    Images are stored as whole HU (int16) and labels as uint8; an arm whose slices begin with arm (a)'s
+    stores only the slices it adds.
+    """
+    arrays: dict = {}
+    base_x, base_y, _ = sets.get("a", next(iter(sets.values())))
+    n = len(base_x)
+    arrays.update(base_x=_to_hu(base_x), base_y=base_y.astype(np.uint8))
+    for arm, (x, y, aug) in sets.items():
+        shared = len(x) >= n and np.array_equal(x[:n], base_x) and np.array_equal(y[:n], base_y)
+        extra_x, extra_y = (x[n:], y[n:]) if shared else (x, y)
+        arrays.update({f"set_{arm}_x": _to_hu(extra_x), f"set_{arm}_y": extra_y.astype(np.uint8),
+                       f"set_{arm}_aug": np.asarray(aug), f"set_{arm}_base": np.asarray(shared)})
+    for name, (native, labels, cohort) in tests.items():
+        arrays.update({f"test_{name}_native": native, f"test_{name}_labels": labels,
+                       f"test_{name}_cohort": np.asarray(cohort)})
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_sets(path: Path) -> tuple[dict, dict]:
+    """Inverse of :func:`save_sets` (images back in [-1, 1], labels int64)."""
+    parts: dict = {}
+    tests: dict = {}
+    with np.load(path, allow_pickle=False) as z:
+        base_x, base_y = _from_hu(z["base_x"]), z["base_y"].astype(np.int64)
+        for key in z.files:
+            if key.startswith(("set_", "test_")):
+                kind, rest = key.split("_", 1)
+                name, field = rest.rsplit("_", 1)
+                (parts if kind == "set" else tests).setdefault(name, {})[field] = z[key]
+    sets = {}
+    for arm, v in sorted(parts.items()):
+        x, y = _from_hu(v["x"]), v["y"].astype(np.int64)
+        if bool(v["base"]):
+            x, y = np.concatenate([base_x, x]), np.concatenate([base_y, y])
+        sets[arm] = (x, y, bool(v["aug"]))
+    return sets, {n: (v["native"], v["labels"], str(v["cohort"])) for n, v in sorted(tests.items())}
+
+
+def segment_stage(args, size: study.StudySize, work: Path) -> int:
+    """``--stage segment``: train the arms of ``--seed-list`` (default: the size's seeds) from ``sets.npz``."""
+    import torch
+
+    from medgan.utils.device import resolve_device
+
+    if not (work / SETS_FILE).is_file():
+        print(f"segmentation study: {work / SETS_FILE} not found; run --stage data first", file=sys.stderr)
+        return 2
+    seeds = [int(k) for k in args.seed_list.split(",")] if args.seed_list else list(size.seeds)
+    sets, tests = load_sets(work / SETS_FILE)
+    device = resolve_device("auto", quiet=args.quiet)
+    t0 = time.perf_counter()
+    rows = train_arms(sets, tests, size, seeds, device, args.quiet)
+    out = work / f"rows_seeds_{'-'.join(map(str, seeds))}.json"
+    study.write_json(out, {"seeds": seeds, "rows": rows, "seconds": round(time.perf_counter() - t0, 1),
+                           "hardware": _hardware(device), "torch": torch.__version__})
+    print(f"{out}: {len(rows)} rows in {time.perf_counter() - t0:.0f} s")
     return 0
 
 
