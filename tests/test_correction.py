@@ -292,6 +292,13 @@ def test_cropped_training_volumes_do_not_widen_the_body_width_range():
     # the same check with the crop counted (old model files have no 'cropped' record) admits it
     old = DomainProfile.from_dict({k: v for k, v in dom.to_dict().items() if k != "cropped"})
     assert not any("mm wide" in r for r in check_domain(small, old).reasons)
+    # an input that is itself a crop has no measurable width either: too narrow is no reason, too wide is
+    assert not any("mm wide" in r for r in check_domain(profiles[2], dom).reasons)
+    wide = _body(shape=(6, 160, 160), radius_mm=250.0, seed=6)
+    wide = Volume(wide.array[:, 2:158, 2:158], wide.spacing, wide.origin, wide.direction)
+    wide_profile = volume_profile(wide)
+    assert wide_profile["cropped"] and max(wide_profile["extent_mm"][:2]) > 1.25 * max(widths)
+    assert any("mm wide" in r for r in check_domain(wide_profile, dom).reasons)
 
 
 def test_domain_limits_leave_out_every_scan_of_a_patient(tmp_path):

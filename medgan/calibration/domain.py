@@ -175,7 +175,8 @@ def check_domain(profile: dict, domain: DomainProfile, site: str | None = None) 
                        f"input's (limit {domain.tv_limit:.2f})")
     width = max(profile["extent_mm"][0], profile["extent_mm"][1])
     lo, hi = min(domain.widths_mm) * WIDTH_RANGE[0], max(domain.widths_mm) * WIDTH_RANGE[1]
-    if not lo <= width <= hi:
+    # a cropped input's width is only a lower bound on its body's: it can be too wide, not too narrow
+    if width > hi or (width < lo and not profile.get("cropped", False)):
         reasons.append(f"its body is {width:.0f} mm wide, the training bodies {min(domain.widths_mm):.0f}-"
                        f"{max(domain.widths_mm):.0f} mm")
     if site is not None and domain.sites and site not in domain.sites:
