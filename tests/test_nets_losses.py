@@ -109,3 +109,33 @@ def test_generators_accept_inputs_smaller_than_their_depth():
             assert y.shape == (2, 1, *shape) and torch.isfinite(y).all()
         x = torch.randn(1, 1, 16, 24)
         assert torch.equal(g(x), g.model.net(x))
+
+
+@pytest.mark.parametrize("name,kw", [("resnet", {"channels": 4, "n_blocks": 3, "n_down": 2}),
+                                     ("unet", {"channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 1})])
+def test_forward_features_collects_declared_encoder_layers_and_stops_early(name, kw):
+    from medgan.nets import CorrectionGenerator, encoder_layers, forward_features
+
+    torch.manual_seed(0)
+    net = build_generator(name, 2, **kw)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    names = encoder_layers(net)
+    out, full = forward_features(net, x, names, stop=False)
+    assert torch.equal(out, net(x)) and len(full) == len(names)
+    calls = []
+    last = list(net.modules())[-1]                      # the final layer (tanh): must not run in an encoder pass
+    handle = last.register_forward_hook(lambda *a: calls.append(1))
+    feats = forward_features(net, x, names)
+    handle.remove()
+    assert calls == [] and all(torch.equal(f, g) for f, g in zip(feats, full, strict=True))
+    if name == "resnet":
+        # CUT's layers: padded input, the 2 down-sampling convolutions, the first and the middle residual block
+        assert names == ("model.net.0", "model.net.4", "model.net.7", "model.net.10", "model.net.11")
+        assert torch.equal(feats[0], F.pad(x, [3, 3, 3, 3], mode="reflect"))
+        assert [f.shape[1] for f in feats] == [1, 8, 16, 16, 16] and feats[2].shape[-1] == 16 // 4
+    wrapped = CorrectionGenerator(net, [1.0, 1.0], 0.5)
+    assert encoder_layers(wrapped) == tuple(f"inner.{n}" for n in names)
+    with pytest.raises(ConfigError, match="has no submodule 'nope'"):
+        forward_features(net, x, ["nope"])
+    with pytest.raises(ConfigError, match="declares no encoder_layers"):
+        encoder_layers(torch.nn.Conv2d(1, 1, 3))
