@@ -111,6 +111,39 @@ def test_generators_accept_inputs_smaller_than_their_depth():
         assert torch.equal(g(x), g.model.net(x))
 
 
+def test_objective_adds_weighted_terms_in_order_and_logs_them_unweighted():
+    from medgan.losses import LossTerm, Objective, l1_term, structure_term
+
+    g = torch.Generator().manual_seed(0)
+    t = {k: torch.rand(2, 1, 8, 8, generator=g) for k in ("real_a", "real_b", "rec_a", "rec_b", "fake_b")}
+    objective = Objective([
+        l1_term("cycle", 10.0, [("rec_a", "real_a"), ("rec_b", "real_b")], always=True),
+        l1_term("identity", 0.0, [("rec_b", "real_b")]),                         # weight 0: skipped
+        structure_term("structure", 0.5, [("real_a", "fake_b")]),
+        LossTerm("monitor", 0.0, lambda t: t["fake_b"].mean(), always=True),      # logged, adds nothing
+    ])
+    total, logs = objective(t)
+    cycle = (t["rec_a"] - t["real_a"]).abs().mean() + (t["rec_b"] - t["real_b"]).abs().mean()
+    struct = gradient_correlation_loss(t["real_a"], t["fake_b"])
+    assert list(logs) == ["cycle", "structure", "monitor"] and objective.names[1] == "identity"
+    assert torch.equal(logs["cycle"], cycle) and torch.equal(logs["structure"], struct)
+    assert torch.equal(total, 10.0 * cycle + 0.5 * struct)
+    assert objective.active("cycle") and not objective.active("identity") and not objective.active("nope")
+    with pytest.raises(ConfigError, match="every loss term is weighted 0"):
+        Objective([l1_term("l1", 0.0, [("fake_b", "real_b")], always=True)])(t)
+    with pytest.raises(ValueError, match="names must differ"):
+        Objective([l1_term("l1", 1.0, [("fake_b", "real_b")]), l1_term("l1", 2.0, [("rec_a", "real_a")])])
+
+
+def test_adversarial_term_sums_the_generator_loss_over_the_discriminators():
+    from medgan.losses import adversarial_term
+
+    adv = AdversarialLoss("lsgan")
+    p1, p2 = torch.full((1, 1, 3, 3), 0.25), torch.full((1, 1, 2, 2), -1.0)
+    term = adversarial_term("g_adv", 1.0, adv, lambda t: [t["p1"], t["p2"]])
+    assert term.always and float(term.fn({"p1": p1, "p2": p2})) == pytest.approx(0.75**2 + 2.0**2)
+
+
 @pytest.mark.parametrize("name,kw", [("resnet", {"channels": 4, "n_blocks": 3, "n_down": 2}),
                                      ("unet", {"channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 1})])
 def test_forward_features_collects_declared_encoder_layers_and_stops_early(name, kw):
