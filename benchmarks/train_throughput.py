@@ -24,7 +24,7 @@ import time
 import torch
 
 from medgan.config import load_config
-from medgan.engine.cyclegan import CycleGAN
+from medgan.engine.methods.cyclegan import CycleGAN
 
 
 def measure(overrides: list[str], shape, batch: int, device: torch.device, steps: int, warmup: int) -> float:

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def model_file(config: Path, tmp: Path) -> Path:
     from medgan.config import config_to_dict, load_config
     from medgan.data.hu import get_preset
-    from medgan.engine.cyclegan import CycleGAN
+    from medgan.engine.methods.cyclegan import CycleGAN
     from medgan.io.model_file import ModelSpec, write_model_file
 
     cfg = load_config(config, ["train.device=cpu"])

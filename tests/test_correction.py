@@ -329,7 +329,7 @@ def test_old_model_files_without_calibration_still_load(tmp_path, run_cli):
     """Model files from before calibrations were recorded: model translation works, baselines say why not."""
     cfg = ExperimentConfig()
     cfg.model.generator_args = {"channels": 4, "n_blocks": 1}
-    from medgan.engine.cyclegan import CycleGAN
+    from medgan.engine.methods.cyclegan import CycleGAN
 
     gen = CycleGAN(cfg, torch.device("cpu")).gen
     spec = ModelSpec(config_to_dict(cfg), PRESET.to_dict())

@@ -16,7 +16,7 @@ import torch
 
 from medgan.config import apply_overrides, config_from_dict, load_config
 from medgan.engine import checkpoint as ckpt
-from medgan.engine.cyclegan import CycleGAN
+from medgan.engine.methods.cyclegan import CycleGAN
 from medgan.engine.trainer import Trainer
 from medgan.errors import ConfigError, ModelError
 from medgan.io import write_volume
@@ -232,13 +232,43 @@ def test_resume_without_checkpoint_and_rerun_refused(domains, tmp_path):
         Trainer(cfg, tmp_path / "y", quiet=True)
 
 
+def test_config_reads_the_former_name_of_model_method(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text(TINY.read_text(encoding="utf-8").replace("model:\n", "model:\n  mode: paired\n", 1))
+    assert load_config(old).model.method == "paired"
+    assert load_config(old, ["model.method=cyclegan"]).model.method == "cyclegan"     # --set over the old key
+    assert load_config(TINY, ["model.mode=paired"]).model.method == "paired"
+    assert config_from_dict({"model": {"mode": "paired"}}).model.method == "paired"
+    with pytest.raises(ConfigError, match="model.mode is the former name of model.method"):
+        config_from_dict({"model": {"mode": "paired", "method": "cyclegan"}})
+
+
+def test_method_registry_names_and_checks_methods():
+    from medgan.engine.methods import METHODS, build_model, register_model
+    from medgan.engine.methods.cyclegan import CycleGAN
+
+    assert {"cyclegan", "paired"} <= set(METHODS) and METHODS["cyclegan"] is CycleGAN and CycleGAN.name == "cyclegan"
+    with pytest.raises(ValueError, match="'cyclegan' is already registered"):
+        register_model("cyclegan")(CycleGAN)
+    cfg = load_config(TINY, ["model.method_args={nce_layers: [1]}"])
+    with pytest.raises(ConfigError, match="unknown model.method_args for method 'cyclegan': nce_layers; valid: none"):
+        build_model(cfg, torch.device("cpu"))
+    model = build_model(load_config(TINY, ["model.method=paired", "loss.lambda_structure=1"]), torch.device("cpu"))
+    assert model.stream == "paired" and model.directions == ("A->B",) and model.translator is model.gen.g_ab
+    assert model.log_names == ("g_total", "g_adv", "l1", "structure", "d_b", "d_acc", "change")
+    assert set(model.export_tensors()) == set(model.gen.state_dict()) and all(
+        k.startswith("g_ab.") for k in model.export_tensors())
+
+
 def test_resumed_log_from_an_older_version_is_realigned(tmp_path):
     """A metrics.csv written without a newer column keeps its rows under the right names."""
-    from medgan.engine.trainer import LOSS_KEYS, Trainer
+    from medgan.engine.methods.cyclegan import CycleGAN
+    from medgan.engine.trainer import Trainer
 
     log = tmp_path / "metrics.csv"
     log.write_text("step,g_total,d_acc,lr_g\n10,1.5,0.6,0.0002\n20,1.2,0.7,0.0002\n30,1.1,0.8,0.0002\n")
-    header = ["step", *LOSS_KEYS, "lr_g"]
+    header = ["step", "g_total", "g_adv", "cycle", "identity", "structure", *CycleGAN.d_loss_names,
+              *CycleGAN.monitor_names, "lr_g"]
     Trainer._truncate_log(log, 20, header)
     import csv
 

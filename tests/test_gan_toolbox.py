@@ -190,8 +190,8 @@ def test_paired_mode_trains_then_translate_and_evaluate_use_it(tmp_path, run_cli
     assert code == 0 and "prediction" in out
     code, _, err = run_cli("translate", "-i", tmp_path / "A" / "p0.nii.gz", "-o", tmp_path / "s2.nii.gz",
                            "-m", tmp_path / "run", "--qa-map", tmp_path / "qa.nii.gz", "-q")
-    assert code == 1 and "paired (pix2pix) model" in err
+    assert code == 1 and "is a paired model: it has no B->A generator" in err
     bad = load_config(REPO / "configs" / "tiny_cpu.yaml", [f"data.train_a={tmp_path / 'A'}",
-                                                           f"data.train_b={tmp_path / 'B'}", "model.mode=pix"])
-    with pytest.raises(ConfigError, match="unknown model.mode 'pix'"):
+                                                           f"data.train_b={tmp_path / 'B'}", "model.method=pix"])
+    with pytest.raises(ConfigError, match="unknown model.method 'pix'; choose from .*cyclegan, paired"):
         Trainer(bad, tmp_path / "run2", quiet=True)

@@ -63,9 +63,21 @@ def test_model_file_roundtrip_keeps_weights_and_metadata(tmp_path):
 
 def test_model_spec_of_a_paired_model_and_bad_metadata(tmp_path):
     cfg = ExperimentConfig()
-    cfg.model.mode = "paired"
+    cfg.model.method = "paired"
     spec = ModelSpec(config_to_dict(cfg), HU_PRESETS["ct-full"].to_dict())
-    assert spec.directions == ("A->B",) and spec.training_domain == {}
+    assert spec.directions == ("A->B",) and spec.training_domain == {} and "directions" not in spec.to_metadata()
+    # files from before the rename say model.mode; files from before directions were recorded hold both
+    legacy = {**config_to_dict(ExperimentConfig()), "model": {"mode": "paired"}}
+    assert ModelSpec(legacy, {}).method == "paired" and ModelSpec(legacy, {}).directions == ("A->B",)
+    assert ModelSpec(config_to_dict(ExperimentConfig()), {}).directions == ("A->B", "B->A")
+    # a method's declared directions are written and read back, whatever its name
+    cfg.model.method = "some-new-method"
+    declared = ModelSpec(config_to_dict(cfg), HU_PRESETS["ct-full"].to_dict(), declared_directions=("A->B",))
+    meta = declared.to_metadata()
+    assert meta["directions"] == ["A->B"] and ModelSpec.from_metadata(meta).directions == ("A->B",)
+    for bad in (["B->A"], "A->B", ["A->B", "C->D"]):
+        with pytest.raises(ModelError, match="corrupt medgan metadata .directions"):
+            ModelSpec.from_metadata({**meta, "directions": bad})
     with pytest.raises(ModelError, match="unknown model format"):
         ModelSpec.from_metadata({**spec.to_metadata(), "format": "other-1"})
     with pytest.raises(ModelError, match="corrupt training-domain record"):
@@ -104,7 +116,7 @@ def test_cases_are_matched_by_file_stem_across_formats(tmp_path):
 # ---------------------------------------------------------------------------- Python API over the CLI
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from medgan.engine.cyclegan import CycleGAN
+    from medgan.engine.methods.cyclegan import CycleGAN
 
     cfg = ExperimentConfig()
     cfg.model.generator_args = {"channels": 4, "n_blocks": 1}

@@ -109,3 +109,66 @@ def test_generators_accept_inputs_smaller_than_their_depth():
             assert y.shape == (2, 1, *shape) and torch.isfinite(y).all()
         x = torch.randn(1, 1, 16, 24)
         assert torch.equal(g(x), g.model.net(x))
+
+
+def test_objective_adds_weighted_terms_in_order_and_logs_them_unweighted():
+    from medgan.losses import LossTerm, Objective, l1_term, structure_term
+
+    g = torch.Generator().manual_seed(0)
+    t = {k: torch.rand(2, 1, 8, 8, generator=g) for k in ("real_a", "real_b", "rec_a", "rec_b", "fake_b")}
+    objective = Objective([
+        l1_term("cycle", 10.0, [("rec_a", "real_a"), ("rec_b", "real_b")], always=True),
+        l1_term("identity", 0.0, [("rec_b", "real_b")]),                         # weight 0: skipped
+        structure_term("structure", 0.5, [("real_a", "fake_b")]),
+        LossTerm("monitor", 0.0, lambda t: t["fake_b"].mean(), always=True),      # logged, adds nothing
+    ])
+    total, logs = objective(t)
+    cycle = (t["rec_a"] - t["real_a"]).abs().mean() + (t["rec_b"] - t["real_b"]).abs().mean()
+    struct = gradient_correlation_loss(t["real_a"], t["fake_b"])
+    assert list(logs) == ["cycle", "structure", "monitor"] and objective.names[1] == "identity"
+    assert torch.equal(logs["cycle"], cycle) and torch.equal(logs["structure"], struct)
+    assert torch.equal(total, 10.0 * cycle + 0.5 * struct)
+    assert objective.active("cycle") and not objective.active("identity") and not objective.active("nope")
+    with pytest.raises(ConfigError, match="every loss term is weighted 0"):
+        Objective([l1_term("l1", 0.0, [("fake_b", "real_b")], always=True)])(t)
+    with pytest.raises(ValueError, match="names must differ"):
+        Objective([l1_term("l1", 1.0, [("fake_b", "real_b")]), l1_term("l1", 2.0, [("rec_a", "real_a")])])
+
+
+def test_adversarial_term_sums_the_generator_loss_over_the_discriminators():
+    from medgan.losses import adversarial_term
+
+    adv = AdversarialLoss("lsgan")
+    p1, p2 = torch.full((1, 1, 3, 3), 0.25), torch.full((1, 1, 2, 2), -1.0)
+    term = adversarial_term("g_adv", 1.0, adv, lambda t: [t["p1"], t["p2"]])
+    assert term.always and float(term.fn({"p1": p1, "p2": p2})) == pytest.approx(0.75**2 + 2.0**2)
+
+
+@pytest.mark.parametrize("name,kw", [("resnet", {"channels": 4, "n_blocks": 3, "n_down": 2}),
+                                     ("unet", {"channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 1})])
+def test_forward_features_collects_declared_encoder_layers_and_stops_early(name, kw):
+    from medgan.nets import CorrectionGenerator, encoder_layers, forward_features
+
+    torch.manual_seed(0)
+    net = build_generator(name, 2, **kw)
+    x = torch.rand(2, 1, 16, 16) * 2 - 1
+    names = encoder_layers(net)
+    out, full = forward_features(net, x, names, stop=False)
+    assert torch.equal(out, net(x)) and len(full) == len(names)
+    calls = []
+    last = list(net.modules())[-1]                      # the final layer (tanh): must not run in an encoder pass
+    handle = last.register_forward_hook(lambda *a: calls.append(1))
+    feats = forward_features(net, x, names)
+    handle.remove()
+    assert calls == [] and all(torch.equal(f, g) for f, g in zip(feats, full, strict=True))
+    if name == "resnet":
+        # CUT's layers: padded input, the 2 down-sampling convolutions, the first and the middle residual block
+        assert names == ("model.net.0", "model.net.4", "model.net.7", "model.net.10", "model.net.11")
+        assert torch.equal(feats[0], F.pad(x, [3, 3, 3, 3], mode="reflect"))
+        assert [f.shape[1] for f in feats] == [1, 8, 16, 16, 16] and feats[2].shape[-1] == 16 // 4
+    wrapped = CorrectionGenerator(net, [1.0, 1.0], 0.5)
+    assert encoder_layers(wrapped) == tuple(f"inner.{n}" for n in names)
+    with pytest.raises(ConfigError, match="has no submodule 'nope'"):
+        forward_features(net, x, ["nope"])
+    with pytest.raises(ConfigError, match="declares no encoder_layers"):
+        encoder_layers(torch.nn.Conv2d(1, 1, 3))

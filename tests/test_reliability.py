@@ -494,7 +494,12 @@ def test_loss_curves_and_validation_sample_labels(tmp_path, monkeypatch):
     csv = tmp_path / "metrics.csv"
     csv.write_text("step,g_adv,cycle,identity,d_a,d_b\n1,1,2,3,0.5,0.5\n2,1,2,3,0.4,0.5\n3,1,2,3,0.4,0.4\n")
     figs = _capture(monkeypatch, figures)
-    figures.loss_curves(csv, tmp_path / "l.png")
+    figures.loss_curves(csv, tmp_path / "l.png", generator_keys=("g_adv", "cycle", "identity", "l1"),
+                        discriminator_keys=("d_a", "d_b"))
+    # the method's loss names are drawn, on their panels; a column without values (l1) is not
+    assert [line.get_label() for line in figs[0].axes[0].lines] == ["g_adv", "cycle", "identity"]
+    assert [line.get_label() for line in figs[0].axes[1].lines] == ["d_a", "d_b"]
+    assert list(figs[0].axes[1].lines[0].get_ydata()) == [0.5, 0.4, 0.4]
     for ax in figs[0].axes:
         assert ax.get_ylabel() and ax.get_xlabel() == "training step"
         ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]

@@ -73,8 +73,32 @@ def _build(cls: type[_T], data: dict, where: str) -> _T:
     return cls(**kwargs)
 
 
+#: former key -> current key, per section: configs and model files written before a rename still load
+RENAMED = {"model": {"mode": "method"}}
+
+
+def _renamed(data: dict) -> dict:
+    """``data`` with the former keys of :data:`RENAMED` under their current names."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for section, renames in RENAMED.items():
+        node = out.get(section)
+        if not isinstance(node, dict):
+            continue
+        node = dict(node)
+        for old, new in renames.items():
+            if old in node:
+                if new in node:
+                    raise ConfigError(f"{section}.{old} is the former name of {section}.{new}; give only one of them")
+                node[new] = node.pop(old)
+        out[section] = node
+    return out
+
+
 def config_from_dict(data: dict) -> ExperimentConfig:
-    return _build(ExperimentConfig, data or {}, "")
+    """The typed configuration of a YAML-like mapping; former key names (:data:`RENAMED`) are accepted."""
+    return _build(ExperimentConfig, _renamed(data or {}), "")
 
 
 #: (key, test, what it must be) checked by :func:`validate_config`.
@@ -166,11 +190,13 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
 
 def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
     """``--set optim.lr_g=1e-4 model.spatial_dims=3``: values parsed as YAML scalars/lists."""
-    data = dict(data or {})
+    data = _renamed(dict(data or {}))
     for item in overrides or ():
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr_g=1e-4")
+        section, _, name = key.partition(".")
+        key = f"{section}.{RENAMED.get(section, {}).get(name, name)}" if name else key   # model.mode -> model.method
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:

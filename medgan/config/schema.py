@@ -7,7 +7,11 @@ from typing import Any
 
 @dataclasses.dataclass
 class ModelConfig:
-    mode: str = "cyclegan"                  #: cyclegan (unpaired) | paired (pix2pix, registered A/B)
+    #: the training method, a registered class (:mod:`medgan.engine.methods`): cyclegan (unpaired, default) |
+    #: paired (pix2pix, registered A/B).  ``mode``, its former name, is still read (:func:`medgan.config.load_config`)
+    method: str = "cyclegan"
+    #: the method's own options (e.g. CUT's PatchNCE layers); each method checks and documents its keys
+    method_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     spatial_dims: int = 2
     generator: str = "resnet"
     generator_args: dict[str, Any] = dataclasses.field(default_factory=lambda: {"channels": 64, "n_blocks": 9})
@@ -58,10 +62,10 @@ class LossConfig:
     lambda_cycle: float = 10.0
     lambda_identity: float = 5.0            #: 0.5 x lambda_cycle, as in the reference CycleGAN
     lambda_structure: float = 0.0           #: gradient-correlation between input and translation
-    lambda_l1: float = 100.0                #: paired mode: L1 to the registered target (pix2pix)
-    #: paired mode: weight of the generator's adversarial term (1 as in pix2pix).  0 trains a purely
-    #: supervised (L1) model: right for a low-passed correction, which cannot reproduce the CT's texture
-    #: that a discriminator would use to tell it apart (docs/training.md)
+    lambda_l1: float = 100.0                #: paired method: L1 to the registered target (pix2pix)
+    #: weight of the generator's adversarial term, for the methods that read it (paired; CycleGAN's is 1);
+    #: 1 as in pix2pix.  0 trains a paired model purely supervised (L1): right for a low-passed correction,
+    #: which cannot reproduce the CT's texture that a discriminator would use to tell it apart (docs/training.md)
     lambda_adversarial: float = 1.0
 
 

@@ -1,1 +1,1 @@
-"""Training: the CycleGAN model, its optimisation loop, checkpoints and distributed set-up."""
+"""Training: the registered methods (CycleGAN, paired), their optimisation loop, checkpoints, DDP set-up."""

@@ -21,11 +21,12 @@ from medgan.config import ExperimentConfig, config_from_dict, config_to_dict
 from medgan.data.body_mask import body_mask
 from medgan.data.hu import get_preset
 from medgan.data.resample import check_spacing, needs_resampling, resample_to_spacing
-from medgan.data.unpaired import PatchSpec, UnpairedLoader
+from medgan.data.streams import make_loader
+from medgan.data.unpaired import PatchSpec
 from medgan.engine import checkpoint as ckpt
 from medgan.engine.alarms import TrainingAlarms
 from medgan.engine.distributed import barrier, init_distributed, shutdown
-from medgan.engine.pix2pix import build_model
+from medgan.engine.methods import build_model
 from medgan.errors import ConfigError, InputError
 from medgan.evaluation.metrics import mae, ssim
 from medgan.inference.engine import run_generator
@@ -37,9 +38,6 @@ from medgan.io.runs import check_fresh_run_dir
 from medgan.io.writers import atomic_write_text, remove_stale_temporaries
 from medgan.utils.device import resolve_device
 from medgan.utils.progress import bar
-
-LOSS_KEYS = ["g_total", "g_adv", "cycle", "identity", "structure", "l1", "d_a", "d_b", "d_acc", "var_ratio",
-             "change"]
 
 
 def derive_seed(seed: int, step: int, rank: int) -> int:
@@ -113,7 +111,7 @@ class Trainer:
             raise ConfigError("the checkpoint's model section differs from the config; resume with the same model")
         self.model.load_state_dict(state)
         ckpt.set_rng_state(state["rng"])
-        self._truncate_log(self.run_dir / "metrics.csv", self.model.step, ["step", *LOSS_KEYS, "lr_g"])
+        self._truncate_log(self.run_dir / "metrics.csv", self.model.step, self.log_header)
         self._truncate_log(self.run_dir / "validation.csv", self.model.step)
 
     @staticmethod
@@ -136,20 +134,17 @@ class Trainer:
         csv.writer(text).writerows(kept)
         atomic_write_text(path, text.getvalue())
 
+    @property
+    def log_header(self) -> list[str]:
+        """The columns of ``metrics.csv``: the step, what the method logs (:attr:`GANModel.log_names`), the LR."""
+        return ["step", *self.model.log_names, "lr_g"]
+
     # ------------------------------------------------------------------ loop
     def _new_stream(self, step: int):
         ckpt.seed_everything(derive_seed(self.cfg.train.seed, step, self.dist.rank))
-        if self.cfg.model.mode == "paired":
-            from medgan.data.paired import PairedLoader
-
-            pairs = match_pairs(self.cfg.data.train_a, self.cfg.data.train_b, what="paired mode: ")
-            loader = PairedLoader(pairs, self.preset, self.spec,
-                                  self.cfg.optim.batch_size, rank=self.dist.rank, world_size=self.dist.world_size,
-                                  seed=self.cfg.train.seed, hu_map_a=self.hu_map_a)
-        else:
-            loader = UnpairedLoader(self.paths_a, self.paths_b, self.preset, self.spec, self.cfg.optim.batch_size,
-                                    rank=self.dist.rank, world_size=self.dist.world_size, seed=self.cfg.train.seed,
-                                    hu_map_a=self.hu_map_a)
+        loader = make_loader(self.model.stream, self.cfg.data.train_a, self.cfg.data.train_b, self.preset, self.spec,
+                             self.cfg.optim.batch_size, rank=self.dist.rank, world_size=self.dist.world_size,
+                             seed=self.cfg.train.seed, hu_map_a=self.hu_map_a)
         loader.epoch = step
         return iter(loader)
 
@@ -167,7 +162,7 @@ class Trainer:
             while model.step < end:
                 if stream is None or model.step % every == 0:
                     stream = self._new_stream(model.step)
-                logs = model.train_step(next(stream))
+                logs = {k: float(v) for k, v in model.train_step(next(stream)).items()}
                 if self.alarms is not None and self.dist.is_main:
                     for message in self.alarms.update(model.step, logs):
                         pbar.write(f"medgan ALARM: {message}", file=sys.stderr)
@@ -181,7 +176,8 @@ class Trainer:
                 pbar.update(1)
                 if step % cfg.train.log_every == 0 or step == end:
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    pbar.set_postfix({k: f"{logs[k]:.3f}" for k in ("g_adv", "cycle", "l1", "d_a", "d_b") if k in logs}
+                    shown = (*model.loss_names, *model.d_loss_names)
+                    pbar.set_postfix({k: f"{logs[k]:.3f}" for k in shown if k in logs}
                                      | {"img/s": f"{rate:.1f}"})
                     if self.dist.is_main:
                         self._log(step, logs)
@@ -196,14 +192,15 @@ class Trainer:
     def _log(self, step: int, logs: dict) -> None:
         path = self.run_dir / "metrics.csv"
         new = not path.exists()
+        names = self.model.log_names
         with path.open("a", newline="") as fh:
             w = csv.writer(fh)
             if new:
-                w.writerow(["step", *LOSS_KEYS, "lr_g"])
-            w.writerow([step, *(f"{logs[k]:.6g}" if k in logs else "" for k in LOSS_KEYS),
+                w.writerow(self.log_header)
+            w.writerow([step, *(f"{logs[k]:.6g}" if k in logs else "" for k in names),
                         f"{self.model.opt_g.param_groups[0]['lr']:.6g}"])
         if self.tb is not None:
-            for k in LOSS_KEYS:
+            for k in names:
                 if k in logs:
                     self.tb.add_scalar(f"train/{k}", logs[k], step)
             self.tb.add_scalar("train/lr_g", self.model.opt_g.param_groups[0]["lr"], step)
@@ -225,7 +222,7 @@ class Trainer:
                 z = slice(mid - half, mid + half)
             hu_a, hu_b = a.array[z].astype(np.float32), b.array[z].astype(np.float32)
             net_in = self.hu_map_a(hu_a) if self.hu_map_a is not None else hu_a
-            pred = run_generator(self.model.gen.g_ab, net_in, self.preset, self.cfg.model.spatial_dims, self.device,
+            pred = run_generator(self.model.translator, net_in, self.preset, self.cfg.model.spatial_dims, self.device,
                                  patch_size=self.cfg.data.patch_size, context_slices=self.cfg.model.context_slices)
             mask = body_mask(hu_b)
             results.append({"step": step, "case": path_a.name, "mae_input": mae(hu_a, hu_b, mask),
@@ -261,14 +258,16 @@ class Trainer:
     def save(self) -> None:
         if self.dist.is_main:
             cfg_dict = config_to_dict(self.cfg)
+            directions = tuple(self.model.directions)
             ckpt.save_checkpoint(self.ckpt_path, self.model.state_dict(), cfg_dict, self.preset.to_dict(),
-                                 {"training_domain": self.training_domain})
+                                 {"training_domain": self.training_domain, "directions": list(directions)})
             spec = ModelSpec(cfg_dict, self.preset.to_dict(), step=self.model.step, direction="A->B",
-                             **self.training_domain)
-            write_model_file(self.run_dir / "model.safetensors", self.model.gen.state_dict(), spec)
+                             declared_directions=directions, **self.training_domain)
+            write_model_file(self.run_dir / "model.safetensors", self.model.export_tensors(), spec)
             from medgan.utils.figures import loss_curves
 
-            loss_curves(self.run_dir / "metrics.csv", self.run_dir / "loss_curves.png")
+            loss_curves(self.run_dir / "metrics.csv", self.run_dir / "loss_curves.png",
+                        generator_keys=self.model.loss_names, discriminator_keys=self.model.d_loss_names)
         barrier(self.dist)
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from medgan.calibration import DomainProfile, HUCalibration
 from medgan.config import ExperimentConfig, config_from_dict
 from medgan.data.hu import HUPreset, get_preset
 from medgan.errors import MedganError, ModelError
-from medgan.io.model_file import ModelSpec, load_checkpoint, read_model_file
+from medgan.io.model_file import GENERATOR_PREFIXES, ModelSpec, load_checkpoint, read_model_file
 from medgan.nets import build_translator
 
 #: The starter model shipped inside the package (see docs/models.md).
@@ -20,7 +20,7 @@ STARTER_MODEL = Path(__file__).resolve().parents[1] / "models" / "cbct2ct_starte
 @dataclasses.dataclass
 class TranslationModel:
     g_ab: torch.nn.Module
-    g_ba: torch.nn.Module | None
+    g_ba: torch.nn.Module | None         #: the B -> A generator of methods that have one (CycleGAN), else None
     config: ExperimentConfig
     preset: HUPreset
     source: Path
@@ -62,12 +62,12 @@ def _build(spec: ModelSpec, gen_state: dict, source: Path) -> TranslationModel:
         m = cfg.model
         hu_preset = get_preset(spec.hu_preset)
         width = hu_preset.hi - hu_preset.lo
-        g_ab = build_translator(m, cfg.data.spacing, width)
-        g_ab.load_state_dict({k[5:]: v for k, v in gen_state.items() if k.startswith("g_ab.")})
-        g_ba = None                      # paired (pix2pix) models have no B -> A generator
-        if m.mode != "paired":
-            g_ba = build_translator(m, cfg.data.spacing, width)
-            g_ba.load_state_dict({k[5:]: v for k, v in gen_state.items() if k.startswith("g_ba.")})
+        gens: dict[str, torch.nn.Module] = {}
+        for direction in spec.directions:            # the method's export says which generators the file holds
+            prefix = GENERATOR_PREFIXES[direction] + "."
+            gens[direction] = build_translator(m, cfg.data.spacing, width)
+            gens[direction].load_state_dict({k[len(prefix):]: v for k, v in gen_state.items()
+                                             if k.startswith(prefix)})
     except (MedganError, RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(f"{source}: the weights do not match the stored architecture "
                          f"({str(exc).splitlines()[0][:160]})") from None
@@ -75,7 +75,7 @@ def _build(spec: ModelSpec, gen_state: dict, source: Path) -> TranslationModel:
         raise ModelError(f"{source}: corrupt training-domain record")
     cals = {k: HUCalibration.from_dict(v) for k, v in spec.calibration.items()}
     domain = DomainProfile.from_dict(spec.domain) if spec.domain else None
-    model = TranslationModel(g_ab, g_ba, cfg, hu_preset, source, spec.step, cals, domain, spec)
+    model = TranslationModel(gens["A->B"], gens.get("B->A"), cfg, hu_preset, source, spec.step, cals, domain, spec)
     model.input_calibration()          # a model that needs an input calibration must carry it
     return model
 
@@ -106,8 +106,9 @@ def load_model(path: str | Path | None = None) -> TranslationModel:
     if not isinstance(td, dict):
         raise ModelError(f"{path}: corrupt training-domain record")
     try:
+        directions = state.get("directions")         # recorded by the trainer since methods declare them
         spec = ModelSpec(state["config"], state["hu_preset"], state.get("step"), calibration=td.get("calibration", {}),
-                         domain=td.get("domain"))
+                         domain=td.get("domain"), declared_directions=None if directions is None else tuple(directions))
     except KeyError as exc:
         raise ModelError(f"{path} is not a complete medgan training checkpoint (no {exc})") from None
     return _build(spec, state["gen"], path)

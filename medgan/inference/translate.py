@@ -123,7 +123,8 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
         return _finish(np.clip(cal(volume.array), lo, hi), orient, original,
                        f"CT (CBCT, {opts.method} HU calibration)")
     if qa_map and model.g_ba is None:
-        raise ModelError(f"{model.source} is a paired (pix2pix) model: it has no B->A generator, so there is "
+        method = model.spec.method if model.spec is not None else model.config.model.method
+        raise ModelError(f"{model.source} is a {method} model: it has no B->A generator, so there is "
                          "no cycle-consistency QA map; drop --qa-map")
     device = resolve_device(opts.device, quiet=opts.quiet)
     model.to(device)

@@ -39,7 +39,12 @@ MODEL_FORMAT = "medgan-model-1"
 CHECKPOINT_FORMAT = "medgan-checkpoint-1"
 
 #: metadata keys that are fields of :class:`ModelSpec` (any other key is kept in ``ModelSpec.extra``)
-_RESERVED = ("format", "medgan_version", "config", "hu_preset", "step", "direction", "calibration", "domain")
+_RESERVED = ("format", "medgan_version", "config", "hu_preset", "step", "direction", "directions", "calibration",
+             "domain")
+#: the generator behind each direction: its weights are the file's tensors under ``PREFIX.``
+GENERATOR_PREFIXES = {"A->B": "g_ab", "B->A": "g_ba"}
+#: what files without a ``directions`` entry hold, by method (the methods medgan had before it recorded them)
+_LEGACY_DIRECTIONS = {"paired": ("A->B",)}
 
 
 @dataclasses.dataclass
@@ -58,6 +63,9 @@ class ModelSpec:
     #: the training inputs' profile (:meth:`medgan.calibration.DomainProfile.to_dict`); None: not recorded
     domain: dict[str, Any] | None = None
     medgan_version: str = __version__           #: the medgan version that wrote the file
+    #: the translations the file holds (keys of :data:`GENERATOR_PREFIXES`), as the training method declared
+    #: them; None (files written before it was recorded): see :attr:`directions`
+    declared_directions: tuple[str, ...] | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)   #: other metadata, kept as written
 
     # ------------------------------------------------------------------ typed views of the configuration
@@ -71,8 +79,9 @@ class ModelSpec:
 
     @property
     def method(self) -> str:
-        """The training method: ``"cyclegan"`` (unpaired) or ``"paired"`` (pix2pix)."""
-        return str(self._model().get("mode", "cyclegan"))
+        """The training method (``model.method``; ``model.mode`` in files written before its rename)."""
+        model = self._model()
+        return str(model.get("method", model.get("mode", "cyclegan")))
 
     @property
     def generator(self) -> str:
@@ -100,8 +109,13 @@ class ModelSpec:
 
     @property
     def directions(self) -> tuple[str, ...]:
-        """The translations the file holds: A -> B always, B -> A for unpaired (cycle) methods."""
-        return ("A->B",) if self.method == "paired" else ("A->B", "B->A")
+        """The translations the file holds: A -> B always, B -> A for methods with an inverse (CycleGAN).
+
+        Read from the file; files written before medgan recorded it hold both, except paired ones.
+        """
+        if self.declared_directions is not None:
+            return tuple(self.declared_directions)
+        return _LEGACY_DIRECTIONS.get(self.method, ("A->B", "B->A"))
 
     @property
     def training_domain(self) -> dict[str, Any]:
@@ -121,6 +135,8 @@ class ModelSpec:
         if self.step is not None:
             meta["step"] = int(self.step)
         meta["direction"] = self.direction
+        if self.declared_directions is not None:
+            meta["directions"] = list(self.declared_directions)
         meta.update(self.training_domain)
         meta.update(self.extra)
         return meta
@@ -137,6 +153,10 @@ class ModelSpec:
         domain = meta.get("domain")
         if not isinstance(calibration, dict) or not (domain is None or isinstance(domain, dict)):
             raise ModelError(f"{source}: corrupt training-domain record")
+        directions = meta.get("directions")
+        if directions is not None and (not isinstance(directions, list)
+                                       or not set(directions) <= set(GENERATOR_PREFIXES) or "A->B" not in directions):
+            raise ModelError(f"{source} has corrupt medgan metadata (directions {directions!r})")
         step = meta.get("step")
         try:
             step = None if step is None else int(step)
@@ -145,6 +165,7 @@ class ModelSpec:
         return cls(config=config, hu_preset=preset, step=step, direction=str(meta.get("direction", "A->B")),
                    calibration=calibration, domain=domain,
                    medgan_version=str(meta.get("medgan_version", "unknown")),
+                   declared_directions=None if directions is None else tuple(directions),
                    extra={k: v for k, v in meta.items() if k not in _RESERVED})
 
 

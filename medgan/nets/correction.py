@@ -79,6 +79,11 @@ class CorrectionGenerator(nn.Module):
         self.lowpass = GaussianLowPass(sigma_px)
         self.bound = float(bound)
 
+    @property
+    def encoder_layers(self) -> tuple[str, ...]:
+        """The inner generator's encoder feature layers (:mod:`medgan.nets.features`), if it declares them."""
+        return tuple(f"inner.{n}" for n in getattr(self.inner, "encoder_layers", ()))
+
     def correction(self, x: torch.Tensor) -> torch.Tensor:
         """The low-passed correction (normalised units: 1.0 is half the HU preset's width)."""
         return self.lowpass(self.bound * self.inner(x))

@@ -54,6 +54,13 @@ class ResnetGenerator(nn.Module):
             ch //= 2
         layers += [reflect_pad(d, 3), C(ch, out_channels, 7), nn.Tanh()]
         self.model = PadToMultiple(nn.Sequential(*layers), 2**n_down)
+        # encoder features (medgan.nets.features), as CUT samples them: the padded input, each down-sampling
+        # convolution, the first and the middle residual block
+        first_block = 4 + 3 * n_down
+        picks = [0, *(4 + 3 * k for k in range(n_down))]
+        if n_blocks:
+            picks += [first_block, first_block + n_blocks // 2]
+        self.encoder_layers = tuple(f"model.net.{i}" for i in dict.fromkeys(picks))
 
     def forward(self, x):
         return self.model(x)
@@ -75,6 +82,10 @@ class UNetGenerator(nn.Module):
         for s in strides:
             multiple *= s
         self.model = nn.Sequential(PadToMultiple(net, multiple), nn.Tanh())
+        # encoder features (medgan.nets.features): each down-sampling unit and the bottom of the U
+        path = "model.0.net.model"
+        self.encoder_layers = tuple(f"{path}{'.1.submodule' * i}.0" for i in range(len(strides))) + (
+            f"{path}{'.1.submodule' * len(strides)}",)
 
     def forward(self, x):
         return self.model(x)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,18 @@ def comparison_figure(path: Path, *volumes, titles=(), window=(-400.0, 600.0), d
     return path
 
 
-def loss_curves(metrics_csv: Path, path: Path) -> Path | None:
+def loss_curves(metrics_csv: Path, path: Path, generator_keys: Sequence[str],
+                discriminator_keys: Sequence[str]) -> Path | None:
+    """The training log's loss columns over the steps: generator terms left (log scale), discriminators right.
+
+    Args:
+        metrics_csv: the trainer's ``metrics.csv``.
+        path: the PNG to write.
+        generator_keys: the columns of the generator's loss terms (the method's ``loss_names``).
+        discriminator_keys: the columns of its discriminator losses (``d_loss_names``).
+
+    Returns the path, or None when the log does not exist or is empty.  Columns without values are not drawn.
+    """
     if not Path(metrics_csv).exists():
         return None
     rows = list(csv.DictReader(Path(metrics_csv).open()))
@@ -60,8 +72,7 @@ def loss_curves(metrics_csv: Path, path: Path) -> Path | None:
     plt = _plt()
     steps = [int(r["step"]) for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, ax in (("g_adv", ax1), ("cycle", ax1), ("identity", ax1), ("l1", ax1), ("structure", ax1),
-                    ("d_a", ax2), ("d_b", ax2)):
+    for key, ax in [(k, ax1) for k in generator_keys] + [(k, ax2) for k in discriminator_keys]:
         vals = [float(r[key]) if r.get(key) else np.nan for r in rows]
         if not np.all(np.isnan(vals)):
             ax.plot(steps, vals, label=key)

@@ -1,10 +1,29 @@
-"""The CycleGAN model: two generators, two PatchGAN discriminators and one training step.
+"""What every training method shares, and the registry that names them in configs (``model.method``).
 
-Each generator/discriminator pair is one ``nn.Module`` with a single forward per
-optimisation step, which is what PyTorch DDP expects (several forwards through a
-DDP module before one backward are not supported without ``static_graph``).
+A method is one class registered with :func:`register_model`.  It declares
+
+* how it builds its networks (:meth:`GANModel.build`: the generator module, holding ``g_ab`` and the
+  method's other trained parts, and the discriminator module);
+* its data stream (:attr:`GANModel.stream`: ``"unpaired"`` or ``"paired"``, :mod:`medgan.data.streams`);
+* its generator objective (:meth:`GANModel.objective`: a list of :mod:`medgan.losses.terms`) and so its
+  loss names, with its discriminator losses (:attr:`GANModel.d_loss_names`) and monitors;
+* one optimisation step (:meth:`GANModel.train_step`, returning ``{name: scalar tensor}``);
+* its export (:attr:`GANModel.directions` and :meth:`GANModel.export_tensors`: what goes into the model
+  file, read back by :mod:`medgan.inference` through :mod:`medgan.io.model_file`).
+
+The trainer, its logs, the loss-curve figure and validation use only these, never the method's name.
+
+>>> @register_model("my-method")
+... class MyMethod(GANModel):
+...     def build(self, m): ...
+...     def objective(self): ...
+...     def train_step(self, batch): ...
+>>> build_model(cfg, torch.device("cpu"))      # cfg.model.method == "my-method"
 """
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -13,9 +32,34 @@ from medgan.config import ExperimentConfig
 from medgan.engine.pool import ImagePool
 from medgan.errors import ConfigError
 from medgan.inference.engine import autocast
-from medgan.losses import AdversarialLoss, gradient_correlation_loss
-from medgan.losses.adversarial import gradient_penalty, instance_noise_std
-from medgan.nets import build_discriminator, build_translator
+from medgan.io.model_file import GENERATOR_PREFIXES
+from medgan.losses import AdversarialLoss, Objective
+from medgan.losses.adversarial import instance_noise_std
+from medgan.nets import build_translator
+
+#: registered methods, name -> class (:func:`register_model`)
+METHODS: dict[str, type[GANModel]] = {}
+
+
+def register_model(name: str) -> Callable[[type[GANModel]], type[GANModel]]:
+    """Class decorator: ``model.method: NAME`` in a config builds this class."""
+
+    def deco(cls: type[GANModel]) -> type[GANModel]:
+        if name in METHODS:
+            raise ValueError(f"training method '{name}' is already registered")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return deco
+
+
+def build_model(cfg: ExperimentConfig, device: torch.device, distributed: bool = False) -> GANModel:
+    """The registered method ``cfg.model.method``, built on ``device``."""
+    method = cfg.model.method
+    if method not in METHODS:
+        raise ConfigError(f"unknown model.method '{method}'; choose from {', '.join(sorted(METHODS))}")
+    return METHODS[method](cfg, device, distributed)
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> None:
@@ -25,30 +69,6 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> None:
             nn.init.normal_(m.weight, 0.0, gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-
-class GeneratorPair(nn.Module):
-    def __init__(self, g_ab: nn.Module, g_ba: nn.Module):
-        super().__init__()
-        self.g_ab, self.g_ba = g_ab, g_ba
-
-    def forward(self, real_a, real_b, identity: bool):
-        fake_b = self.g_ab(real_a)
-        fake_a = self.g_ba(real_b)
-        out = {"fake_b": fake_b, "fake_a": fake_a, "rec_a": self.g_ba(fake_b), "rec_b": self.g_ab(fake_a)}
-        if identity:
-            out["idt_b"] = self.g_ab(real_b)
-            out["idt_a"] = self.g_ba(real_a)
-        return out
-
-
-class DiscriminatorPair(nn.Module):
-    def __init__(self, d_a: nn.Module, d_b: nn.Module):
-        super().__init__()
-        self.d_a, self.d_b = d_a, d_b
-
-    def forward(self, x_a, x_b):
-        return self.d_a(x_a), self.d_b(x_b)
 
 
 def linear_decay(total: int, decay_start: int):
@@ -66,14 +86,36 @@ class GANModel:
     """What every medgan GAN shares: optimisers with the constant-then-linear LR, AMP,
     channels_last, DDP/compile wrapping, the adversarial loss with its stabilisers, state.
 
-    Subclasses build ``self.gen`` (holding ``g_ab``, and ``g_ba`` for CycleGAN) and
-    ``self.disc`` in :meth:`build` and implement :meth:`train_step`.
+    Subclasses (registered with :func:`register_model`) build ``self.gen`` (holding ``g_ab``, and
+    ``g_ba`` for methods with an inverse) and ``self.disc`` in :meth:`build`, list their generator
+    loss terms in :meth:`objective` and implement :meth:`train_step`.
+
+    Args:
+        cfg: the experiment configuration (only this class and its subclasses read it).
+        device: where the networks live.
+        distributed: wrap the networks in DistributedDataParallel (an initialised process group).
     """
+
+    #: the registered name (``model.method``), set by :func:`register_model`
+    name: ClassVar[str] = ""
+    #: the training data it needs: "unpaired" (two folders of cases) or "paired" (matched, registered)
+    stream: ClassVar[str] = "unpaired"
+    #: the translations it exports; each is a generator ``GENERATOR_PREFIXES[direction]`` in :attr:`gen`
+    directions: ClassVar[tuple[str, ...]] = ("A->B",)
+    #: its discriminator losses (logged, and drawn on the loss-curve figure's discriminator panel)
+    d_loss_names: ClassVar[tuple[str, ...]] = ()
+    #: further logged values (:mod:`medgan.engine.alarms` watches d_acc, var_ratio and change)
+    monitor_names: ClassVar[tuple[str, ...]] = ("d_acc", "change")
+    #: its own options and their defaults; ``model.method_args`` overrides them (:attr:`args`), other keys are errors
+    default_args: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: ExperimentConfig, device: torch.device, distributed: bool = False):
         self.cfg, self.device = cfg, device
         o, L = cfg.optim, cfg.loss
+        self.args = self._method_args(self.default_args)
+        self.adv = AdversarialLoss(L.adversarial, L.label_smoothing, L.label_noise)
         self.gen, self.disc = self.build(cfg.model)
+        self.g_objective = self.objective()
         dims = cfg.model.spatial_dims
         for net in (self.gen, self.disc):
             init_weights(net)
@@ -86,7 +128,6 @@ class GANModel:
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, linear_decay(o.steps, decay_start))
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, linear_decay(o.steps, decay_start))
         self.pools = {"pool_a": ImagePool(o.pool_size), "pool_b": ImagePool(o.pool_size)}
-        self.adv = AdversarialLoss(L.adversarial, L.label_smoothing, L.label_noise)
         self.d_steps = o.n_critic if L.adversarial == "wgan-gp" else o.d_steps
         if self.d_steps < 1:
             raise ConfigError("optim.d_steps and optim.n_critic must be at least 1")
@@ -107,15 +148,55 @@ class GANModel:
             self.disc_fwd = torch.compile(self.disc_fwd)
         self.step = 0
 
+    # ------------------------------------------------------------------ what a method declares
     def build(self, m) -> tuple[nn.Module, nn.Module]:
+        """``(generator module, discriminator module)`` for the model config ``m``."""
         raise NotImplementedError
 
+    def objective(self) -> Objective:
+        """The generator's loss terms (:mod:`medgan.losses.terms`); called once, after :meth:`build`."""
+        raise NotImplementedError
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One optimisation step on ``{"A": tensor, "B": tensor}``; ``{log name: detached scalar}``."""
+        raise NotImplementedError
+
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        """The generator's loss terms, before their weights (the objective's order)."""
+        return self.g_objective.names
+
+    @property
+    def log_names(self) -> tuple[str, ...]:
+        """Every value :meth:`train_step` may return, in the order of the training log's columns."""
+        return ("g_total", *self.loss_names, *self.d_loss_names, *self.monitor_names)
+
+    @property
+    def translator(self) -> nn.Module:
+        """The A -> B generator (validation translates with it)."""
+        return self.gen.get_submodule(GENERATOR_PREFIXES["A->B"])
+
+    def export_tensors(self) -> dict[str, torch.Tensor]:
+        """The model file's tensors: the weights of the generators of :attr:`directions`, under their prefixes."""
+        prefixes = {GENERATOR_PREFIXES[d] for d in self.directions}
+        return {k: v for k, v in self.gen.state_dict().items() if k.split(".", 1)[0] in prefixes}
+
+    # ------------------------------------------------------------------ shared helpers
     def _generator(self, m) -> nn.Module:
         """A translation or correction generator (medgan.nets.correction), as ``model.output`` says."""
         from medgan.data.hu import get_preset
 
         preset = get_preset(self.cfg.data.hu_preset)
         return build_translator(m, self.cfg.data.spacing, preset.hi - preset.lo)
+
+    def _method_args(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        """``model.method_args`` over ``defaults``; a key the method does not know is a :class:`ConfigError`."""
+        given = dict(self.cfg.model.method_args or {})
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise ConfigError(f"unknown model.method_args for method '{self.name}': {', '.join(unknown)}; "
+                              f"valid: {', '.join(sorted(defaults)) or 'none'}")
+        return {**defaults, **given}
 
     @property
     def pool_a(self) -> ImagePool:
@@ -150,18 +231,18 @@ class GANModel:
         L = self.cfg.loss
         return instance_noise_std(self.step, L.instance_noise, L.instance_noise_steps or self.cfg.optim.steps)
 
-    def _d_accuracy(self, preds) -> float:
+    def _d_accuracy(self, preds) -> torch.Tensor:
         """Mean accuracy of the discriminators on (logits, n_real) pairs: real above the threshold, fake below."""
         t = self.real_threshold
         with torch.no_grad():
             acc = [0.5 * ((p[:n].float() > t).float().mean() + (p[n:].float() <= t).float().mean()) for p, n in preds]
         return sum(acc) / len(acc)
 
-    def _finish_step(self, logs: dict) -> dict[str, float]:
+    def _finish_step(self, logs: dict) -> dict[str, torch.Tensor]:
         self.sched_g.step()
         self.sched_d.step()
         self.step += 1
-        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()}
+        return {k: v.detach() if torch.is_tensor(v) else torch.tensor(float(v)) for k, v in logs.items()}
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -190,65 +271,3 @@ class GANModel:
                 p.load_state_dict(state[k], self.device)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-
-
-class CycleGAN(GANModel):
-    """Unpaired A <-> B: two generators, two PatchGANs, adversarial + cycle + identity (+ structure)."""
-
-    def build(self, m):
-        gens = [self._generator(m) for _ in range(2)]
-        d_args = {"in_channels": int(m.context_slices), **m.discriminator_args}
-        discs = [build_discriminator(m.discriminator, m.spatial_dims, **d_args) for _ in range(2)]
-        return GeneratorPair(*gens), DiscriminatorPair(*discs)
-
-    def train_step(self, batch: dict) -> dict[str, float]:
-        L = self.cfg.loss
-        real_a, real_b, sigma = self._begin_generator_step(batch)
-        with self._autocast():
-            out = self.gen_fwd(real_a, real_b, identity=L.lambda_identity > 0)
-            pred_fake_a, pred_fake_b = self.disc(self._noisy(out["fake_a"], sigma), self._noisy(out["fake_b"], sigma))
-            loss_gan = self.adv(pred_fake_b, True, False) + self.adv(pred_fake_a, True, False)
-            loss_cycle = (out["rec_a"].float() - real_a).abs().mean() + (out["rec_b"].float() - real_b).abs().mean()
-            loss_g = loss_gan + L.lambda_cycle * loss_cycle
-            logs = {"g_adv": loss_gan, "cycle": loss_cycle}
-            if L.lambda_identity > 0:
-                loss_idt = (out["idt_b"].float() - real_b).abs().mean() + (out["idt_a"].float() - real_a).abs().mean()
-                loss_g = loss_g + L.lambda_identity * loss_idt
-                logs["identity"] = loss_idt
-            if L.lambda_structure > 0:
-                loss_struct = (gradient_correlation_loss(real_a, out["fake_b"])
-                               + gradient_correlation_loss(real_b, out["fake_a"]))
-                loss_g = loss_g + L.lambda_structure * loss_struct
-                logs["structure"] = loss_struct
-        self.scaler.scale(loss_g).backward()
-        self.scaler.step(self.opt_g)
-        # ---- discriminators: real and pooled fakes in one forward, d_steps (n_critic) times ----
-        self.disc.requires_grad_(True)
-        fake_a = self.pool_a.query(out["fake_a"].detach().float()).to(real_a.dtype)
-        fake_b = self.pool_b.query(out["fake_b"].detach().float()).to(real_b.dtype)
-        n_a, n_b = real_a.shape[0], real_b.shape[0]
-        wgan = L.adversarial == "wgan-gp"
-        for _ in range(self.d_steps):
-            # the extra updates reuse this step's batch and pooled fakes (fresh instance noise each time)
-            self.opt_d.zero_grad(set_to_none=True)
-            with self._autocast():
-                pred_a, pred_b = self.disc_fwd(self._noisy(torch.cat([real_a, fake_a]), sigma),
-                                               self._noisy(torch.cat([real_b, fake_b]), sigma))
-                half = 1.0 if wgan else 0.5
-                loss_d_a = half * (self.adv(pred_a[:n_a], True, True) + self.adv(pred_a[n_a:], False, True))
-                loss_d_b = half * (self.adv(pred_b[:n_b], True, True) + self.adv(pred_b[n_b:], False, True))
-                if wgan:
-                    loss_d_a = loss_d_a + gradient_penalty(self.disc.d_a, real_a, fake_a, L.gp_weight)
-                    loss_d_b = loss_d_b + gradient_penalty(self.disc.d_b, real_b, fake_b, L.gp_weight)
-                loss_d = loss_d_a + loss_d_b
-            self.scaler.scale(loss_d).backward()
-            self.scaler.step(self.opt_d)
-            self.scaler.update()
-        logs["d_acc"] = self._d_accuracy([(pred_a, n_a), (pred_b, n_b)])
-        with torch.no_grad():
-            logs["change"] = (out["fake_b"].detach().float() - real_a).abs().mean()
-            if real_a.shape[0] > 1:
-                spread_in = real_a.float().std(0).mean()
-                logs["var_ratio"] = out["fake_b"].detach().float().std(0).mean() / spread_in.clamp_min(1e-6)
-        logs.update({"g_total": loss_g, "d_a": loss_d_a, "d_b": loss_d_b})
-        return self._finish_step(logs)

@@ -1,20 +1,22 @@
-"""Paired mode: a conditional GAN (pix2pix, Isola et al. 2017) for registered A/B volumes.
+"""Paired method: a conditional GAN (pix2pix, Isola et al. 2017) for registered A/B volumes.
 
 When CBCT and CT are registered (SynthRAD-style data), the target is known voxel by
 voxel and an L1 term to it (``loss.lambda_l1``, 100 as in pix2pix) does most of the
-work; a conditional PatchGAN sees (A, B) or (A, G(A)) stacked as two channels.  It
-shares the engine (optimisers, AMP, DDP, checkpoints), data (paired TorchIO queues),
-translate and evaluate with the CycleGAN.  A paired model has no B -> A generator, so
-``translate --qa-map`` (the cycle error) is not available for it.
+work; a conditional PatchGAN sees (A, B) or (A, G(A)) stacked as two channels, and its
+term is weighted by ``loss.lambda_adversarial`` (0: a purely supervised L1 correction
+model, as the shipped starter).  It shares the engine (optimisers, AMP, DDP, checkpoints),
+translate and evaluate with the other methods and trains on the paired data stream.  A
+paired model has no B -> A generator, so ``translate --qa-map`` (the cycle error) is not
+available for it.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from medgan.engine.cyclegan import GANModel
+from medgan.engine.methods.base import GANModel, register_model
 from medgan.errors import ConfigError
-from medgan.losses import gradient_correlation_loss
+from medgan.losses import Objective, adversarial_term, l1_term, structure_term
 from medgan.nets import build_discriminator
 
 
@@ -40,27 +42,36 @@ class ConditionalDiscriminator(nn.Module):
         return self.d_b(torch.cat([a, b], dim=1))
 
 
+@register_model("paired")
 class Pix2Pix(GANModel):
+    """Registered A -> B: one generator, a conditional PatchGAN, adversarial + L1 (+ structure)."""
+
+    stream = "paired"
+    directions = ("A->B",)
+    d_loss_names = ("d_b",)
+    monitor_names = ("d_acc", "change")
+
     def build(self, m):
         if self.cfg.loss.adversarial == "wgan-gp":
-            raise ConfigError("paired mode supports lsgan, bce, minimax and hinge (not wgan-gp)")
+            raise ConfigError("the paired method supports lsgan, bce, minimax and hinge (not wgan-gp)")
         args = {**m.discriminator_args, "in_channels": 2 * int(m.context_slices)}
         return (SingleGenerator(self._generator(m)),
                 ConditionalDiscriminator(build_discriminator(m.discriminator, m.spatial_dims, **args)))
 
-    def train_step(self, batch: dict) -> dict[str, float]:
+    def objective(self) -> Objective:
         L = self.cfg.loss
+        return Objective([
+            adversarial_term("g_adv", L.lambda_adversarial, self.adv,
+                             lambda t: [self.disc(t["real_a"], self._noisy(t["fake_b"], t["sigma"]))]),
+            l1_term("l1", L.lambda_l1, [("fake_b", "real_b")], always=True),
+            structure_term("structure", L.lambda_structure, [("real_a", "fake_b")]),
+        ])
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         real_a, real_b, sigma = self._begin_generator_step(batch)
         with self._autocast():
             fake_b = self.gen_fwd(real_a)
-            loss_gan = self.adv(self.disc(real_a, self._noisy(fake_b, sigma)), True, False)
-            loss_l1 = (fake_b.float() - real_b).abs().mean()
-            loss_g = L.lambda_adversarial * loss_gan + L.lambda_l1 * loss_l1
-            logs = {"g_adv": loss_gan, "l1": loss_l1}
-            if L.lambda_structure > 0:
-                loss_struct = gradient_correlation_loss(real_a, fake_b)
-                loss_g = loss_g + L.lambda_structure * loss_struct
-                logs["structure"] = loss_struct
+            loss_g, logs = self.g_objective({"real_a": real_a, "real_b": real_b, "fake_b": fake_b, "sigma": sigma})
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
         self.disc.requires_grad_(True)
@@ -78,13 +89,3 @@ class Pix2Pix(GANModel):
         logs["change"] = (fake.float() - real_a).abs().mean()
         logs.update({"g_total": loss_g, "d_b": loss_d})
         return self._finish_step(logs)
-
-
-def build_model(cfg, device, distributed: bool = False) -> GANModel:
-    """The engine's model for ``model.mode``: ``cyclegan`` (unpaired, default) or ``paired``."""
-    from medgan.engine.cyclegan import CycleGAN
-
-    modes = {"cyclegan": CycleGAN, "paired": Pix2Pix}
-    if cfg.model.mode not in modes:
-        raise ConfigError(f"unknown model.mode '{cfg.model.mode}'; choose from {', '.join(modes)}")
-    return modes[cfg.model.mode](cfg, device, distributed)
