@@ -25,8 +25,9 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-#: the same-modality setting for this CT -> CT round trip (medgan register --metric mse, default 25 mm grid and
-#: sample schedule); tests/test_registration.py holds it to issue 15's 15 HU (not met yet: docs/metrics.md)
+#: the same-modality setting for this CT -> CT round trip (medgan register --metric mse, default 25 mm grid, sample
+#: schedule and iterations).  No test holds it to issue 15's 15 HU (one run costs 3-6 CPU minutes); this script
+#: measures it, docs/metrics.md has the numbers (not met yet)
 ROUND_TRIP = {"metric": "mse"}
 INTERPOLATORS = {"linear": sitk.sitkLinear, "bspline3": sitk.sitkBSpline, "bspline5": sitk.sitkBSpline5}
 
