@@ -20,7 +20,10 @@ def add_parser(sub) -> None:
     p.add_argument("--rigid-only", action="store_true", help="no deformable stage")
     p.add_argument("--rigid-params", metavar="FILE", help="Elastix parameter file replacing the default rigid map")
     p.add_argument("--bspline-params", metavar="FILE", help="Elastix parameter file replacing the default B-spline map")
-    p.add_argument("--iterations", type=int, default=250, help="iterations per resolution and stage (default 250)")
+    p.add_argument("--iterations", type=int, default=250,
+                   help="iterations per resolution and stage (default 250), except the B-spline stage's finest level")
+    p.add_argument("--final-iterations", type=int, default=600, metavar="N",
+                   help="iterations of the B-spline stage at the finest level (default 600)")
     p.add_argument("--resolutions", type=int, default=3, help="pyramid levels (default 3)")
     p.add_argument("--grid-spacing", type=float, default=25.0, metavar="MM",
                    help="B-spline control-point spacing in mm (default 25)")
@@ -47,6 +50,7 @@ def run(args) -> int:
         if p is not None and not Path(p).exists():
             raise InputError(f"{what} {p} does not exist")
     options = RegistrationOptions(deformable=not args.rigid_only, iterations=args.iterations,
+                                  final_iterations=args.final_iterations,
                                   resolutions=args.resolutions, grid_spacing_mm=args.grid_spacing, init=args.init,
                                   metric=args.metric, spatial_samples=args.samples,
                                   rigid_file=args.rigid_params, bspline_file=args.bspline_params)
