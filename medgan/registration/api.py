@@ -123,6 +123,7 @@ def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, outp
     written["fov"] = write_volume(result.fov, Path(fov_output) if fov_output else paths["fov"], dtype="uint8",
                                   inputs=inputs)
     if field_output:
+        assert result.field is not None               # compute_field=True above
         written["field"] = _write_field(result.field, fixed_v, Path(field_output))
     if qa:
         written["qa_png"] = qa_figure(paths["qa_png"], result, fixed_v)

@@ -224,15 +224,17 @@ def jacobian_determinant(field: np.ndarray, vol: Volume) -> np.ndarray:
     """det(I + du/dx) of a displacement field ``[z, y, x, 3]`` (mm, x/y/z components) on ``vol``'s grid (float32)."""
     inv = np.linalg.inv(vol.direction_matrix @ np.diag(vol.spacing))      # d index / d physical
     # g[c][j] = du_c / d index_j for index axes x, y, z (array axes 2, 1, 0)
-    g = [[None] * 3 for _ in range(3)]
+    g: list[list[np.ndarray]] = [[] for _ in range(3)]
     for c in range(3):
         gz, gy, gx = np.gradient(np.asarray(field[..., c], np.float32))
-        g[c] = [gx, gy, gz]
+        g[c] = [np.asarray(gx), np.asarray(gy), np.asarray(gz)]     # (np.gradient is typed loosely)
     # J = I + g @ inv, entry by entry (no [..., 3, 3] temporaries on large grids)
     j = [[(1.0 if r == k else 0.0) + sum(g[r][m] * np.float32(inv[m, k]) for m in range(3)) for k in range(3)]
          for r in range(3)]
-    return (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1]) - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
-            + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0])).astype(np.float32)
+    det: np.ndarray = (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1])
+                       - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
+                       + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0]))
+    return det.astype(np.float32)
 
 
 def _rigid_summary(tp_map: dict) -> dict:
