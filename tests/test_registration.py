@@ -162,19 +162,22 @@ def test_parameter_file_overrides_the_default_map(tmp_path, small_ct):
 
 
 def test_the_bspline_stage_iterates_longer_at_the_finest_level():
-    """600 iterations at the finest B-spline level by default (250 left the round trip short of convergence),
+    """1200 iterations at the finest B-spline level by default (250 and 600 left the round trip short of convergence),
     the rigid stage and the coarser levels keep ``iterations``; ``final_iterations=None`` means ``iterations``."""
     from medgan.registration import RegistrationOptions
     from medgan.registration.elastix import parameter_maps
 
     rigid, bspline = parameter_maps(RegistrationOptions())
     assert rigid["MaximumNumberOfIterations"] == ["250"]
-    assert bspline["MaximumNumberOfIterations"] == ["250", "250", "600"]
+    assert bspline["MaximumNumberOfIterations"] == ["250", "250", "1200"]
+    assert bspline["FinalBSplineInterpolationOrder"] == ["5"]
     assert bspline["NumberOfSpatialSamples"] == ["4096", "8192", "16384"]
     _, bspline = parameter_maps(RegistrationOptions(iterations=60, final_iterations=None, resolutions=2))
     assert bspline["MaximumNumberOfIterations"] == ["60", "60"]
     with pytest.raises(InputError, match="final iterations"):
         RegistrationOptions(final_iterations=0)
+    with pytest.raises(InputError, match="interpolation order must be 0-5"):
+        RegistrationOptions(final_interpolation_order=7)
 
 
 @pytest.mark.slow

@@ -22,8 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--bspline-params", metavar="FILE", help="Elastix parameter file replacing the default B-spline map")
     p.add_argument("--iterations", type=int, default=250,
                    help="iterations per resolution and stage (default 250), except the B-spline stage's finest level")
-    p.add_argument("--final-iterations", type=int, default=600, metavar="N",
-                   help="iterations of the B-spline stage at the finest level (default 600)")
+    p.add_argument("--final-iterations", type=int, default=1200, metavar="N",
+                   help="iterations of the B-spline stage at the finest level (default 1200)")
     p.add_argument("--resolutions", type=int, default=3, help="pyramid levels (default 3)")
     p.add_argument("--grid-spacing", type=float, default=25.0, metavar="MM",
                    help="B-spline control-point spacing in mm (default 25)")

@@ -44,7 +44,7 @@ def parse_args(argv):
     p.add_argument("--disjoint-domains", action="store_true",
                    help="CBCTs of one half of the training patients, CTs of the other (default: all in both)")
     p.add_argument("--reg-iterations", type=int, default=250,
-                   help="Elastix iterations per resolution and stage (the B-spline stage's finest level runs 600)")
+                   help="Elastix iterations per resolution and stage (the B-spline stage's finest level runs 1200)")
     p.add_argument("--reg-resolutions", type=int, default=3)
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument("--seed", type=int, default=0)
