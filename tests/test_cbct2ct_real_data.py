@@ -50,7 +50,7 @@ def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path, cap
                      "-c", str(REPO / "configs" / "tiny_cpu.yaml"), "--set", "optim.steps=3",
                      "--set", "train.checkpoint_every=3", "--set", "train.val_every=0",
                      "--set", "data.patch_size=[32,32]", "--test-cases", "pat3", "--reg-iterations", "40",
-                     "--reg-resolutions", "2", "-q"])
+                     "--reg-final-iterations", "40", "--reg-resolutions", "2", "-q"])
     assert code == 0
     out = capsys.readouterr()
     assert "skipping unmatched name(s): lonely" in out.err

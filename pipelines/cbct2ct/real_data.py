@@ -45,6 +45,8 @@ def parse_args(argv):
                    help="CBCTs of one half of the training patients, CTs of the other (default: all in both)")
     p.add_argument("--reg-iterations", type=int, default=250,
                    help="Elastix iterations per resolution and stage (the B-spline stage's finest level runs 1200)")
+    p.add_argument("--reg-final-iterations", type=int, default=1200,
+                   help="iterations of the B-spline stage at its finest level (default 1200, as medgan register)")
     p.add_argument("--reg-resolutions", type=int, default=3)
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument("--seed", type=int, default=0)
@@ -109,7 +111,8 @@ def register_test(args, pairs, sp) -> Path:
     from medgan.utils.progress import bar
 
     out = args.work / "registered"
-    opts = RegistrationOptions(iterations=args.reg_iterations, resolutions=args.reg_resolutions)
+    opts = RegistrationOptions(iterations=args.reg_iterations, resolutions=args.reg_resolutions,
+                               final_iterations=args.reg_final_iterations)
     for name in bar(sp["test"], desc="register (Elastix)", quiet=args.quiet, unit="patient"):
         dst, fov = out / "ct" / f"{name}.nii.gz", out / "fov" / f"{name}.nii.gz"
         if dst.exists() and fov.exists():
