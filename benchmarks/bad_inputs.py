@@ -1,7 +1,7 @@
 """Every bad input we tried, and the message medgan gives: writes the table in docs/reliability.md.
 
 Each case builds its bad input in a temporary folder, runs the ``medgan`` command in-process
-and records the exit code and what went to stderr.  tests/test_reliability.py runs the same
+and records the exit code and what went to stderr.  tests/cli/test_reliability.py runs the same
 cases and checks the table is still true, so the page cannot drift from the code.
 
     python benchmarks/bad_inputs.py            # rewrites the table in docs/reliability.md (~20 s on 2 CPU cores)

@@ -1,4 +1,4 @@
-"""The +50 HU water-phantom numbers and figure of docs/dose.md (the geometry of tests/test_dose.py).
+"""The +50 HU water-phantom numbers and figure of docs/dose.md (the geometry of tests/dose/test_dose.py).
 
     OMP_NUM_THREADS=1 python benchmarks/dose_phantom.py
 

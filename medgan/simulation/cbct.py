@@ -169,7 +169,7 @@ _ELEKTA = dict(source_to_isocenter_mm=1000.0, source_to_detector_mm=1536.0, pane
                panel_height_mm=409.6)
 
 # (air, water) reconstructed attenuation (1/mm) measured by water_calibration() for each preset
-# (`python -m medgan.simulation.cbct` prints them; tests/test_simulation.py re-measures one).
+# (`python -m medgan.simulation.cbct` prints them; tests/simulation/test_simulation.py re-measures one).
 _CAL: dict[str, tuple[float, float] | None] = {
     "varian-obi-head": (0.00170393, 0.0211767),
     "varian-obi-pelvis": (0.00366689, 0.0187276),

@@ -174,7 +174,7 @@ def test_trained_run_folder_and_checkpoint_load(tmp_path):
 
     for dom in "AB":
         write_volume(make_phantom(0 if dom == "A" else 1, shape=(8, 48, 48))[0], tmp_path / dom / "c.nii.gz")
-    cfg = load_config(Path(__file__).parents[1] / "configs" / "tiny_cpu.yaml",
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "tiny_cpu.yaml",
                       [f"data.train_a={tmp_path / 'A'}", f"data.train_b={tmp_path / 'B'}", "optim.steps=2",
                        "train.checkpoint_every=2", "train.val_every=0"])
     Trainer(cfg, tmp_path / "run", quiet=True).fit()

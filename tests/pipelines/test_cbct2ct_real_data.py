@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from medgan.io import Volume, write_volume
 from medgan.simulation.phantom import make_phantom
 from tests.conftest import REPO
-from tests.test_pipelines import _load
+from tests.pipelines.test_pipelines import _load
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("itk") is None, reason="itk-elastix not installed")
 

@@ -22,7 +22,7 @@ from medgan.errors import ConfigError, ModelError
 from medgan.io import write_volume
 from medgan.simulation.phantom import make_phantom
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tiny_cpu.yaml"
 
 

@@ -15,7 +15,7 @@ from medgan.errors import DependencyError, InputError
 from medgan.io import Volume, read_volume, write_volume
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("itk") is None, reason="itk-elastix not installed")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
