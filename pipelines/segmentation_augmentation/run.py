@@ -344,15 +344,12 @@ def train_arms(sets: dict, tests: dict, size: study.StudySize, seeds: list[int],
 
 #: ``sets.npz`` stores images as whole HU (study.normalise's window, rounded: at most 0.5 HU off) so that
 #: the slices of the full study fit a transfer to a GPU machine
-_HU_LO, _HU_HI = -1024.0, 1500.0
-
-
 def _to_hu(x: np.ndarray) -> np.ndarray:
-    return np.rint((np.asarray(x, np.float32) + 1.0) / 2.0 * (_HU_HI - _HU_LO) + _HU_LO).astype(np.int16)
+    return np.rint(study.denormalise(x)).astype(np.int16)
 
 
 def _from_hu(hu: np.ndarray) -> np.ndarray:
-    return ((hu.astype(np.float32) - _HU_LO) / (_HU_HI - _HU_LO) * 2.0 - 1.0).astype(np.float32)
+    return study.normalise(hu).astype(np.float32)
 
 
 def save_sets(path: Path, sets: dict, tests: dict) -> None:

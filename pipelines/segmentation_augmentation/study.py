@@ -239,6 +239,13 @@ def normalise(hu: np.ndarray) -> np.ndarray:
     return HU_PRESETS["ct-abdomen"].normalize(np.asarray(hu, np.float32))
 
 
+def denormalise(x: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`normalise`: [-1, 1] back to HU of the ct-abdomen window."""
+    from medgan.data.hu import HU_PRESETS
+
+    return HU_PRESETS["ct-abdomen"].denormalize(np.asarray(x, np.float32))
+
+
 def to_slices(image: np.ndarray, labels: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """Axial slices padded (air / background) or centre-cropped to side x side.
 
