@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from medgan.errors import InputError
+from medgan.registration.elastix import RegistrationOptions
 
 
 def add_parser(sub) -> None:
@@ -20,15 +21,18 @@ def add_parser(sub) -> None:
     p.add_argument("--rigid-only", action="store_true", help="no deformable stage")
     p.add_argument("--rigid-params", metavar="FILE", help="Elastix parameter file replacing the default rigid map")
     p.add_argument("--bspline-params", metavar="FILE", help="Elastix parameter file replacing the default B-spline map")
-    p.add_argument("--iterations", type=int, default=250,
-                   help="iterations per resolution and stage (default 250), except the B-spline stage's finest level")
-    p.add_argument("--final-iterations", type=int, default=1200, metavar="N",
-                   help="iterations of the B-spline stage at the finest level (default 1200)")
-    p.add_argument("--resolutions", type=int, default=3, help="pyramid levels (default 3)")
-    p.add_argument("--grid-spacing", type=float, default=25.0, metavar="MM",
-                   help="B-spline control-point spacing in mm (default 25)")
-    p.add_argument("--samples", type=int, default=16384, metavar="N",
-                   help="random samples per iteration at the finest level, halved per coarser level (default 16384)")
+    d = RegistrationOptions()                        # the defaults live in one place
+    p.add_argument("--iterations", type=int, default=d.iterations,
+                   help=f"iterations per resolution and stage (default {d.iterations}), except the B-spline stage's "
+                        "finest level")
+    p.add_argument("--final-iterations", type=int, default=d.final_iterations, metavar="N",
+                   help=f"iterations of the B-spline stage at the finest level (default {d.final_iterations})")
+    p.add_argument("--resolutions", type=int, default=d.resolutions, help=f"pyramid levels (default {d.resolutions})")
+    p.add_argument("--grid-spacing", type=float, default=d.grid_spacing_mm, metavar="MM",
+                   help=f"B-spline control-point spacing in mm (default {d.grid_spacing_mm:g})")
+    p.add_argument("--samples", type=int, default=d.spatial_samples, metavar="N",
+                   help="random samples per iteration at the finest level, halved per coarser level "
+                        f"(default {d.spatial_samples})")
     p.add_argument("--metric", choices=("mi", "ncc", "mse"), default="mi",
                    help="similarity: mutual information (default; CBCT vs CT), normalised correlation, mean squares")
     p.add_argument("--init", choices=("geometry", "moments", "none"), default="geometry",

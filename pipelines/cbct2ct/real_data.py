@@ -33,6 +33,8 @@ STAGES = ("register", "train", "translate", "evaluate")
 
 
 def parse_args(argv):
+    from medgan.registration import RegistrationOptions
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cbct-dir", type=Path, required=True, help="real CBCTs, one per patient")
     p.add_argument("--ct-dir", type=Path, required=True, help="planning CTs of the same patients (same names)")
@@ -43,11 +45,13 @@ def parse_args(argv):
     p.add_argument("--test-fraction", type=float, default=0.3)
     p.add_argument("--disjoint-domains", action="store_true",
                    help="CBCTs of one half of the training patients, CTs of the other (default: all in both)")
-    p.add_argument("--reg-iterations", type=int, default=250,
-                   help="Elastix iterations per resolution and stage (the B-spline stage's finest level runs 1200)")
-    p.add_argument("--reg-final-iterations", type=int, default=1200,
-                   help="iterations of the B-spline stage at its finest level (default 1200, as medgan register)")
-    p.add_argument("--reg-resolutions", type=int, default=3)
+    reg = RegistrationOptions()                      # medgan register's defaults
+    p.add_argument("--reg-iterations", type=int, default=reg.iterations,
+                   help=f"Elastix iterations per resolution and stage (default {reg.iterations}; the B-spline stage's "
+                        "finest level: --reg-final-iterations)")
+    p.add_argument("--reg-final-iterations", type=int, default=reg.final_iterations,
+                   help=f"iterations of the B-spline stage at its finest level (default {reg.final_iterations})")
+    p.add_argument("--reg-resolutions", type=int, default=reg.resolutions)
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="delete the work folder first")
