@@ -55,8 +55,27 @@ def shared_data() -> Path:
     return Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
 
 
-def collect_cts(ct_dir: Path | None, n_phantoms: int) -> dict[str, Path | tuple]:
-    """case name -> path of a CT, or ("phantom", seed) for a generated one."""
+#: golden-ratio step: phantom i gets size fraction frac(i * PHI), evenly spread for any number of phantoms
+PHI = (5 ** 0.5 - 1) / 2
+
+
+def phantom_scale(i: int, sizes: tuple[float, float]) -> float:
+    """In-plane size factor of phantom ``i`` in the range ``sizes`` (a golden-ratio sequence over it).
+
+    Phantom 0 gets the low end; the next ones fill the range evenly whatever their number, so
+    every split of them spans small and large bodies.
+    """
+    lo, hi = sizes
+    return round(lo + (hi - lo) * ((i * PHI) % 1.0), 4)
+
+
+def collect_cts(ct_dir: Path | None, n_phantoms: int,
+                phantom_sizes: tuple[float, float] = (1.0, 1.0)) -> dict[str, Path | tuple]:
+    """case name -> path of a CT, or ("phantom", seed, scale) for a generated one.
+
+    ``phantom_sizes``: range of the phantoms' in-plane size factor (1 = the phantom generator's
+    body, about 340 x 270 mm; :func:`phantom_scale`).
+    """
     from medgan.io.cases import index_cases
 
     cases: dict[str, Path | tuple] = {}
@@ -68,7 +87,7 @@ def collect_cts(ct_dir: Path | None, n_phantoms: int) -> dict[str, Path | tuple]
         if not cases:
             print(f"real sample CTs not found at {root}: using phantoms only", file=sys.stderr)
     for i in range(n_phantoms):
-        cases[f"phantom{i:02d}"] = ("phantom", 1000 + i)
+        cases[f"phantom{i:02d}"] = ("phantom", 1000 + i, phantom_scale(i, phantom_sizes))
     if len(cases) < 3:
         raise SystemExit("cbct2ct: need at least 3 CTs (train, val/test); add --phantoms N or more CTs")
     return cases
@@ -165,33 +184,56 @@ def scanner_key(params) -> str:
     return f"{params.name}-{hashlib.sha256(repr(params).encode()).hexdigest()[:8]}"
 
 
-def simulated_pair(cache: Path, name: str, src, params, seed: int):
+def simulated_pair(cache: Path, name: str, src, params, seed: int, scale: float = 1.0):
     """(CT, simulated CBCT) of one patient, cached so that folds and re-runs simulate each CT once.
 
     ``params``: the scanner (:func:`scanner`); the cache file name carries its digest, so a changed
-    simulation or preset never reuses an old CBCT.
+    simulation or preset never reuses an old CBCT.  ``scale`` != 1 scans the patient's anatomy
+    enlarged (or shrunk) in-plane by that factor: the same voxels with a larger in-plane voxel size,
+    i.e. a larger body whose scatter and cupping are those of its new size.
     """
-    from medgan.io import read_volume, write_volume
+    from medgan.io import Volume, read_volume, write_volume
     from medgan.simulation.cbct import simulate_cbct
     from medgan.simulation.phantom import make_phantom
 
-    ct_path, cbct_path = cache / f"{name}_ct.nii.gz", cache / f"{name}_cbct_{scanner_key(params)}.nii.gz"
+    stem = name
+    if isinstance(src, tuple) and src[2] != 1.0:      # a resized phantom is another patient
+        stem = f"{name}-x{src[2]:.4f}"
+    if scale != 1.0:
+        stem = f"{stem}-scaled{scale:.4f}"
+    ct_path, cbct_path = cache / f"{stem}_ct.nii.gz", cache / f"{stem}_cbct_{scanner_key(params)}.nii.gz"
     if ct_path.exists() and cbct_path.exists():
         return read_volume(ct_path), read_volume(cbct_path)
     if isinstance(src, tuple):
-        ct, _ = make_phantom(src[1], shape=(32, 128, 128), spacing_zyx=(4.0, 3.0, 3.0))
+        # the phantom is drawn on a 32 x 128 x 128 grid; its in-plane voxel size scales the whole body
+        ct, _ = make_phantom(src[1], shape=(32, 128, 128), spacing_zyx=(4.0, 3.0 * src[2], 3.0 * src[2]))
     else:
         ct = read_volume(src)
     ct = ct.with_array(np.clip(ct.array, -1024, 3071).astype(np.int16))
+    if scale != 1.0:
+        sx, sy, sz = ct.spacing
+        ct = Volume(ct.array, (sx * scale, sy * scale, sz), ct.origin, ct.direction, ct.meta)
     cbct = simulate_cbct(ct, params, seed=seed)
     write_volume(ct, ct_path, dtype="int16")
     write_volume(cbct, cbct_path, dtype="int16")
     return ct, cbct
 
 
+def _sources(cases: dict) -> dict[str, str]:
+    """Where each case comes from, as split.json records it (a file, or a phantom's seed and size)."""
+    out = {}
+    for k, v in sorted(cases.items()):
+        if not isinstance(v, tuple):
+            out[k] = str(v)
+        else:
+            out[k] = f"phantom seed {v[1]}" + (f", in-plane size x{v[2]:.4f}" if v[2] != 1.0 else "")
+    return out
+
+
 def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bool, seed: int,
             cache: Path | None = None, groups: dict[str, str] | None = None, projections: int | None = None,
-            train_presets: tuple[str, ...] = (), drop_crops: bool = False) -> Path:
+            train_presets: tuple[str, ...] = (), drop_crops: bool = False,
+            train_scales: tuple[float, ...] = ()) -> Path:
     """Simulate CBCTs and write the unpaired layout under ``work/data``; returns that folder.
 
     ``drop_crops``: leave out of training the CTs whose body touches the in-plane border (crops, e.g.
@@ -204,6 +246,10 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
     is then also scanned with each of them (``<case>__<preset>`` in ``train/A``, its CT under the same
     name in ``train/B``), so the model learns the shading of several scanners and protocols; the
     validation and test CBCTs use ``preset`` alone.
+
+    ``train_scales``: in-plane size factors at which each training patient is also scanned
+    (``<case>__x<scale>``, :func:`simulated_pair`): real anatomy at the sizes of other patients, whose
+    scatter offset and cupping change with size.  Validation and test patients are scanned as they are.
     """
     from medgan.calibration.domain import volume_profile
     from medgan.calibration.fit import PATIENT_SEPARATOR
@@ -221,8 +267,8 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
     if done.exists():
         old = json.loads(done.read_text(encoding="utf-8"))
         recorded = (old["split"], old["domain_a"], old["domain_b"], old.get("cbct_scanner"),
-                    old.get("drop_crops", False))
-        if recorded == (split, domain_a, domain_b, key, drop_crops):
+                    old.get("drop_crops", False), old.get("sources"), old.get("train_scales", []))
+        if recorded == (split, domain_a, domain_b, key, drop_crops, _sources(cases), list(train_scales)):
             print(f"prepare: reusing {data}")
             return data
     if data.exists():
@@ -251,15 +297,23 @@ def prepare(work: Path, cases: dict, split: dict, preset: str, same_patients: bo
                 write_volume(cbct_q, data / "train" / "A" / scan, dtype="int16")
                 if name in domain_b:
                     write_volume(ct, data / "train" / "B" / scan, dtype="int16")
+        if name in domain_a or name in domain_b:
+            for j, f in enumerate(q for q in train_scales if q != 1.0):
+                ct_f, cbct_f = simulated_pair(cache, name, cases[name], params, seed + 500 * (j + 1) + i, scale=f)
+                scan = f"{name}{PATIENT_SEPARATOR}x{f:g}.nii.gz"           # one patient to the domain guard
+                if name in domain_a:
+                    write_volume(cbct_f, data / "train" / "A" / scan, dtype="int16")
+                if name in domain_b:
+                    write_volume(ct_f, data / "train" / "B" / scan, dtype="int16")
     if crops:
         print(f"prepare: not training on {', '.join(crops)}: in-plane crops (the body touches the image border), "
               "whose cone-beam scan is not that of a body (--drop-crops)")
     meta = {"split": split, "domain_a": domain_a, "domain_b": domain_b, "cbct_preset": preset,
             "drop_crops": drop_crops, "crops_left_out": crops,
-            "train_presets": [q.name for q in extra],
+            "train_presets": [q.name for q in extra], "train_scales": list(train_scales),
             "cbct_scanner": key, "cbct_projections": params.n_projections,
             "patients": {n: groups[n] for n in sorted(cases)},
-            "sources": {k: (str(v) if not isinstance(v, tuple) else f"phantom seed {v[1]}") for k, v in cases.items()}}
+            "sources": _sources(cases)}
     (data / "split.json").write_text(json.dumps(meta, indent=2))
     return data
 
@@ -389,7 +443,8 @@ def run_once(args, work: Path, cases: dict, split: dict, groups: dict[str, str])
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data = prepare(work, cases, split, args.preset, args.same_patients, args.seed, args.work / "simulated", groups,
-                   args.projections, tuple(p for p in args.train_presets.split(",") if p), args.drop_crops)
+                   args.projections, tuple(p for p in args.train_presets.split(",") if p), args.drop_crops,
+                   args.train_scales)
     print(f"split (by patient): train {split['train']} | val {split['val']} | test {split['test']}")
     if "train" in args.stages:
         train(work, data, args.config, args.set, bool(split["val"]), args.quiet, case_sites(split["train"], cases))
@@ -411,6 +466,9 @@ def main(argv=None) -> int:
     p.add_argument("--ct-dir", type=Path, help="folder of CTs, one per patient (default: ../shared/data CTs)")
     p.add_argument("--phantoms", type=int, default=None,
                    help="generated phantom patients to add (default: 6 without --ct-dir, else 0)")
+    p.add_argument("--phantom-sizes", default="1,1", metavar="LO,HI",
+                   help="range of the phantoms' in-plane size factor (default 1,1: every phantom about 340 x 270 mm); "
+                        "e.g. 0.85,1.3 spans 290-440 mm wide bodies, whose scatter offsets differ")
     p.add_argument("-w", "--work", type=Path, default=REPO / "runs" / "cbct2ct", help="work folder")
     p.add_argument("-c", "--config", type=Path, default=REPO / "configs" / "cbct2ct_correction_cpu.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
@@ -422,6 +480,10 @@ def main(argv=None) -> int:
     p.add_argument("--train-presets", default="", metavar="PRESET[,PRESET...]",
                    help="also scan each training patient with these presets (more scanners and protocols to learn "
                         "from); validation and test use --preset alone")
+    p.add_argument("--train-scales", default="", metavar="F[,F...]",
+                   help="also scan each training patient enlarged in-plane by these factors (e.g. 0.85,1.15): real "
+                        "anatomy at other body sizes, whose scatter and cupping differ; validation and test are "
+                        "scanned as they are")
     p.add_argument("--drop-crops", action="store_true",
                    help="do not train on CTs whose body touches the in-plane border (crops): the cone-beam scan of a "
                         "cropped CT is not that of a body (no measurable effect on the starter recipe, docs/models.md)")
@@ -446,7 +508,21 @@ def main(argv=None) -> int:
     if args.fresh and args.work.exists():
         shutil.rmtree(args.work)
     n_ph = args.phantoms if args.phantoms is not None else (0 if args.ct_dir else 6)
-    cases = collect_cts(args.ct_dir, n_ph)
+    try:
+        lo, hi = (float(x) for x in args.phantom_sizes.split(","))
+    except ValueError:
+        raise SystemExit(f"cbct2ct: --phantom-sizes must be LO,HI (two numbers), not {args.phantom_sizes!r}") from None
+    if not 0.5 <= lo <= hi <= 1.4:
+        raise SystemExit(f"cbct2ct: --phantom-sizes {args.phantom_sizes}: need 0.5 <= LO <= HI <= 1.4 (the largest "
+                         "phantom must fit the scanner's field of view)")
+    try:
+        args.train_scales = tuple(float(x) for x in args.train_scales.split(",") if x.strip())
+    except ValueError:
+        raise SystemExit(f"cbct2ct: --train-scales must be numbers (e.g. 0.85,1.15), not {args.train_scales!r}"
+                         ) from None
+    if any(not 0.5 <= f <= 1.5 for f in args.train_scales):
+        raise SystemExit("cbct2ct: --train-scales factors must lie in 0.5..1.5")
+    cases = collect_cts(args.ct_dir, n_ph, (lo, hi))
     names = sorted(cases)
     same = [tuple(g.split(",")) for g in args.same_patient] + ([] if args.ct_dir else SHARED_SAME_PATIENT)
     groups = patient_groups(names, same)

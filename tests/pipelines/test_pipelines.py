@@ -75,12 +75,25 @@ def test_cbct2ct_pipeline_on_a_users_folder(tmp_path, capsys):
     """prepare -> train -> translate -> evaluate on a folder of CTs, only the path given."""
     work = tmp_path / "work"
     code = _cbct2ct_on_phantoms(tmp_path / "my_cts", work, [f"pat{i}" for i in range(4)], 50, (6, 48, 48), 3,
-                                "--test-cases", "pat3")
+                                "--test-cases", "pat3", "--train-scales", "1.25")
     assert code == 0
     meta = json.loads((work / "data" / "split.json").read_text(encoding="utf-8"))
     s = meta["split"]
     assert s["test"] == ["pat3"] and not set(s["train"]) & set(s["val"] + s["test"])
     assert not set(meta["domain_a"]) & set(meta["domain_b"])            # no CBCT next to its own CT
+    # --train-scales: each training patient also scanned 1.25 x larger in-plane, same voxels, in its own domain
+    from medgan.io import read_volume
+
+    for domain, names in (("A", meta["domain_a"]), ("B", meta["domain_b"])):
+        scaled = sorted(p.name for p in (work / "data" / "train" / domain).glob("*__x1.25.nii.gz"))
+        assert scaled == [f"{n}__x1.25.nii.gz" for n in names]
+        for n in names:
+            one, big = (read_volume(work / "data" / "train" / domain / f"{n}{x}.nii.gz") for x in ("", "__x1.25"))
+            assert big.shape == one.shape
+            assert np.allclose(big.spacing, np.multiply(one.spacing, (1.25, 1.25, 1.0)))
+            if domain == "B":                                            # the CT's voxels are unchanged
+                assert np.array_equal(big.array, one.array)
+    assert not list((work / "data").glob("*/*/pat3__*")) and meta["train_scales"] == [1.25]
     report = json.loads((work / "report" / "metrics.json").read_text(encoding="utf-8"))
     assert [c["case"] for c in report["cases"]] == ["pat3"]
     assert list(report["summary"]) == ["CBCT", "linear", "histogram", "sCT"]       # the baselines are rows, always
@@ -295,3 +308,24 @@ def test_segmentation_stages_carry_the_slices_and_merge_the_seeds(tmp_path):
                                                        "hardware": "GPU X", "torch": "t"})
     with pytest.raises(SystemExit, match=r"seed\(s\) \[1\]"):
         run.merge_stages(tmp_path)
+
+
+def test_cbct2ct_phantom_sizes_spread_over_the_range_and_key_the_cache(tmp_path, monkeypatch):
+    """--phantom-sizes gives each phantom its own body size, evenly over the range, and its own cache file."""
+    cbct2ct = _load("pipelines/cbct2ct/run.py", "cbct2ct_run")
+    for n in (3, 6, 10):
+        scales = sorted(cbct2ct.phantom_scale(i, (0.85, 1.3)) for i in range(n))
+        assert scales[0] == 0.85 and scales[-1] <= 1.3 and len(set(scales)) == n
+        gaps = np.diff([0.85, *scales, 1.3])
+        assert gaps.max() < 0.45 * 0.7                         # no clustering: every third of the range is used
+    assert {cbct2ct.phantom_scale(i, (1.0, 1.0)) for i in range(6)} == {1.0}
+    monkeypatch.setenv("MEDGAN_SAMPLE_DATA", str(tmp_path / "none"))   # no real CTs: phantoms only
+    cases = cbct2ct.collect_cts(None, 3, (0.9, 1.2))
+    assert cases == {"phantom00": ("phantom", 1000, 0.9), "phantom01": ("phantom", 1001, 1.0854),
+                     "phantom02": ("phantom", 1002, 0.9708)}
+    src = cbct2ct._sources(cases)
+    assert src["phantom01"] == "phantom seed 1001, in-plane size x1.0854"
+    assert cbct2ct._sources({"p": ("phantom", 7, 1.0)}) == {"p": "phantom seed 7"}   # old split.json files still match
+    for bad in ("1.3", "1.3,0.9", "0.2,1", "a,b"):
+        with pytest.raises(SystemExit, match="--phantom-sizes"):
+            cbct2ct.main(["--phantom-sizes", bad, "-w", str(tmp_path / "w")])
