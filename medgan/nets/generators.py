@@ -3,16 +3,18 @@ from __future__ import annotations
 
 from torch import nn
 
-from medgan.nets.layers import PadToMultiple, conv, norm, reflect_pad
+from medgan.nets.layers import NORMS, PadToMultiple, conv, reflect_pad
+from medgan.nets.layers import norm as _norm
 from medgan.nets.registry import register_generator
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, dims: int, ch: int):
+    def __init__(self, dims: int, ch: int, norm_kind: str = "instance"):
         super().__init__()
+        bias = norm_kind == "none"
         self.body = nn.Sequential(
-            reflect_pad(dims, 1), conv(dims)(ch, ch, 3, bias=False), norm(dims, ch), nn.ReLU(True),
-            reflect_pad(dims, 1), conv(dims)(ch, ch, 3, bias=False), norm(dims, ch),
+            reflect_pad(dims, 1), conv(dims)(ch, ch, 3, bias=bias), _norm(dims, ch, norm_kind), nn.ReLU(True),
+            reflect_pad(dims, 1), conv(dims)(ch, ch, 3, bias=bias), _norm(dims, ch, norm_kind),
         )
 
     def forward(self, x):
@@ -27,30 +29,37 @@ class ResnetGenerator(nn.Module):
     ``upsample="resize"`` (default) uses nearest-neighbour resize + convolution, which avoids the
     checkerboard artefacts of transposed convolutions; ``"transposed"`` gives the reference design.
     Any input size is accepted (padded to a multiple of 4 and cropped back).
+
+    ``norm``: ``"instance"`` (default, the reference design), ``"batch"`` or ``"none"``
+    (:func:`medgan.nets.layers.norm`): instance norm hides the input's absolute HU level, which a
+    correction network may need to see.
     """
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 1, channels: int = 64,
-                 n_blocks: int = 9, n_down: int = 2, upsample: str = "resize"):
+                 n_blocks: int = 9, n_down: int = 2, upsample: str = "resize", norm: str = "instance"):
         super().__init__()
         if upsample not in ("resize", "transposed"):
             raise TypeError(f"upsample must be 'resize' or 'transposed', not {upsample!r}")
-        d, C = spatial_dims, conv(spatial_dims)
-        # convolutions followed by instance norm carry no bias: the norm removes it, and Adam would
+        if norm not in NORMS:
+            raise TypeError(f"norm must be one of {', '.join(NORMS)}, not {norm!r}")
+        d, C, nk = spatial_dims, conv(spatial_dims), norm
+        # convolutions followed by a norm carry no bias: the norm removes it, and Adam would
         # turn its zero gradient's rounding noise into full-size random steps
-        layers = [reflect_pad(d, 3), C(in_channels, channels, 7, bias=False), norm(d, channels), nn.ReLU(True)]
+        bias = nk == "none"
+        layers = [reflect_pad(d, 3), C(in_channels, channels, 7, bias=bias), _norm(d, channels, nk), nn.ReLU(True)]
         ch = channels
         for _ in range(n_down):
-            layers += [C(ch, ch * 2, 3, stride=2, padding=1, bias=False), norm(d, ch * 2), nn.ReLU(True)]
+            layers += [C(ch, ch * 2, 3, stride=2, padding=1, bias=bias), _norm(d, ch * 2, nk), nn.ReLU(True)]
             ch *= 2
-        layers += [ResidualBlock(d, ch) for _ in range(n_blocks)]
+        layers += [ResidualBlock(d, ch, nk) for _ in range(n_blocks)]
         for _ in range(n_down):
             if upsample == "transposed":
                 T = nn.ConvTranspose2d if d == 2 else nn.ConvTranspose3d
-                layers += [T(ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=False)]
+                layers += [T(ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=bias)]
             else:
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), reflect_pad(d, 1),
-                           C(ch, ch // 2, 3, bias=False)]
-            layers += [norm(d, ch // 2), nn.ReLU(True)]
+                           C(ch, ch // 2, 3, bias=bias)]
+            layers += [_norm(d, ch // 2, nk), nn.ReLU(True)]
             ch //= 2
         layers += [reflect_pad(d, 3), C(ch, out_channels, 7), nn.Tanh()]
         self.model = PadToMultiple(nn.Sequential(*layers), 2**n_down)

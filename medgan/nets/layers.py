@@ -10,9 +10,24 @@ def conv(dims: int):
     return nn.Conv2d if dims == 2 else nn.Conv3d
 
 
-def norm(dims: int, channels: int) -> nn.Module:
-    # instance norm without affine parameters, as in the reference CycleGAN
-    return (nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d)(channels, affine=False)
+#: normalisation layers a generator can use (``norm`` argument of :func:`norm`)
+NORMS = ("instance", "batch", "none")
+
+
+def norm(dims: int, channels: int, kind: str = "instance") -> nn.Module:
+    """``instance``: instance norm without affine parameters, as in the reference CycleGAN.
+
+    Instance norm removes each image's feature means, and with them the input's absolute HU level:
+    a *correction* network then cannot see that a CBCT reads, say, 30 HU too high everywhere.
+    ``batch`` (running statistics at inference) and ``none`` keep it.
+    """
+    if kind == "instance":
+        return (nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d)(channels, affine=False)
+    if kind == "batch":
+        return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise TypeError(f"norm must be one of {', '.join(NORMS)}, not {kind!r}")
 
 
 def reflect_pad(dims: int, width: int) -> nn.Module:

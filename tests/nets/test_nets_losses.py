@@ -172,3 +172,26 @@ def test_forward_features_collects_declared_encoder_layers_and_stops_early(name,
         forward_features(net, x, ["nope"])
     with pytest.raises(ConfigError, match="declares no encoder_layers"):
         encoder_layers(torch.nn.Conv2d(1, 1, 3))
+
+
+def test_instance_norm_hides_the_inputs_level_and_the_other_norms_keep_it():
+    """A constant HU offset of the input is invisible to an instance-normed ResNet (exactly), not to the others.
+
+    This is why a correction network has ``norm: none|batch``: with instance norm it cannot see that a
+    CBCT reads, e.g., 30 HU too high everywhere.
+    """
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 32, 32) * 0.5 - 0.25
+    for kind, invariant in (("instance", True), ("none", False), ("batch", False)):
+        g = build_generator("resnet", 2, channels=8, n_blocks=1, n_down=2, norm=kind).eval()
+        with torch.no_grad():
+            if kind == "batch":                       # running statistics away from the defaults
+                for m in g.modules():
+                    if isinstance(m, torch.nn.BatchNorm2d):
+                        m.running_mean.uniform_(-0.1, 0.1)
+            moved = (g(x + 0.1) - g(x)).abs().max().item()
+        assert (moved < 1e-5) == invariant, (kind, moved)
+        norms = {type(m).__name__ for m in g.modules()} & {"InstanceNorm2d", "BatchNorm2d"}
+        assert norms == {"instance": {"InstanceNorm2d"}, "batch": {"BatchNorm2d"}, "none": set()}[kind]
+    with pytest.raises(ConfigError, match="norm must be one of"):
+        build_generator("resnet", 2, norm="layer")
