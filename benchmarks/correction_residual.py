@@ -106,7 +106,8 @@ def main(argv=None) -> int:
                 ax.set_yticks([])
                 ax.set_xlabel("R ← → L", fontsize=8)
                 ax.set_ylabel("P ↓  A ↑", fontsize=8)
-        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=f"HU error, in-plane Gaussian σ {args.sigma_mm:g} mm")
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8,
+                     label=f"HU error, in-plane Gaussian σ {args.sigma_mm:g} mm")
         fig.suptitle(f"{args.ct.name.split('.')[0]}: what is left of the CBCT's smooth error (LPS, anterior up)")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.out, dpi=80)

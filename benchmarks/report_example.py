@@ -2,8 +2,9 @@
 
 Same steps as ``make demo`` (pipelines/demo.py) for its two held-out cases: the
 CBCT is simulated with RTK (pelvis preset, the demo's seeds), translated with the
-shipped starter model (with the cycle-consistency QA map) and evaluated against
-the true CT; the report goes to docs/figures/starter_<case>.png.
+shipped starter model (with the cycle-consistency QA map when the model has a B->A
+generator) and with its two calibration baselines, and evaluated against the true
+CT; the report goes to docs/figures/starter_<case>.png.
 
     python benchmarks/report_example.py [CASE ...]     # default: both cases
 """
@@ -21,7 +22,6 @@ sys.path.insert(0, str(REPO))
 def main() -> int:
     import SimpleITK as sitk
 
-    from medgan.evaluation.evaluate import evaluate_case
     from medgan.evaluation.report import case_report
     from medgan.inference.model import load_model
     from medgan.inference.translate import TranslateOptions, translate
@@ -38,6 +38,10 @@ def main() -> int:
     only = set(sys.argv[1:])
     cases = {k: v for k, v in cases.items() if not only or k in only}
     model = load_model(None)
+    sys.path.insert(0, str(REPO / "pipelines"))
+    from demo import _cbct2ct_pipeline  # the baseline evaluation the demo and the pipeline share
+
+    cbct2ct = _cbct2ct_pipeline()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for i, (name, ct) in enumerate(cases.items()):
@@ -45,9 +49,18 @@ def main() -> int:
             cbct = simulate_cbct(ct, CBCT_PRESETS["pelvis"], seed=100 + i)
             ct_path = write_volume(ct, tmp / f"{name}_ct.nii.gz", dtype="int16")
             cbct_path = write_volume(cbct, tmp / f"{name}_cbct.nii.gz", dtype="int16")
-            sct, qa = translate(read_volume(cbct_path), model, TranslateOptions(device="cpu"), qa_map=True)
+            cbct = read_volume(cbct_path)
+            qa = None
+            if model.g_ba is not None:      # a cycle-consistency QA map needs a B->A generator (not paired models)
+                sct, qa = translate(cbct, model, TranslateOptions(device="cpu"), qa_map=True)
+            else:
+                sct = translate(cbct, model, TranslateOptions(device="cpu"))
             sct_path = write_volume(sct, tmp / f"{name}_sct.nii.gz", dtype="int16")
-            res = evaluate_case(sct_path, ct_path, input=cbct_path, case=name).relabel("sCT", "CBCT")
+            baselines = {}
+            for method in cbct2ct.BASELINES if model.calibrations else ():
+                out = translate(cbct, model, TranslateOptions(device="cpu", method=method))
+                baselines[method] = write_volume(out, tmp / f"{name}_{method}.nii.gz", dtype="int16")
+            res = cbct2ct.evaluate_with_baselines(name, sct_path, ct_path, cbct_path, baselines)
             out = case_report(REPO / "docs" / "figures" / f"starter_{name}.png", res, qa_map=qa)
             print(f"{name}: wrote {out.relative_to(REPO)}")
             for label, m in res.rows.items():
