@@ -88,8 +88,11 @@ def _states_equal(a: dict, b: dict, path="") -> None:
         assert a == b, path
 
 
-def test_resume_equals_uninterrupted(domains, tmp_path):
-    cfg = tiny_cfg(domains, "optim.steps=12", "train.checkpoint_every=4", "train.val_every=0")
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_resume_equals_uninterrupted(domains, tmp_path, norm):
+    """Bitwise equal after a resume; with batch norm the running statistics (buffers) resume too."""
+    cfg = tiny_cfg(domains, "optim.steps=12", "train.checkpoint_every=4", "train.val_every=0",
+                   f"model.generator_args.norm={norm}")
     straight = Trainer(cfg, tmp_path / "straight", quiet=True)
     straight.fit()
     first = Trainer(cfg, tmp_path / "resumed", quiet=True)
@@ -99,6 +102,8 @@ def test_resume_equals_uninterrupted(domains, tmp_path):
     assert resumed.model.step == 4
     resumed.fit()
     _states_equal(straight.model.state_dict(), resumed.model.state_dict())
+    running = [k for k in straight.model.export_tensors() if k.endswith("running_mean")]   # in the model file too
+    assert bool(running) == (norm == "batch")
     a = ckpt.load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = ckpt.load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     _states_equal(a["rng"], b["rng"])
