@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from medgan.nets.layers import NORMS, PadToMultiple, conv, reflect_pad
+from medgan.nets.layers import PadToMultiple, conv, reflect_pad
 from medgan.nets.layers import norm as _norm
 from medgan.nets.registry import register_generator
 
@@ -31,8 +31,8 @@ class ResnetGenerator(nn.Module):
     Any input size is accepted (padded to a multiple of 4 and cropped back).
 
     ``norm``: ``"instance"`` (default, the reference design), ``"batch"`` or ``"none"``
-    (:func:`medgan.nets.layers.norm`): instance norm hides the input's absolute HU level, which a
-    correction network may need to see.
+    (:func:`medgan.nets.layers.norm`, which refuses other names): instance norm hides the input's
+    absolute HU level, which a correction network may need to see.
     """
 
     def __init__(self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 1, channels: int = 64,
@@ -40,8 +40,6 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         if upsample not in ("resize", "transposed"):
             raise TypeError(f"upsample must be 'resize' or 'transposed', not {upsample!r}")
-        if norm not in NORMS:
-            raise TypeError(f"norm must be one of {', '.join(NORMS)}, not {norm!r}")
         d, C, nk = spatial_dims, conv(spatial_dims), norm
         # convolutions followed by a norm carry no bias: the norm removes it, and Adam would
         # turn its zero gradient's rounding noise into full-size random steps
