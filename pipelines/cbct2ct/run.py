@@ -7,11 +7,14 @@
 Prepare simulates a CBCT of every CT with RTK (``medgan simulate-cbct``'s code), splits
 *patients* into train / val / test (no patient in two splits; several scans of one patient,
 e.g. two crops of one CT, are grouped: see ``--same-patient``), and arranges training as
-two unpaired domain folders.  By default the training patients are halved: CBCTs from
-one half, CTs from the other, so training never sees a CBCT next to its own CT.  The
-test split is evaluated against its true CTs with three baseline rows: the untranslated
-CBCT and the model file's two global HU calibrations (``translate --method linear`` and
-``histogram``), beside the sCT.
+two domain folders.  The default recipe is the starter model's: the paired correction model
+(``configs/cbct2ct_correction_paired_cpu.yaml``) on each training patient's simulated CBCT
+and its own CT, also scanned at 0.85x and 1.15x in-plane size (``--train-scales``).  With an
+unpaired config (``-c configs/cbct2ct_correction_cpu.yaml``) the training patients are halved
+instead: CBCTs from one half, CTs from the other, so training never sees a CBCT next to its
+own CT (``--same-patients`` puts every patient in both domains).  The test split is evaluated
+against its true CTs with three baseline rows: the untranslated CBCT and the model file's two
+global HU calibrations (``translate --method linear`` and ``histogram``), beside the sCT.
 
 Every stage is restartable: prepared data is reused, training resumes from its last
 checkpoint, translated cases already on disk are kept (``--fresh`` starts over).
@@ -163,6 +166,17 @@ def training_domains(train: list[str], groups: dict[str, str], same_patients: bo
     first_case = {p: min(n for n in train if groups.get(n, n) == p) for p in set(groups.get(n, n) for n in train)}
     patients = sorted(first_case, key=first_case.get)
     return _expand(patients[0::2], groups), _expand(patients[1::2], groups)
+
+
+def config_method(config: Path, overrides: list[str]) -> str:
+    """The training method of ``config`` with ``--set`` overrides (``paired`` trains on each CBCT and its own CT)."""
+    from medgan.config import load_config
+    from medgan.errors import MedganError
+
+    try:
+        return load_config(config, list(overrides)).model.method
+    except (MedganError, OSError) as exc:
+        raise SystemExit(f"cbct2ct: {exc}") from None
 
 
 def scanner(preset: str, projections: int | None = None):
@@ -470,7 +484,9 @@ def main(argv=None) -> int:
                    help="range of the phantoms' in-plane size factor (default 1,1: every phantom about 340 x 270 mm); "
                         "e.g. 0.85,1.3 spans 290-440 mm wide bodies, whose scatter offsets differ")
     p.add_argument("-w", "--work", type=Path, default=REPO / "runs" / "cbct2ct", help="work folder")
-    p.add_argument("-c", "--config", type=Path, default=REPO / "configs" / "cbct2ct_correction_cpu.yaml")
+    p.add_argument("-c", "--config", type=Path, default=REPO / "configs" / "cbct2ct_correction_paired_cpu.yaml",
+                   help="training config (default: the starter's paired correction recipe; "
+                        "configs/cbct2ct_correction_cpu.yaml is the unpaired CycleGAN one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     p.add_argument("--preset", default="varian-obi-pelvis",
                    help="CBCT simulation preset (medgan simulate-cbct --help lists them; default varian-obi-pelvis)")
@@ -480,10 +496,10 @@ def main(argv=None) -> int:
     p.add_argument("--train-presets", default="", metavar="PRESET[,PRESET...]",
                    help="also scan each training patient with these presets (more scanners and protocols to learn "
                         "from); validation and test use --preset alone")
-    p.add_argument("--train-scales", default="", metavar="F[,F...]",
-                   help="also scan each training patient enlarged in-plane by these factors (e.g. 0.85,1.15): real "
-                        "anatomy at other body sizes, whose scatter and cupping differ; validation and test are "
-                        "scanned as they are")
+    p.add_argument("--train-scales", default="0.85,1.15", metavar="F[,F...]",
+                   help="also scan each training patient enlarged in-plane by these factors (default 0.85,1.15, the "
+                        "starter's; 1 for none): real anatomy at other body sizes, whose scatter and cupping differ; "
+                        "validation and test are scanned as they are")
     p.add_argument("--drop-crops", action="store_true",
                    help="do not train on CTs whose body touches the in-plane border (crops): the cone-beam scan of a "
                         "cropped CT is not that of a body (no measurable effect on the starter recipe, docs/models.md)")
@@ -493,7 +509,8 @@ def main(argv=None) -> int:
                         "shared contrast CT are always grouped)")
     p.add_argument("--folds", type=int, default=0, help="patient-level k-fold cross-validation instead of one split")
     p.add_argument("--same-patients", action="store_true",
-                   help="use every training patient in both domains (still unpaired sampling)")
+                   help="use every training patient in both domains (always so with a paired config, which learns "
+                        "from each CBCT and its own CT; with an unpaired one, sampling stays unpaired)")
     p.add_argument("--stages", default="prepare,train,translate,evaluate",
                    help="comma-separated stages (default: prepare,train,translate,evaluate); add 'dose' for photon and "
                         "proton dose on each held-out CT (medgan[dose], several minutes per case)")
@@ -522,6 +539,7 @@ def main(argv=None) -> int:
                          ) from None
     if any(not 0.5 <= f <= 1.5 for f in args.train_scales):
         raise SystemExit("cbct2ct: --train-scales factors must lie in 0.5..1.5")
+    args.same_patients = args.same_patients or config_method(args.config, args.set) == "paired"
     cases = collect_cts(args.ct_dir, n_ph, (lo, hi))
     names = sorted(cases)
     same = [tuple(g.split(",")) for g in args.same_patient] + ([] if args.ct_dir else SHARED_SAME_PATIENT)

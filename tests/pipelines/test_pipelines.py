@@ -104,6 +104,35 @@ def test_cbct2ct_pipeline_on_a_users_folder(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_cbct2ct_default_recipe_learns_each_cbct_beside_its_own_ct(tmp_path, capsys):
+    """The default config is the starter's paired one: every training patient's CBCT sits beside its own CT
+    (same file names, one grid), and each is also scanned at the default 0.85x and 1.15x in-plane sizes."""
+    cbct2ct = _load("pipelines/cbct2ct/run.py", "cbct2ct_run")
+    folder, work = tmp_path / "my_cts", tmp_path / "work"
+    for i in range(4):
+        ct, _ = make_phantom(70 + i, shape=(4, 40, 40), spacing_zyx=(5.0, 8.0, 8.0))
+        write_volume(ct, folder / f"pat{i}.nii.gz")
+    assert cbct2ct.main(["--ct-dir", str(folder), "-w", str(work), "--stages", "prepare", "--test-cases", "pat3",
+                         "--projections", "60", "-q"]) == 0
+    meta = json.loads((work / "data" / "split.json").read_text(encoding="utf-8"))
+    train = meta["split"]["train"]
+    assert meta["domain_a"] == meta["domain_b"] == train and meta["train_scales"] == [0.85, 1.15]
+    from medgan.io import read_volume
+
+    names = sorted(p.name for p in (work / "data" / "train" / "A").iterdir())
+    assert names == sorted(p.name for p in (work / "data" / "train" / "B").iterdir())
+    assert names == sorted(f"{n}{x}.nii.gz" for n in train for x in ("", "__x0.85", "__x1.15"))
+    for name in names:                                       # pairs on one grid: the paired loader's contract
+        a, b = (read_volume(work / "data" / "train" / d / name) for d in ("A", "B"))
+        assert a.shape == b.shape and np.allclose(a.spacing, b.spacing) and np.allclose(a.origin, b.origin)
+    # an unpaired config keeps the halves disjoint; a config that cannot load is one line
+    with pytest.raises(SystemExit, match="cbct2ct: .*nowhere.yaml"):
+        cbct2ct.main(["--ct-dir", str(folder), "-w", str(work), "-c", str(tmp_path / "nowhere.yaml")])
+    assert cbct2ct.config_method(REPO / "configs" / "cbct2ct_correction_cpu.yaml", []) == "cyclegan"
+    assert cbct2ct.config_method(REPO / "configs" / "tiny_cpu.yaml", ["model.method=paired"]) == "paired"
+
+
+@pytest.mark.slow
 def test_segmentation_study_runs_end_to_end(tmp_path):
     run = _load("pipelines/segmentation_augmentation/run.py", "seg_run")
     study = sys.modules["study"]
