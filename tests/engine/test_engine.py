@@ -39,6 +39,18 @@ def domains(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def paired_domains(domains):
+    """The same volumes as ``domains``, paired by name: B is A's voxel-aligned, shifted "CT"."""
+    for i in range(2):
+        a = (domains / "A" / f"c{i}.nii.gz").read_bytes()
+        (domains / "PA").mkdir(exist_ok=True)
+        (domains / "PB").mkdir(exist_ok=True)
+        (domains / "PA" / f"c{i}.nii.gz").write_bytes(a)
+        (domains / "PB" / f"c{i}.nii.gz").write_bytes((domains / "B" / f"c{i + 5}.nii.gz").read_bytes())
+    return domains
+
+
 def tiny_cfg(domains, *overrides):
     return load_config(TINY, [f"data.train_a={domains / 'A'}", f"data.train_b={domains / 'B'}", *overrides])
 
@@ -88,11 +100,17 @@ def _states_equal(a: dict, b: dict, path="") -> None:
         assert a == b, path
 
 
-@pytest.mark.parametrize("norm", ["instance", "batch"])
-def test_resume_equals_uninterrupted(domains, tmp_path, norm):
-    """Bitwise equal after a resume; with batch norm the running statistics (buffers) resume too."""
+@pytest.mark.parametrize("method,norm", [("cyclegan", "instance"), ("cyclegan", "batch"), ("paired", "batch"),
+                                         ("cut", "instance")])
+def test_resume_equals_uninterrupted(paired_domains, tmp_path, method, norm):
+    """Bitwise equal after a resume, for every training method (``paired`` with batch norm and a correction
+    output is the starter's recipe); with batch norm the running statistics (buffers) resume too."""
+    domains = paired_domains
+    extra = ([f"data.train_a={domains / 'PA'}", f"data.train_b={domains / 'PB'}", "model.output=correction",
+              "model.correction_sigma_mm=10", "data.spacing=[4.0,4.0]", "loss.lambda_l1=100"]
+             if method == "paired" else [])
     cfg = tiny_cfg(domains, "optim.steps=12", "train.checkpoint_every=4", "train.val_every=0",
-                   f"model.generator_args.norm={norm}")
+                   f"model.generator_args.norm={norm}", f"model.method={method}", *extra)
     straight = Trainer(cfg, tmp_path / "straight", quiet=True)
     straight.fit()
     first = Trainer(cfg, tmp_path / "resumed", quiet=True)
