@@ -192,6 +192,28 @@ def test_ddp_gloo_matches_single_process(tmp_path):
         torch.testing.assert_close(ddp_state[k], v, atol=2e-5, rtol=1e-4)
 
 
+def test_batch_norm_is_synchronised_across_ddp_processes_and_refused_on_cpu():
+    """Under DDP, a batch-normed generator normalises by the statistics of the whole batch (SyncBatchNorm), so the
+    model does not depend on the number of GPUs; parameters, buffers and their names are kept, so the model file and
+    checkpoints are unchanged. PyTorch syncs batch norm on GPUs only, so CPU (gloo) refuses it in one line."""
+    from medgan.engine.methods.base import sync_batch_norm
+    from medgan.nets import build_translator
+
+    cfg = load_config(TINY, ["model.generator_args.norm=batch"])
+    net = build_translator(cfg.model, None, 2000.0)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    params = [id(q) for q in net.parameters()]
+    synced = sync_batch_norm(net, torch.device("cuda", 0))      # module surgery only: no GPU needed
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
+    assert not any(type(m) in (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d) for m in synced.modules())
+    assert [id(q) for q in synced.parameters()] == params                 # the optimiser's tensors, still
+    _states_equal(before, dict(synced.state_dict()))
+    with pytest.raises(ConfigError, match="batch norm .* under DDP needs GPUs"):
+        sync_batch_norm(build_translator(cfg.model, None, 2000.0), torch.device("cpu"))
+    plain = build_translator(load_config(TINY).model, None, 2000.0)                   # instance norm: nothing to sync
+    assert sync_batch_norm(plain, torch.device("cpu")) is plain
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_completes(domains, tmp_path):
     run = tmp_path / "ddp_run"

@@ -82,6 +82,22 @@ def linear_decay(total: int, decay_start: int):
     return factor
 
 
+def sync_batch_norm(net: nn.Module, device: torch.device) -> nn.Module:
+    """``net`` with its batch norms synchronised across DDP processes (``nn.SyncBatchNorm``).
+
+    Unsynchronised, each process would normalise by the statistics of its own share of the batch,
+    and the model would depend on the number of GPUs. The parameters and buffers keep their names,
+    so checkpoints and model files are unchanged. PyTorch synchronises batch norm on GPUs only: on
+    CPU (gloo) a network with batch norm is refused.
+    """
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        return net
+    if device.type == "cpu":
+        raise ConfigError("batch norm (generator_args.norm: batch) under DDP needs GPUs: PyTorch synchronises "
+                          "it across processes on GPUs only; on CPU train in one process, or use norm: instance")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(net)
+
+
 class GANModel:
     """What every medgan GAN shares: optimisers with the constant-then-linear LR, AMP,
     channels_last, DDP/compile wrapping, the adversarial loss with its stabilisers, state.
@@ -140,6 +156,7 @@ class GANModel:
         if distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            self.gen, self.disc = (sync_batch_norm(net, device) for net in (self.gen, self.disc))
             ids = [device.index] if device.type == "cuda" else None
             self.gen_fwd = DDP(self.gen, device_ids=ids)
             self.disc_fwd = DDP(self.disc, device_ids=ids)
