@@ -1,16 +1,16 @@
-"""Dose table of docs/results.md: CBCT vs the best calibration baseline vs sCT on the held-out real CT (example_ct).
+"""Dose table of docs/results.md: CBCT vs both calibration baselines vs sCT on the held-out real CT (example_ct).
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/dose_example_ct.py [--model runs/x/model.safetensors] \
         [--data ../shared/data] [-o dose_example]
 
 Simulates the CBCT of example_ct (``--preset``, seed 0; cached in the output folder), translates it
 with ``--model`` (default: the shipped starter model) and applies that model file's two unpaired
-HU calibrations (``translate --method linear|histogram``); the one with the lower HU MAE against
-the CT inside the body is the "best baseline".  Then plans photon and proton on the CT (automatic
+HU calibrations (``translate --method linear|histogram``), both baselines; the one with the lower
+HU MAE against the CT inside the body is marked "best".  Then plans photon and proton on the CT (automatic
 25 mm soft-tissue sphere, pelvis site defaults, vertebra OARs when the labels are there) and
 recomputes on each image with the weights fixed.  Needs medgan[dose] and itk-rtk.  Writes
 dose.csv, dose.json, the PNG and timings into the output folder and prints the markdown table with
-the rows CBCT / best baseline / sCT.  ``--oracle-linear`` adds a linear map fitted to this
+the rows CBCT / linear / histogram / sCT.  ``--oracle-linear`` adds a linear map fitted to this
 patient's own CT histogram (an upper bound, not a deployable baseline).
 """
 from __future__ import annotations
@@ -42,8 +42,9 @@ def linear_calibration(cbct, ct):
     return cbct.with_array((a * cbct.array + b).astype(np.float32)), (float(a), float(b))
 
 
-def best_baseline(cbct, ct, model, quiet=print):
-    """The model file's calibration (linear / histogram) with the lowest HU MAE against ``ct`` in the body."""
+def baselines(cbct, ct, model, quiet=print):
+    """The model file's calibrations (linear / histogram) applied to ``cbct``: (name of the one with the lowest
+    HU MAE against ``ct`` in the body, {name: volume}, {name: HU MAE})."""
     from medgan.errors import MedganError
     from medgan.evaluation.metrics import mae
     from medgan.inference.translate import TranslateOptions, translate
@@ -61,7 +62,7 @@ def best_baseline(cbct, ct, model, quiet=print):
     if not found:
         raise SystemExit("the model file has no HU calibration (linear/histogram): no baseline row")
     name = min(found, key=lambda k: found[k][0])
-    return name, found[name][1], {k: v[0] for k, v in found.items()}
+    return name, {k: v[1] for k, v in found.items()}, {k: v[0] for k, v in found.items()}
 
 
 def main() -> None:
@@ -107,8 +108,8 @@ def main() -> None:
         print("NOTE: the CBCT is outside the model's training domain, so the 'sCT' row is the CBCT itself "
               "(the guard returned it unchanged); --force applies the model anyway")
     write_volume(sct, out / "images" / "sct.nii.gz")
-    base_name, base, base_mae = best_baseline(cbct, ct, model)
-    images = {"CBCT": cbct, base_name: base}
+    base_name, base, base_mae = baselines(cbct, ct, model)
+    images = {"CBCT": cbct, **base}
     lin_ab = None
     if args.oracle_linear:
         images["oracle-linear"], lin_ab = linear_calibration(cbct, ct)
@@ -142,7 +143,7 @@ def main() -> None:
     print(f"target sphere {target}; model {args.model or 'shipped starter model'}; best baseline {base_name} "
           f"(HU MAE in the body: {', '.join(f'{k} {v:.1f}' for k, v in base_mae.items())}); {hw}; timings {t}")
     print("HU MAE in the body: " + ", ".join(f"{k} {v:.1f}" for k, v in hu_mae.items()))
-    label = {base_name: f"best baseline ({base_name})",
+    label = {base_name: f"{base_name} (best baseline)",
              "sCT": "sCT (= CBCT: outside the training domain)" if sct_is_cbct else "sCT"}
     print("| modality | image | γ 2%/2mm | γ 1%/1mm | γ 3%/3mm | target D98 − CT (Gy) | SynthRAD MAE (% Rx) "
           "| SynthRAD DVH | range shift mean (mm) | |range shift| p95 (mm) |")

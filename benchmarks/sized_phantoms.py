@@ -6,7 +6,8 @@ each model (``model``, ``linear`` and ``histogram``: the model file's own calibr
 HU MAE and mean error inside body(CT) ∩ FOV(CBCT), the SynthRAD2023 mask of ``medgan evaluate``,
 with each body's width and water-equivalent diameter (:func:`size_text`).
 
-    python benchmarks/sized_phantoms.py runs/starter5/simulated D=runs/starter3/run I=runs/starter6/run \\
+    git show 90a697f:medgan/models/cbct2ct_starter.safetensors > run_d.safetensors     # run D, the former starter
+    python benchmarks/sized_phantoms.py runs/starter5/simulated D=run_d.safetensors I=runs/starter6/run \\
         L=medgan/models/cbct2ct_starter.safetensors
 """
 from __future__ import annotations
