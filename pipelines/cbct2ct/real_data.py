@@ -1,4 +1,4 @@
-"""CBCT -> synthetic CT on *real* data: register -> unpaired training -> translate -> evaluate.
+"""CBCT -> synthetic CT on *real* data: register -> training -> translate -> evaluate.
 
     python pipelines/cbct2ct/run.py --cbct-dir my_cbcts/ --ct-dir my_cts/ -w runs/real
 
@@ -7,14 +7,20 @@ format medgan reads).  The planning CT of a patient comes from another day, on
 another grid and in another position, so:
 
 1. **split** the patients (``--test-cases`` pins some to the test split);
-2. **register** each test patient's CT onto its CBCT (``medgan register``: Elastix
+2. **register** each patient's CT onto its CBCT (``medgan register``: Elastix
    rigid + B-spline) into ``WORK/registered/ct/`` (with the QA PNG/JSON), the CBCT
-   FOV masks into ``WORK/registered/fov/``;
-3. **train** unpaired: CBCTs of the training patients in domain A, their CTs (as
-   they are: no registration needed for unpaired training) in domain B;
-4. **translate** the test CBCTs into ``WORK/sct/``;
-5. **evaluate** sCT and CBCT against the registered CT inside body ∩ CBCT FOV, with
-   both SynthRAD protocols, into ``WORK/report_synthrad2023/`` and ``..._synthrad2025/``.
+   FOV masks into ``WORK/registered/fov/``: every patient with a paired config (the
+   default), the test patients only with an unpaired one;
+3. **train**, by default the starter's paired correction recipe
+   (``configs/cbct2ct_correction_paired_cpu.yaml``): each training CBCT in domain A
+   beside its registered CT in domain B, with the CBCT's own voxels outside its field of
+   view (no correction is learned where the CBCT saw nothing).  With an unpaired config
+   (``-c configs/cbct2ct_cpu.yaml``), the training patients' CTs go in as they are;
+4. **translate** the test CBCTs into ``WORK/sct/``, and with the model file's two global
+   HU calibrations into ``WORK/linear/`` and ``WORK/histogram/``;
+5. **evaluate** CBCT, both calibrations and sCT against the registered CT inside
+   body ∩ CBCT FOV, with both SynthRAD protocols, into ``WORK/report_synthrad2023/`` and
+   ``..._synthrad2025/``.
 """
 from __future__ import annotations
 
@@ -39,12 +45,15 @@ def parse_args(argv):
     p.add_argument("--cbct-dir", type=Path, required=True, help="real CBCTs, one per patient")
     p.add_argument("--ct-dir", type=Path, required=True, help="planning CTs of the same patients (same names)")
     p.add_argument("-w", "--work", type=Path, default=REPO / "runs" / "cbct2ct_real", help="work folder")
-    p.add_argument("-c", "--config", type=Path, default=REPO / "configs" / "cbct2ct_cpu.yaml")
+    p.add_argument("-c", "--config", type=Path, default=REPO / "configs" / "cbct2ct_correction_paired_cpu.yaml",
+                   help="training config (default: the starter's paired correction recipe, trained on the registered "
+                        "pairs; an unpaired config trains on the CTs as they are)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     p.add_argument("--test-cases", nargs="*", default=[], help="patients pinned to the test split")
     p.add_argument("--test-fraction", type=float, default=0.3)
     p.add_argument("--disjoint-domains", action="store_true",
-                   help="CBCTs of one half of the training patients, CTs of the other (default: all in both)")
+                   help="unpaired configs: CBCTs of one half of the training patients, CTs of the other (default: all "
+                        "in both)")
     reg = RegistrationOptions()                      # medgan register's defaults
     p.add_argument("--reg-iterations", type=int, default=reg.iterations,
                    help=f"Elastix iterations per resolution and stage (default {reg.iterations}; the B-spline stage's "
@@ -91,7 +100,26 @@ def _link_or_convert(src: Path, dst: Path) -> None:
         write_volume(read_volume(src), dst, dtype="int16", inputs=[src])
 
 
-def prepare(args, pairs: dict[str, tuple[Path, Path]], sp: dict) -> Path:
+def paired_target(cbct: Path, registered_ct: Path, fov: Path, dst: Path) -> None:
+    """The training target of a paired model: the registered CT inside the CBCT's field of view, the CBCT's own
+    voxels outside it (where the CBCT holds no measurement, the correction to learn is none)."""
+    import numpy as np
+
+    from medgan.io import read_volume, write_volume
+
+    if dst.exists():
+        return
+    cb, ct, inside = read_volume(cbct), read_volume(registered_ct), read_volume(fov).array > 0
+    if not (ct.same_grid(cb) and read_volume(fov).same_grid(cb)):
+        raise SystemExit(f"cbct2ct: {registered_ct.name}: the registered CT is not on its CBCT's grid")
+    arr = np.where(inside, np.asarray(ct.array, np.float32), np.asarray(cb.array, np.float32))
+    write_volume(cb.with_array(np.rint(arr).astype(np.int16)), dst, dtype="int16", inputs=[cbct, registered_ct, fov])
+
+
+def prepare(args, pairs: dict[str, tuple[Path, Path]], sp: dict, paired: bool = False,
+            registered: Path | None = None) -> Path:
+    """The training and test folders under ``WORK/data``.  ``paired``: domain B holds each training patient's
+    registered CT (:func:`paired_target`), named as its CBCT in domain A; needs ``registered``."""
     data = args.work / "data"
     train = sp["train"]
     dom_a = train if not args.disjoint_domains else train[0::2]
@@ -99,10 +127,14 @@ def prepare(args, pairs: dict[str, tuple[Path, Path]], sp: dict) -> Path:
     for name in dom_a:
         _link_or_convert(pairs[name][0], data / "train" / "A" / f"{name}.nii.gz")
     for name in dom_b:
-        _link_or_convert(pairs[name][1], data / "train" / "B" / f"{name}.nii.gz")
+        if paired:
+            paired_target(data / "train" / "A" / f"{name}.nii.gz", registered / "ct" / f"{name}.nii.gz",
+                          registered / "fov" / f"{name}.nii.gz", data / "train" / "B" / f"{name}.nii.gz")
+        else:
+            _link_or_convert(pairs[name][1], data / "train" / "B" / f"{name}.nii.gz")
     for name in sp["test"]:
         _link_or_convert(pairs[name][0], data / "test" / "CBCT" / f"{name}.nii.gz")
-    meta = {"split": sp, "domain_a": dom_a, "domain_b": dom_b,
+    meta = {"split": sp, "domain_a": dom_a, "domain_b": dom_b, "paired": paired,
             "sources": {k: {"cbct": str(v[0]), "ct": str(v[1])} for k, v in pairs.items()}}
     from medgan.io.writers import atomic_write_text
 
@@ -110,14 +142,15 @@ def prepare(args, pairs: dict[str, tuple[Path, Path]], sp: dict) -> Path:
     return data
 
 
-def register_test(args, pairs, sp) -> Path:
+def register(args, pairs, names: list[str]) -> Path:
+    """Each patient's CT onto its CBCT (Elastix), into ``WORK/registered/{ct,fov}``; registered ones are kept."""
     from medgan.registration import RegistrationOptions, describe, register_files
     from medgan.utils.progress import bar
 
     out = args.work / "registered"
     opts = RegistrationOptions(iterations=args.reg_iterations, resolutions=args.reg_resolutions,
                                final_iterations=args.reg_final_iterations)
-    for name in bar(sp["test"], desc="register (Elastix)", quiet=args.quiet, unit="patient"):
+    for name in bar(names, desc="register (Elastix)", quiet=args.quiet, unit="patient"):
         dst, fov = out / "ct" / f"{name}.nii.gz", out / "fov" / f"{name}.nii.gz"
         if dst.exists() and fov.exists():
             continue
@@ -127,6 +160,8 @@ def register_test(args, pairs, sp) -> Path:
 
 
 def evaluate(args, data: Path, registered: Path, sct: Path) -> dict:
+    from run import BASELINES as baselines
+
     from medgan.evaluation.evaluate import evaluate_folders, paired_table, summary_table
     from medgan.evaluation.report import case_report
     from medgan.evaluation.tables import format_summary, write_tables
@@ -141,7 +176,8 @@ def evaluate(args, data: Path, registered: Path, sct: Path) -> dict:
             case_report(report / f"{res.case}.png", res)
 
         results, failures = evaluate_folders(sct, ct_dir, input_dir=data / "test" / "CBCT", fov_dir=fov,
-                                             protocol=protocol, on_case=on_case)
+                                             protocol=protocol, on_case=on_case,
+                                             compare_dirs={b: args.work / b for b in baselines})
         if failures:
             raise SystemExit(f"cbct2ct: evaluation failed for {failures}")
         summary, paired = summary_table(results), paired_table(results, "sCT")
@@ -172,8 +208,19 @@ def main(argv=None) -> int:
     pairs = {n: (cb, ct) for n, cb, ct in matched}
     sp = split(sorted(pairs), args.test_cases, args.test_fraction, args.seed)
     print(f"split (by patient): train {sp['train']} | test {sp['test']}")
-    data = prepare(args, pairs, sp)
-    registered = register_test(args, pairs, sp) if "register" in args.stages else args.work / "registered"
+    from run import config_method
+
+    paired = config_method(args.config, args.set) == "paired"
+    if paired and args.disjoint_domains:
+        raise SystemExit("cbct2ct: --disjoint-domains is for unpaired configs; a paired one learns each CBCT beside "
+                         "its own registered CT")
+    to_register = sorted(sp["train"] + sp["test"]) if paired else sp["test"]
+    registered = register(args, pairs, to_register) if "register" in args.stages else args.work / "registered"
+    missing = [n for n in (sp["train"] if paired else []) if not (registered / "ct" / f"{n}.nii.gz").exists()]
+    if missing:
+        raise SystemExit(f"cbct2ct: a paired config trains on registered CTs; run the register stage first "
+                         f"(missing: {', '.join(missing)})")
+    data = prepare(args, pairs, sp, paired, registered)
     if "train" in args.stages:
         from run import train
 

@@ -1,6 +1,6 @@
 """pipelines/cbct2ct real-data entry.
 
---cbct-dir + --ct-dir -> register -> unpaired training -> translate -> evaluate."""
+--cbct-dir + --ct-dir -> register -> training (paired on the registered pairs by default) -> translate -> evaluate."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,7 +12,6 @@ import SimpleITK as sitk
 
 from medgan.io import Volume, write_volume
 from medgan.simulation.phantom import make_phantom
-from tests.conftest import REPO
 from tests.pipelines.test_pipelines import _load
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("itk") is None, reason="itk-elastix not installed")
@@ -46,9 +45,9 @@ def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path, cap
     write_volume(ct, tmp_path / "ct" / "lonely.nii.gz")                 # no CBCT: skipped with a note
     run = _load("pipelines/cbct2ct/run.py", "cbct2ct_run")
     work = tmp_path / "work"
+    # the default config: the starter's paired correction recipe, trained on the registered pairs
     code = run.main(["--cbct-dir", str(tmp_path / "cbct"), "--ct-dir", str(tmp_path / "ct"), "-w", str(work),
-                     "-c", str(REPO / "configs" / "tiny_cpu.yaml"), "--set", "optim.steps=3",
-                     "--set", "train.checkpoint_every=3", "--set", "train.val_every=0",
+                     "--set", "optim.steps=3", "--set", "train.checkpoint_every=3",
                      "--set", "data.patch_size=[32,32]", "--test-cases", "pat3", "--reg-iterations", "40",
                      "--reg-final-iterations", "40", "--reg-resolutions", "2", "-q"])
     assert code == 0
@@ -56,18 +55,54 @@ def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path, cap
     assert "skipping unmatched name(s): lonely" in out.err
     meta = json.loads((work / "data" / "split.json").read_text(encoding="utf-8"))
     assert meta["split"]["test"] == ["pat3"] and "pat3" not in meta["domain_a"] + meta["domain_b"]
+    assert meta["paired"] and meta["domain_a"] == meta["domain_b"] == meta["split"]["train"]
     reg = work / "registered"
     from medgan.io import read_volume
 
-    cbct = read_volume(tmp_path / "cbct" / "pat3.mha")
-    assert read_volume(reg / "ct" / "pat3.nii.gz").same_grid(cbct)
-    assert read_volume(reg / "fov" / "pat3.nii.gz").same_grid(cbct)
-    assert (reg / "ct" / "pat3_qa.png").exists()
+    for name in ("pat0", "pat1", "pat2", "pat3"):                      # every patient registered onto its CBCT
+        cbct = read_volume(tmp_path / "cbct" / f"{name}.mha")
+        assert read_volume(reg / "ct" / f"{name}.nii.gz").same_grid(cbct)
+        assert read_volume(reg / "fov" / f"{name}.nii.gz").same_grid(cbct)
+        assert (reg / "ct" / f"{name}_qa.png").exists()
+    # a training pair: the CBCT in A; in B its registered CT inside the CBCT's FOV and the CBCT's voxels outside
+    a, b = (read_volume(work / "data" / "train" / d / "pat0.nii.gz").array.astype(np.float32) for d in ("A", "B"))
+    ct0 = read_volume(reg / "ct" / "pat0.nii.gz").array.astype(np.float32)
+    inside = read_volume(reg / "fov" / "pat0.nii.gz").array > 0
+    assert 0 < inside.mean() < 1
+    assert np.array_equal(b[~inside], a[~inside]) and np.abs(b[inside] - ct0[inside]).max() <= 0.5
     for protocol, struct in (("synthrad2023", "ssim"), ("synthrad2025", "ms_ssim")):
         doc = json.loads((work / f"report_{protocol}" / "metrics.json").read_text(encoding="utf-8"))
         assert doc["protocol"] == protocol and doc["mask"] == "body(CT) ∩ FOV(given)"
-        assert set(doc["summary"]) == {"CBCT", "sCT"} and struct in doc["summary"]["sCT"]
-        assert "sCT - CBCT" in doc["paired"]
+        assert set(doc["summary"]) == {"CBCT", "linear", "histogram", "sCT"} and struct in doc["summary"]["sCT"]
+        assert {"sCT - CBCT", "sCT - linear", "sCT - histogram"} <= set(doc["paired"])
         # the CBCT's known -40 HU bias survives registration: its mean error against the registered CT
         assert doc["summary"]["CBCT"]["me"]["mean"] == pytest.approx(-40.0, abs=25.0)
     assert "protocol synthrad2025; mask body(CT) ∩ FOV(given)" in out.out
+
+
+def test_real_data_unpaired_domains_and_paired_refusals(tmp_path):
+    """An unpaired config trains on the CTs as they are (halves with --disjoint-domains); a paired one refuses
+    --disjoint-domains, and refuses to train on pairs that were never registered, each in one line."""
+    import argparse
+
+    rd = _load("pipelines/cbct2ct/real_data.py", "cbct2ct_real_data")
+    for d in ("cbct", "ct"):
+        (tmp_path / d).mkdir()
+    pairs = {}
+    for i in range(4):
+        ct, _ = make_phantom(80 + i, shape=(4, 24, 24), spacing_zyx=(5.0, 8.0, 8.0))
+        write_volume(ct, tmp_path / "ct" / f"p{i}.nii.gz")
+        write_volume(ct, tmp_path / "cbct" / f"p{i}.nii.gz")
+        pairs[f"p{i}"] = (tmp_path / "cbct" / f"p{i}.nii.gz", tmp_path / "ct" / f"p{i}.nii.gz")
+    sp = {"train": ["p0", "p1", "p2"], "test": ["p3"]}
+    args = argparse.Namespace(work=tmp_path / "w", disjoint_domains=True)
+    data = rd.prepare(args, pairs, sp)
+    meta = json.loads((data / "split.json").read_text(encoding="utf-8"))
+    assert (meta["domain_a"], meta["domain_b"], meta["paired"]) == (["p0", "p2"], ["p1"], False)
+    assert sorted(p.name for p in (data / "train" / "B").iterdir()) == ["p1.nii.gz"]
+    common = ["--cbct-dir", str(tmp_path / "cbct"), "--ct-dir", str(tmp_path / "ct"), "-w", str(tmp_path / "w2"),
+              "--test-cases", "p3", "-q"]
+    with pytest.raises(SystemExit, match="--disjoint-domains is for unpaired configs"):
+        rd.main([*common, "--disjoint-domains"])
+    with pytest.raises(SystemExit, match="run the register stage first"):
+        rd.main([*common, "--stages", "train"])
