@@ -67,7 +67,8 @@ def _cbct2ct_on_phantoms(folder, work, names, seed, shape, steps, *extra):
         write_volume(ct, folder / f"{name}.nii.gz")
     return cbct2ct.main(["--ct-dir", str(folder), "-w", str(work), "-c", str(REPO / "configs" / "tiny_cpu.yaml"),
                          "--set", f"optim.steps={steps}", "--set", f"train.checkpoint_every={steps}",
-                         "--set", "train.val_every=0", "--set", "data.patch_size=[32,32]", "-q", *extra])
+                         "--set", "train.val_every=0", "--set", "data.patch_size=[32,32]", "--train-scales", "1", "-q",
+                         *extra])
 
 
 @pytest.mark.slow
