@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     rows = {}
     for ct_path in sorted(args.simulated.glob("*_ct.nii.gz")):
         case = ct_path.name[: -len("_ct.nii.gz")]
-        if not case.startswith(tuple(args.cases)):
+        if not case.startswith(tuple(args.cases)) or "-scaled" in case:    # not the --train-scales training scans
             continue
         found = sorted(args.simulated.glob(f"{case}_cbct_{args.preset}-*.nii.gz"))
         if not found:

@@ -100,33 +100,51 @@ def _link_or_convert(src: Path, dst: Path) -> None:
         write_volume(read_volume(src), dst, dtype="int16", inputs=[src])
 
 
+#: the value Elastix gives voxels the moved CT does not cover (medgan.registration's DefaultPixelValue)
+CT_FILL_HU = -1024.0
+
+
 def paired_target(cbct: Path, registered_ct: Path, fov: Path, dst: Path) -> None:
-    """The training target of a paired model: the registered CT inside the CBCT's field of view, the CBCT's own
-    voxels outside it (where the CBCT holds no measurement, the correction to learn is none)."""
+    """The training target of a paired model: the registered CT where it has data inside the CBCT's field of
+    view; the CBCT's own voxels elsewhere (outside the field of view, and where the moved CT does not reach, e.g.
+    beyond its z-range), so no correction is learned where there is nothing to learn it from.  Rebuilt when the
+    registration is newer than ``dst``."""
     import numpy as np
 
     from medgan.io import read_volume, write_volume
 
-    if dst.exists():
+    if dst.exists() and all(dst.stat().st_mtime >= q.stat().st_mtime for q in (cbct, registered_ct, fov)):
         return
-    cb, ct, inside = read_volume(cbct), read_volume(registered_ct), read_volume(fov).array > 0
-    if not (ct.same_grid(cb) and read_volume(fov).same_grid(cb)):
+    cb, ct, fv = read_volume(cbct), read_volume(registered_ct), read_volume(fov)
+    if not (ct.same_grid(cb) and fv.same_grid(cb)):
         raise SystemExit(f"cbct2ct: {registered_ct.name}: the registered CT is not on its CBCT's grid")
-    arr = np.where(inside, np.asarray(ct.array, np.float32), np.asarray(cb.array, np.float32))
+    ct_arr = np.asarray(ct.array, np.float32)
+    inside = (np.asarray(fv.array) > 0) & (ct_arr > CT_FILL_HU + 0.5)
+    arr = np.where(inside, ct_arr, np.asarray(cb.array, np.float32))
     write_volume(cb.with_array(np.rint(arr).astype(np.int16)), dst, dtype="int16", inputs=[cbct, registered_ct, fov])
 
 
 def prepare(args, pairs: dict[str, tuple[Path, Path]], sp: dict, paired: bool = False,
-            registered: Path | None = None) -> Path:
+            registered: Path | None = None, targets: bool = True) -> Path:
     """The training and test folders under ``WORK/data``.  ``paired``: domain B holds each training patient's
-    registered CT (:func:`paired_target`), named as its CBCT in domain A; needs ``registered``."""
+    registered CT (:func:`paired_target`), named as its CBCT in domain A; needs ``registered`` (with ``targets``;
+    without, domain B is not built: nothing will train on it).  A changed split or layout starts the folder over."""
     data = args.work / "data"
     train = sp["train"]
     dom_a = train if not args.disjoint_domains else train[0::2]
     dom_b = train if not args.disjoint_domains else train[1::2]
+    meta = {"split": sp, "domain_a": dom_a, "domain_b": dom_b, "paired": paired,
+            "sources": {k: {"cbct": str(v[0]), "ct": str(v[1])} for k, v in pairs.items()}}
+    done = data / "split.json"
+    if done.exists() and json.loads(done.read_text(encoding="utf-8")) != meta:
+        # another split, other domains, another kind of target: nothing prepared before may be reused
+        print(f"prepare: the split or the training layout changed; rebuilding {data}")
+        shutil.rmtree(data)
     for name in dom_a:
         _link_or_convert(pairs[name][0], data / "train" / "A" / f"{name}.nii.gz")
     for name in dom_b:
+        if paired and not targets:
+            continue
         if paired:
             paired_target(data / "train" / "A" / f"{name}.nii.gz", registered / "ct" / f"{name}.nii.gz",
                           registered / "fov" / f"{name}.nii.gz", data / "train" / "B" / f"{name}.nii.gz")
@@ -134,29 +152,36 @@ def prepare(args, pairs: dict[str, tuple[Path, Path]], sp: dict, paired: bool = 
             _link_or_convert(pairs[name][1], data / "train" / "B" / f"{name}.nii.gz")
     for name in sp["test"]:
         _link_or_convert(pairs[name][0], data / "test" / "CBCT" / f"{name}.nii.gz")
-    meta = {"split": sp, "domain_a": dom_a, "domain_b": dom_b, "paired": paired,
-            "sources": {k: {"cbct": str(v[0]), "ct": str(v[1])} for k, v in pairs.items()}}
     from medgan.io.writers import atomic_write_text
 
     atomic_write_text(data / "split.json", json.dumps(meta, indent=2))
     return data
 
 
-def register(args, pairs, names: list[str]) -> Path:
-    """Each patient's CT onto its CBCT (Elastix), into ``WORK/registered/{ct,fov}``; registered ones are kept."""
+def register(args, pairs, names: list[str]) -> tuple[Path, list[str]]:
+    """Each patient's CT onto its CBCT (Elastix), into ``WORK/registered/{ct,fov}``; registered ones are kept.
+
+    Returns the folder and the patients whose registration failed (each said in one line)."""
+    from medgan.errors import MedganError
     from medgan.registration import RegistrationOptions, describe, register_files
     from medgan.utils.progress import bar
 
     out = args.work / "registered"
     opts = RegistrationOptions(iterations=args.reg_iterations, resolutions=args.reg_resolutions,
                                final_iterations=args.reg_final_iterations)
+    failed = []
     for name in bar(names, desc="register (Elastix)", quiet=args.quiet, unit="patient"):
         dst, fov = out / "ct" / f"{name}.nii.gz", out / "fov" / f"{name}.nii.gz"
         if dst.exists() and fov.exists():
             continue
-        res, _ = register_files(pairs[name][0], pairs[name][1], dst, opts, fov_output=fov)
+        try:
+            res, _ = register_files(pairs[name][0], pairs[name][1], dst, opts, fov_output=fov)
+        except MedganError as exc:
+            print(f"cbct2ct: register {name}: FAILED: {exc}", file=sys.stderr)
+            failed.append(name)
+            continue
         print(f"register {name}: {describe(res)}")
-    return out
+    return out, failed
 
 
 def evaluate(args, data: Path, registered: Path, sct: Path) -> dict:
@@ -215,12 +240,25 @@ def main(argv=None) -> int:
         raise SystemExit("cbct2ct: --disjoint-domains is for unpaired configs; a paired one learns each CBCT beside "
                          "its own registered CT")
     to_register = sorted(sp["train"] + sp["test"]) if paired else sp["test"]
-    registered = register(args, pairs, to_register) if "register" in args.stages else args.work / "registered"
-    missing = [n for n in (sp["train"] if paired else []) if not (registered / "ct" / f"{n}.nii.gz").exists()]
-    if missing:
-        raise SystemExit(f"cbct2ct: a paired config trains on registered CTs; run the register stage first "
-                         f"(missing: {', '.join(missing)})")
-    data = prepare(args, pairs, sp, paired, registered)
+    registered, failed = args.work / "registered", []
+    if "register" in args.stages:
+        registered, failed = register(args, pairs, to_register)
+    if set(failed) & set(sp["test"]):
+        bad = ", ".join(sorted(set(failed) & set(sp["test"])))
+        raise SystemExit(f"cbct2ct: registration failed for test patient(s) {bad}: they cannot be evaluated "
+                         "(see the lines above)")
+    if failed:
+        print(f"cbct2ct: training without {', '.join(failed)} (registration failed)", file=sys.stderr)
+        sp = {"train": [n for n in sp["train"] if n not in failed], "test": sp["test"]}
+        if len(sp["train"]) < 2:
+            raise SystemExit(f"cbct2ct: only {len(sp['train'])} training patient(s) left after failed registrations")
+    if paired and "train" in args.stages:
+        missing = [n for n in sp["train"]
+                   if not all((registered / d / f"{n}.nii.gz").exists() for d in ("ct", "fov"))]
+        if missing:
+            raise SystemExit(f"cbct2ct: a paired config trains on registered CTs; run the register stage first "
+                             f"(missing: {', '.join(missing)})")
+    data = prepare(args, pairs, sp, paired, registered, targets="train" in args.stages)
     if "train" in args.stages:
         from run import train
 

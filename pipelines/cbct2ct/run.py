@@ -344,11 +344,18 @@ def train(work: Path, data: Path, config: Path, overrides: list[str], has_val: b
         paths += [f"data.val_a={data / 'val' / 'A'}", f"data.val_b={data / 'val' / 'B'}"]
     else:
         paths += ["data.val_a=null", "data.val_b=null"]
+    from medgan.errors import MedganError
+
     cfg = load_config(config, paths + list(overrides))
     run = work / "run"
     resume = (run / "checkpoints" / "last.pt").exists()
     print(f"train: {config.name} for {cfg.optim.steps} steps -> {run}" + (" (resuming)" if resume else ""))
-    return run_training(cfg, run, resume=resume, quiet=quiet)
+    try:
+        return run_training(cfg, run, resume=resume, quiet=quiet)
+    except MedganError as exc:
+        hint = (f" ({run} holds a run of another recipe or data: start over with --fresh, or give another -w)"
+                if resume else "")
+        raise SystemExit(f"cbct2ct: train: {exc}{hint}") from None
 
 
 def translate_test(work: Path, data: Path, model: Path, quiet: bool) -> Path:
@@ -482,7 +489,8 @@ def main(argv=None) -> int:
                    help="generated phantom patients to add (default: 6 without --ct-dir, else 0)")
     p.add_argument("--phantom-sizes", default="1,1", metavar="LO,HI",
                    help="range of the phantoms' in-plane size factor (default 1,1: every phantom about 340 x 270 mm); "
-                        "e.g. 0.85,1.3 spans 290-440 mm wide bodies, whose scatter offsets differ")
+                        "e.g. 0.85,1.3 (with --train-scales 1) spans 290-440 mm wide bodies, whose scatter offsets "
+                        "differ")
     p.add_argument("-w", "--work", type=Path, default=REPO / "runs" / "cbct2ct", help="work folder")
     p.add_argument("-c", "--config", type=Path, default=REPO / "configs" / "cbct2ct_correction_paired_cpu.yaml",
                    help="training config (default: the starter's paired correction recipe; "
@@ -539,6 +547,11 @@ def main(argv=None) -> int:
                          ) from None
     if any(not 0.5 <= f <= 1.5 for f in args.train_scales):
         raise SystemExit("cbct2ct: --train-scales factors must lie in 0.5..1.5")
+    if n_ph and hi * max(args.train_scales, default=1.0) > 1.4:
+        top = max(args.train_scales)
+        raise SystemExit(f"cbct2ct: --phantom-sizes up to {hi:g} with --train-scales up to {top:g} makes phantoms "
+                         f"{hi * top:.2f} x their size, wider than the scanner's field of view (at most 1.4 x); "
+                         "lower one of them (--train-scales 1 for none)")
     args.same_patients = args.same_patients or config_method(args.config, args.set) == "paired"
     cases = collect_cts(args.ct_dir, n_ph, (lo, hi))
     names = sorted(cases)

@@ -210,6 +210,10 @@ def test_batch_norm_is_synchronised_across_ddp_processes_and_refused_on_cpu():
     _states_equal(before, dict(synced.state_dict()))
     with pytest.raises(ConfigError, match="batch norm .* under DDP needs GPUs"):
         sync_batch_norm(build_translator(cfg.model, None, 2000.0), torch.device("cpu"))
+    from medgan.engine.methods import build_model
+
+    with pytest.raises(ConfigError, match="under DDP needs GPUs"):      # wired into every method's set-up
+        build_model(cfg, torch.device("cpu"), distributed=True)
     plain = build_translator(load_config(TINY).model, None, 2000.0)                   # instance norm: nothing to sync
     assert sync_batch_norm(plain, torch.device("cpu")) is plain
 

@@ -64,11 +64,13 @@ def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path, cap
         assert read_volume(reg / "ct" / f"{name}.nii.gz").same_grid(cbct)
         assert read_volume(reg / "fov" / f"{name}.nii.gz").same_grid(cbct)
         assert (reg / "ct" / f"{name}_qa.png").exists()
-    # a training pair: the CBCT in A; in B its registered CT inside the CBCT's FOV and the CBCT's voxels outside
+    # a training pair: the CBCT in A; in B its registered CT where that has data inside the CBCT's FOV, and the
+    # CBCT's own voxels elsewhere (outside the FOV, and where the moved CT does not reach: Elastix's -1024 fill)
     a, b = (read_volume(work / "data" / "train" / d / "pat0.nii.gz").array.astype(np.float32) for d in ("A", "B"))
     ct0 = read_volume(reg / "ct" / "pat0.nii.gz").array.astype(np.float32)
-    inside = read_volume(reg / "fov" / "pat0.nii.gz").array > 0
-    assert 0 < inside.mean() < 1
+    fov = read_volume(reg / "fov" / "pat0.nii.gz").array > 0
+    inside = fov & (ct0 > -1023.5)
+    assert 0 < inside.mean() < fov.mean() < 1                     # the 3-degree, 6 mm move leaves corners uncovered
     assert np.array_equal(b[~inside], a[~inside]) and np.abs(b[inside] - ct0[inside]).max() <= 0.5
     for protocol, struct in (("synthrad2023", "ssim"), ("synthrad2025", "ms_ssim")):
         doc = json.loads((work / f"report_{protocol}" / "metrics.json").read_text(encoding="utf-8"))
@@ -100,6 +102,10 @@ def test_real_data_unpaired_domains_and_paired_refusals(tmp_path):
     meta = json.loads((data / "split.json").read_text(encoding="utf-8"))
     assert (meta["domain_a"], meta["domain_b"], meta["paired"]) == (["p0", "p2"], ["p1"], False)
     assert sorted(p.name for p in (data / "train" / "B").iterdir()) == ["p1.nii.gz"]
+    # another split: nothing of the old one is reused (p3 moves to training, p0 to test)
+    data = rd.prepare(args, pairs, {"train": ["p1", "p2", "p3"], "test": ["p0"]})
+    assert sorted(p.name for p in (data / "train" / "A").iterdir()) == ["p1.nii.gz", "p3.nii.gz"]
+    assert sorted(p.name for p in (data / "test" / "CBCT").iterdir()) == ["p0.nii.gz"]
     common = ["--cbct-dir", str(tmp_path / "cbct"), "--ct-dir", str(tmp_path / "ct"), "-w", str(tmp_path / "w2"),
               "--test-cases", "p3", "-q"]
     with pytest.raises(SystemExit, match="--disjoint-domains is for unpaired configs"):

@@ -126,7 +126,7 @@ def test_cbct2ct_default_recipe_learns_each_cbct_beside_its_own_ct(tmp_path, cap
     for name in names:                                       # pairs on one grid: the paired loader's contract
         a, b = (read_volume(work / "data" / "train" / d / name) for d in ("A", "B"))
         assert a.shape == b.shape and np.allclose(a.spacing, b.spacing) and np.allclose(a.origin, b.origin)
-    # an unpaired config keeps the halves disjoint; a config that cannot load is one line
+    # a config that cannot load is one line; the method is read with the --set overrides
     with pytest.raises(SystemExit, match="cbct2ct: .*nowhere.yaml"):
         cbct2ct.main(["--ct-dir", str(folder), "-w", str(work), "-c", str(tmp_path / "nowhere.yaml")])
     assert cbct2ct.config_method(REPO / "configs" / "cbct2ct_correction_cpu.yaml", []) == "cyclegan"
@@ -359,3 +359,5 @@ def test_cbct2ct_phantom_sizes_spread_over_the_range_and_key_the_cache(tmp_path,
     for bad in ("1.3", "1.3,0.9", "0.2,1", "a,b"):
         with pytest.raises(SystemExit, match="--phantom-sizes"):
             cbct2ct.main(["--phantom-sizes", bad, "-w", str(tmp_path / "w")])
+    with pytest.raises(SystemExit, match="wider than the scanner's field of view"):   # 1.3 x the default 1.15
+        cbct2ct.main(["--phantom-sizes", "0.85,1.3", "-w", str(tmp_path / "w")])
