@@ -31,6 +31,8 @@ from medgan.io.volume import Volume
 
 #: smallest size along any axis that a 3-level pyramid can register
 MIN_SIZE = 8
+#: HU of the moved CT's voxels that the CT does not cover (Elastix's DefaultPixelValue: air)
+FILL_HU = -1024
 #: similarity metrics: mutual information for CBCT vs CT (different HU), NCC / mean squares for the same modality
 METRICS = {"mi": "AdvancedMattesMutualInformation", "ncc": "AdvancedNormalizedCorrelation",
            "mse": "AdvancedMeanSquares"}
@@ -118,7 +120,7 @@ def default_parameter_maps(options: RegistrationOptions) -> list[dict[str, list[
     po = itk.ParameterObject.New()
     n = str(options.resolutions)
     common = {"NumberOfResolutions": [n], "MaximumNumberOfIterations": [str(options.iterations)],
-              "DefaultPixelValue": ["-1024"], "NumberOfSpatialSamples": sample_schedule(options),
+              "DefaultPixelValue": [str(FILL_HU)], "NumberOfSpatialSamples": sample_schedule(options),
               "RandomSeed": [str(options.seed)], "ErodeMask": ["false"], "ResultImagePixelType": ["float"],
               "WriteResultImage": ["true"],
               "FinalBSplineInterpolationOrder": [str(options.final_interpolation_order)]}

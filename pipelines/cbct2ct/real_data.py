@@ -100,10 +100,6 @@ def _link_or_convert(src: Path, dst: Path) -> None:
         write_volume(read_volume(src), dst, dtype="int16", inputs=[src])
 
 
-#: the value Elastix gives voxels the moved CT does not cover (medgan.registration's DefaultPixelValue)
-CT_FILL_HU = -1024.0
-
-
 def paired_target(cbct: Path, registered_ct: Path, fov: Path, dst: Path) -> None:
     """The training target of a paired model: the registered CT where it has data inside the CBCT's field of
     view; the CBCT's own voxels elsewhere (outside the field of view, and where the moved CT does not reach, e.g.
@@ -112,6 +108,7 @@ def paired_target(cbct: Path, registered_ct: Path, fov: Path, dst: Path) -> None
     import numpy as np
 
     from medgan.io import read_volume, write_volume
+    from medgan.registration.elastix import FILL_HU
 
     if dst.exists() and all(dst.stat().st_mtime >= q.stat().st_mtime for q in (cbct, registered_ct, fov)):
         return
@@ -119,7 +116,7 @@ def paired_target(cbct: Path, registered_ct: Path, fov: Path, dst: Path) -> None
     if not (ct.same_grid(cb) and fv.same_grid(cb)):
         raise SystemExit(f"cbct2ct: {registered_ct.name}: the registered CT is not on its CBCT's grid")
     ct_arr = np.asarray(ct.array, np.float32)
-    inside = (np.asarray(fv.array) > 0) & (ct_arr > CT_FILL_HU + 0.5)
+    inside = (np.asarray(fv.array) > 0) & (ct_arr > FILL_HU + 0.5)
     arr = np.where(inside, ct_arr, np.asarray(cb.array, np.float32))
     write_volume(cb.with_array(np.rint(arr).astype(np.int16)), dst, dtype="int16", inputs=[cbct, registered_ct, fov])
 
@@ -143,13 +140,11 @@ def prepare(args, pairs: dict[str, tuple[Path, Path]], sp: dict, paired: bool = 
     for name in dom_a:
         _link_or_convert(pairs[name][0], data / "train" / "A" / f"{name}.nii.gz")
     for name in dom_b:
-        if paired and not targets:
-            continue
-        if paired:
+        if not paired:
+            _link_or_convert(pairs[name][1], data / "train" / "B" / f"{name}.nii.gz")
+        elif targets:
             paired_target(data / "train" / "A" / f"{name}.nii.gz", registered / "ct" / f"{name}.nii.gz",
                           registered / "fov" / f"{name}.nii.gz", data / "train" / "B" / f"{name}.nii.gz")
-        else:
-            _link_or_convert(pairs[name][1], data / "train" / "B" / f"{name}.nii.gz")
     for name in sp["test"]:
         _link_or_convert(pairs[name][0], data / "test" / "CBCT" / f"{name}.nii.gz")
     from medgan.io.writers import atomic_write_text

@@ -58,6 +58,8 @@ def shared_data() -> Path:
     return Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
 
 
+#: the largest in-plane size factor of a phantom scan that the scanners' field of view holds
+MAX_PHANTOM_SCALE = 1.4
 #: golden-ratio step: phantom i gets size fraction frac(i * PHI), evenly spread for any number of phantoms
 PHI = (5 ** 0.5 - 1) / 2
 
@@ -537,9 +539,9 @@ def main(argv=None) -> int:
         lo, hi = (float(x) for x in args.phantom_sizes.split(","))
     except ValueError:
         raise SystemExit(f"cbct2ct: --phantom-sizes must be LO,HI (two numbers), not {args.phantom_sizes!r}") from None
-    if not 0.5 <= lo <= hi <= 1.4:
-        raise SystemExit(f"cbct2ct: --phantom-sizes {args.phantom_sizes}: need 0.5 <= LO <= HI <= 1.4 (the largest "
-                         "phantom must fit the scanner's field of view)")
+    if not 0.5 <= lo <= hi <= MAX_PHANTOM_SCALE:
+        raise SystemExit(f"cbct2ct: --phantom-sizes {args.phantom_sizes}: need 0.5 <= LO <= HI <= "
+                         f"{MAX_PHANTOM_SCALE:g} (the largest phantom must fit the scanner's field of view)")
     try:
         args.train_scales = tuple(float(x) for x in args.train_scales.split(",") if x.strip())
     except ValueError:
@@ -547,11 +549,11 @@ def main(argv=None) -> int:
                          ) from None
     if any(not 0.5 <= f <= 1.5 for f in args.train_scales):
         raise SystemExit("cbct2ct: --train-scales factors must lie in 0.5..1.5")
-    if n_ph and hi * max(args.train_scales, default=1.0) > 1.4:
+    if n_ph and hi * max(args.train_scales, default=1.0) > MAX_PHANTOM_SCALE:
         top = max(args.train_scales)
         raise SystemExit(f"cbct2ct: --phantom-sizes up to {hi:g} with --train-scales up to {top:g} makes phantoms "
-                         f"{hi * top:.2f} x their size, wider than the scanner's field of view (at most 1.4 x); "
-                         "lower one of them (--train-scales 1 for none)")
+                         f"{hi * top:.2f} x their size, wider than the scanner's field of view (at most "
+                         f"{MAX_PHANTOM_SCALE:g} x); lower one of them (--train-scales 1 for none)")
     args.same_patients = args.same_patients or config_method(args.config, args.set) == "paired"
     cases = collect_cts(args.ct_dir, n_ph, (lo, hi))
     names = sorted(cases)
