@@ -26,9 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tiny_cpu.yaml"
 
 
-@pytest.fixture(scope="module")
-def domains(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
+def make_domains(root):
+    """Two phantoms as A and their 0.9 x HU - 60 copies as B (different names: unpaired), and a validation pair."""
     for i in range(2):
         ct, _ = make_phantom(i, shape=(16, 64, 64))
         write_volume(ct, root / "A" / f"c{i}.nii.gz")                       # "CBCT": darker, noisier
@@ -37,6 +36,11 @@ def domains(tmp_path_factory):
     write_volume(ct, root / "VA" / "v.nii.gz")
     write_volume(ct, root / "VB" / "v.nii.gz")
     return root
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory):
+    return make_domains(tmp_path_factory.mktemp("train"))
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +59,15 @@ def tiny_cfg(domains, *overrides):
     return load_config(TINY, [f"data.train_a={domains / 'A'}", f"data.train_b={domains / 'B'}", *overrides])
 
 
+#: the training runs of the two checks below (benchmarks/test_margins.py runs them across seeds, threads and
+#: CPU kernels)
+CYCLE2D = ("optim.steps=30", "train.checkpoint_every=30")
+CYCLE3D = ("model.spatial_dims=3", "data.patch_size=[16,32,32]", "optim.batch_size=2", "optim.steps=16",
+           "train.checkpoint_every=16")
+
+
 def test_2d_training_lowers_cycle_loss(domains, tmp_path):
-    cfg = tiny_cfg(domains, "optim.steps=30", "train.log_every=1", "train.val_every=0", "train.checkpoint_every=30")
+    cfg = tiny_cfg(domains, *CYCLE2D, "train.log_every=1", "train.val_every=0")
     tr = Trainer(cfg, tmp_path / "run", quiet=True)
     tr.fit()
     rows = np.genfromtxt(tmp_path / "run" / "metrics.csv", delimiter=",", names=True)
@@ -67,8 +78,7 @@ def test_2d_training_lowers_cycle_loss(domains, tmp_path):
 
 @pytest.mark.slow
 def test_3d_training_runs_and_lowers_cycle_loss(domains, tmp_path):
-    cfg = tiny_cfg(domains, "model.spatial_dims=3", "data.patch_size=[16,32,32]", "optim.batch_size=2",
-                   "optim.steps=16", "train.log_every=1", "train.val_every=0", "train.checkpoint_every=16")
+    cfg = tiny_cfg(domains, *CYCLE3D, "train.log_every=1", "train.val_every=0")
     Trainer(cfg, tmp_path / "run3", quiet=True).fit()
     rows = np.genfromtxt(tmp_path / "run3" / "metrics.csv", delimiter=",", names=True)
     assert rows["cycle"][-4:].mean() < rows["cycle"][:4].mean()

@@ -15,19 +15,22 @@ from medgan.losses.adversarial import gradient_penalty, instance_noise_std
 LOGITS = torch.tensor([[-1.0, 0.5], [2.0, 0.0]])
 
 
-@pytest.fixture(scope="module")
-def phantom_folders(tmp_path_factory):
+def make_phantom_folders(root):
     import numpy as np
 
     from medgan.io import write_volume
     from medgan.simulation.phantom import make_phantom
 
-    root = tmp_path_factory.mktemp("domains")
     for i in range(2):
         ct, _ = make_phantom(i, shape=(8, 64, 64))
         write_volume(ct, root / "A" / f"a{i}.nii.gz")
         write_volume(ct.with_array((ct.array * 0.9 - 60).astype(np.int16)), root / "B" / f"b{i}.nii.gz")
     return root / "A", root / "B"
+
+
+@pytest.fixture(scope="module")
+def phantom_folders(tmp_path_factory):
+    return make_phantom_folders(tmp_path_factory.mktemp("domains"))
 
 
 def _grad(kind, real, for_d):
@@ -137,15 +140,18 @@ def test_objectives_and_stabilisers_train(tmp_path, phantom_folders, overrides):
     assert 0.0 <= logs["d_acc"] <= 1.0 and logs["var_ratio"] > 0 and logs["change"] > 0
 
 
+#: the healthy run's settings (benchmarks/test_margins.py runs it across seeds, threads and CPU kernels)
+HEALTHY = ("optim.steps=12", "train.val_every=0", "train.alarm_patience=4", "train.log_every=3")
+
+
 def test_healthy_short_run_raises_no_alarm_and_logs_tensorboard(tmp_path, phantom_folders):
     from medgan.config import load_config
     from medgan.engine.trainer import Trainer
     from tests.conftest import REPO
 
     a, b = phantom_folders
-    cfg = load_config(REPO / "configs" / "tiny_cpu.yaml", [f"data.train_a={a}", f"data.train_b={b}", "optim.steps=12",
-                                                           "train.val_every=0", "train.alarm_patience=4",
-                                                           "train.tensorboard=true", "train.log_every=3"])
+    cfg = load_config(REPO / "configs" / "tiny_cpu.yaml", [f"data.train_a={a}", f"data.train_b={b}", *HEALTHY,
+                                                           "train.tensorboard=true"])
     trainer = Trainer(cfg, tmp_path / "run", quiet=True)
     trainer.fit()
     trainer.close()
