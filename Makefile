@@ -2,7 +2,8 @@
 #   make demo   sets up .venv when missing, then runs the end-to-end demo
 #   make test   sets up .venv when missing, then runs the test suite (all of it: what CI runs)
 #   make test-fast   the same without the tests marked slow (pytest -m "not slow")
-#   make lint   sets up .venv when missing, then runs ruff (lint + import order) and mypy (pyproject.toml)
+#   make lint   sets up .venv when missing, then runs ruff (lint, import order, complexity), mypy and lint-imports
+#               (the layer contract of docs/architecture.md), all configured in pyproject.toml
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -44,6 +45,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 demo: $(STAMP)
 	$(PY) pipelines/demo.py

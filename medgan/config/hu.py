@@ -1,7 +1,8 @@
 """Named HU windows that map CT values to the networks' [-1, 1] range and back.
 
 The preset a model was trained with is stored in its checkpoint, so translation
-de-normalises with exactly the same window.
+de-normalises with exactly the same window.  Defined in the configuration layer (the loader checks
+``data.hu_preset``); :mod:`medgan.data.hu` re-exports it for the data layer's users.
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-from medgan.config.schema import ExperimentConfig
+from medgan.config.hu import get_preset
+from medgan.config.schema import ExperimentConfig, check_spacing
 from medgan.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -144,8 +145,7 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
     """
     import math
 
-    from medgan.data.hu import get_preset
-    from medgan.io.orientation import _parse
+    from medgan.io.orientation import parse_orientation  # imported here: loading a config reads no images
 
     for key, ok, what in _RULES:
         section, name = key.split(".")
@@ -156,11 +156,9 @@ def validate_config(cfg: ExperimentConfig) -> ExperimentConfig:
             good = False
         if not good:
             raise ConfigError(f"{key} = {value!r} is out of range: it must be {what}")
-    from medgan.data.resample import check_spacing
-
     check_spacing(cfg.data.spacing)
     get_preset(cfg.data.hu_preset)
-    _parse(cfg.data.orientation)
+    parse_orientation(cfg.data.orientation)
     return cfg
 
 

@@ -2,7 +2,20 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
+
+from medgan.errors import ConfigError
+
+
+def check_spacing(spacing: Sequence[float] | None) -> list[float] | None:
+    """``None`` or a validated list of two (x, y) or three (x, y, z) positive spacings in mm (``data.spacing``)."""
+    if not spacing:
+        return None
+    sp = [float(s) for s in spacing]
+    if len(sp) not in (2, 3) or min(sp) <= 0:
+        raise ConfigError(f"spacing must be two (x, y) or three (x, y, z) positive numbers in mm, got {list(spacing)}")
+    return sp
 
 
 @dataclasses.dataclass

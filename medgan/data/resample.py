@@ -18,21 +18,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from medgan.errors import ConfigError
+from medgan.config.schema import check_spacing as check_spacing  # defined with the config it checks; re-exported
 from medgan.io import Volume
 
 #: relative spacing difference below which a volume is used as it is
 SPACING_RTOL = 0.05
-
-
-def check_spacing(spacing: Sequence[float] | None) -> list[float] | None:
-    """``None`` or a validated list of two (x, y) or three (x, y, z) positive spacings in mm."""
-    if not spacing:
-        return None
-    sp = [float(s) for s in spacing]
-    if len(sp) not in (2, 3) or min(sp) <= 0:
-        raise ConfigError(f"spacing must be two (x, y) or three (x, y, z) positive numbers in mm, got {list(spacing)}")
-    return sp
 
 
 def target_spacing(volume: Volume, spacing: Sequence[float] | None) -> tuple[float, float, float] | None:

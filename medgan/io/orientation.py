@@ -27,7 +27,8 @@ CANONICAL = "LPS"
 _LETTERS = {"L": (0, 1.0), "R": (0, -1.0), "P": (1, 1.0), "A": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
 
 
-def _parse(code: str) -> list[tuple[int, float]]:
+def parse_orientation(code: str) -> list[tuple[int, float]]:
+    """(array axis, sign) per letter of an orientation code such as ``LPS``; a bad code is a :class:`ConfigError`."""
     code = str(code).upper()
     axes = [_LETTERS[c] for c in code if c in _LETTERS]
     if len(code) != 3 or len(axes) != 3 or len({a[0] for a in axes}) != 3:
@@ -67,7 +68,7 @@ class Reorientation:
 
 def plan_reorientation(volume: Volume, target: str = CANONICAL) -> Reorientation:
     """The permutation and flips that bring ``volume`` closest to ``target`` (oblique grids: nearest axes)."""
-    wanted = _parse(target)
+    wanted = parse_orientation(target)
     d = volume.direction_matrix
     # source ITK index axis a -> physical axis it runs along: the assignment with the largest |cosines|
     best = max(itertools.permutations(range(3)), key=lambda p: sum(abs(d[p[a], a]) for a in range(3)))
