@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -161,23 +162,164 @@ def select_series(series: list[SeriesInfo], where: str, series_uid: str | None) 
     return series[0]
 
 
-def _check_slice_positions(reader: sitk.ImageSeriesReader, n: int, image: sitk.Image, name: str) -> None:
-    """Refuse series with missing or duplicated slices: ITK would silently assume even spacing."""
-    if n < 3 or not reader.HasMetaDataKey(0, "0020|0032"):
-        return
-    d = np.asarray(image.GetDirection()).reshape(3, 3)
-    normal = d[:, 2]
-    pos = []
-    for i in range(n):
-        if not reader.HasMetaDataKey(i, "0020|0032"):
-            return
-        pos.append(np.dot(normal, [float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")]))
-    gaps = np.diff(np.sort(pos))
-    if gaps.size and (gaps.min() <= 1e-3 or gaps.max() - gaps.min() > max(0.01, 0.05 * np.median(gaps))):
-        raise InputError(
-            f"{name}: slice positions are not evenly spaced (gaps {gaps.min():.3g} to {gaps.max():.3g} mm); "
-            "the series has missing or duplicated slices"
-        )
+#: Angle (degrees) between the slice normal and the step between slice positions above which a
+#: series is gantry-tilted.  Computed from ImageOrientationPatient and ImagePositionPatient only:
+#: the GantryDetectorTilt tag (0018,1120) is informative, not meant for computation.
+TILT_TOLERANCE_DEG = 0.1
+#: Value given to voxels of a resampled (tilt-corrected) CT grid that no slice covers.
+TILT_FILL_HU = -1024
+
+
+@dataclasses.dataclass
+class SliceGeometry:
+    """Where the slices of a series lie, from their ImagePositionPatient (patient mm, LPS)."""
+
+    positions: np.ndarray        #: (n, 3) in array (file) order
+    order: np.ndarray            #: permutation sorting the slices along the slice normal
+    spacing: float               #: distance between slices along the normal (mm)
+    tilt_deg: float              #: angle between the normal and the step from slice to slice
+
+
+def _slice_label(path: str) -> str:
+    return Path(path).name
+
+
+def _vector(reader: sitk.ImageSeriesReader, i: int, key: str) -> np.ndarray | None:
+    if not reader.HasMetaDataKey(i, key):
+        return None
+    try:
+        v = np.array([float(x) for x in reader.GetMetaData(i, key).strip().split("\\")])
+    except ValueError:
+        return None
+    return v if v.shape == (3,) and np.all(np.isfinite(v)) else None
+
+
+def _slice_geometry(reader: sitk.ImageSeriesReader, files: tuple[str, ...], image: sitk.Image,
+                    name: str) -> SliceGeometry | None:
+    """Check the slice positions of a series and return them, or refuse naming the slice at fault.
+
+    Every slice needs an ImagePositionPatient; the positions must be distinct, evenly spaced along
+    the slice normal, and on one straight line.  ITK would read a series with a slice without
+    position, a gap or two spacings as if its slices were evenly spaced (issue 29).
+    """
+    n = len(files)
+    if n < 2:
+        return None
+    pos = [_vector(reader, i, "0020|0032") for i in range(n)]
+    missing = [i for i, p in enumerate(pos) if p is None]
+    if len(missing) == n:
+        raise InputError(f"{name}: none of its {n} slices has an ImagePositionPatient (0020,0032); "
+                         "without slice positions medgan cannot place the slices in space")
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise InputError(f"{name}: slice {_slice_label(files[missing[0]])}{more} has no (readable) "
+                         "ImagePositionPatient (0020,0032), so its place in the volume is unknown; "
+                         "remove it or repair the series")
+    p = np.array(pos)
+    normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
+    z = p @ normal
+    order = np.argsort(z, kind="stable")
+    zs, fs = z[order], [files[i] for i in order]
+    gaps = np.diff(zs)
+    dup = np.flatnonzero(gaps <= 1e-3)
+    if dup.size:
+        i = int(dup[0])
+        raise InputError(f"{name}: slices {_slice_label(fs[i])} and {_slice_label(fs[i + 1])} are both at "
+                         f"{zs[i]:.4g} mm along the slice normal: the series has duplicated slices")
+    step = float(np.median(gaps))
+    tol = max(0.01, 0.05 * step)
+    bad = np.flatnonzero(np.abs(gaps - step) > tol)
+    if bad.size:
+        i = int(bad[0])
+        g = float(gaps[i])
+        where = f"between {_slice_label(fs[i])} ({zs[i]:.4g} mm) and {_slice_label(fs[i + 1])} ({zs[i + 1]:.4g} mm)"
+        k = round(g / step)
+        change = np.flatnonzero(np.abs(gaps - gaps[0]) > tol)
+        if bad.size > 1 and change.size and np.all(np.abs(gaps[change[0]:] - gaps[-1]) <= tol):
+            j = int(change[0])
+            why = (f"two slice spacings, {gaps[0]:.4g} mm up to {_slice_label(fs[j])} ({zs[j]:.4g} mm) and "
+                   f"{gaps[-1]:.4g} mm after it{_thicknesses(reader, len(files))}")
+        elif k >= 2 and abs(g - k * step) <= tol:
+            why = (f"{k - 1} missing slice{'s' if k > 2 else ''} {where}: a gap of {g:.4g} mm where the others "
+                   f"are {step:.4g} mm")
+        else:
+            why = (f"a step of {g:.4g} mm {where} where the others are {step:.4g} mm (slices of two spacings or "
+                   "thicknesses?)")
+        raise InputError(f"{name}: slice positions are not evenly spaced: {why}")
+    ps = p[order]
+    line = ps[0] + np.outer(np.arange(n), (ps[-1] - ps[0]) / (n - 1))
+    off = np.linalg.norm(ps - line, axis=1)
+    if off.max() > tol:
+        i = int(np.argmax(off))
+        raise InputError(f"{name}: slice {_slice_label(fs[i])} lies {off[i]:.3g} mm off the line through the other "
+                         "slice positions; the series is not one regular volume")
+    s = (ps[-1] - ps[0]) / (n - 1)
+    tilt = float(np.degrees(np.arccos(np.clip(abs(s @ normal) / np.linalg.norm(s), -1.0, 1.0))))
+    return SliceGeometry(p, order, float((zs[-1] - zs[0]) / (n - 1)), tilt)
+
+
+def _thicknesses(reader: sitk.ImageSeriesReader, n: int) -> str:
+    """", SliceThickness 2 and 5 mm" when the slices declare more than one thickness, else ""."""
+    values = {reader.GetMetaData(i, "0018|0050").strip() for i in range(n) if reader.HasMetaDataKey(i, "0018|0050")}
+    try:
+        mm = sorted({float(v) for v in values if v})
+    except ValueError:
+        return ""
+    return ", SliceThickness " + " and ".join(f"{v:g}" for v in mm) + " mm" if len(mm) > 1 else ""
+
+
+def _place_slices(volume: Volume, geo: SliceGeometry, name: str, strict: bool) -> Volume:
+    """The volume on the grid its slice positions define: sorted along the normal, tilt corrected.
+
+    A gantry-tilted series (slice positions stepping at an angle to the slice normal) is resampled
+    onto an orthogonal grid as dcm2niix does: each slice is shifted in-plane by its own offset
+    (linear interpolation), the grid grows to keep every voxel, and voxels no slice covers get
+    ``TILT_FILL_HU``.  ``strict`` refuses tilted series instead.  Never read as if untilted.
+    """
+    d = volume.direction_matrix
+    r, c, normal = d[:, 0], d[:, 1], d[:, 2]
+    tilted = geo.tilt_deg > TILT_TOLERANCE_DEG
+    identity = bool(np.all(geo.order == np.arange(len(geo.order))))
+    if identity and not tilted:
+        return volume
+    arr = np.asarray(volume.array)[geo.order]
+    p = geo.positions[geo.order]
+    meta = dict(volume.meta)
+    if meta.get("dicom_sources"):
+        meta["dicom_sources"] = [meta["dicom_sources"][i] for i in geo.order]
+    spacing = (volume.spacing[0], volume.spacing[1], geo.spacing)
+    if not tilted:
+        return Volume(np.ascontiguousarray(arr), spacing, tuple(p[0]), volume.direction, meta)
+    if strict:
+        raise InputError(f"{name}: gantry-tilted series ({geo.tilt_deg:.2f} deg between the slice normal and the "
+                         "step between slice positions); refused (--strict); without --strict medgan resamples it "
+                         "onto an orthogonal grid")
+    sx, sy = volume.spacing[0], volume.spacing[1]
+    shift_x, shift_y = (p - p[0]) @ r / sx, (p - p[0]) @ c / sy       # each slice's in-plane offset, in voxels
+    ix0, iy0 = int(np.floor(min(0.0, shift_x.min()) + 1e-6)), int(np.floor(min(0.0, shift_y.min()) + 1e-6))
+    ix1, iy1 = int(np.ceil(max(0.0, shift_x.max()) - 1e-6)), int(np.ceil(max(0.0, shift_y.max()) - 1e-6))
+    nz, ny, nx = arr.shape
+    out_shape = (ny + iy1 - iy0, nx + ix1 - ix0)
+    modality = str(meta.get("modality") or "CT").upper()
+    fill = float(TILT_FILL_HU) if modality == "CT" else float(arr.min())
+    from scipy import ndimage
+
+    out = np.empty((nz, *out_shape), np.float32)
+    for k in range(nz):
+        # output voxel (j, i) holds the slice's voxel (j + iy0 - shift_y, i + ix0 - shift_x)
+        ndimage.affine_transform(arr[k].astype(np.float32), np.eye(2), offset=(iy0 - shift_y[k], ix0 - shift_x[k]),
+                                 output_shape=out_shape, output=out[k], order=1, mode="constant", cval=fill,
+                                 prefilter=False)
+    if np.issubdtype(arr.dtype, np.integer):
+        dtype = np.result_type(arr.dtype, np.int16)
+        out = np.rint(out).astype(dtype)
+    origin = p[0] + ix0 * sx * r + iy0 * sy * c
+    direction = np.column_stack([r, c, normal]).ravel()
+    meta["gantry_tilt_deg"] = geo.tilt_deg
+    print(f"medgan WARNING: {name}: gantry-tilted series ({geo.tilt_deg:.2f} deg): resampled onto an orthogonal "
+          f"grid of {out_shape[1]}x{out_shape[0]}x{nz} voxels at the slices' own positions, {fill:g} where no slice "
+          "has data (--strict refuses tilted series)", file=sys.stderr)
+    return Volume(out, spacing, tuple(origin), tuple(direction), meta)
 
 
 def _not_a_volume(info: SeriesInfo, name: str, why: str) -> InputError:
@@ -186,7 +328,7 @@ def _not_a_volume(info: SeriesInfo, name: str, why: str) -> InputError:
                       "choose the CT/CBCT series with --series-uid")
 
 
-def _check_consistent(reader: sitk.ImageSeriesReader, n: int, name: str) -> None:
+def _check_consistent(reader: sitk.ImageSeriesReader, files: tuple[str, ...], name: str) -> None:
     """Every slice of a volume shares one orientation and one pixel spacing; ITK would use the first's silently."""
     def values(i: int, key: str):
         if not reader.HasMetaDataKey(i, key):
@@ -196,19 +338,51 @@ def _check_consistent(reader: sitk.ImageSeriesReader, n: int, name: str) -> None
         except ValueError:
             return None
 
+    n = len(files)
     ref_o, ref_s = values(0, "0020|0037"), values(0, "0028|0030")
     for i in range(1, n):
         o, sp = values(i, "0020|0037"), values(i, "0028|0030")
         if ref_o is not None and o is not None and (o.shape != ref_o.shape or not np.allclose(o, ref_o, atol=1e-4)):
             cos = float(np.clip(np.dot(o[3:], ref_o[3:]) if o.shape == ref_o.shape else 0.0, -1, 1))
-            raise InputError(f"{name}: slice {i + 1} of {n} is tilted against the first (ImageOrientationPatient "
-                             f"differs by {np.degrees(np.arccos(cos)):.1f} deg); a volume needs one orientation")
+            raise InputError(f"{name}: slice {_slice_label(files[i])} ({i + 1} of {n}) is tilted against the "
+                             f"first (ImageOrientationPatient differs by {np.degrees(np.arccos(cos)):.1f} deg); "
+                             "a volume needs one orientation")
         if ref_s is not None and sp is not None and (sp.shape != ref_s.shape or not np.allclose(sp, ref_s, rtol=1e-4)):
-            raise InputError(f"{name}: slice {i + 1} of {n} has pixel spacing {tuple(sp.tolist())} mm, the first "
-                             f"{tuple(ref_s.tolist())} mm; a volume needs one pixel spacing")
+            raise InputError(f"{name}: slice {_slice_label(files[i])} ({i + 1} of {n}) has pixel spacing "
+                             f"{tuple(sp.tolist())} mm, the first {tuple(ref_s.tolist())} mm; "
+                             "a volume needs one pixel spacing")
 
 
-def read_series(info: SeriesInfo, name: str) -> Volume:
+def _unreadable_slices(info: SeriesInfo) -> list[str]:
+    """DICOM files beside the series that declare its SeriesInstanceUID but that GDCM could not read
+    (a truncated or corrupt slice): GDCM leaves them out of the series without a word."""
+    import pydicom
+
+    if not info.uid:
+        return []
+    members = {os.path.realpath(f) for f in info.files}
+    folders = sorted({os.path.dirname(f) for f in info.files})
+    found = []
+    for folder in folders:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if not entry.is_file() or os.path.realpath(entry.path) in members or not is_dicom_file(Path(entry.path)):
+                continue
+            try:
+                uid = str(pydicom.dcmread(entry.path, stop_before_pixels=True, force=True).get("SeriesInstanceUID", ""))
+            except Exception:  # noqa: BLE001 - pydicom raises many types for broken headers; not attributable
+                continue
+            if uid.strip() == info.uid:
+                found.append(entry.name)
+    return found
+
+
+def read_series(info: SeriesInfo, name: str, strict: bool = False) -> Volume:
+    """Read one series in HU on the grid its slice positions define.
+
+    Refused, naming the slice: a slice without position, duplicated or missing slices, two slice
+    spacings, a slice of the series that cannot be read.  A gantry-tilted series is resampled onto
+    an orthogonal grid with a one-line notice (``strict``: refused).
+    """
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(info.files))
     reader.MetaDataDictionaryArrayUpdateOn()
@@ -222,9 +396,14 @@ def read_series(info: SeriesInfo, name: str) -> Volume:
         raise InputError(f"{name}: cannot read DICOM series {info.uid or '(no UID)'}: {msg}") from None
     if first.get("0008|0016", "").startswith(SECONDARY_CAPTURE) and "0020|0032" not in first:
         raise _not_a_volume(info, name, "Secondary Capture images without patient positions")
-    _check_consistent(reader, len(info.files), name)
+    lost = _unreadable_slices(info)
+    if lost:
+        more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
+        raise InputError(f"{name}: slice {lost[0]}{more} of this series cannot be read (truncated or corrupt "
+                         "file); the series would have a missing slice")
+    _check_consistent(reader, info.files, name)
     check_image(image, name)
-    _check_slice_positions(reader, len(info.files), image, name)
+    geo = _slice_geometry(reader, info.files, image, name)
     tags: dict[str, str] = {}
     for key in list(COPIED_TAGS) + list(DESCRIPTIVE_TAGS):
         if reader.HasMetaDataKey(0, key):
@@ -241,7 +420,8 @@ def read_series(info: SeriesInfo, name: str) -> Volume:
         return reader.GetMetaData(i, key).strip() if reader.HasMetaDataKey(i, key) else ""
 
     meta["dicom_sources"] = [(tag(i, "0008|0016"), tag(i, "0008|0018")) for i in range(len(info.files))]
-    return Volume.from_sitk(image, meta)
+    volume = Volume.from_sitk(image, meta)
+    return _place_slices(volume, geo, name, strict) if geo is not None else volume
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,23 +20,26 @@ from medgan.io.validate import check_image, check_values
 from medgan.io.volume import Volume
 
 
-def read_volume(path: str | Path, series_uid: str | None = None, check_finite: bool = True) -> Volume:
+def read_volume(path: str | Path, series_uid: str | None = None, check_finite: bool = True,
+                strict: bool = False) -> Volume:
     """Read a 3D volume from a NIfTI/MHA/NRRD file, a DICOM series folder, a DICOM file or a .zip.
 
     Raises :class:`~medgan.errors.InputError` with one readable sentence for every
     input medgan cannot use: missing path, empty folder, no or several DICOM
-    series, corrupt or non-image file, 2D or 4D image, NaN/Inf voxels, zero spacing.
+    series, corrupt or non-image file, 2D or 4D image, NaN/Inf voxels, zero spacing, a DICOM
+    slice without position, missing, duplicated or unreadable slices.  A gantry-tilted DICOM
+    series is resampled onto an orthogonal grid with a notice; ``strict`` refuses it.
     """
     path = Path(path)
     name = str(path)
     if not path.exists():
         raise InputError(f"{name} does not exist")
     if path.is_dir():
-        volume = _read_dicom_folder(path, name, series_uid)
+        volume = _read_dicom_folder(path, name, series_uid, strict)
     elif format_of(path) == "zip" or zipfile.is_zipfile(path):
-        volume = _read_zip(path, name, series_uid)
+        volume = _read_zip(path, name, series_uid, strict)
     elif format_of(path) == "dicom" or dicom.is_dicom_file(path):
-        volume = _read_dicom_file(path, name, series_uid)
+        volume = _read_dicom_file(path, name, series_uid, strict)
     else:
         volume = _read_file(path, name, check_finite)
     if check_finite:
@@ -45,27 +48,27 @@ def read_volume(path: str | Path, series_uid: str | None = None, check_finite: b
     return volume
 
 
-def _read_dicom_folder(path: Path, name: str, series_uid: str | None) -> Volume:
+def _read_dicom_folder(path: Path, name: str, series_uid: str | None, strict: bool = False) -> Volume:
     if not any(path.iterdir()):
         raise InputError(f"{name} is an empty folder")
     info = dicom.select_series(dicom.find_series(path), name, series_uid)
-    return dicom.read_series(info, name)
+    return dicom.read_series(info, name, strict)
 
 
-def _read_dicom_file(path: Path, name: str, series_uid: str | None) -> Volume:
+def _read_dicom_file(path: Path, name: str, series_uid: str | None, strict: bool = False) -> Volume:
     """A single DICOM file stands for the series it belongs to in its folder."""
     uid = series_uid or dicom._read_tags(str(path), ("0020|000e",)).get("0020|000e")
     series = dicom.find_series(path.parent, max_depth=1)
     series = [s for s in series if str(path.resolve()) in {str(Path(f).resolve()) for f in s.files}] or series
-    return dicom.read_series(dicom.select_series(series, name, uid if len(series) > 1 else None), name)
+    return dicom.read_series(dicom.select_series(series, name, uid if len(series) > 1 else None), name, strict)
 
 
-def _read_zip(path: Path, name: str, series_uid: str | None) -> Volume:
+def _read_zip(path: Path, name: str, series_uid: str | None, strict: bool = False) -> Volume:
     try:
         with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory(prefix="medgan-zip-") as tmp:
             # ZipFile.extractall strips absolute paths and '..' components (no zip-slip).
             archive.extractall(tmp)
-            volume = _read_dicom_folder(Path(tmp), name, series_uid)
+            volume = _read_dicom_folder(Path(tmp), name, series_uid, strict)
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise InputError(f"{name} is not a readable .zip archive ({exc})") from None
     volume.meta["format"] = "dicom-zip"
