@@ -28,7 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from medgan.errors import InputError, MedganError, OutputError
-from medgan.io import dicom
+from medgan.io import compression, dicom
 from medgan.io.formats import OUTPUT_TYPES, format_of, suffix_of
 from medgan.io.volume import Volume
 
@@ -355,7 +355,7 @@ def _stage_file(volume: Volume, path: Path, dtype, compress: bool) -> _Staged:
     _prepare_parent(path)
     tmp = _temp_name(path)
     try:
-        sitk.WriteImage(image, str(tmp), useCompression=compress)
+        compression.write_image(image, tmp, compress)   # .nii.gz: fast gzip (python-isal)
         if not tmp.is_file():
             raise OutputError(f"cannot write {path}: the writer produced no file; nothing was written there")
         _fsync(tmp)
