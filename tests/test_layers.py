@@ -202,7 +202,11 @@ FORBIDDEN = {
     "calibration": ("medgan.engine", "medgan.cli"),
     "inference": ("medgan.engine", "medgan.cli"),
     "evaluation": ("medgan.engine", "medgan.cli", "medgan.inference"),
+    "engine": ("medgan.cli", "medgan.workflows"),
+    "workflows": ("medgan.cli",),
 }
+#: the workflows layer sits below the CLI only: no other package imports it
+FORBIDDEN = {k: tuple(dict.fromkeys((*v, "medgan.workflows"))) if k != "workflows" else v for k, v in FORBIDDEN.items()}
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
