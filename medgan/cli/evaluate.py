@@ -52,6 +52,8 @@ def add_parser(sub) -> None:
     add_target_sphere(g, help="dose target: a sphere centre (patient mm) and radius, the same for every case "
                               "(default: an automatic 25 mm soft-tissue sphere per case)")
     add_dose_options(g)
+    p.add_argument("--force", action="store_true", help="evaluate images that are plainly not CT in HU anyway "
+                   "(an MR series, 8-bit voxels; refused by default)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
@@ -163,7 +165,7 @@ def run(args) -> int:
         if dose is not None:
             dose(res)
 
-    common = dict(protocol=args.protocol, mask_mode=args.mask_mode, seg_model=seg_model)
+    common = dict(protocol=args.protocol, mask_mode=args.mask_mode, seg_model=seg_model, allow_non_hu=args.force)
     if not is_case_folder(pred):
         res = evaluate_case(pred, target, args.mask, args.input, fov=args.fov, labels=args.labels,
                             compare=compare, **common)

@@ -31,6 +31,7 @@ from medgan.evaluation.metrics import DEFAULT_PROTOCOL, get_protocol, image_metr
 from medgan.evaluation.statistics import paired_comparison, summarize
 from medgan.io import Volume, read_volume
 from medgan.io.formats import strip_suffix
+from medgan.io.validate import check_hu
 
 #: metric columns of the default protocol, in report order (the protocol's own: ``get_protocol(p).columns``)
 METRICS = get_protocol(DEFAULT_PROTOCOL).columns
@@ -67,12 +68,15 @@ def _same_grid(what: str, vol: Volume, target: Volume) -> None:
                          "(medgan register)")
 
 
-def _load(v: Volume | str | Path, what: str) -> Volume:
-    if isinstance(v, Volume):
-        return v
-    if not Path(v).exists():
-        raise InputError(f"{what} {v} does not exist")
-    return read_volume(v)
+def _load(v: Volume | str | Path, what: str, hu: bool = False) -> Volume:
+    """``v`` read (or as given); ``hu``: refuse an image that is plainly not CT in HU (MR, 8-bit)."""
+    if not isinstance(v, Volume):
+        if not Path(v).exists():
+            raise InputError(f"{what} {v} does not exist")
+        v = read_volume(v)
+    if hu:
+        check_hu(v, f"{what} {v.meta.get('path') or ''}".strip())
+    return v
 
 
 def build_mask(target: Volume, input: Volume | None = None, mask: Volume | None = None, fov: Volume | None = None,
@@ -113,26 +117,27 @@ def evaluate_case(pred: Volume | str | Path, target: Volume | str | Path, mask: 
                   pred_label: str = "prediction", input_label: str = "input", *,
                   protocol: str = DEFAULT_PROTOCOL, mask_mode: str = "auto", fov: Volume | str | Path | None = None,
                   compare: dict[str, Volume | str | Path] | None = None, labels: Volume | str | Path | None = None,
-                  seg_model=None, patient: Hashable | None = None) -> CaseResult:
+                  seg_model=None, patient: Hashable | None = None, allow_non_hu: bool = False) -> CaseResult:
     """Metrics of ``pred`` (and of ``input`` and each ``compare`` baseline) against ``target``.
 
     ``protocol`` is ``synthrad2023`` or ``synthrad2025`` (:mod:`medgan.evaluation.metrics`).
     ``labels`` (reference organ labels on the target's grid) adds the MAE per organ;
     ``seg_model`` (:class:`medgan.evaluation.organs.SegModel`) adds Dice / HD95 per organ
     between its segmentation of each image and of the target (or ``labels`` when given).
+    An image that is plainly not CT in HU (an MR series, 8-bit voxels) is refused unless ``allow_non_hu``.
     """
     pr = get_protocol(protocol)
-    pred, target = _load(pred, "prediction"), _load(target, "target")
+    pred, target = _load(pred, "prediction", not allow_non_hu), _load(target, "target", not allow_non_hu)
     _same_grid("prediction", pred, target)
     volumes: dict[str, Volume] = {}
     if input is not None:
-        input = _load(input, "input")
+        input = _load(input, "input", not allow_non_hu)
         _same_grid("input", input, target)
         volumes[input_label] = input
     for label, v in (compare or {}).items():
         if label in (input_label, pred_label, "target"):
             raise InputError(f"baseline label {label!r} is already used; choose another")
-        v = _load(v, f"baseline {label}")
+        v = _load(v, f"baseline {label}", not allow_non_hu)
         _same_grid(f"baseline {label}", v, target)
         volumes[label] = v
     volumes[pred_label] = pred
@@ -176,7 +181,7 @@ def evaluate_folders(pred_dir: Path, target_dir: Path, mask_dir: Path | None = N
                      on_case: Callable[[CaseResult], None] | None = None, progress=None, *,
                      protocol: str = DEFAULT_PROTOCOL, mask_mode: str = "auto", fov_dir: Path | None = None,
                      compare_dirs: dict[str, Path] | None = None, labels_dir: Path | None = None, seg_model=None,
-                     patient_of: Callable[[str], Hashable] | None = None,
+                     patient_of: Callable[[str], Hashable] | None = None, allow_non_hu: bool = False,
                      ) -> tuple[list[CaseResult], list[tuple[str, str]]]:
     """Evaluate every case of ``pred_dir``; returns the results and ``(case, error)`` for the failures.
 
@@ -199,7 +204,7 @@ def evaluate_folders(pred_dir: Path, target_dir: Path, mask_dir: Path | None = N
                                 protocol=protocol, mask_mode=mask_mode, fov=found.get("fov"),
                                 labels=found.get("labels"), seg_model=seg_model,
                                 compare={k: found[f"compare:{k}"] for k in (compare_dirs or {})},
-                                patient=patient_of(name) if patient_of else name)
+                                patient=patient_of(name) if patient_of else name, allow_non_hu=allow_non_hu)
             if on_case:
                 on_case(res)
             res.volumes, res.mask = {}, None     # keep memory flat over large cohorts

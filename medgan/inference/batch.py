@@ -63,7 +63,7 @@ def translate_file(src: str | Path, dst: str | Path, model: TranslationModel, op
     planned = plan_outputs([(dst, output_type)] + ([(qa_path, None)] if qa_path is not None else []),
                            inputs=[src], overwrite=overwrite)
     out_path, out_type = planned[0].path, planned[0].type
-    volume = read_volume(src, series_uid=series_uid)
+    volume = read_volume(src, series_uid=series_uid, strict=opts.strict)    # --strict refuses a gantry tilt
     if out_type == "dicom" and not volume.meta.get("format", "").startswith("dicom"):
         raise OutputError("DICOM output needs a DICOM input (the new series joins the input's study)")
     if qa_path is not None:

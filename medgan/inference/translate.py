@@ -33,6 +33,7 @@ from medgan.inference.engine import run_generator
 from medgan.inference.model import TranslationModel, load_model
 from medgan.io import Volume, read_volume
 from medgan.io.orientation import CANONICAL, Reorientation, from_orientation, to_orientation
+from medgan.io.validate import check_hu
 from medgan.utils.device import resolve_device
 from medgan.utils.progress import bar
 
@@ -107,7 +108,9 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
     if opts.method not in METHODS:
         raise InputError(f"unknown translate method {opts.method!r}; choose from {', '.join(METHODS)}")
     if not isinstance(volume, Volume):
-        volume = read_volume(volume, series_uid=series_uid)
+        volume = read_volume(volume, series_uid=series_uid, strict=opts.strict)
+    if not opts.force:          # an MR series or an 8-bit picture is named as such, not as "outside the domain"
+        check_hu(volume, str(volume.meta.get("path") or "the input"))
     if not isinstance(model, TranslationModel):
         model = load_model(model)
     # the model runs in its canonical (axial) orientation; the result goes back to the stored one exactly

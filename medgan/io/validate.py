@@ -49,3 +49,35 @@ def check_values(array: np.ndarray, name: str) -> None:
             n_nan = int(np.isnan(array).sum())
             n_inf = int(bad.sum()) - n_nan
             raise InputError(f"{name} contains non-finite voxels ({n_nan} NaN, {n_inf} Inf)")
+
+
+#: DICOM modalities whose pixel values are not Hounsfield units (CT, and CBCT stored as CT, are)
+NON_HU_MODALITIES = ("MR", "PT", "NM", "US", "XA", "RF", "CR", "DX", "MG", "IO", "PX", "ES", "SM", "OP", "OPT",
+                     "OCT", "RTDOSE", "RTSTRUCT", "SEG", "REG")
+#: voxel types too narrow for the HU range (about -1024..3071): pictures, masks, screenshots
+NON_HU_DTYPES = ("uint8", "int8", "bool")
+
+
+def hu_problem(volume) -> str | None:
+    """Why ``volume`` (a :class:`~medgan.io.Volume`) is plainly not CT in HU, or None.
+
+    Named from what the file says (the DICOM Modality) and what its voxels can hold (8-bit
+    types); a volume that passes may still be outside a model's domain (the domain guard's job).
+    """
+    modality = str(volume.meta.get("modality") or "").strip().upper()
+    if modality in NON_HU_MODALITIES:
+        article = "an" if modality[0] in "AEFHILMNORSX" else "a"
+        return f"is {article} {modality} series (DICOM Modality {modality}), not CT (HU)"
+    dtype = np.dtype(volume.array.dtype)
+    if dtype.name in NON_HU_DTYPES:
+        lo, hi = (0, 1) if dtype.kind == "b" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
+        return f"holds {dtype.name} voxels ({lo}..{hi}), not CT in HU (-1024..3071 needs 16 bits)"
+    return None
+
+
+def check_hu(volume, name: str, force_flag: str = "--force") -> None:
+    """Refuse, in one line naming what it is, a volume that is not CT in Hounsfield units (MR, 8-bit)."""
+    why = hu_problem(volume)
+    if why is not None:
+        raise InputError(f"{name} {why}; medgan translates and evaluates CT/CBCT in Hounsfield units "
+                         f"({force_flag} uses it anyway)")
