@@ -27,9 +27,25 @@ def add_output(p: argparse.ArgumentParser, help: str = "output file or folder (D
         "-ot", "--output-type", choices=list(OUTPUT_TYPES), default=None,
         help="output format (default: from the output name; a folder means DICOM)",
     )
+    add_overwrite(p)
+
+
+def add_overwrite(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
-                   help="DICOM output: replace a series medgan wrote into that folder before (files medgan did not "
-                        "write are never deleted; without this flag a non-empty folder is refused)")
+                   help="replace existing output files (without it an existing output is refused before any work); "
+                        "DICOM output: replace a series medgan wrote into that folder before (files medgan did not "
+                        "write are never deleted)")
+
+
+def check_series_uid(input_path: str | Path, series_uid: str | None) -> None:
+    """``--series-uid`` picks one DICOM series: on a NIfTI/MHA/NRRD input it would be ignored, so it is refused."""
+    if series_uid is None:
+        return
+    from medgan.io.formats import format_of
+
+    fmt = format_of(Path(input_path))
+    if fmt not in (None, "dicom", "zip") and not Path(input_path).is_dir():
+        raise InputError(f"--series-uid selects a DICOM series, but {input_path} is a {fmt} file; leave it out")
 
 
 def positive_int(text: str) -> int:

@@ -8,9 +8,12 @@ unexpected exception is reported as one line too, with a hint to re-run with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from medgan import __version__
 from medgan.errors import MedganError
@@ -43,7 +46,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt for SIGINT: every ``finally`` and staged output
+    is cleaned up on the way out, and the command exits with 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """While a command runs: SIGTERM raises :class:`Terminated`, SIGINT raises KeyboardInterrupt (restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with _signals_raise():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:                 # a signal after the command's own handlers (e.g. at parsing)
+            print("medgan: interrupted", file=sys.stderr)
+            return 130
+        except Terminated:
+            print("medgan: terminated", file=sys.stderr)
+            return 143
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -56,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         # ITK prints C++ warnings straight to stderr; medgan checks those conditions itself.
         sitk.ProcessObject_SetGlobalWarningDisplay(False)
     try:
+        if getattr(args, "series_uid", None) is not None:
+            from medgan.cli.common import check_series_uid
+
+            check_series_uid(args.input, args.series_uid)
         code = int(args.func(args) or 0)
         sys.stdout.flush()                    # a closed pipe shows here, inside the handlers below
         return code
@@ -65,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medgan {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"medgan {args.command}: interrupted", file=sys.stderr)
+        print(f"medgan {args.command}: interrupted; no output was left half-written", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"medgan {args.command}: terminated (SIGTERM); no output was left half-written", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         # the reader went away (``medgan info --json | head``): not an error of ours; silence the final flush
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -5,10 +5,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from medgan.cli.common import add_input, add_output
+from medgan.cli.common import add_input, add_output, add_overwrite
 from medgan.errors import InputError
-from medgan.io import read_volume, write_volume
+from medgan.io import read_volume
 from medgan.io.formats import OUTPUT_TYPES
+from medgan.io.writers import OutputPlan
 
 
 def add_parser(sub) -> None:
@@ -40,7 +41,9 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("phantom",
                        help="generate procedural abdomen/pelvis CT phantoms with labels, or a digital Catphan 504")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="output folder (files are named for you: phantom_000_ct.nii.gz, ... or catphan504.nii.gz)")
+    add_overwrite(p)
     p.add_argument("--kind", choices=("abdomen", "catphan504"), default="abdomen",
                    help="abdomen: random abdomen/pelvis CTs with labels (default); catphan504: one digital "
                         "Catphan 504 in HU (pylinac's CatPhan504 analysis reads it), written as catphan504.nii.gz")
@@ -91,12 +94,14 @@ def run_cbct(args) -> int:
     from medgan.utils.progress import status
 
     params = _params_with_overrides(CBCT_PRESETS[args.preset], args.overrides)
+    plan = OutputPlan([(args.output, args.output_type)], inputs=[args.input], overwrite=args.overwrite)
     ct = read_volume(args.input, series_uid=args.series_uid)
     stats: dict = {}
     with status(f"simulating CBCT ({params.describe()})") as say:
         cbct = simulate_cbct(ct, params, seed=args.seed, progress=say, stats=stats)
-    out = write_volume(cbct, args.output, args.output_type, dtype="int16", inputs=[args.input],
-                       series_description=f"medgan simulated CBCT ({params.name})")
+    with plan:
+        plan.stage_volume(0, cbct, dtype="int16", series_description=f"medgan simulated CBCT ({params.name})")
+        out = plan.commit()[0]
     spr = stats.get("spr_central_ray_mean")
     print(f"wrote {out}; field of view {stats['fov_diameter_mm']:.0f} mm"
           + (f", scatter-to-primary ratio on the central ray {spr:.2f} (mean over views)" if spr is not None else ""))
@@ -106,15 +111,30 @@ def run_cbct(args) -> int:
 def run_contrast(args) -> int:
     from medgan.simulation.contrast import simulate_contrast
 
+    plan = OutputPlan([(args.output, args.output_type)], inputs=[args.input, args.labels], overwrite=args.overwrite)
     ct = read_volume(args.input, series_uid=args.series_uid)
     labels = read_volume(args.labels)
     enhanced, applied = simulate_contrast(ct, labels, args.phase, seed=args.seed, variation=args.variation)
     if not applied:
         raise InputError(f"{args.labels} contains none of the enhancing structures (TotalSegmentator labels)")
-    out = write_volume(enhanced, args.output, args.output_type, dtype="int16", inputs=[args.input, args.labels],
-                       series_description=f"medgan simulated contrast ({args.phase})")
+    with plan:
+        plan.stage_volume(0, enhanced, dtype="int16", series_description=f"medgan simulated contrast ({args.phase})")
+        out = plan.commit()[0]
     print(f"wrote {out}; HU added: {json.dumps(applied)}")
     return 0
+
+
+def _phantom_folder(output: str) -> Path:
+    """``phantom -o`` names a folder; a volume file name there (``-o cat.nii.gz``) is refused, not made a folder."""
+    from medgan.io.formats import format_of
+
+    out = Path(output)
+    if format_of(out) is not None and not out.is_dir():
+        raise InputError(f"phantom -o is the output folder (phantom files are named for you); {output} looks like a "
+                         f"file name: give a folder such as {out.parent / 'phantoms'}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"phantom -o is the output folder, and {output} is an existing file")
+    return out
 
 
 def run_phantom(args) -> int:
@@ -131,11 +151,15 @@ def run_phantom(args) -> int:
     spacing = (3.0, 3.0, 3.0) if args.spacing is None else args.spacing
     if min(shape) < 8 or min(spacing) <= 0:
         raise InputError("--shape must be at least 8 voxels per axis and --spacing positive")
-    out = Path(args.output)
-    for i in range(number):
-        ct, labels = make_phantom(args.seed + i, shape=shape, spacing_zyx=spacing)
-        write_volume(ct, out / f"phantom_{args.seed + i:03d}_ct.nii.gz")
-        write_volume(labels, out / f"phantom_{args.seed + i:03d}_labels.nii.gz")
+    out = _phantom_folder(args.output)
+    names = [f"phantom_{args.seed + i:03d}_{kind}.nii.gz" for i in range(number) for kind in ("ct", "labels")]
+    plan = OutputPlan([(out / n, None) for n in names], overwrite=args.overwrite)
+    with plan:
+        for i in range(number):
+            ct, labels = make_phantom(args.seed + i, shape=shape, spacing_zyx=spacing)
+            plan.stage_volume(2 * i, ct)
+            plan.stage_volume(2 * i + 1, labels)
+        plan.commit()
     print(f"wrote {number} phantoms (CT + labels) to {out}")
     return 0
 
@@ -151,10 +175,13 @@ def _run_catphan(args) -> int:
         raise InputError("--shape and --spacing must be positive")
     if args.noise < 0:
         raise InputError("--noise must be at least 0")
+    plan = OutputPlan([(_phantom_folder(args.output) / "catphan504", args.output_type or "nifti")],
+                      overwrite=args.overwrite)
     z_first = -spacing[0] * round(80.0 / spacing[0])  # from -80 mm like the real OBI scan, a slice on z = 0
     ct = make_catphan504(tuple(spacing), (ny, nx), (z_first, z_first + (nz - 1) * spacing[0]),
                          noise_hu=args.noise, seed=args.seed)
-    written = write_volume(ct, Path(args.output) / "catphan504", args.output_type or "nifti", dtype="int16",
-                           series_description="medgan digital Catphan 504")
+    with plan:
+        plan.stage_volume(0, ct, dtype="int16", series_description="medgan digital Catphan 504")
+        written = plan.commit()[0]
     print(f"wrote {written} ({nx}x{ny}x{nz} @ {spacing[2]:g}x{spacing[1]:g}x{spacing[0]:g} mm; CTP404 at z = 0)")
     return 0

@@ -22,11 +22,12 @@ def add_parser(sub) -> None:
     p.add_argument("--method", choices=("model", "linear", "histogram"), default="model",
                    help="model: the network (default); linear / histogram: the model file's global HU calibration "
                         "fitted on its training domains (the baselines a model must beat)")
-    p.add_argument("--strict", action="store_true",
-                   help="refuse inputs outside the model's training domain (default: warn and return the input "
-                        "unchanged)")
-    p.add_argument("--force", action="store_true",
-                   help="apply the model even to inputs outside its training domain (with a warning)")
+    guard = p.add_mutually_exclusive_group()      # --strict refuses what --force would apply: one or the other
+    guard.add_argument("--strict", action="store_true",
+                       help="refuse inputs outside the model's training domain (default: warn and return the input "
+                            "unchanged)")
+    guard.add_argument("--force", action="store_true",
+                       help="apply the model even to inputs outside its training domain (with a warning)")
     p.add_argument("--site", help="the input's anatomical site (e.g. thorax, abdomen, pelvis, head), checked "
                                   "against the model's training sites")
     p.add_argument("-d", "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
@@ -38,7 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sw-batch-size", type=positive_int, default=4, help="3D windows per batch")
     p.add_argument("--qa-map", metavar="PATH", help="also write the cycle-consistency reliability map "
                    "(in batch mode: a folder)")
-    p.add_argument("--continue", dest="cont", action="store_true", help="batch mode: skip cases already done")
+    p.add_argument("--continue", dest="cont", action="store_true",
+                   help="batch mode: skip cases whose output already reads back complete, translate the others "
+                        "(an existing incomplete output is replaced)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
@@ -59,6 +62,9 @@ def run(args) -> int:
         raise InputError("--qa-map is the model's cycle error: it needs --method model")
     io_args = dict(output_type=args.output_type, overwrite=args.overwrite, series_uid=args.series_uid)
     if not is_case_folder(src):
+        if args.cont:
+            raise InputError(f"--continue resumes a batch, so -i must be a folder of cases; {src} is one volume "
+                             "(leave out --continue)")
         t0 = time.perf_counter()
         out = translate_file(src, Path(args.output), model, opts, qa_path=args.qa_map, **io_args)
         if not args.quiet:

@@ -65,12 +65,17 @@ def translate_file(src: str | Path, dst: str | Path, model: TranslationModel, op
     out_path, out_type = planned[0].path, planned[0].type
     volume = read_volume(src, series_uid=series_uid, strict=opts.strict)    # --strict refuses a gantry tilt
     if out_type == "dicom" and not volume.meta.get("format", "").startswith("dicom"):
+        if output_type is None:               # DICOM only because the name has no suffix: say so
+            raise OutputError(f"{out_path} has no file suffix, which means a DICOM folder, but {src} is not DICOM; "
+                              f"give a file name such as {out_path.name}.nii.gz (or -ot nifti)")
         raise OutputError("DICOM output needs a DICOM input (the new series joins the input's study)")
     if qa_path is not None:
         result, qa = translate(volume, model, opts, qa_map=True)
     else:
         result, qa = translate(volume, model, opts), None
-    outputs = [VolumeOutput(result, out_path, out_type, dtype, series_description(opts.method))]
+    # the guard's "unchanged" output keeps the input's voxel type, so that it is bit-identical to the input
+    keep = result.meta.get("unchanged") and out_type != "dicom"
+    outputs = [VolumeOutput(result, out_path, out_type, None if keep else dtype, series_description(opts.method))]
     if qa is not None:
         outputs.append(VolumeOutput(qa, planned[1].path, planned[1].type))
     return write_volumes(outputs, inputs=[src], overwrite=overwrite)[0]
@@ -83,26 +88,33 @@ def translate_folder(src_dir: str | Path, out_dir: str | Path, model: Translatio
                      progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None) -> list[CaseOutcome]:
     """Translate every case of ``src_dir`` (:func:`medgan.io.cases.list_volumes`) into ``out_dir``.
 
+    Every output of every case is checked before the first case is translated (distinct: ``p1.nii.gz`` and
+    ``p1.mha`` would both become ``p1.nii.gz``; not an input; writable; no existing file unless ``overwrite``),
+    so a folder holding another patient's output is refused in one :class:`~medgan.errors.OutputError`.
     A failing case (a :class:`~medgan.errors.MedganError`) is recorded and the batch goes on.
-    ``skip_done`` skips cases whose output already reads back complete (resuming a batch).
+    ``skip_done`` skips cases whose output already reads back complete (resuming a batch); an existing output
+    that does not read back complete is then translated again and replaced.
     ``progress`` wraps the case iterator (e.g. :func:`medgan.utils.progress.bar`).
     """
-    from medgan.io.writers import output_complete
+    from medgan.io.writers import output_complete, plan_outputs
 
     out_dir = Path(out_dir)
     qa_folder = Path(qa_dir) if qa_dir is not None else None
     cases = list_volumes(src_dir)
+    dsts = {case: case_output(case, out_dir, output_type) for case in cases}
+    qas = {case: case_output(case, qa_folder, "nifti") if qa_folder is not None else None for case in cases}
+    plan_outputs([(dsts[c], output_type) for c in cases] + [(qas[c], None) for c in cases if qas[c] is not None],
+                 inputs=cases, overwrite=overwrite or skip_done)
     outcomes = []
     for case in (progress(cases) if progress else cases):
-        dst = case_output(case, out_dir, output_type)
+        dst, qa = dsts[case], qas[case]
         if skip_done and output_complete(dst, output_type):     # a readable volume, not just a name
             outcomes.append(CaseOutcome(case, dst, "skipped"))
             continue
         t0 = time.perf_counter()
         try:
-            qa = case_output(case, qa_folder, "nifti") if qa_folder is not None else None
-            translate_file(case, dst, model, opts, output_type=output_type, qa_path=qa, overwrite=overwrite,
-                           series_uid=series_uid)
+            translate_file(case, dst, model, opts, output_type=output_type, qa_path=qa,
+                           overwrite=overwrite or skip_done, series_uid=series_uid)
             outcomes.append(CaseOutcome(case, dst, "ok", time.perf_counter() - t0))
         except MedganError as exc:
             outcomes.append(CaseOutcome(case, dst, "failed", time.perf_counter() - t0, str(exc)))

@@ -6,10 +6,12 @@ only then renamed into place.  A full disk or an I/O error therefore ends in one
 :class:`~medgan.errors.OutputError` and leaves nothing at the destination; a file
 that exists under its final name is complete.
 
-Commands with several outputs (``translate -o sct --qa-map qa``) call
-:func:`plan_outputs` first, so that every output is checked (distinct, not an
-input, writable, a DICOM folder medgan may write into) before any is written, and
-:func:`write_volumes`, which stages all of them before renaming any.
+Every command plans its outputs with :class:`OutputPlan` before any work: each is
+checked (distinct, not an input, writable, not an existing file unless ``overwrite``,
+a DICOM folder medgan may write into) in milliseconds, then all are staged and
+renamed into place together (a failure leaves none of them).  Temporary names carry
+the writing process's PID: the next write into a folder removes those of processes
+that are gone, never those of a live (concurrent) run.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ import errno
 import os
 import re
 import shutil
+import socket
 import tempfile
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -32,8 +36,71 @@ from medgan.io import compression, dicom
 from medgan.io.formats import OUTPUT_TYPES, format_of, suffix_of
 from medgan.io.volume import Volume
 
-#: Names of medgan's temporary files and folders (``.NAME.tmp-XXXXXXXX[.suffix]``, ``.NAME.old-XXXXXXXX``).
-TEMP_NAME = re.compile(r"^\..+\.(tmp|old)-[A-Za-z0-9_]{6,}(\.[A-Za-z0-9.]+)?$")
+#: Names of medgan's temporary files and folders: ``.NAME.tmp-PID-HOST-XXXXXXXX[.suffix]`` and
+#: ``.NAME.old-PID-HOST-XXXXXXXX`` (PID and a 6-hex tag of the host of the process that made them; older
+#: versions wrote ``.NAME.tmp-XXXXXXXX`` without them).  Groups: ``pid``, ``host``.
+TEMP_NAME = re.compile(r"^\..+\.(tmp|old)-(?:(?P<pid>\d+)-(?P<host>[0-9a-f]{6})-)?[A-Za-z0-9_]{6,}(\.[A-Za-z0-9.]+)?$")
+
+
+def _host_tag() -> str:
+    return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFFFF:06x}"
+
+
+def _temp_tag() -> str:
+    """``PID-HOST-`` of this process: what the names of its temporaries start with after ``.tmp-`` / ``.old-``."""
+    return f"{os.getpid()}-{_host_tag()}-"
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists on this machine (a zombie or another user's process counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def _temporary_orphaned(name: str) -> bool | None:
+    """For a temporary's name: True when the process that made it is gone, False when it is alive or on another
+    host, None for an old-style name that does not say which process made it."""
+    m = TEMP_NAME.match(name)
+    if m is None or m.group("pid") is None:
+        return None
+    return m.group("host") == _host_tag() and not pid_alive(int(m.group("pid")))
+
+
+def _remove_path(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def remove_orphaned_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries in ``folder`` (not below it) whose process is gone; returns them.
+
+    Called at the start of every write, so what a killed run left next to its outputs does not stay there.
+    A temporary of a live process (a concurrent run) is never touched, nor one made on another host (its PID
+    cannot be checked from here), nor an old-style name without a PID.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    try:
+        names = [e.name for e in os.scandir(folder)] if folder.is_dir() else []
+    except OSError:
+        return removed
+    for name in names:
+        if name.startswith(".") and _temporary_orphaned(name):
+            _remove_path(folder / name)
+            removed.append(folder / name)
+    return removed
 
 
 def resolve_output(path: str | Path, output_type: str | None = None) -> tuple[Path, str]:
@@ -95,6 +162,7 @@ def _prepare_parent(path: Path) -> None:
         raise OutputError(f"cannot create the output folder {path.parent}: {exc.strerror or exc}") from None
     if not os.access(path.parent, os.W_OK):
         raise OutputError(f"the output folder {path.parent} is not writable")
+    remove_orphaned_temporaries(path.parent)      # what a killed run left here; a live run's temporaries stay
 
 
 def _fsync(path: Path) -> None:
@@ -182,15 +250,15 @@ def stale_temporaries(folder: str | Path, recursive: bool = True) -> list[Path]:
 def remove_stale_temporaries(folder: str | Path, recursive: bool = True) -> list[Path]:
     """Delete what :func:`stale_temporaries` finds; returns the removed paths.
 
-    Only call this where no other process is writing (e.g. a run folder at start).
+    Old-style names (without a PID) are removed too, so only call this where no other process is
+    writing (e.g. a run folder at start).
+    A temporary whose name says it belongs to a live process (or to another host) is kept.
     """
     removed = []
     for p in stale_temporaries(folder, recursive):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        if _temporary_orphaned(p.name) is False:
+            continue
+        _remove_path(p)
         removed.append(p)
     return removed
 
@@ -227,10 +295,15 @@ def check_dicom_destination(path: Path, overwrite: bool = False) -> None:
 
 
 # ---------------------------------------------------------------------------- planning
+#: output kinds that are not volumes: one file written as given (PNG, CSV, JSON, a displacement field), or a
+#: folder a command writes its report files into
+FILE, FOLDER = "file", "folder"
+
+
 @dataclasses.dataclass
 class PlannedOutput:
     path: Path
-    type: str
+    type: str              #: a volume format (nifti, mha, nrrd, dicom), ``"file"`` or ``"folder"``
     overwrite: bool = False
 
 
@@ -241,29 +314,50 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
+def _resolve_kind(raw: str | Path, kind: str | None) -> tuple[Path, str]:
+    if kind in (FILE, FOLDER):
+        path = Path(raw)
+        if str(raw) in ("", "-"):
+            raise OutputError(f"output {str(raw)!r}: medgan writes files, not to stdout; give a file or folder name")
+        return path, kind
+    if str(raw) == "-":
+        raise OutputError("-o -: medgan writes files, not to stdout; give an output file name (e.g. out.nii.gz)")
+    return resolve_output(raw, kind)
+
+
 def plan_outputs(outputs: Sequence[tuple[str | Path, str | None]], inputs: Iterable[str | Path] = (),
                  overwrite: bool = False) -> list[PlannedOutput]:
-    """Check every output of a command before any is written.
+    """Check every output of a command before any work, and before any is written.
 
-    Each ``(path, output_type)`` is resolved (see :func:`resolve_output`), must differ
-    from the others and from the inputs (and not lie inside another output folder),
-    and must be creatable in a writable folder.  Raises :class:`OutputError` naming the first problem.
+    Each ``(path, kind)`` is a volume (``kind`` None or an output type, see :func:`resolve_output`), a plain
+    ``"file"`` or a report ``"folder"``.  Each must differ from the others and from the inputs (and not lie
+    inside another output or an input folder), must be creatable in a writable folder, and must not exist
+    unless ``overwrite``: an existing file is refused, a non-empty report folder too, and a DICOM folder follows
+    :func:`check_dicom_destination`.  Raises :class:`OutputError` naming the first problem.
     """
     inputs = list(inputs)
     planned: list[PlannedOutput] = []
-    for raw, out_type in outputs:
-        path, fmt = resolve_output(raw, out_type)
+    for raw, kind in outputs:
+        path, fmt = _resolve_kind(raw, kind)
         check_not_input(path, inputs)
         absolute = path.resolve()
         for other in planned:
             o = other.path.resolve()
-            if absolute == o or o in absolute.parents or absolute in o.parents:
+            if absolute == o or (other.type != FOLDER and o in absolute.parents) or absolute in o.parents:
                 raise OutputError(f"two outputs would be written to the same place ({other.path} and {path}); "
                                   "give each output its own path")
         if fmt == "dicom":
             check_dicom_destination(path, overwrite)
+        elif fmt == FOLDER:
+            if path.exists() and not path.is_dir():
+                raise OutputError(f"{path} exists and is not a folder; give a folder for the report")
+            if path.is_dir() and not overwrite and any(not TEMP_NAME.match(e.name) for e in path.iterdir()):
+                raise OutputError(f"{path} is not empty; write the report into a new or empty folder, or add "
+                                  "--overwrite to replace the files of the same names there")
         elif path.is_dir():
             raise OutputError(f"{path} is a folder; a {fmt} output must be a file name")
+        elif (path.exists() or path.is_symlink()) and not overwrite:
+            raise OutputError(f"{path} exists; add --overwrite to replace it, or choose another output path")
         anchor = _nearest_existing(path.parent)
         if not anchor.is_dir():
             raise OutputError(f"cannot create the output folder {path.parent}: {anchor} is a file")
@@ -280,31 +374,48 @@ class _Staged:
     final: Path
     folder: bool
     overwrite: bool = False
+    backup: Path | None = None     #: what was at ``final`` before the commit, until the whole plan is committed
 
     def discard(self) -> None:
-        if self.folder:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                self.tmp.unlink()
+        _remove_path(self.tmp)
 
     def commit(self) -> Path:
+        """Rename into place; an existing file or medgan DICOM folder is first moved aside to :attr:`backup`."""
         try:
-            if not self.folder:
-                os.replace(self.tmp, self.final)
-                return self.final
-            check_dicom_destination(self.final, self.overwrite)   # again: the folder may have changed meanwhile
-            if self.final.exists():
-                old = self.final.with_name(f".{self.final.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(self.final, old)
-                os.replace(self.tmp, self.final)
-                shutil.rmtree(old, ignore_errors=True)
+            if self.folder:
+                check_dicom_destination(self.final, self.overwrite)   # again: the folder may have changed meanwhile
+            elif self.final.exists() and not self.overwrite:        # again: a file may have appeared meanwhile
+                raise OutputError(f"{self.final} appeared while medgan was working; add --overwrite to replace it")
+            if self.final.exists() or self.final.is_symlink():
+                self.backup = self.final.with_name(f".{self.final.name}.old-{_temp_tag()}{uuid.uuid4().hex[:8]}")
+                os.replace(self.final, self.backup)
+            os.replace(self.tmp, self.final)
+        except BaseException as exc:
+            if self.tmp.exists():           # not renamed: the destination holds no new output
+                self.discard()
+                self._restore()
             else:
-                os.replace(self.tmp, self.final)
-        except OSError as exc:
-            self.discard()
-            raise _os_error(self.final, exc) from None
+                self.rollback()
+            if isinstance(exc, OSError):
+                raise _os_error(self.final, exc) from None
+            raise
         return self.final
+
+    def _restore(self) -> None:
+        if self.backup is not None:
+            with contextlib.suppress(OSError):
+                os.replace(self.backup, self.final)
+            self.backup = None
+
+    def rollback(self) -> None:
+        """Undo a :meth:`commit`: remove the new output and move the old one (if any) back."""
+        _remove_path(self.final)
+        self._restore()
+
+    def finish(self) -> None:
+        if self.backup is not None:
+            _remove_path(self.backup)
+            self.backup = None
 
 
 def _cast(volume: Volume, dtype) -> np.ndarray:
@@ -346,7 +457,7 @@ def _verify_image(final: Path, image: sitk.Image, array: np.ndarray) -> Callable
 def _temp_name(path: Path) -> Path:
     suffix = suffix_of(path)
     stem = path.name[: -len(suffix)] if suffix else path.name
-    return path.with_name(f".{stem}.tmp-{uuid.uuid4().hex[:8]}{suffix}")
+    return path.with_name(f".{stem}.tmp-{_temp_tag()}{uuid.uuid4().hex[:8]}{suffix}")
 
 
 def _stage_file(volume: Volume, path: Path, dtype, compress: bool) -> _Staged:
@@ -376,7 +487,7 @@ def _stage_dicom(volume: Volume, path: Path, dtype, series_description: str | No
     _prepare_parent(path)
     array = _cast(volume, dtype)
     vol = volume.with_array(array)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{_temp_tag()}", dir=path.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())          # mkdtemp makes 0700 folders; outputs follow the user's umask
         files = dicom.write_series(vol, tmp, series_description)
@@ -415,31 +526,138 @@ class VolumeOutput:
     series_description: str | None = None
 
 
+class OutputPlan:
+    """All the outputs of one command: checked before any work, staged under temporary names, committed together.
+
+    >>> plan = OutputPlan([("moved.nii.gz", None), ("qa.png", "file")], inputs=["ct.nii.gz"])  # checks, in ms
+    >>> ...                                                      # the long work
+    >>> with plan:                                               # a failure (or a signal) inside discards all
+    ...     plan.stage_volume(0, moved, dtype="int16")
+    ...     plan.stage_file(1, lambda tmp: figure.savefig(tmp, format="png"), verify=check_png)
+    ...     paths = plan.commit()
+
+    :func:`plan_outputs` does the checks.  :meth:`commit` renames every staged output into place; when one
+    rename fails, those already renamed are removed again (and the files they replaced, with ``overwrite``,
+    are put back), so a failure leaves none of them.  Temporaries carry this process's PID, so a killed run's
+    leftovers are removed by the next write into that folder (:func:`remove_orphaned_temporaries`).
+    """
+
+    def __init__(self, outputs: Sequence[tuple[str | Path, str | None]], inputs: Iterable[str | Path] = (),
+                 overwrite: bool = False):
+        self.inputs = list(inputs)
+        self.overwrite = overwrite
+        self.planned = plan_outputs(outputs, self.inputs, overwrite)
+        self._staged: dict[int, _Staged] = {}
+
+    def __len__(self) -> int:
+        return len(self.planned)
+
+    def __getitem__(self, key: int) -> PlannedOutput:
+        return self.planned[key]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [p.path for p in self.planned]
+
+    def _index(self, key: int | str | Path) -> int:
+        if isinstance(key, int):
+            return key
+        want = Path(key).resolve()
+        for i, p in enumerate(self.planned):
+            if p.path.resolve() == want:
+                return i
+        raise ValueError(f"{key} is not one of the planned outputs")
+
+    def _add(self, i: int, staged: _Staged) -> Path:
+        if i in self._staged:
+            self._staged.pop(i).discard()
+        staged.overwrite = self.overwrite
+        self._staged[i] = staged
+        return staged.final
+
+    def stage_volume(self, key: int | str | Path, volume: Volume, *, dtype: str | np.dtype | None = None,
+                     series_description: str | None = None, compress: bool = True) -> Path:
+        """Write ``volume`` to a verified temporary of the planned output ``key`` (index or path)."""
+        i = self._index(key)
+        plan = self.planned[i]
+        if plan.type == "dicom":
+            return self._add(i, _stage_dicom(volume, plan.path, dtype, series_description, self.overwrite))
+        if plan.type in (FILE, FOLDER):
+            raise ValueError(f"{plan.path} was planned as a {plan.type}, not a volume")
+        return self._add(i, _stage_file(volume, plan.path, dtype, compress))
+
+    def stage_file(self, key: int | str | Path, write: Callable[[Path], object],
+                   verify: Callable[[Path], None] | None = None) -> Path:
+        """``write(tmp)`` makes the file; it is flushed, passed to ``verify`` (which raises :class:`OutputError`
+        when it is not right), and staged."""
+        i = self._index(key)
+        path = self.planned[i].path
+        _prepare_parent(path)
+        tmp = _temp_name(path)
+        try:
+            write(tmp)
+            if not tmp.is_file():
+                raise OutputError(f"cannot write {path}: the writer produced no file; nothing was written there")
+            _fsync(tmp)
+            if verify is not None:
+                verify(tmp)
+        except BaseException as exc:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            if isinstance(exc, OSError):
+                raise _os_error(path, exc) from None
+            raise
+        return self._add(i, _Staged(tmp, path, folder=False))
+
+    def stage_text(self, key: int | str | Path, text: str) -> Path:
+        data = text.encode()
+        path = self.planned[self._index(key)].path
+
+        def verify(tmp: Path) -> None:
+            if tmp.read_bytes() != data:
+                raise OutputError(f"cannot write {path}: the file did not read back complete (is the disk full?)")
+
+        return self.stage_file(key, lambda tmp: tmp.write_bytes(data), verify)
+
+    def discard(self) -> None:
+        """Remove every staged temporary (nothing at the destinations changes)."""
+        for staged in self._staged.values():
+            staged.discard()
+        self._staged.clear()
+
+    def commit(self) -> list[Path]:
+        """Rename every staged output into place, all or none; returns their paths in the planned order."""
+        order = sorted(self._staged)
+        done: list[_Staged] = []
+        try:
+            for i in order:
+                self._staged[i].commit()
+                done.append(self._staged[i])
+        except BaseException:
+            for staged in reversed(done):
+                staged.rollback()
+            self.discard()
+            raise
+        for staged in done:
+            staged.finish()
+        self._staged.clear()
+        return [s.final for s in done]
+
+    def __enter__(self) -> OutputPlan:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()           # after a commit nothing is left to discard; after a failure, every temporary
+
+
 def write_volumes(outputs: Sequence[VolumeOutput], *, inputs: Iterable[str | Path] = (), overwrite: bool = False,
                   compress: bool = True) -> list[Path]:
     """Write several volumes all or none: each is checked, staged and verified before any is renamed into place."""
-    inputs = list(inputs)
-    planned = plan_outputs([(o.path, o.output_type) for o in outputs], inputs, overwrite)
-    staged: list[_Staged] = []
-    try:
-        for out, plan in zip(outputs, planned, strict=True):
-            if plan.type == "dicom":
-                staged.append(_stage_dicom(out.volume, plan.path, out.dtype, out.series_description, overwrite))
-            else:
-                staged.append(_stage_file(out.volume, plan.path, out.dtype, compress))
-    except BaseException:
-        for s in staged:
-            s.discard()
-        raise
-    done = []
-    for i, s in enumerate(staged):
-        try:
-            done.append(s.commit())
-        except BaseException:
-            for rest in staged[i + 1:]:
-                rest.discard()
-            raise
-    return done
+    with OutputPlan([(o.path, o.output_type) for o in outputs], inputs, overwrite) as plan:
+        for i, out in enumerate(outputs):
+            plan.stage_volume(i, out.volume, dtype=out.dtype, series_description=out.series_description,
+                              compress=compress)
+        return plan.commit()
 
 
 def write_volume(
@@ -458,7 +676,7 @@ def write_volume(
     ``dtype`` casts the voxels (e.g. ``"int16"`` for HU; floats are rounded first).
     ``inputs`` are paths the output must never overwrite.  A DICOM series goes into a
     new or empty folder; ``overwrite=True`` allows replacing a series medgan wrote
-    there before (never files it did not write).  A file output replaces an existing file.
+    there before (never files it did not write).  An existing file is refused unless ``overwrite=True``.
     """
     return write_volumes([VolumeOutput(volume, path, output_type, dtype, series_description)], inputs=inputs,
                          overwrite=overwrite, compress=compress)[0]
