@@ -35,15 +35,24 @@ from medgan.errors import ModelError
 if TYPE_CHECKING:
     import torch
 
-MODEL_FORMAT = "medgan-model-1"
+#: the ``format`` entry of a model file's metadata; ``format_version`` (an integer) says which version of it
+MODEL_FORMAT = "medgan-model"
+#: the model-file format this medgan writes, and the newest it reads.  Raise it when the metadata changes in a
+#: way an older reader would misread (and say so in CHANGELOG.md); a file of a newer format is refused.
+#:   1 (medgan 0.1.0): ``"format": "medgan-model-1"``, no ``format_version``; ``directions`` may be missing
+#:   2 (medgan 0.2.0): ``"format": "medgan-model"`` with ``"format_version": 2``; ``directions`` always recorded
+MODEL_FORMAT_VERSION = 2
+#: the ``format`` entry of format-1 files
+_FORMAT_1 = "medgan-model-1"
 CHECKPOINT_FORMAT = "medgan-checkpoint-1"
 
 #: metadata keys that are fields of :class:`ModelSpec` (any other key is kept in ``ModelSpec.extra``)
-_RESERVED = ("format", "medgan_version", "config", "hu_preset", "step", "direction", "directions", "calibration",
-             "domain")
+_RESERVED = ("format", "format_version", "medgan_version", "config", "hu_preset", "step", "direction", "directions",
+             "calibration", "domain")
 #: the generator behind each direction: its weights are the file's tensors under ``PREFIX.``
 GENERATOR_PREFIXES = {"A->B": "g_ab", "B->A": "g_ba"}
-#: what files without a ``directions`` entry hold, by method (the methods medgan had before it recorded them)
+#: what format-1 files without a ``directions`` entry hold, by method (the methods medgan had before it recorded
+#: them); other methods hold both directions
 _LEGACY_DIRECTIONS = {"paired": ("A->B",)}
 
 
@@ -67,6 +76,9 @@ class ModelSpec:
     #: them; None (files written before it was recorded): see :attr:`directions`
     declared_directions: tuple[str, ...] | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)   #: other metadata, kept as written
+    #: the model-file format it was read from (:data:`MODEL_FORMAT_VERSION`); a spec is always written in the
+    #: current format
+    format_version: int = dataclasses.field(default=MODEL_FORMAT_VERSION, compare=False)
 
     # ------------------------------------------------------------------ typed views of the configuration
     def _model(self) -> dict[str, Any]:
@@ -111,7 +123,8 @@ class ModelSpec:
     def directions(self) -> tuple[str, ...]:
         """The translations the file holds: A -> B always, B -> A for methods with an inverse (CycleGAN).
 
-        Read from the file; files written before medgan recorded it hold both, except paired ones.
+        Read from the file (format 2 always records it); format-1 files without the entry hold both, except
+        paired ones.
         """
         if self.declared_directions is not None:
             return tuple(self.declared_directions)
@@ -129,14 +142,14 @@ class ModelSpec:
 
     # ------------------------------------------------------------------ metadata
     def to_metadata(self) -> dict[str, Any]:
-        """The JSON object stored in the file (the keys medgan has always written)."""
-        meta: dict[str, Any] = {"format": MODEL_FORMAT, "medgan_version": self.medgan_version,
-                                "config": self.config, "hu_preset": self.hu_preset}
+        """The JSON object stored in the file, in the current format (:data:`MODEL_FORMAT_VERSION`)."""
+        meta: dict[str, Any] = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
+                                "medgan_version": self.medgan_version, "config": self.config,
+                                "hu_preset": self.hu_preset}
         if self.step is not None:
             meta["step"] = int(self.step)
         meta["direction"] = self.direction
-        if self.declared_directions is not None:
-            meta["directions"] = list(self.declared_directions)
+        meta["directions"] = list(self.directions)
         meta.update(self.training_domain)
         meta.update(self.extra)
         return meta
@@ -144,8 +157,7 @@ class ModelSpec:
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], source: str | Path = "model") -> ModelSpec:
         """Read and check a model's metadata; :class:`ModelError` names what is wrong."""
-        if meta.get("format") != MODEL_FORMAT:
-            raise ModelError(f"{source} has unknown model format {meta.get('format')!r}")
+        version = _format_version(meta, source)
         config, preset = meta.get("config"), meta.get("hu_preset")
         if not isinstance(config, dict) or not isinstance(preset, dict):
             raise ModelError(f"{source} has corrupt medgan metadata (no configuration or HU preset)")
@@ -157,6 +169,8 @@ class ModelSpec:
         if directions is not None and (not isinstance(directions, list)
                                        or not set(directions) <= set(GENERATOR_PREFIXES) or "A->B" not in directions):
             raise ModelError(f"{source} has corrupt medgan metadata (directions {directions!r})")
+        if directions is None and version >= 2:
+            raise ModelError(f"{source} has corrupt medgan metadata (model format {version} without directions)")
         step = meta.get("step")
         try:
             step = None if step is None else int(step)
@@ -166,7 +180,23 @@ class ModelSpec:
                    calibration=calibration, domain=domain,
                    medgan_version=str(meta.get("medgan_version", "unknown")),
                    declared_directions=None if directions is None else tuple(directions),
-                   extra={k: v for k, v in meta.items() if k not in _RESERVED})
+                   extra={k: v for k, v in meta.items() if k not in _RESERVED}, format_version=version)
+
+
+def _format_version(meta: Mapping[str, Any], source: str | Path) -> int:
+    """The model-file format of ``meta``; a file of a newer format than this medgan reads is refused."""
+    fmt, version = meta.get("format"), meta.get("format_version")
+    if fmt == _FORMAT_1 and version is None:
+        return 1
+    if fmt != MODEL_FORMAT:
+        raise ModelError(f"{source} has unknown model format {fmt!r}")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 2:
+        raise ModelError(f"{source} has corrupt medgan metadata (format_version {version!r})")
+    if version > MODEL_FORMAT_VERSION:
+        raise ModelError(f"{source} is a model file of format {version}, written by medgan "
+                         f"{meta.get('medgan_version', '(unknown)')}; this medgan ({__version__}) reads formats up to "
+                         f"{MODEL_FORMAT_VERSION}: upgrade medgan to load it")
+    return version
 
 
 # ---------------------------------------------------------------------------- reading and writing

@@ -210,3 +210,29 @@ def test_real_series_without_one_position_is_refused(shared_data, tmp_path):
     ds.save_as(str(f))
     with pytest.raises(InputError, match=f"slice {f.name} has no"):
         read_volume(folder)
+
+
+# ---------------------------------------------------------------------------- non-HU inputs
+@pytest.mark.parametrize(("modality", "dtype", "expected"), [
+    ("MR", np.int16, "is an MR series (DICOM Modality MR), not CT (HU)"),
+    ("PT", np.float32, "is a PT series"),
+    ("CT", np.uint8, "holds uint8 voxels (0..255), not CT in HU"),
+    (None, np.int8, "holds int8 voxels (-128..127)"),
+    (None, np.bool_, "holds bool voxels (0..1)"),
+])
+def test_non_hu_inputs_are_named(modality, dtype, expected):
+    from medgan.io.validate import check_hu, hu_problem
+
+    vol = Volume(np.zeros((3, 4, 5), dtype), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), meta={"modality": modality})
+    assert expected in hu_problem(vol)
+    with pytest.raises(InputError, match=r"^x\.nii\.gz (is|holds) .*\(--force uses it anyway\)$"):
+        check_hu(vol, "x.nii.gz")
+
+
+@pytest.mark.parametrize(("modality", "dtype"), [("CT", np.int16), (None, np.float32), ("OT", np.int32),
+                                                 (None, np.uint16)])
+def test_ct_like_inputs_pass_the_hu_check(modality, dtype):
+    from medgan.io.validate import hu_problem
+
+    vol = Volume(np.zeros((3, 4, 5), dtype), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), meta={"modality": modality})
+    assert hu_problem(vol) is None
