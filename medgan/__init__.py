@@ -9,7 +9,7 @@ The everyday API, importable from the top level (loaded lazily so that
     medgan.write_volume(sct, "sct.nii.gz", dtype="int16")
     result = medgan.evaluate_case(sct, "ct.nii.gz", input=ct)
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _API = {
     "translate": "medgan.inference.translate",

@@ -41,9 +41,10 @@ def test_starter_model_reads_through_the_model_file_contract():
     assert set(spec.calibration) == {"linear", "histogram"} and spec.domain is not None
     assert {k.split(".")[0] for k in tensors} == {"g_ab"}
     assert read_model_spec(STARTER) == spec
-    # the metadata an older medgan wrote reads into the spec and back unchanged
+    # the metadata medgan 0.1.0 wrote (model format 1) reads into the spec and back unchanged, in format 2
     raw = _raw_metadata(STARTER)
-    assert ModelSpec.from_metadata(raw).to_metadata() == raw
+    assert raw["format"] == "medgan-model-1" and "format_version" not in raw and spec.format_version == 1
+    assert ModelSpec.from_metadata(raw).to_metadata() == {**raw, "format": MODEL_FORMAT, "format_version": 2}
 
 
 def test_model_file_roundtrip_keeps_weights_and_metadata(tmp_path):
@@ -65,7 +66,7 @@ def test_model_spec_of_a_paired_model_and_bad_metadata(tmp_path):
     cfg = ExperimentConfig()
     cfg.model.method = "paired"
     spec = ModelSpec(config_to_dict(cfg), HU_PRESETS["ct-full"].to_dict())
-    assert spec.directions == ("A->B",) and spec.training_domain == {} and "directions" not in spec.to_metadata()
+    assert spec.directions == ("A->B",) and spec.training_domain == {} and spec.to_metadata()["directions"] == ["A->B"]
     # files from before the rename say model.mode; files from before directions were recorded hold both
     legacy = {**config_to_dict(ExperimentConfig()), "model": {"mode": "paired"}}
     assert ModelSpec(legacy, {}).method == "paired" and ModelSpec(legacy, {}).directions == ("A->B",)
@@ -83,7 +84,7 @@ def test_model_spec_of_a_paired_model_and_bad_metadata(tmp_path):
     with pytest.raises(ModelError, match="corrupt training-domain record"):
         ModelSpec.from_metadata({**spec.to_metadata(), "calibration": [1, 2]})
     with pytest.raises(ModelError, match="no configuration"):
-        ModelSpec.from_metadata({"format": MODEL_FORMAT, "hu_preset": {}})
+        ModelSpec.from_metadata({"format": MODEL_FORMAT, "format_version": 2, "hu_preset": {}})
     (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
     with pytest.raises(ModelError, match="not a readable medgan model"):
         read_model_file(tmp_path / "junk.safetensors")
