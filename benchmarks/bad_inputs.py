@@ -188,6 +188,50 @@ def cases(t: Path):
     (t / "old_run" / "metrics.csv").write_text("step,g_total\n1,0.5\n")
     yield "a fresh run into a folder with another run's logs", ["train", "-c", cfg, "-o", t / "old_run", *data]
     yield "--resume with no checkpoint", ["train", "-c", cfg, "-o", t / "old_run", "--resume", *data]
+    yield from cases_dicom_geometry(t)
+
+
+def cases_dicom_geometry(t: Path):
+    """Issue 29 rows 1-2 and its "DICOM errors" / "non-HU inputs" messages: DICOM geometry and non-HU inputs."""
+    import nibabel as nib
+    import numpy as np
+    import pydicom
+
+    from medgan.io import Volume, write_volume
+
+    g = t / "geometry"
+    tilted = _series(g / "tilted", n=6)
+    for k, f in enumerate(sorted(tilted.iterdir())):         # GE-like: positions step 18.5 deg off the normal
+        _edit(f, ImagePositionPatient=[0.0, 2.0 * k * float(np.tan(np.radians(18.5))), 2.0 * k])
+    yield ("a gantry-tilted DICOM series (18.5 deg) with --strict (without: resampled onto an orthogonal grid, "
+           "one notice)", ["translate", "-i", tilted, "-o", g / "s.nii.gz", "--strict", "-q"])
+    no_ipp = _series(g / "no_ipp", n=6)
+    f = sorted(no_ipp.iterdir())[2]
+    ds = pydicom.dcmread(str(f))
+    del ds.ImagePositionPatient
+    ds.save_as(str(f))
+    yield "a DICOM slice without ImagePositionPatient", ["info", "-i", no_ipp]
+    trunc = _series(g / "trunc", n=6)
+    f = sorted(trunc.iterdir())[3]
+    f.write_bytes(f.read_bytes()[:-64])
+    yield "a truncated DICOM slice", ["info", "-i", trunc]
+    two = _series(g / "two", n=8)
+    for k, f in enumerate(sorted(two.iterdir())):
+        _edit(f, ImagePositionPatient=[0.0, 0.0, 2.0 * k if k < 4 else 6.0 + 5.0 * (k - 3)],
+              SliceThickness=2 if k < 4 else 5)
+    yield "a DICOM series of two slice thicknesses (2 and 5 mm)", ["info", "-i", two]
+    dup = _series(g / "dup", n=6)
+    _edit(sorted(dup.iterdir())[3], ImagePositionPatient=[0.0, 0.0, 4.0])
+    yield "a duplicated DICOM slice position", ["info", "-i", dup]
+    mr = _series(g / "mr", n=4, value=300)
+    for f in mr.iterdir():
+        _edit(f, Modality="MR")
+    yield "an MR series given to translate", ["translate", "-i", mr, "-o", g / "s.nii.gz", "-q"]
+    pic = np.full((20, 20, 6), 40, np.uint8)
+    nib.save(nib.Nifti1Image(pic, np.eye(4)), str(g / "pic.nii.gz"))
+    yield "a uint8 NIfTI given to translate", ["translate", "-i", g / "pic.nii.gz", "-o", g / "s.nii.gz", "-q"]
+    ct = write_volume(Volume(np.full((6, 20, 20), 40, np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), g / "ct.nii.gz")
+    yield "a uint8 NIfTI as the evaluate target", ["evaluate", "--pred", ct, "--target", g / "pic.nii.gz"]
 
 
 def run_case(argv) -> tuple[int, str]:
