@@ -25,9 +25,10 @@ def add_parser(sub) -> None:
     guard = p.add_mutually_exclusive_group()      # --strict refuses what --force would apply: one or the other
     guard.add_argument("--strict", action="store_true",
                        help="refuse inputs outside the model's training domain (default: warn and return the input "
-                            "unchanged)")
+                            "unchanged), and gantry-tilted DICOM series (default: resampled onto an orthogonal grid)")
     guard.add_argument("--force", action="store_true",
-                       help="apply the model even to inputs outside its training domain (with a warning)")
+                       help="apply the model even to inputs outside its training domain (with a warning), and to "
+                            "inputs that are not CT in HU (an MR series, 8-bit voxels; refused by default)")
     p.add_argument("--site", help="the input's anatomical site (e.g. thorax, abdomen, pelvis, head), checked "
                                   "against the model's training sites")
     p.add_argument("-d", "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
