@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from medgan.data.hu import HUPreset
+from medgan.inference.precision import fp32_output
 
 
 def autocast(device: torch.device, amp: bool):
@@ -53,7 +54,7 @@ def run_generator(
     out = torch.empty_like(x)
     k, centre = int(context_slices), int(context_slices) // 2
     net.eval()
-    with autocast(device, amp):
+    with autocast(device, amp), fp32_output(net, enabled=amp):     # HU values never rounded to bf16
         if spatial_dims == 2:
             for start in range(0, x.shape[0], batch_size):
                 stop = min(start + batch_size, x.shape[0])
