@@ -52,21 +52,31 @@ def resample_to_spacing(volume: Volume, spacing: Sequence[float], default: float
 
     ``labels=True`` resamples a label map: nearest neighbour, no smoothing, dtype kept.
     """
+    size, target, origin, sigma_px = spacing_grid(volume, spacing)
+    if not labels and sigma_px is not None:
+        arr = ndimage.gaussian_filter(np.asarray(volume.array, np.float32), sigma=sigma_px, mode="nearest")
+        volume = volume.with_array(arr)
+    return _resample(volume, size, target, origin, volume.direction, 0 if labels else default, labels)
+
+
+def spacing_grid(volume: Volume, spacing: Sequence[float]):
+    """The grid :func:`resample_to_spacing` makes: ``(size (x, y, z), spacing (x, y, z), origin, sigma_px)``.
+
+    ``sigma_px`` is the anti-aliasing Gaussian's sigma in input voxels, array order (z, y, x), or None when
+    no axis is downsampled enough to need it.
+    """
     target = target_spacing(volume, spacing)
     src = np.asarray(volume.spacing)
     extent = np.asarray(volume.size, float) * src
     size = np.maximum(1, np.round(extent / np.asarray(target))).astype(int)
     # anti-aliasing before downsampling: a Gaussian whose FWHM makes up the difference in voxel size
     sigma_mm = np.sqrt(np.maximum(np.asarray(target) ** 2 - src ** 2, 0.0)) / 2.355
-    if not labels and np.any(sigma_mm > 0.25 * src):
-        arr = ndimage.gaussian_filter(np.asarray(volume.array, np.float32), sigma=(sigma_mm / src)[::-1],
-                                      mode="nearest")
-        volume = volume.with_array(arr)
+    sigma_px = (sigma_mm / src)[::-1] if np.any(sigma_mm > 0.25 * src) else None
     # centre the new grid on the old one: same box, centre voxel-aligned
     n = np.asarray(volume.size, float)
     offset = ((n - 1) * src - (size - 1) * np.asarray(target)) / 2.0
     origin = np.asarray(volume.origin) + volume.direction_matrix @ offset
-    return _resample(volume, size, target, origin, volume.direction, 0 if labels else default, labels)
+    return size, target, origin, sigma_px
 
 
 def resample_like(volume: Volume, reference: Volume, default: float = -1024.0, labels: bool = False) -> Volume:
