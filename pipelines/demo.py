@@ -25,14 +25,10 @@ OUT = REPO / "demo_output"
 
 
 def _cbct2ct_pipeline():
-    """pipelines/cbct2ct/run.py as a module (its baseline evaluation and table are shared with the demo)."""
-    import importlib.util
+    """medgan.workflows.cbct2ct (its baseline evaluation and table are shared with the demo)."""
+    from medgan.workflows import cbct2ct
 
-    spec = importlib.util.spec_from_file_location("cbct2ct_run", REPO / "pipelines" / "cbct2ct" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cbct2ct_run"] = module
-    spec.loader.exec_module(module)
-    return module
+    return cbct2ct
 
 
 def main() -> int:

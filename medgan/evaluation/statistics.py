@@ -152,3 +152,59 @@ def patient_folds(patients: Sequence[Hashable], k: int, seed: int = 0) -> list[l
         raise InputError(f"{k} folds need at least {k} patients; there are {len(unique)}")
     order = np.random.default_rng(seed).permutation(len(unique))
     return [[unique[i] for i in order[f::k]] for f in range(k)]
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order (NaN/None kept as NaN, not counted in the family).
+
+    The step-down adjustment: the i-th smallest of m p-values becomes ``max_{j <= i} min(1, (m - j) p_(j))``.
+    """
+    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
+    order = sorted(idx, key=lambda i: float(pvalues[i]))  # type: ignore[arg-type]
+    m, running = len(order), 0.0
+    out = [float("nan")] * len(pvalues)
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))  # type: ignore[arg-type]
+        out[i] = running
+    return out
+
+
+def sign_test(differences: Sequence[float]) -> float:
+    """Two-sided sign-test p of paired differences (zeros dropped; NaN when none is left)."""
+    nonzero = [d for d in differences if d != 0]
+    if not nonzero:
+        return float("nan")
+    return float(stats.binomtest(sum(d > 0 for d in nonzero), len(nonzero)).pvalue)
+
+
+def hierarchical_bootstrap(per_patient_seed: dict[Hashable, Sequence[float]], n_resamples: int = 2000,
+                           confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """``(estimate, low, high)`` of the mean over patients of each patient's mean over repeats (e.g. seeds).
+
+    ``per_patient_seed``: patient -> list of values (one per seed).  Each resample draws patients with
+    replacement, then, within each drawn patient, its seeds with replacement: both the patient-to-patient
+    and the seed-to-seed variation widen the percentile interval.  With one patient only the seeds vary.
+    Non-finite values are dropped; ``(nan, nan, nan)`` without any value.
+    """
+    groups = [np.asarray([v for v in vals if math.isfinite(v)], np.float64) for vals in per_patient_seed.values()]
+    groups = [g for g in groups if g.size]
+    if not groups:
+        return (float("nan"),) * 3
+    estimate = float(np.mean([g.mean() for g in groups]))
+    if len(groups) == 1 and groups[0].size < 2:
+        return estimate, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n_p, k_max = len(groups), max(g.size for g in groups)
+    table = np.full((n_p, k_max), np.nan)
+    for i, g in enumerate(groups):
+        table[i, :g.size] = g
+    sizes = np.array([g.size for g in groups])
+    picked = rng.integers(n_p, size=(n_resamples, n_p))                 # patients, with replacement
+    k = sizes[picked][..., None]                                        # each picked patient's seed count
+    draw = np.floor(rng.random((n_resamples, n_p, k_max)) * k).astype(int)   # its seeds, with replacement
+    values = table[picked[..., None], draw]
+    valid = np.arange(k_max)[None, None, :] < k
+    resampled = (np.where(valid, values, 0.0).sum(-1) / k[..., 0]).mean(-1)
+    alpha = (1.0 - confidence) / 2
+    lo, hi = np.quantile(resampled, [alpha, 1 - alpha])
+    return estimate, float(min(lo, estimate)), float(max(hi, estimate))

@@ -9,8 +9,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from medgan.errors import InputError, MedganError
-from medgan.io import Volume, read_volume, write_volume
-from medgan.io.writers import atomic_path, atomic_write_text
+from medgan.io import Volume, read_volume
+from medgan.io.writers import FILE, OutputPlan, atomic_path, check_png, plan_outputs
 from medgan.registration.elastix import RegistrationOptions, RegistrationResult, register
 
 
@@ -107,35 +107,51 @@ def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, outp
                    options: RegistrationOptions | None = None, fov_output: str | Path | None = None,
                    field_output: str | Path | None = None, qa: bool = True,
                    progress: Callable[[str], None] | None = None,
-                   inputs=()) -> tuple[RegistrationResult, dict[str, Path]]:
+                   inputs=(), overwrite: bool = False,
+                   interruptible: bool = False) -> tuple[RegistrationResult, dict[str, Path]]:
     """Register, then write the moved CT (int16 HU), the FOV mask, optionally the field, and the QA PNG/JSON.
 
     ``inputs``: further paths the outputs must never overwrite (the files behind Volume arguments).
     """
     output = Path(output)
     inputs = [p for p in (fixed, moving) if not isinstance(p, Volume)] + list(inputs)
+    paths = output_paths(output)
+    planned: dict[str, tuple[Path, str | None]] = {
+        "moved": (output, None), "fov": (Path(fov_output) if fov_output else paths["fov"], None)}
+    if field_output:
+        planned["field"] = (Path(field_output), None)
+    if qa:
+        planned["qa_png"], planned["qa_json"] = (paths["qa_png"], FILE), (paths["qa_json"], FILE)
+    plan = OutputPlan(list(planned.values()), inputs, overwrite)       # before any work: milliseconds
+    index = {k: i for i, k in enumerate(planned)}
     fixed_v = fixed if isinstance(fixed, Volume) else read_volume(fixed)
     moving_v = moving if isinstance(moving, Volume) else read_volume(moving)
-    result = register(fixed_v, moving_v, options, compute_field=True, progress=progress)
-    paths = output_paths(output)
-    written = {"moved": write_volume(result.moved, output, dtype="int16", inputs=inputs,
-                                     series_description="CT registered to CBCT (medgan register)")}
-    written["fov"] = write_volume(result.fov, Path(fov_output) if fov_output else paths["fov"], dtype="uint8",
-                                  inputs=inputs)
-    if field_output:
-        assert result.field is not None               # compute_field=True above
-        written["field"] = _write_field(result.field, fixed_v, Path(field_output))
-    if qa:
-        written["qa_png"] = qa_figure(paths["qa_png"], result, fixed_v)
-        doc = {"fixed": str(fixed) if not isinstance(fixed, Volume) else fixed.meta.get("path"),
-               "moving": str(moving) if not isinstance(moving, Volume) else moving.meta.get("path"),
-               "rigid": result.rigid, **result.qa}
-        written["qa_json"] = atomic_write_text(paths["qa_json"], json.dumps(doc, indent=2, allow_nan=False))
+    run = register_interruptible if interruptible else register
+    result = run(fixed_v, moving_v, options, compute_field=True, progress=progress)
+    with plan:
+        plan.stage_volume(index["moved"], result.moved, dtype="int16",
+                          series_description="CT registered to CBCT (medgan register)")
+        plan.stage_volume(index["fov"], result.fov, dtype="uint8")
+        if field_output:
+            field = result.field
+            assert field is not None               # compute_field=True above
+            plan.stage_file(index["field"], lambda tmp: _write_field(field, fixed_v, tmp))
+        if qa:
+            plan.stage_file(index["qa_png"], lambda tmp: qa_figure(tmp, result, fixed_v), verify=check_png)
+            doc = {"fixed": str(fixed) if not isinstance(fixed, Volume) else fixed.meta.get("path"),
+                   "moving": str(moving) if not isinstance(moving, Volume) else moving.meta.get("path"),
+                   "rigid": result.rigid, **result.qa}
+            plan.stage_text(index["qa_json"], json.dumps(doc, indent=2, allow_nan=False))
+        written = dict(zip(planned, plan.commit(), strict=True))
     return result, written
 
 
 def match_patients(fixed_dir: Path, moving_dir: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    Every output is planned before the registration (:class:`medgan.io.writers.OutputPlan`: distinct, not an
+    input, writable, no existing file unless ``overwrite``), and all are committed together after it.
     """``(name, cbct, ct)`` for every name present in both folders (any format), and the unmatched names."""
+    ``interruptible``: run Elastix in a child process (:func:`register_interruptible`), so that SIGINT/SIGTERM
+    stop it at once (``medgan register`` sets it).
     from medgan.io.cases import index_cases
 
     f, m = index_cases(fixed_dir), index_cases(moving_dir)
@@ -159,10 +175,78 @@ def register_folders(fixed_dir: Path, moving_dir: Path, out_dir: Path, options: 
     out_dir = Path(out_dir)
     done, failures = {}, [(n, "no counterpart with this name in the other folder") for n in unmatched]
     for name, cbct, ct in (progress(pairs) if progress else pairs):
+def _registration_child(conn, fixed: Volume, moving: Volume, options, compute_field: bool) -> None:
+    """In the child: Elastix, its progress and its result (or error) sent back through ``conn``."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)    # the parent's handler raises in Python, which C++ never reaches
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C reaches the whole group: the parent decides
+    try:
+        res = register(fixed, moving, options, compute_field=compute_field,
+                       progress=lambda msg: conn.send(("progress", msg)))
+        conn.send(("ok", res))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent, which raises it
+        try:
+            conn.send(("error", exc))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle: its text
+            conn.send(("error", MedganError(f"registration failed: {type(exc).__name__}: {exc}")))
+    finally:
+        conn.close()
+
+
+def register_interruptible(fixed: Volume, moving: Volume, options: RegistrationOptions | None = None,
+                           compute_field: bool = False,
+                           progress: Callable[[str], None] | None = None) -> RegistrationResult:
+    """:func:`~medgan.registration.elastix.register` in a forked child process, waited on by this one.
+
+    Elastix runs in C++ and does not return to Python until it is done, so a signal handler in the same
+    process would only run at the end.  Here the main thread waits on a pipe and handles SIGINT/SIGTERM at
+    once (KeyboardInterrupt, or the CLI's ``Terminated``); the child is then terminated and reaped before the
+    exception propagates.  Without ``fork`` (Windows, macOS spawn-only) or outside the main thread, it is
+    :func:`register` itself.
+    """
+    import multiprocessing as mp
+    import threading
+
+    if "fork" not in mp.get_all_start_methods() or threading.current_thread() is not threading.main_thread():
+        return register(fixed, moving, options, compute_field=compute_field, progress=progress)
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_registration_child, args=(send, fixed, moving, options, compute_field),
+                       name="medgan-register", daemon=True)
+    proc.start()
+    send.close()
+    try:
+        while True:
+            try:
+                kind, payload = recv.recv()
+            except EOFError:
+                proc.join()
+                raise MedganError(f"the registration process ended without a result (exit code {proc.exitcode}); "
+                                  "is the machine out of memory?") from None
+            if kind == "progress":
+                if progress is not None:
+                    progress(payload)
+            elif kind == "ok":
+                result: RegistrationResult = payload
+                return result
+            else:
+                raise payload
+    finally:
+        recv.close()
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+        proc.join()
+
+
         out = out_dir / f"{name}{suffix}"
         try:
             res, written = register_files(cbct, ct, out, options, qa=qa,
-                                          field_output=output_paths(out)["field"] if fields else None)
+                                          field_output=output_paths(out)["field"] if fields else None,
+                                          overwrite=overwrite, interruptible=interruptible)
             done[name] = written
             if on_patient:
                 on_patient(name, res)
@@ -174,14 +258,24 @@ def register_folders(fixed_dir: Path, moving_dir: Path, out_dir: Path, options: 
 def describe(result: RegistrationResult) -> str:
     q, r = result.qa, result.rigid
     jac = "not computed" if q["jacobian_min"] is None else f"{q['jacobian_min']:.3f} .. {q['jacobian_max']:.3f}"
+                     overwrite: bool = False, interruptible: bool = False,
     parts = [f"stages {' + '.join(q['stages'])}"]
     if r:
         parts.append("rigid rotation " + ", ".join(f"{v:+.2f}" for v in r["rotation_deg"]) + " deg, translation "
                      + ", ".join(f"{v:+.1f}" for v in r["translation_mm"]) + " mm")
     parts.append(f"body Dice in FOV {q['body_dice_in_fov']:.3f}")
+    Every patient's outputs are checked before the first registration (no existing file unless ``overwrite``).
     parts.append(f"Jacobian determinant {jac}")
     return "; ".join(parts) + (" - WARNING: the deformation folds (det <= 0)" if q["folding"] else "")
 
+    everything: list[tuple[Path, str | None]] = []
+    for name, _, _ in pairs:
+        o = output_paths(out_dir / f"{name}{suffix}")
+        everything += [(out_dir / f"{name}{suffix}", None), (o["fov"], None)]
+        everything += [(o["field"], None)] if fields else []
+        everything += [(o["qa_png"], FILE), (o["qa_json"], FILE)] if qa else []
+    plan_outputs(everything, [p for _, cbct, ct in pairs for p in (cbct, ct)], overwrite)
 
-__all__ = ["register_files", "register_folders", "match_patients", "qa_figure", "checkerboard", "output_paths",
+__all__ = ["register_files", "register_folders", "register_interruptible",
+           "match_patients", "qa_figure", "checkerboard", "output_paths",
            "describe"]

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from medgan.errors import InputError
 from medgan.io import Volume, write_volume
 from medgan.simulation.phantom import make_phantom
-from tests.pipelines.test_pipelines import _load
+from medgan.workflows import cbct2ct
+from tests.conftest import REPO
+from tests.pipelines.test_pipelines import script
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("itk") is None, reason="itk-elastix not installed")
 
@@ -34,7 +37,7 @@ def _real_like_cbct(ct: Volume, rng) -> Volume:
 
 
 @pytest.mark.slow
-def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path, capsys):
+def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path):
     rng = np.random.default_rng(0)
     for d in ("cbct", "ct"):
         (tmp_path / d).mkdir()
@@ -43,16 +46,14 @@ def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path, cap
         write_volume(ct, tmp_path / "ct" / f"pat{i}.nii.gz")
         write_volume(_real_like_cbct(ct, rng), tmp_path / "cbct" / f"pat{i}.mha")
     write_volume(ct, tmp_path / "ct" / "lonely.nii.gz")                 # no CBCT: skipped with a note
-    run = _load("pipelines/cbct2ct/run.py", "cbct2ct_run")
     work = tmp_path / "work"
     # the default config: the starter's paired correction recipe, trained on the registered pairs
-    code = run.main(["--cbct-dir", str(tmp_path / "cbct"), "--ct-dir", str(tmp_path / "ct"), "-w", str(work),
-                     "--set", "optim.steps=3", "--set", "train.checkpoint_every=3",
-                     "--set", "data.patch_size=[32,32]", "--test-cases", "pat3", "--reg-iterations", "40",
-                     "--reg-final-iterations", "40", "--reg-resolutions", "2", "-q"])
-    assert code == 0
-    out = capsys.readouterr()
-    assert "skipping unmatched name(s): lonely" in out.err
+    out = script("pipelines/cbct2ct/run.py", "--cbct-dir", tmp_path / "cbct", "--ct-dir", tmp_path / "ct", "-w", work,
+                 "--set", "optim.steps=3", "--set", "train.checkpoint_every=3",
+                 "--set", "data.patch_size=[32,32]", "--test-cases", "pat3", "--reg-iterations", "40",
+                 "--reg-final-iterations", "40", "--reg-resolutions", "2", "-q")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "skipping unmatched name(s): lonely" in out.stderr
     meta = json.loads((work / "data" / "split.json").read_text(encoding="utf-8"))
     assert meta["split"]["test"] == ["pat3"] and "pat3" not in meta["domain_a"] + meta["domain_b"]
     assert meta["paired"] and meta["domain_a"] == meta["domain_b"] == meta["split"]["train"]
@@ -79,15 +80,12 @@ def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path, cap
         assert {"sCT - CBCT", "sCT - linear", "sCT - histogram"} <= set(doc["paired"])
         # the CBCT's known -40 HU bias survives registration: its mean error against the registered CT
         assert doc["summary"]["CBCT"]["me"]["mean"] == pytest.approx(-40.0, abs=25.0)
-    assert "protocol synthrad2025; mask body(CT) ∩ FOV(given)" in out.out
+    assert "protocol synthrad2025; mask body(CT) ∩ FOV(given)" in out.stdout
 
 
 def test_real_data_unpaired_domains_and_paired_refusals(tmp_path):
     """An unpaired config trains on the CTs as they are (halves with --disjoint-domains); a paired one refuses
     --disjoint-domains, and refuses to train on pairs that were never registered, each in one line."""
-    import argparse
-
-    rd = _load("pipelines/cbct2ct/real_data.py", "cbct2ct_real_data")
     for d in ("cbct", "ct"):
         (tmp_path / d).mkdir()
     pairs = {}
@@ -97,18 +95,23 @@ def test_real_data_unpaired_domains_and_paired_refusals(tmp_path):
         write_volume(ct, tmp_path / "cbct" / f"p{i}.nii.gz")
         pairs[f"p{i}"] = (tmp_path / "cbct" / f"p{i}.nii.gz", tmp_path / "ct" / f"p{i}.nii.gz")
     sp = {"train": ["p0", "p1", "p2"], "test": ["p3"]}
-    args = argparse.Namespace(work=tmp_path / "w", disjoint_domains=True)
-    data = rd.prepare(args, pairs, sp)
+    data = cbct2ct.prepare_real_cohort(tmp_path / "w", pairs, sp, disjoint_domains=True)
     meta = json.loads((data / "split.json").read_text(encoding="utf-8"))
     assert (meta["domain_a"], meta["domain_b"], meta["paired"]) == (["p0", "p2"], ["p1"], False)
     assert sorted(p.name for p in (data / "train" / "B").iterdir()) == ["p1.nii.gz"]
     # another split: nothing of the old one is reused (p3 moves to training, p0 to test)
-    data = rd.prepare(args, pairs, {"train": ["p1", "p2", "p3"], "test": ["p0"]})
+    data = cbct2ct.prepare_real_cohort(tmp_path / "w", pairs, {"train": ["p1", "p2", "p3"], "test": ["p0"]},
+                                       disjoint_domains=True)
     assert sorted(p.name for p in (data / "train" / "A").iterdir()) == ["p1.nii.gz", "p3.nii.gz"]
     assert sorted(p.name for p in (data / "test" / "CBCT").iterdir()) == ["p0.nii.gz"]
-    common = ["--cbct-dir", str(tmp_path / "cbct"), "--ct-dir", str(tmp_path / "ct"), "-w", str(tmp_path / "w2"),
-              "--test-cases", "p3", "-q"]
-    with pytest.raises(SystemExit, match="--disjoint-domains is for unpaired configs"):
-        rd.main([*common, "--disjoint-domains"])
-    with pytest.raises(SystemExit, match="run the register stage first"):
-        rd.main([*common, "--stages", "train"])
+    common = {"cbct_dir": tmp_path / "cbct", "ct_dir": tmp_path / "ct", "work": tmp_path / "w2",
+              "config": REPO / "configs" / "cbct2ct_correction_paired_cpu.yaml", "test_cases": ["p3"], "quiet": True}
+    with pytest.raises(InputError, match="--disjoint-domains is for unpaired configs"):
+        cbct2ct.run_real_data(cbct2ct.RealDataOptions(**common, disjoint_domains=True))
+    with pytest.raises(InputError, match="run the register stage first"):
+        cbct2ct.run_real_data(cbct2ct.RealDataOptions(**common, stages=frozenset({"train"})))
+    # the script says it in one line on stderr, exit 1
+    proc = script("pipelines/cbct2ct/run.py", "--cbct-dir", common["cbct_dir"], "--ct-dir", common["ct_dir"],
+                  "-w", common["work"], "--test-cases", "p3", "-q", "--stages", "train")
+    assert proc.returncode == 1 and proc.stderr.startswith("cbct2ct: a paired config trains on registered CTs")
+    assert proc.stderr.count("\n") == 1, proc.stderr

@@ -11,6 +11,7 @@ import pytest
 
 from medgan.errors import InputError
 from medgan.workflows import cohort
+from medgan.workflows.cbct2ct import SHARED_SAME_PATIENT
 
 
 # ------------------------------------------------------------------ the old code, verbatim
@@ -153,7 +154,7 @@ def test_split_keeps_patients_apart():
 def test_scans_of_one_patient_stay_together():
     """Two crops of one scan (or any listed group) are one patient in every split, domain and fold."""
     names = ["ts_aorta_ct", "ts_pulmonary_ct", "ts_example_ct", "a", "b", "c", "d", "e", "f", "g"]
-    groups = cohort.patient_groups(names, [("ts_aorta_ct", "ts_pulmonary_ct"), ("a", "b"), ("b", "c"), ("x", "d")])
+    groups = cohort.patient_groups(names, SHARED_SAME_PATIENT + [("a", "b"), ("b", "c"), ("x", "d")])
     assert groups["ts_aorta_ct"] == groups["ts_pulmonary_ct"] and groups["a"] == groups["b"] == groups["c"]
     assert len(set(groups.values())) == 7 and groups["d"] == "d"                  # unknown 'x' ignored
 

@@ -16,8 +16,9 @@ MONAI 2D ``UNet`` (Dice + cross-entropy) on:
 (f) oracle: the true non-contrast CTs of the training patients (an upper bound).
 
 Dice per organ is measured on the non-contrast test patients, per arm and seed.  The primary
-endpoint (declared in README.md before any run) is kidney Dice on the *real* non-contrast test
-CTs, arm (c) against arm (a); everything else is secondary and Holm-corrected (``analyse``).
+endpoint (declared in pipelines/segmentation_augmentation/README.md before any run) is kidney Dice
+on the *real* non-contrast test CTs, arm (c) against arm (a); everything else is secondary and
+Holm-corrected (``analyse``).
 """
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from medgan.errors import InputError
+from medgan.evaluation.statistics import bootstrap_ci, hierarchical_bootstrap, holm, paired_comparison, sign_test
+from medgan.workflows.cohort import split_study
 
 #: organ -> TotalSegmentator ``total`` label values merged into it
 ORGANS = {"spleen": (1,), "kidneys": (2, 3), "liver": (5,), "aorta": (52,)}
@@ -81,7 +86,7 @@ def scaled(size: StudySize, **changes: int | None) -> StudySize:
     changes = {k: v for k, v in changes.items() if v is not None}
     for k, v in changes.items():
         if v < (0 if k == "phantoms" else 1):
-            raise SystemExit(f"segmentation study: --{k.replace('_', '-')} must be at least "
+            raise InputError(f"--{k.replace('_', '-')} must be at least "
                              f"{0 if k == 'phantoms' else 1}, got {v}")
     if "seeds" in changes:
         changes["seeds"] = tuple(range(changes["seeds"]))
@@ -108,10 +113,10 @@ def load_user_cohort(root: Path) -> list[Patient]:
 
     cts, labels, contrast = index(root / "ct"), index(root / "labels"), index(root / "contrast")
     if not cts:
-        raise SystemExit(f"segmentation study: {root / 'ct'} holds no CTs (layout: ct/, labels/, optional contrast/)")
+        raise InputError(f"{root / 'ct'} holds no CTs (layout: ct/, labels/, optional contrast/)")
     missing = sorted(set(cts) - set(labels))
     if missing:
-        raise SystemExit(f"segmentation study: no label map for {', '.join(missing)} in {root / 'labels'}")
+        raise InputError(f"no label map for {', '.join(missing)} in {root / 'labels'}")
     return [Patient(n, read_volume(cts[n]), read_volume(labels[n]),
                     read_volume(contrast[n]) if n in contrast else None) for n in sorted(cts)]
 
@@ -164,13 +169,13 @@ def prepare_patient(p: Patient, size: StudySize, seed: int) -> dict:
     labels = p.labels
     ref = p.native if p.native is not None else p.contrast
     if ref is None:
-        raise SystemExit(f"segmentation study: {p.name}: neither a non-contrast nor a contrast CT")
+        raise InputError(f"{p.name}: neither a non-contrast nor a contrast CT")
     if ref.grid_difference(labels) is not None:
         # e.g. a NIfTI segmentation of a DICOM series stored with the rows flipped: same voxels, other
         # index order.  Map it onto the CT's grid physically (nearest neighbour), refuse if it does not overlap.
         labels = resample_like(labels, ref, labels=True)
         if not labels.array.any():
-            raise SystemExit(f"segmentation study: {p.name}: the label map does not overlap the CT")
+            raise InputError(f"{p.name}: the label map does not overlap the CT")
     contrast = p.contrast
     if contrast is not None and contrast.grid_difference(ref) is not None:
         contrast = resample_like(contrast, ref)
@@ -212,23 +217,10 @@ def random_organ_shift(hu: np.ndarray, organs: np.ndarray, rng: np.random.Genera
 
 
 def split(names: list[str], test_fraction: float, seed: int = 0, has_native=None) -> tuple[list[str], list[str]]:
-    """Patient-level train/test split; every real non-contrast CT is in the test set.
-
-    Only patients with a non-contrast CT (``has_native``, default all) can be test patients.
-    """
-    rng = np.random.default_rng(seed)
-    eligible = [n for n in names if has_native is None or has_native(n)]
-    real = [n for n in eligible if cohort_of(n) == "real"]
-    order = [eligible[i] for i in rng.permutation(len(eligible))]
-    n_test = max(1, round(test_fraction * len(names)))
-    # in a cohort of phantoms and patients, every real non-contrast CT with labels is a test patient and
-    # phantoms fill the rest; a cohort of patients only (--data) is split at random
-    forced = real if len(real) < len(eligible) else []
-    test = sorted(forced + [n for n in order if n not in forced][:max(0, n_test - len(forced))])
-    train = sorted(n for n in names if n not in test)
-    if len(train) < 2:
-        raise SystemExit("segmentation study: fewer than 2 training patients; add data")
-    return train, test
+    """Patient-level train/test split (:func:`medgan.workflows.cohort.split_study`); every real non-contrast CT
+    (not a ``phantom``, :func:`cohort_of`) is in the test set.  Only patients with a non-contrast CT
+    (``has_native``, default all) can be test patients."""
+    return split_study(names, test_fraction, seed, has_native, is_real=lambda n: cohort_of(n) == "real")
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -382,8 +374,6 @@ def compare_arms(rows: list[dict], reference: str = "a", confidence: float = 0.9
     averaged over the seeds both arms share, then the CI of the mean over patients is
     bootstrapped.  ``better`` counts the patients where the arm's Dice is higher.
     """
-    from medgan.evaluation.statistics import bootstrap_ci
-
     def table(arm):
         return {(r["organ"], r["patient"], r["seed"]): r["dice"] for r in rows
                 if r["arm"] == arm and r["dice"] is not None and math.isfinite(r["dice"])}
@@ -406,68 +396,20 @@ def compare_arms(rows: list[dict], reference: str = "a", confidence: float = 0.9
 
 
 # ----------------------------------------------------------------------------------------- statistics
-def hierarchical_bootstrap(per_patient_seed: dict, n_resamples: int = 2000, confidence: float = 0.95,
-                           seed: int = 0) -> tuple[float, float, float]:
-    """``(estimate, low, high)`` of the mean over patients of each patient's mean over seeds.
-
-    ``per_patient_seed``: patient -> list of values (one per seed).  Each resample draws patients with
-    replacement, then, within each drawn patient, its seeds with replacement: both the patient-to-patient
-    and the seed-to-seed variation widen the percentile interval.  With one patient only the seeds vary.
-    """
-    groups = [np.asarray([v for v in vals if math.isfinite(v)], np.float64) for vals in per_patient_seed.values()]
-    groups = [g for g in groups if g.size]
-    if not groups:
-        return (float("nan"),) * 3
-    estimate = float(np.mean([g.mean() for g in groups]))
-    if len(groups) == 1 and groups[0].size < 2:
-        return estimate, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    n_p, k_max = len(groups), max(g.size for g in groups)
-    table = np.full((n_p, k_max), np.nan)
-    for i, g in enumerate(groups):
-        table[i, :g.size] = g
-    sizes = np.array([g.size for g in groups])
-    picked = rng.integers(n_p, size=(n_resamples, n_p))                 # patients, with replacement
-    k = sizes[picked][..., None]                                        # each picked patient's seed count
-    draw = np.floor(rng.random((n_resamples, n_p, k_max)) * k).astype(int)   # its seeds, with replacement
-    values = table[picked[..., None], draw]
-    valid = np.arange(k_max)[None, None, :] < k
-    stats = (np.where(valid, values, 0.0).sum(-1) / k[..., 0]).mean(-1)
-    alpha = (1.0 - confidence) / 2
-    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
-    return estimate, float(min(lo, estimate)), float(max(hi, estimate))
-
-
-def holm(pvalues: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (NaN kept as NaN, not counted in the family)."""
-    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
-    order = sorted(idx, key=lambda i: pvalues[i])
-    m, running = len(order), 0.0
-    out = [float("nan")] * len(pvalues)
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        out[i] = running
-    return out
-
-
+# Holm's correction, the sign test and the hierarchical (patient, seed) bootstrap are medgan.evaluation.statistics'.
 def paired_tests(per_patient_seed: dict) -> dict:
     """Sign test and Wilcoxon signed-rank p of the differences (two-sided), and the unit they treat as independent.
 
     The unit is the patient (its seeds averaged) when there are at least two patients; with one patient
     it is the seed, and the p then speaks about training noise on that one patient only.
     """
-    from scipy.stats import binomtest
-
-    from medgan.evaluation.statistics import paired_comparison
-
     groups = {p: [v for v in vals if math.isfinite(v)] for p, vals in per_patient_seed.items()}
     groups = {p: v for p, v in groups.items() if v}
     if len(groups) >= 2:
         unit, diffs = "patient", [float(np.mean(v)) for v in groups.values()]
     else:
         unit, diffs = "seed (one patient)", [float(x) for v in groups.values() for x in v]
-    nonzero = [d for d in diffs if d != 0]
-    sign_p = float(binomtest(sum(d > 0 for d in nonzero), len(nonzero)).pvalue) if nonzero else float("nan")
+    sign_p = sign_test(diffs)
     # medgan.evaluation.statistics: Wilcoxon signed-rank over the units (each unit its own "patient")
     wil = paired_comparison(diffs, [0.0] * len(diffs)) if diffs else {"wilcoxon_p": float("nan")}
     return {"unit": unit, "n_units": len(diffs), "improved": int(sum(d > 0 for d in diffs)),
