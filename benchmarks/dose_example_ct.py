@@ -107,7 +107,7 @@ def main() -> None:
     if sct_is_cbct:
         print("NOTE: the CBCT is outside the model's training domain, so the 'sCT' row is the CBCT itself "
               "(the guard returned it unchanged); --force applies the model anyway")
-    write_volume(sct, out / "images" / "sct.nii.gz")
+    write_volume(sct, out / "images" / "sct.nii.gz", overwrite=True)     # a rerun replaces the last one
     base_name, base, base_mae = baselines(cbct, ct, model)
     images = {"CBCT": cbct, **base}
     lin_ab = None

@@ -81,14 +81,14 @@ def _synthetic_data(root: Path, n: int, shape_zyx, spacing_zyx) -> tuple[Path, P
     b_dir.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         ct, _ = make_phantom(100 + i, shape=shape_zyx, spacing_zyx=spacing_zyx)
-        write_volume(ct, b_dir / f"ct_{i}.nii.gz")
+        write_volume(ct, b_dir / f"ct_{i}.nii.gz", overwrite=True)        # a rerun replaces the last one
         src, _ = make_phantom(200 + i, shape=shape_zyx, spacing_zyx=spacing_zyx)
         rng = np.random.default_rng(i)
         z, y, x = np.meshgrid(*[np.linspace(-1, 1, s, dtype=np.float32) for s in src.array.shape], indexing="ij")
         cupping = -120.0 * (1.0 - (x ** 2 + y ** 2))           # darker centre, as in an uncorrected CBCT
         arr = src.array.astype(np.float32) * 0.92 + cupping - 40.0 + rng.normal(0, 35.0, src.array.shape)
         cbct = dataclasses.replace(src, array=np.clip(np.rint(arr), -1024, 3071).astype(np.int16))
-        write_volume(cbct, a_dir / f"cbct_{i}.nii.gz")
+        write_volume(cbct, a_dir / f"cbct_{i}.nii.gz", overwrite=True)
     return a_dir, b_dir
 
 
@@ -163,11 +163,11 @@ def stage_translate(out: Path, work: Path, smoke: bool) -> dict:
     zyx = (8, 64, 64) if smoke else (200, 512, 512)
     t0 = time.perf_counter()
     ct, _ = make_phantom(7, shape=zyx, spacing_zyx=(2.5, 1.0, 1.0))
-    src = write_volume(ct, work / "volume_512.nii.gz")
+    src = write_volume(ct, work / "volume_512.nii.gz", overwrite=True)
     t_make = time.perf_counter() - t0
     dst = work / "sct_512.nii.gz"
     cmd = [sys.executable, "-m", "medgan.cli.main", "translate", "-i", str(src), "-o", str(dst), "-m", str(model),
-           "-d", "cpu" if smoke else "cuda", "-q"]
+           "-d", "cpu" if smoke else "cuda", "-q", "--overwrite"]
     t1 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t1

@@ -83,7 +83,7 @@ def main() -> None:
             t1 = time.perf_counter()
             sct = translate(vol, model, opts)
             t2 = time.perf_counter()
-            write_volume(sct, tmp / "out.nii.gz", dtype="int16")
+            write_volume(sct, tmp / "out.nii.gz", dtype="int16", overwrite=True)   # every repeat
             t3 = time.perf_counter()
             times.append(t3 - t0)
             phases.append((t1 - t0, t2 - t1, t3 - t2))

@@ -38,6 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--init", choices=("geometry", "moments", "none"), default="geometry",
                    help="initial alignment: grid centres (default), intensity moments, or none (scanner coordinates)")
     p.add_argument("--no-qa", action="store_true", help="no QA PNG/JSON")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (without it they are refused before the registration starts)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
@@ -65,7 +67,8 @@ def run(args) -> int:
                                           qa=not args.no_qa,
                                           progress=lambda it: bar(it, desc="register", quiet=args.quiet,
                                                                   unit="patient"),
-                                          on_patient=lambda n, r: print(f"{n}: {describe(r)}"))
+                                          on_patient=lambda n, r: print(f"{n}: {describe(r)}"),
+                                          overwrite=args.overwrite, interruptible=True)
         for name, err in failures:
             print(f"{name}: FAILED: {err}", file=sys.stderr)
         print(f"registered {len(done)} patient(s) into {out}")
@@ -83,7 +86,8 @@ def run(args) -> int:
     fixed_v.meta["path"], moving_v.meta["path"] = str(fixed), str(moving)
     with status(f"registering {moving.name} onto {fixed.name}", quiet=args.quiet) as say:
         result, written = register_files(fixed_v, moving_v, out, options, fov_output=args.fov_output,
-                                         field_output=field, qa=not args.no_qa, progress=say, inputs=[fixed, moving])
+                                         field_output=field, qa=not args.no_qa, progress=say, inputs=[fixed, moving],
+                                         overwrite=args.overwrite, interruptible=True)
     print(describe(result))
     for k, p in written.items():
         print(f"{k}: {p}")
