@@ -111,7 +111,11 @@ def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, outp
                    interruptible: bool = False) -> tuple[RegistrationResult, dict[str, Path]]:
     """Register, then write the moved CT (int16 HU), the FOV mask, optionally the field, and the QA PNG/JSON.
 
+    Every output is planned before the registration (:class:`medgan.io.writers.OutputPlan`: distinct, not an
+    input, writable, no existing file unless ``overwrite``), and all are committed together after it.
     ``inputs``: further paths the outputs must never overwrite (the files behind Volume arguments).
+    ``interruptible``: run Elastix in a child process (:func:`register_interruptible`), so that SIGINT/SIGTERM
+    stop it at once (``medgan register`` sets it).
     """
     output = Path(output)
     inputs = [p for p in (fixed, moving) if not isinstance(p, Volume)] + list(inputs)
@@ -146,35 +150,6 @@ def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, outp
     return result, written
 
 
-def match_patients(fixed_dir: Path, moving_dir: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
-    Every output is planned before the registration (:class:`medgan.io.writers.OutputPlan`: distinct, not an
-    input, writable, no existing file unless ``overwrite``), and all are committed together after it.
-    """``(name, cbct, ct)`` for every name present in both folders (any format), and the unmatched names."""
-    ``interruptible``: run Elastix in a child process (:func:`register_interruptible`), so that SIGINT/SIGTERM
-    stop it at once (``medgan register`` sets it).
-    from medgan.io.cases import index_cases
-
-    f, m = index_cases(fixed_dir), index_cases(moving_dir)
-    pairs = [(n, f[n], m[n]) for n in sorted(f) if n in m]
-    unmatched = sorted(set(f) ^ set(m))
-    if not pairs:
-        raise InputError(f"no patient name is in both {fixed_dir} and {moving_dir}; patients are matched by name")
-    return pairs, unmatched
-
-
-def register_folders(fixed_dir: Path, moving_dir: Path, out_dir: Path, options: RegistrationOptions | None = None,
-                     fields: bool = False, qa: bool = True, suffix: str = ".nii.gz", progress=None,
-                     on_patient: Callable[[str, RegistrationResult], None] | None = None,
-                     ) -> tuple[dict[str, dict[str, Path]], list[tuple[str, str]]]:
-    """Register every CT in ``moving_dir`` onto the same-named CBCT in ``fixed_dir``.
-
-    Writes ``out_dir/<name>.nii.gz`` (+ ``_fov``, ``_qa.png``, ``_qa.json``, ``_field`` with ``fields``).
-    Returns the written paths per patient and ``(name, error)`` for failures and unmatched names.
-    """
-    pairs, unmatched = match_patients(Path(fixed_dir), Path(moving_dir))
-    out_dir = Path(out_dir)
-    done, failures = {}, [(n, "no counterpart with this name in the other folder") for n in unmatched]
-    for name, cbct, ct in (progress(pairs) if progress else pairs):
 def _registration_child(conn, fixed: Volume, moving: Volume, options, compute_field: bool) -> None:
     """In the child: Elastix, its progress and its result (or error) sent back through ``conn``."""
     import signal
@@ -242,6 +217,40 @@ def register_interruptible(fixed: Volume, moving: Volume, options: RegistrationO
         proc.join()
 
 
+def match_patients(fixed_dir: Path, moving_dir: Path) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    """``(name, cbct, ct)`` for every name present in both folders (any format), and the unmatched names."""
+    from medgan.io.cases import index_cases
+
+    f, m = index_cases(fixed_dir), index_cases(moving_dir)
+    pairs = [(n, f[n], m[n]) for n in sorted(f) if n in m]
+    unmatched = sorted(set(f) ^ set(m))
+    if not pairs:
+        raise InputError(f"no patient name is in both {fixed_dir} and {moving_dir}; patients are matched by name")
+    return pairs, unmatched
+
+
+def register_folders(fixed_dir: Path, moving_dir: Path, out_dir: Path, options: RegistrationOptions | None = None,
+                     fields: bool = False, qa: bool = True, suffix: str = ".nii.gz", progress=None,
+                     on_patient: Callable[[str, RegistrationResult], None] | None = None,
+                     overwrite: bool = False, interruptible: bool = False,
+                     ) -> tuple[dict[str, dict[str, Path]], list[tuple[str, str]]]:
+    """Register every CT in ``moving_dir`` onto the same-named CBCT in ``fixed_dir``.
+
+    Writes ``out_dir/<name>.nii.gz`` (+ ``_fov``, ``_qa.png``, ``_qa.json``, ``_field`` with ``fields``).
+    Returns the written paths per patient and ``(name, error)`` for failures and unmatched names.
+    Every patient's outputs are checked before the first registration (no existing file unless ``overwrite``).
+    """
+    pairs, unmatched = match_patients(Path(fixed_dir), Path(moving_dir))
+    out_dir = Path(out_dir)
+    everything: list[tuple[Path, str | None]] = []
+    for name, _, _ in pairs:
+        o = output_paths(out_dir / f"{name}{suffix}")
+        everything += [(out_dir / f"{name}{suffix}", None), (o["fov"], None)]
+        everything += [(o["field"], None)] if fields else []
+        everything += [(o["qa_png"], FILE), (o["qa_json"], FILE)] if qa else []
+    plan_outputs(everything, [p for _, cbct, ct in pairs for p in (cbct, ct)], overwrite)
+    done, failures = {}, [(n, "no counterpart with this name in the other folder") for n in unmatched]
+    for name, cbct, ct in (progress(pairs) if progress else pairs):
         out = out_dir / f"{name}{suffix}"
         try:
             res, written = register_files(cbct, ct, out, options, qa=qa,
@@ -258,23 +267,14 @@ def register_interruptible(fixed: Volume, moving: Volume, options: RegistrationO
 def describe(result: RegistrationResult) -> str:
     q, r = result.qa, result.rigid
     jac = "not computed" if q["jacobian_min"] is None else f"{q['jacobian_min']:.3f} .. {q['jacobian_max']:.3f}"
-                     overwrite: bool = False, interruptible: bool = False,
     parts = [f"stages {' + '.join(q['stages'])}"]
     if r:
         parts.append("rigid rotation " + ", ".join(f"{v:+.2f}" for v in r["rotation_deg"]) + " deg, translation "
                      + ", ".join(f"{v:+.1f}" for v in r["translation_mm"]) + " mm")
     parts.append(f"body Dice in FOV {q['body_dice_in_fov']:.3f}")
-    Every patient's outputs are checked before the first registration (no existing file unless ``overwrite``).
     parts.append(f"Jacobian determinant {jac}")
     return "; ".join(parts) + (" - WARNING: the deformation folds (det <= 0)" if q["folding"] else "")
 
-    everything: list[tuple[Path, str | None]] = []
-    for name, _, _ in pairs:
-        o = output_paths(out_dir / f"{name}{suffix}")
-        everything += [(out_dir / f"{name}{suffix}", None), (o["fov"], None)]
-        everything += [(o["field"], None)] if fields else []
-        everything += [(o["qa_png"], FILE), (o["qa_json"], FILE)] if qa else []
-    plan_outputs(everything, [p for _, cbct, ct in pairs for p in (cbct, ct)], overwrite)
 
 __all__ = ["register_files", "register_folders", "register_interruptible",
            "match_patients", "qa_figure", "checkerboard", "output_paths",
