@@ -21,6 +21,9 @@
 Beyond the challenges: the mean error (bias) and the MAE per tissue class of the
 reference CT (air < -200 HU <= soft tissue < 200 HU <= bone), with the protocol's
 MAE definition.  docs/metrics.md states every step and what it reproduces.
+
+Each column is a :class:`~medgan.evaluation.registry.Metric` registered at the end of this module; metrics
+beyond these are one file each in :mod:`medgan.evaluation.extra_metrics`.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from scipy import ndimage, signal
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from medgan.errors import InputError
+from medgan.evaluation.registry import Metric, metrics_for, register_metric
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +42,7 @@ class Protocol:
     name: str
     hu_min: float
     hu_max: float
-    structure: str                 #: "ssim" or "ms_ssim": the name of the structural column
+    structure: str                 #: "ssim" or "ms_ssim": the name of the structural column (its registered metric)
     mask_outside_first: bool       #: set voxels outside the mask to hu_min before every metric
 
     @property
@@ -47,7 +51,8 @@ class Protocol:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return ("mae", "me", "psnr", self.structure, "mae_air", "mae_soft_tissue", "mae_bone")
+        """The protocol's metric columns, in order: those of the registry (:mod:`medgan.evaluation.registry`)."""
+        return tuple(m.name for m in metrics_for(self.name))
 
 
 PROTOCOLS = {
@@ -196,12 +201,35 @@ def tissue_mae(pred, target, mask=None) -> dict[str, float]:
 
 
 def image_metrics(pred, target, mask=None, protocol: str | Protocol = DEFAULT_PROTOCOL) -> dict[str, float]:
-    """The protocol's columns: MAE, mean error, PSNR, SSIM or MS-SSIM and the per-tissue MAE."""
+    """The protocol's columns (:attr:`Protocol.columns`): MAE, mean error, PSNR, SSIM or MS-SSIM, the per-tissue
+    MAE and every other registered metric of the protocol."""
     pr = get_protocol(protocol)
     p, t, m = _prep(pred, target, mask)
     if pr.mask_outside_first:
         p, t = np.where(m, p, pr.hu_min), np.where(m, t, pr.hu_min)
-    out = {"mae": mae(p, t, m), "me": mean_error(p, t, m), "psnr": psnr(p, t, m, pr)}
-    out[pr.structure] = ssim(p, t, m) if pr.structure == "ssim" else ms_ssim(p, t, m)
-    out.update({f"mae_{k}": v for k, v in tissue_mae(p, t, m).items()})
-    return out
+    return {metric.name: float(metric.compute(p, t, m, pr)) for metric in metrics_for(pr.name)}
+
+
+def _tissue(name: str):
+    lo, hi = TISSUE_CLASSES[name]
+
+    def compute(p, t, m, pr) -> float:
+        sel = m & (t >= lo) & (t < hi)
+        return float(np.abs(p - t)[sel].mean()) if sel.any() else float("nan")
+    return compute
+
+
+# ---------------------------------------------------------------------------- the protocols' columns, in order
+register_metric(Metric("mae", "MAE", "HU", 1, "lower", lambda p, t, m, pr: mae(p, t, m), summary=True,
+                       doc="mean absolute error over the mask, unclipped"))
+register_metric(Metric("me", "ME", "HU", 1, "zero", lambda p, t, m, pr: mean_error(p, t, m), summary=True,
+                       doc="mean error (bias) over the mask, prediction minus target"))
+register_metric(Metric("psnr", "PSNR", "dB", 2, "higher", lambda p, t, m, pr: psnr(p, t, m, pr), summary=True,
+                       doc="PSNR over the masked voxels, both clipped to the protocol's HU range"))
+register_metric(Metric("ssim", "SSIM", "", 4, "higher", lambda p, t, m, pr: ssim(p, t, m), ("synthrad2023",),
+                       summary=True, doc="SynthRAD2023 SSIM: 7^3 window, masked mean after a 3-voxel border crop"))
+register_metric(Metric("ms_ssim", "MS-SSIM", "", 4, "higher", lambda p, t, m, pr: ms_ssim(p, t, m),
+                       ("synthrad2025",), summary=True, doc="SynthRAD2025 masked 5-scale MS-SSIM"))
+for _name in TISSUE_CLASSES:
+    register_metric(Metric(f"mae_{_name}", f"MAE {_name.replace('_', ' ')}", "HU", 1, "lower", _tissue(_name),
+                           doc=f"MAE over the mask where the target is {_name.replace('_', ' ')} (TISSUE_CLASSES)"))

@@ -1,17 +1,14 @@
 """Per-case PNG report and the CSV/JSON tables of ``medgan evaluate``."""
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from medgan.evaluation.evaluate import METRICS, CaseResult
+from medgan.evaluation.evaluate import CaseResult
 from medgan.evaluation.metrics import HU_MAX, HU_MIN
-from medgan.io.writers import atomic_write_text
+from medgan.evaluation.tables import write_tables as write_tables  # the one metrics.csv/.json writer, re-exported
 from medgan.utils.figures import _plt, _save
 
 #: Edge labels of each view after reorientation to LPS, radiological convention (patient's right on the left):
@@ -169,32 +166,3 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     _save(fig, Path(path))
     plt.close(fig)
     return Path(path)
-
-
-def _num(v: float):
-    return None if v is None or not math.isfinite(v) else round(float(v), 4)
-
-
-def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, failures=(),
-                 extra: dict | None = None) -> tuple[Path, Path]:
-    """``metrics.csv`` (one row per case and image) and ``metrics.json`` (cases, summary, failures)."""
-    out_dir = Path(out_dir)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(("case", "image", "mask") + METRICS)
-    for r in results:
-        for label, m in r.rows.items():
-            w.writerow([r.case, label, r.mask_source] + ["" if _num(m[k]) is None else _num(m[k]) for k in METRICS])
-    csv_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.json"
-    atomic_write_text(csv_path, buf.getvalue())
-    doc = {"cases": [{"case": r.case, "mask": r.mask_source,
-                      "metrics": {lab: {k: _num(v) for k, v in m.items()} for lab, m in r.rows.items()}}
-                     for r in results],
-           "summary": {lab: {k: {s: _num(x) if s != "n" else x for s, x in st.items()} for k, st in ms.items()}
-                       for lab, ms in summary.items()},
-           "failed": [{"case": c, "error": e} for c, e in failures],
-           **{k: ({kk: _num(vv) if isinstance(vv, float) else vv for kk, vv in v.items()} if isinstance(v, dict) else v)
-              for k, v in (extra or {}).items()},
-           "definitions": "docs/metrics.md (SynthRAD2023: HU clipped to [-1024, 3000], data_range 4024)"}
-    atomic_write_text(json_path, json.dumps(doc, indent=2, allow_nan=False))
-    return csv_path, json_path

@@ -1,7 +1,9 @@
-"""The tables of ``medgan evaluate``: metrics.csv, metrics.json and the printed summary.
+"""The tables of ``medgan evaluate`` and the pipelines: metrics.csv, metrics.json and the printed summary.
 
 Every table names the protocol and the mask; CIs name their method; paired
-comparisons (prediction minus each other row) carry their CI and Wilcoxon p.
+comparisons (prediction minus each other row) carry their CI and Wilcoxon p.  The columns, their
+headers and digits come from the metric registry (:mod:`medgan.evaluation.registry`).  This is the one
+writer of metrics.csv / metrics.json.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from medgan.evaluation.evaluate import CaseResult
 from medgan.evaluation.metrics import get_protocol
+from medgan.evaluation.registry import metrics_for
 from medgan.evaluation.statistics import ci_method
 from medgan.io.writers import atomic_write_text
 
@@ -45,10 +48,12 @@ def masks_used(results: list[CaseResult]) -> str:
 
 def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, paired: dict | None = None,
                  failures=(), extra: dict | None = None, organ_summary: dict | None = None) -> tuple[Path, Path]:
-    """``metrics.csv`` (one row per case and image) and ``metrics.json`` (cases, summary, paired, organs, failures)."""
+    """``metrics.csv`` (one row per case and image) and ``metrics.json`` (cases, summary, paired, organs, failures,
+    and ``columns``: each metric's label, unit, digits and better direction)."""
     out_dir = Path(out_dir)
     protocol = results[0].protocol if results else "synthrad2023"
     cols = get_protocol(protocol).columns
+    columns = {m.name: m.describe() for m in metrics_for(get_protocol(protocol).name)}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(("case", "patient", "image", "protocol", "mask") + cols)
@@ -72,6 +77,7 @@ def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, paired
            "statistics": "case values averaged per patient; 95% CI of the mean over patients: t-interval below "
                          "10 patients, BCa bootstrap (10 000 resamples) from 10; paired = prediction minus the "
                          "other image per patient, Wilcoxon signed-rank two-sided p",
+           "columns": columns,
            "definitions": f"docs/metrics.md, protocol {protocol}"}
     atomic_write_text(json_path, json.dumps(_clean(doc), indent=2, allow_nan=False))
     return csv_path, json_path
@@ -104,9 +110,7 @@ def format_summary(results: list[CaseResult], summary: dict, paired: dict | None
                    organ_summary: dict | None = None) -> str:
     """The printed table: header naming protocol, mask and CI method; rows; paired differences; organs."""
     protocol = results[0].protocol if results else "synthrad2023"
-    pr = get_protocol(protocol)
-    struct = ("SSIM", "ssim", 4) if pr.structure == "ssim" else ("MS-SSIM", "ms_ssim", 4)
-    cols = (("MAE (HU)", "mae", 1), ("ME (HU)", "me", 1), ("PSNR (dB)", "psnr", 2), struct)
+    cols = [(m.header, m.name, m.digits) for m in metrics_for(get_protocol(protocol).name, summary_only=True)]
     n_pat = len({r.patient for r in results})
     methods = sorted({ci_method(st["n"]) for ms in summary.values() for st in ms.values()} - {"none"})
     lines = [f"protocol {protocol}; mask {masks_used(results)}"]

@@ -12,6 +12,7 @@ from medgan.data.body_mask import body_mask
 from medgan.data.fov import fov_mask
 from medgan.errors import ModelError
 from medgan.evaluation import evaluate_case, mean_ci, paired_comparison, summarize
+from medgan.evaluation.metrics import get_protocol
 from medgan.evaluation.organs import dice, hd95, load_seg_model, overlap_per_organ, save_seg_model
 from medgan.io import Volume, read_volume, write_volume
 
@@ -142,7 +143,9 @@ def test_evaluate_cli_compare_patients_paired_and_protocol(tmp_path, run_cli):
     assert pair["wilcoxon_p"] == pytest.approx(0.25)          # 3 patients, all better: 2 / 2^3
     assert doc["paired"]["sCT - linear"]["mae"]["mean_diff"] == pytest.approx((15 + 30 + 12) / 3 - 50.0)
     header = (tmp_path / "rep" / "metrics.csv").read_text(encoding="utf-8").splitlines()[0]
-    assert header == "case,patient,image,protocol,mask,mae,me,psnr,ms_ssim,mae_air,mae_soft_tissue,mae_bone"
+    # the protocol's columns first, then any other registered metric (medgan.evaluation.registry)
+    assert header.startswith("case,patient,image,protocol,mask,mae,me,psnr,ms_ssim,mae_air,mae_soft_tissue,mae_bone")
+    assert header == ",".join(("case", "patient", "image", "protocol", "mask") + get_protocol("synthrad2025").columns)
     # a bad --compare and a pattern that does not match are one-line errors
     code, _, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--target", tmp_path / "ct", "--compare", "x")
     assert code == 1 and "LABEL=PATH" in err and err.count("\n") == 1
