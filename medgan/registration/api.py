@@ -15,8 +15,21 @@ from medgan.registration.elastix import RegistrationOptions, RegistrationResult,
 
 
 def _views(arr: np.ndarray, centre):
+    """Axial, coronal and sagittal slices through ``centre`` of an LPS array, in the radiological display: the
+    patient's right on the image's left, anterior (axial) and superior (coronal, sagittal) at the top."""
     z, y, x = centre
     return [("axial", arr[z]), ("coronal", arr[:, y, :][::-1]), ("sagittal", arr[:, :, x][::-1])]
+
+
+#: the letters on each view's edges (left, right, top, bottom) once the arrays are in LPS (``_views``)
+EDGES = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I"), "sagittal": ("A", "P", "S", "I")}
+
+
+def _label_edges(ax, plane: str) -> None:
+    left, right, top, bottom = EDGES[plane]
+    style = dict(transform=ax.transAxes, color="yellow", fontsize=8, fontweight="bold", ha="center", va="center")
+    for x, y, letter in ((0.04, 0.5, left), (0.96, 0.5, right), (0.5, 0.94, top), (0.5, 0.06, bottom)):
+        ax.text(x, y, letter, **style)
 
 
 def checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
@@ -28,16 +41,25 @@ def checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
 
 
 def qa_figure(path: Path, result: RegistrationResult, fixed: Volume, window=(-400.0, 600.0)) -> Path:
-    """Rows axial / coronal / sagittal; columns: CBCT | registered CT | checkerboard | overlay | Jacobian det."""
+    """Rows axial / coronal / sagittal; columns: CBCT | registered CT | checkerboard | overlay | Jacobian det.
+
+    Every array is first reoriented to LPS (the fixed image's grid, whatever order its file stores), so each
+    view is drawn the right way up in the radiological convention, with orientation letters on its edges."""
+    from medgan.io.orientation import to_orientation
     from medgan.utils.figures import _plt, _save
 
     plt = _plt()
-    fov = result.fov.array > 0
+    fixed, plan = to_orientation(fixed)
+
+    def canon(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a) if plan.identity else plan.apply(np.asarray(a))
+
+    fov = canon(result.fov.array) > 0
     centre = tuple(int(round(c)) for c in np.argwhere(fov).mean(axis=0)) if fov.any() else \
         tuple(s // 2 for s in fixed.shape)
     sx, sy, sz = fixed.spacing
-    cb, ct = np.asarray(fixed.array, np.float32), np.asarray(result.moved.array, np.float32)
-    det = result.jacobian
+    cb, ct = np.asarray(fixed.array, np.float32), canon(result.moved.array).astype(np.float32)
+    det = None if result.jacobian is None else canon(result.jacobian)
     n_cols = 5 if det is not None else 4
     # row heights follow each plane's physical aspect (clamped), so thin slabs leave no blank rows
     nz, ny, nx = fixed.shape
@@ -74,11 +96,14 @@ def qa_figure(path: Path, result: RegistrationResult, fixed: Volume, window=(-40
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])
+            _label_edges(ax, plane)
     q = result.qa
     jac = "n/a" if q["jacobian_min"] is None else f"{q['jacobian_min']:.2f}..{q['jacobian_max']:.2f}"
     fig.suptitle(f"{' + '.join(q['stages'])} | body Dice in FOV {q['body_dice_in_fov']:.3f} | "
                  f"|CBCT-CT| in body∩FOV {q['mae_cbct_vs_moved_ct_body_fov']:.0f} HU | Jacobian {jac}"
-                 + (" | FOLDING" if q["folding"] else "") + " | yellow: CBCT FOV")
+                 + (" | FOLDING" if q["folding"] else "") + " | yellow: CBCT FOV\n"
+                 f"views in LPS, radiological convention (patient's right on the image left); "
+                 f"file stored {plan.source}")
     fig.tight_layout()
     _save(fig, Path(path))
     plt.close(fig)
