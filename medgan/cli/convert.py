@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from medgan.cli.common import add_input, add_output
-from medgan.io import read_volume, write_volume
+from medgan.io import read_volume
+from medgan.io.writers import OutputPlan
 
 
 def add_parser(sub) -> None:
@@ -13,7 +14,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    plan = OutputPlan([(args.output, args.output_type)], inputs=[args.input], overwrite=args.overwrite)
     volume = read_volume(args.input, series_uid=args.series_uid)
-    out = write_volume(volume, args.output, args.output_type, inputs=[args.input], overwrite=args.overwrite)
+    with plan:
+        plan.stage_volume(0, volume)
+        out = plan.commit()[0]
     print(f"wrote {out}")
     return 0

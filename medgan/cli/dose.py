@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
     p.add_argument("--oar", metavar="LABEL[:V,...]", help="OAR label file on the CT grid; each value is one OAR")
     add_dose_options(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder: dose.csv, dose.json, PNG")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty report folder, replacing files of the same names (without it a "
+                        "non-empty folder is refused before any planning)")
     p.add_argument("--case", default=None, help="case name in tables (default: from the sCT file name)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -36,14 +39,14 @@ def run(args) -> int:
     from medgan.dose.structures import parse_sphere
     from medgan.io import read_volume
     from medgan.io.formats import strip_suffix
-    from medgan.io.writers import check_not_input
+    from medgan.io.writers import FOLDER, plan_outputs
 
     paths = {"CT": args.ct, "sCT": args.sct, "CBCT": args.cbct}
     for what, p in paths.items():
         if p is not None and not Path(p).exists():
             raise InputError(f"{what} {p} does not exist")
     out = Path(args.output)
-    check_not_input(out, [p for p in paths.values() if p])
+    plan_outputs([(out, FOLDER)], [p for p in paths.values() if p], args.overwrite)    # before minutes of planning
     options = dose_options(args)
     target = parse_sphere(args.target_sphere) if args.target_sphere else args.target
     ct = read_volume(args.ct)

@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--patients", metavar="CSV|REGEX", help="patient id of each case: a CSV with columns case,patient, "
                    "or a regex whose first group is the patient (e.g. '(.+)_fx[0-9]+'); CIs are over patients")
     p.add_argument("-o", "--output", metavar="DIR", help="report folder: metrics.csv, metrics.json, one PNG per case")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty report folder, replacing files of the same names (without it a "
+                        "non-empty folder is refused before any case is evaluated)")
     p.add_argument("--pred-label", default="prediction", help="name of the prediction in tables (e.g. sCT)")
     p.add_argument("--input-label", default="input", help="name of the baseline in tables (e.g. CBCT)")
     p.add_argument("--fid", action="store_true", help="also FID/KID between predicted and target slices "
@@ -133,6 +136,13 @@ def run(args) -> int:
             raise InputError(f"{what} {p} does not exist")
     if args.mask_mode == "given" and not args.mask:
         raise InputError("--mask-mode given needs --mask")
+    if args.output:
+        from medgan.io.writers import FOLDER, plan_outputs
+
+        plan_outputs([(args.output, FOLDER)], [p for p in (pred, target, args.mask, args.input, args.fov, args.labels)
+                                               if p is not None], args.overwrite)
+    elif args.overwrite:
+        raise InputError("--overwrite applies to the report folder: it needs -o")
     given = dose_flags_given(args)
     if given and not args.dose:
         raise InputError(f"{', '.join(given)} only apply with --dose")

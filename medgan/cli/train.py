@@ -20,9 +20,13 @@ def run(args) -> int:
 
     from medgan.config import load_config
     from medgan.engine.trainer import train
+    from medgan.io.writers import FOLDER, plan_outputs
 
     cfg = load_config(args.config, args.overrides)
     run_dir = Path(args.output or Path("runs") / cfg.name)
+    # a file, an unwritable place or the config itself is refused now, not after the data are loaded; the trainer
+    # refuses a folder holding another run's logs (--resume continues one)
+    plan_outputs([(run_dir, FOLDER)], [args.config], overwrite=True)
     model = train(cfg, run_dir, resume=args.resume, quiet=args.quiet)
     print(f"trained model: {model}")
     return 0

@@ -339,7 +339,10 @@ def plan_outputs(outputs: Sequence[tuple[str | Path, str | None]], inputs: Itera
     planned: list[PlannedOutput] = []
     for raw, kind in outputs:
         path, fmt = _resolve_kind(raw, kind)
-        check_not_input(path, inputs)
+        if fmt != FOLDER:
+            check_not_input(path, inputs)
+        else:                      # a report folder may hold the inputs (its own files have other names)
+            check_not_input(path, [i for i in inputs if Path(i).resolve() not in path.resolve().parents])
         absolute = path.resolve()
         for other in planned:
             o = other.path.resolve()
