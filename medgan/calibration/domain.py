@@ -17,7 +17,9 @@ of each volume, and the anatomical sites.  :func:`check_domain` compares a new i
   training range.  Training volumes whose body touches the image's in-plane border (crops,
   such as the 180 mm TotalSegmentator blocks) have no measurable width and are left out of
   that range, so a crop cannot widen it to admit, e.g., a 200 mm QA phantom.
-* **Site**: when the caller names the input's site, it must be a training site.
+* **Site**: when the caller names the input's site, it must be a training site.  Both are
+  compared as :mod:`medgan.config.sites` names (``Abdomen`` is ``abdomen``); an unknown name is
+  a :class:`~medgan.errors.ConfigError`, not a free-text mismatch.
 
 Any failed check is a reason; the caller warns (or, strict, refuses).
 """
@@ -29,6 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from medgan.calibration.hu_map import QUANTILE_LEVELS, body_quantiles
+from medgan.config.sites import canonical_site, normalise_site
 from medgan.data.body_mask import body_mask
 from medgan.errors import ModelError
 from medgan.io import Volume
@@ -138,7 +141,8 @@ def profile_volumes(profiles: Sequence[dict], sites: Sequence[str] = (),
         quantiles=np.mean([p["quantiles"] for p in profiles], axis=0).round(2).tolist(),
         histogram=np.mean([p["histogram"] for p in profiles], axis=0).round(6).tolist(),
         case_quantiles=[np.round(p["quantiles"], 2).tolist() for p in profiles],
-        case_histograms=[np.round(p["histogram"], 6).tolist() for p in profiles], sites=sorted(set(sites)),
+        case_histograms=[np.round(p["histogram"], 6).tolist() for p in profiles],
+        sites=sorted({normalise_site(s) for s in sites}),
         cropped=[bool(p.get("cropped", False)) for p in profiles], patients=[str(q) for q in patients])
 
 
@@ -179,6 +183,7 @@ def check_domain(profile: dict, domain: DomainProfile, site: str | None = None) 
     if width > hi or (width < lo and not profile.get("cropped", False)):
         reasons.append(f"its body is {width:.0f} mm wide, the training bodies {min(domain.widths_mm):.0f}-"
                        f"{max(domain.widths_mm):.0f} mm")
-    if site is not None and domain.sites and site not in domain.sites:
-        reasons.append(f"site {site!r} is not a training site ({', '.join(domain.sites)})")
+    trained = sorted({normalise_site(s) for s in domain.sites})
+    if site is not None and trained and canonical_site(site) not in trained:
+        reasons.append(f"site {canonical_site(site)!r} is not one this model was trained on ({', '.join(trained)})")
     return DomainReport(d, domain.hu_limit, tv, domain.tv_limit, width, (lo, hi), reasons)

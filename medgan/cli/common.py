@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
+from medgan.config.sites import describe, site_arg
 from medgan.errors import InputError
 from medgan.io.formats import OUTPUT_TYPES
 
@@ -77,6 +79,43 @@ DOSE_DEFAULTS = {"target_sphere": None, "modality": "photon", "site": "pelvis", 
                  "gamma_subset": 20000}
 
 
+#: a value that starts like a negative number but is not one to argparse ("-12.5,40,3,25", "-30,30")
+_NEGATIVE_VALUE = re.compile(r"^-\.?\d")
+
+
+def join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``["--target-sphere", "-12.5,40,3,25"]`` -> ``["--target-sphere=-12.5,40,3,25"]``.
+
+    argparse reads a token that starts with ``-`` and is not a plain number as an option, so a negative
+    coordinate list after an option is "expected one argument".  Joined with ``=`` to an option of the
+    chosen command that takes one value, it is that option's value; nothing else changes.
+    """
+    actions = list(parser._actions)
+    commands = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+    command = next((t for t in argv if t in commands), None)
+    if command is not None:
+        actions += commands[command]._actions
+    takes_one = {o for a in actions if a.nargs is None and a.option_strings for o in a.option_strings}
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            out += argv[i:]
+            break
+        if tok in takes_one and i + 1 < len(argv) and _NEGATIVE_VALUE.match(str(argv[i + 1])):
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+#: the sites with dose defaults (medgan.dose.evaluate.SITES, not imported here: the parser stays light)
+DOSE_SITES = ("pelvis", "abdomen", "head")
+
+
 def add_target_sphere(p, help: str = "spherical target: centre (patient mm) and radius") -> None:
     p.add_argument("--target-sphere", metavar="X,Y,Z,R", help=help)
 
@@ -86,8 +125,9 @@ def add_dose_options(p) -> None:
     d = DOSE_DEFAULTS
     p.add_argument("--modality", choices=("photon", "proton", "both"), default=d["modality"],
                    help="plan and recompute photon IMRT, proton, or both (default: photon)")
-    p.add_argument("--site", choices=("pelvis", "abdomen", "brain"), default=d["site"],
-                   help="site defaults for prescription and beam angles (default: pelvis)")
+    p.add_argument("--site", type=site_arg(DOSE_SITES), default=d["site"], metavar="SITE",
+                   help=f"site defaults for prescription and beam angles: {', '.join(DOSE_SITES)} (case-insensitive; "
+                        f"aliases: {describe(DOSE_SITES)}; default: pelvis)")
     p.add_argument("--prescription", type=float, metavar="GY", help="dose per fraction (default: the site's)")
     p.add_argument("--photon-angles", metavar="DEG,...", help="photon gantry angles (default: the site's)")
     p.add_argument("--proton-angles", metavar="DEG,...", help="proton gantry angles (default: the site's)")

@@ -84,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    from medgan.cli.common import join_negative_values
+
+    # negative coordinates (--target-sphere -12.5,40,3,25) are values, not options
+    args = parser.parse_args(join_negative_values(parser, list(sys.argv[1:] if argv is None else argv)))
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

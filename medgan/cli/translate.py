@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from medgan.cli.common import add_input, add_output, fraction, is_case_folder, positive_int
+from medgan.config.sites import SITES, describe, site_arg
 from medgan.errors import InputError
 
 
@@ -29,8 +30,9 @@ def add_parser(sub) -> None:
     guard.add_argument("--force", action="store_true",
                        help="apply the model even to inputs outside its training domain (with a warning), and to "
                             "inputs that are not CT in HU (an MR series, 8-bit voxels; refused by default)")
-    p.add_argument("--site", help="the input's anatomical site (e.g. thorax, abdomen, pelvis, head), checked "
-                                  "against the model's training sites")
+    p.add_argument("--site", type=site_arg(), metavar="SITE",
+                   help="the input's anatomical site, checked against the model's training sites: one of "
+                        f"{', '.join(SITES)} (case-insensitive; aliases: {describe()})")
     p.add_argument("-d", "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast on CUDA (default: on)")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from medgan.config.sites import canonical_site
 from medgan.dose import backend, metrics
 from medgan.dose.structures import (
     LABEL_NAMES,
@@ -27,17 +29,22 @@ from medgan.dose.structures import (
     resample_mask,
     sphere_mask,
 )
-from medgan.errors import InputError
+from medgan.errors import ConfigError, InputError
 from medgan.io import Volume
 
+#: HU of the air that extends the dose grid beyond the CT, and how far (in beamlet widths) it must reach past the target
+AIR_HU = -1000.0
+BEAMLET_PAD = 2.0
+
 #: Site defaults: prescription per fraction (Gy; one fraction is planned), photon and proton gantry
-#: angles (degrees, pyRadPlan/matRad convention, coplanar, couch 0).  Pelvis and brain
-#: prescriptions are SynthRAD2023's (``dose_metrics.py``: P 3.0 Gy, B 2.0 Gy).
+#: angles (degrees, pyRadPlan/matRad convention, coplanar, couch 0).  Pelvis and brain (site ``head``)
+#: prescriptions are SynthRAD2023's (``dose_metrics.py``: P 3.0 Gy, B 2.0 Gy).  Keys are
+#: :mod:`medgan.config.sites` names, so ``--site`` takes their aliases too (``brain``, ``Pelvic``).
 SITES = {
     "pelvis": {"prescription_gy": 3.0, "photon_angles": (0, 51, 103, 154, 206, 257, 309), "proton_angles": (90, 270)},
     "abdomen": {"prescription_gy": 2.0, "photon_angles": (0, 51, 103, 154, 206, 257, 309),
                 "proton_angles": (90, 180, 270)},
-    "brain": {"prescription_gy": 2.0, "photon_angles": (0, 72, 144, 216, 288), "proton_angles": (45, 135, 270)},
+    "head": {"prescription_gy": 2.0, "photon_angles": (0, 72, 144, 216, 288), "proton_angles": (45, 135, 270)},
 }
 
 
@@ -61,8 +68,10 @@ class DoseOptions:
     def __post_init__(self) -> None:
         if self.modality not in ("photon", "proton", "both"):
             raise InputError(f"modality must be photon, proton or both, not {self.modality!r}")
-        if self.site not in SITES:
-            raise InputError(f"unknown site {self.site!r}; choose one of {', '.join(SITES)}")
+        try:
+            self.site = canonical_site(self.site, SITES)
+        except ConfigError as exc:
+            raise InputError(str(exc)) from None
         if self.prescription_gy is not None and not self.prescription_gy > 0:
             raise InputError("the prescription must be a positive dose in Gy")
 
@@ -155,8 +164,14 @@ def build_structures(ct: Volume, grid: backend.Grid, hu_ct: np.ndarray, target, 
     return structures, tname
 
 
-def crop_to_slab(grid: backend.Grid, hu: dict, structures: dict, target: str, margin_mm: float | None):
-    """Crop the dose grid to the body's in-plane bounding box and the target's slab ± ``margin_mm``."""
+def crop_to_slab(grid: backend.Grid, hu: dict, structures: dict, target: str, margin_mm: float | None,
+                 pad_mm: float = 0.0):
+    """Crop the dose grid to the body's in-plane bounding box and the target's slab ± ``margin_mm``.
+
+    The grid keeps at least ``pad_mm`` beyond the target along z: where the CT ends sooner (a target
+    touching its first or last slice), it is extended with air.  Without that, the beamlets at the
+    target's edge run outside the CT and pyRadPlan's SSD step fails ("operands could not be broadcast").
+    """
     body = structures["BODY"][1]
     zs = np.nonzero(structures[target][1].any(axis=(1, 2)))[0]
     ys = np.nonzero(body.any(axis=(0, 2)))[0]
@@ -170,7 +185,21 @@ def crop_to_slab(grid: backend.Grid, hu: dict, structures: dict, target: str, ma
     origin = tuple(o + i * s for o, i, s in zip(grid.origin, lo[::-1], grid.spacing, strict=True))
     new = backend.Grid(shape=tuple(b - a for a, b in zip(lo, hi, strict=True)), spacing=grid.spacing, origin=origin)
     kept = {n: (k, m[sl]) for n, (k, m) in structures.items() if k != "OAR" or m[sl].any()}
-    return new, {k: v[sl] for k, v in hu.items()}, kept
+    cropped = {k: v[sl] for k, v in hu.items()}
+    need = int(np.ceil(pad_mm / sz)) if pad_mm > 0 else 0
+    below, above = max(0, need - (int(zs[0]) - lo[0])), max(0, need - (hi[0] - 1 - int(zs[-1])))
+    if below or above:
+        widths = ((below, above), (0, 0), (0, 0))
+        cropped = {k: np.pad(v, widths, constant_values=AIR_HU) for k, v in cropped.items()}
+        kept = {n: (k, np.pad(m, widths, constant_values=False)) for n, (k, m) in kept.items()}
+        origin = (origin[0], origin[1], origin[2] - below * sz)
+        new = backend.Grid(shape=(new.shape[0] + below + above, new.shape[1], new.shape[2]), spacing=grid.spacing,
+                           origin=origin)
+    return new, cropped, kept
+
+
+def _z_range(grid: backend.Grid) -> tuple[float, float]:
+    return grid.origin[2], grid.origin[2] + (grid.shape[0] - 1) * grid.spacing[2]
 
 
 def oars_from_label(spec: str, ct: Volume) -> dict[str, Volume]:
@@ -203,7 +232,13 @@ def run_dose(ct: Volume | str | Path, images: Mapping[str, Volume | str | Path],
     for k, v in vols.items():
         hu[k] = resample_hu(v, grid)
     structures, tname = build_structures(ct, grid, hu["CT"], target, oars)
-    grid, hu, structures = crop_to_slab(grid, hu, structures, tname, options.slab_margin_mm)
+    full = grid
+    grid, hu, structures = crop_to_slab(grid, hu, structures, tname, options.slab_margin_mm,
+                                        pad_mm=BEAMLET_PAD * options.bixel_mm)
+    if _z_range(grid)[0] < _z_range(full)[0] - 1e-6 or _z_range(grid)[1] > _z_range(full)[1] + 1e-6:
+        print(f"note: the target reaches the end of the CT along z: the dose grid is extended with air beyond the "
+              f"scan ({BEAMLET_PAD:g} x the {options.bixel_mm:g} mm beamlet width) so that the beams around it stay "
+              "on the grid; the patient beyond the scan is not modelled", file=sys.stderr)
     rx = options.rx
     results, rows, dvh_all = {}, [], {}
     for modality in options.modalities:

@@ -20,6 +20,7 @@ Every :class:`CaseResult` names the mask it used (``mask_source``).
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
@@ -31,7 +32,9 @@ from medgan.evaluation.metrics import DEFAULT_PROTOCOL, get_protocol, image_metr
 from medgan.evaluation.statistics import paired_comparison, summarize
 from medgan.io import Volume, read_volume
 from medgan.io.formats import strip_suffix
+from medgan.io.orientation import to_orientation
 from medgan.io.validate import check_hu
+from medgan.io.volume import orientation_code
 
 #: metric columns of the default protocol, in report order (the protocol's own: ``get_protocol(p).columns``)
 METRICS = get_protocol(DEFAULT_PROTOCOL).columns
@@ -60,12 +63,25 @@ class CaseResult:
         return self
 
 
-def _same_grid(what: str, vol: Volume, target: Volume) -> None:
+def _same_grid(what: str, vol: Volume, target: Volume) -> Volume:
+    """``vol`` on the target's grid: itself, or, when it holds the very same grid stored in another voxel order
+    (e.g. RAS vs LPS), exactly reoriented to the target's (a permutation and flip, no resampling; with a notice)."""
     diff = target.grid_difference(vol)
-    if diff is not None:
-        raise InputError(f"{what} and target are on different grids ({diff}); "
-                         "medgan evaluate does not resample - register or resample one onto the other first "
-                         "(medgan register)")
+    if diff is None:
+        return vol
+    mine, theirs = orientation_code(vol.direction), orientation_code(target.direction)
+    if mine != theirs:
+        moved, _ = to_orientation(vol, theirs)
+        if target.grid_difference(moved) is None:
+            print(f"note: {what} is stored {mine} and the target {theirs}: the same grid in another voxel order; "
+                  f"{what} reoriented exactly to {theirs} (no resampling)", file=sys.stderr)
+            return moved
+        raise InputError(f"{what} and target are on different grids: stored {mine} vs {theirs}, and even reoriented "
+                         f"to {theirs} ({target.grid_difference(moved)}); medgan evaluate does not resample - "
+                         "register or resample one onto the other first (medgan register)")
+    raise InputError(f"{what} and target are on different grids ({diff}); "
+                     "medgan evaluate does not resample - register or resample one onto the other first "
+                     "(medgan register)")
 
 
 def _load(v: Volume | str | Path, what: str, hu: bool = False) -> Volume:
@@ -128,26 +144,26 @@ def evaluate_case(pred: Volume | str | Path, target: Volume | str | Path, mask: 
     """
     pr = get_protocol(protocol)
     pred, target = _load(pred, "prediction", not allow_non_hu), _load(target, "target", not allow_non_hu)
-    _same_grid("prediction", pred, target)
+    pred = _same_grid("prediction", pred, target)
     volumes: dict[str, Volume] = {}
     if input is not None:
         input = _load(input, "input", not allow_non_hu)
-        _same_grid("input", input, target)
+        input = _same_grid("input", input, target)
         volumes[input_label] = input
     for label, v in (compare or {}).items():
         if label in (input_label, pred_label, "target"):
             raise InputError(f"baseline label {label!r} is already used; choose another")
         v = _load(v, f"baseline {label}", not allow_non_hu)
-        _same_grid(f"baseline {label}", v, target)
+        v = _same_grid(f"baseline {label}", v, target)
         volumes[label] = v
     volumes[pred_label] = pred
     mask_vol = fov_vol = None
     if mask is not None:
         mask_vol = _load(mask, "mask")
-        _same_grid("mask", mask_vol, target)
+        mask_vol = _same_grid("mask", mask_vol, target)
     if fov is not None:
         fov_vol = _load(fov, "FOV mask")
-        _same_grid("FOV mask", fov_vol, target)
+        fov_vol = _same_grid("FOV mask", fov_vol, target)
     m, source, outside = build_mask(target, input, mask_vol, fov_vol, mask_mode)
     rows = {label: image_metrics(v.array, target.array, m, pr) for label, v in volumes.items()}
     organs: dict = {}
@@ -157,7 +173,7 @@ def evaluate_case(pred: Volume | str | Path, target: Volume | str | Path, mask: 
         lab = None
         if labels is not None:
             lab = _load(labels, "labels")
-            _same_grid("labels", lab, target)
+            lab = _same_grid("labels", lab, target)
         organs = organ_metrics(volumes, target, lab, seg_model)
     name = case or strip_suffix(Path(str(pred.meta.get("path", "case"))).name)
     volumes["target"] = target

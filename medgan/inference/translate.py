@@ -86,9 +86,24 @@ def _guard(work: Volume, model: TranslationModel, opts: TranslateOptions) -> Dom
     return report
 
 
-def _finish(arr: np.ndarray, orient: Reorientation, original: Volume, modality: str) -> Volume:
-    """A result on the canonical grid, put back exactly onto the input's stored grid."""
-    out = from_orientation(arr.astype(np.float32), orient, original, modality=modality)
+#: CT numbers as every CT format stores them (int16); values beyond are not HU (metal reaches a few thousand)
+HU_STORABLE = (-32768.0, 32767.0)
+
+
+def check_hu_range(volume: Volume, name: str) -> None:
+    """Refuse values no CT in HU holds (beyond int16): the output could not carry them, not even unchanged."""
+    arr = np.asarray(volume.array)
+    vmin, vmax = float(arr.min()), float(arr.max())
+    if vmin < HU_STORABLE[0] or vmax > HU_STORABLE[1]:
+        raise InputError(f"{name} has voxel values {vmin:.6g}..{vmax:.6g}, beyond the {HU_STORABLE[0]:.0f}.."
+                         f"{HU_STORABLE[1]:.0f} that CT numbers in HU are stored in (metal reaches a few thousand "
+                         "HU): not a CT in HU (scaled, or another quantity?); refused rather than clipped")
+
+
+def _finish(arr: np.ndarray, orient: Reorientation, original: Volume, modality: str,
+            keep_dtype: bool = False) -> Volume:
+    """A result on the canonical grid, put back exactly onto the input's stored grid (float32 unless ``keep_dtype``)."""
+    out = from_orientation(arr if keep_dtype else arr.astype(np.float32), orient, original, modality=modality)
     out.meta.pop("path", None)
     return out
 
@@ -118,6 +133,7 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
     if orient.slicing_changed and not opts.quiet:
         print(f"input stored {orient.source}: translating on axial slices ({orient.target}, the model's "
               f"orientation) and writing back in {orient.source}", file=sys.stderr)
+    check_hu_range(volume, str(original.meta.get("path") or "the input"))
     lo, hi = model.preset.lo, model.preset.hi
     if opts.method != "model":
         if qa_map:
@@ -185,9 +201,10 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
                     qa = resample_like(work.with_array(qa), volume, default=0.0).array
         pbar.close()
     if keep_input:
-        sct = np.asarray(volume.array, dtype=np.float32)
-    out = _finish(sct, orient, original, "CT (synthetic)")
+        sct = np.asarray(volume.array)         # the input's own voxels and type: "unchanged" is bit-identical
+    out = _finish(sct, orient, original, "CT (synthetic)", keep_dtype=keep_input)
     out.meta["domain"] = dataclasses.asdict(report) if report is not None else None
+    out.meta["unchanged"] = keep_input          # writers keep the voxel type then (translate_file)
     if qa is None:
         return out
     return out, _finish(qa, orient, original, "medgan QA map (cycle error, HU)")

@@ -262,6 +262,9 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint {path} does not exist")
+    foreign = not_a_model(path)
+    if foreign:
+        raise ModelError(foreign)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -272,3 +275,49 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path} is not a medgan training checkpoint")
     return state
+
+
+#: what to pass instead, in every "not a model" message
+MODEL_CHOICES = ("pass a run folder (runs/NAME), its model.safetensors, or a training checkpoint (.pt); "
+                 "leave -m out for the shipped starter model")
+_TEXT_KINDS = {".yaml": "a YAML configuration", ".yml": "a YAML configuration", ".json": "a JSON file",
+               ".csv": "a CSV table", ".txt": "a text file", ".md": "a text file", ".py": "a Python script"}
+
+
+def not_a_model(path: str | Path) -> str | None:
+    """Why ``path`` is plainly not a model or checkpoint (a config, an image, a text file), else None.
+
+    A PyTorch checkpoint is a zip archive (or, from old versions, a pickle stream); anything else is
+    named by what it is, so that ``-m config.yaml`` does not read as a tampered model.
+    """
+    from medgan.io.formats import format_of
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None                                   # torch.load reports it
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return None                                   # a zip archive or a pickle stream: torch.load decides
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        what = "a YAML configuration (train a model from it with medgan train -c)"
+    elif format_of(path) is not None or head[128:132] == b"DICM":
+        what = "an image"
+    elif suffix in _TEXT_KINDS:
+        what = _TEXT_KINDS[suffix]
+    elif head and b"\x00" not in head and _is_text(head):
+        what = "a text file"
+    else:
+        return (f"{path} is not a medgan model (neither a safetensors model nor a PyTorch checkpoint): "
+                f"{MODEL_CHOICES}")
+    return f"{path} is {what}, not a medgan model: {MODEL_CHOICES}"
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3             # only a character cut at the end of the first 4 KiB
+    return True
