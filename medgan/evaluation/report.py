@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from medgan.evaluation.evaluate import CaseResult
-from medgan.evaluation.metrics import HU_MAX, HU_MIN
+from medgan.evaluation.metrics import HU_MAX, HU_MIN, TISSUE_CLASSES
+from medgan.evaluation.registry import metrics_for
 from medgan.evaluation.tables import write_tables as write_tables  # the one metrics.csv/.json writer, re-exported
 from medgan.utils.figures import _plt, _save
 
@@ -52,11 +53,13 @@ def diff_scale(diff: np.ndarray, mask: np.ndarray | None, percentile: float = 99
 
 def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_range: float | None = None,
                 qa_map=None, hist_range=(HU_MIN, HU_MAX)) -> Path:
-    """Rows: axial / coronal / sagittal; columns: [input |] prediction | target | prediction - target [| QA map].
+    """Rows: axial / coronal / sagittal; columns: [input |] prediction | target | [input - target |]
+    prediction - target [| QA map].
 
     The views are shown in LPS (radiological convention) with orientation letters on the edges and
-    the plane's position; the grey window is stated.  The difference is shown inside the mask only, on a
-    symmetric scale set by the 99th percentile of |difference| there (``diff_range`` fixes it instead).
+    the plane's position; the grey window is stated.  The differences are shown inside the mask only, both on
+    one symmetric scale set by the larger 99th percentile of |difference| there (``diff_range`` fixes it
+    instead).  The first image (the input, or the first baseline) gets a difference map beside the prediction's.
     A bottom row holds the HU histograms inside the mask over ``hist_range`` (values outside are counted at
     the ends and said so), the per-tissue MAE bars and the ME/MAE/PSNR/SSIM of each image.
     ``qa_map`` (a volume on the target's grid, e.g. ``translate --qa-map``) adds a column.
@@ -67,7 +70,6 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     target_raw = result.volumes["target"]
     target, plan = to_orientation(target_raw)
     images = [(k, v) for k, v in result.volumes.items() if k != "target"]
-    pred_label = images[-1][0]
     mask = plan.apply(result.mask) if result.mask is not None else None
 
     def canon(a):
@@ -76,10 +78,14 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     centre = tuple(int(round(c)) for c in np.argwhere(mask).mean(axis=0)) if mask is not None and mask.any() \
         else tuple(s // 2 for s in target.shape)
     cols = [(k, canon(v.array)) for k, v in images] + [("target", target.array)]
-    diff = np.asarray(cols[-2][1], np.float32) - np.asarray(target.array, np.float32)
-    scale = diff_range or diff_scale(diff, mask)
-    shown_diff = np.where(mask, diff, np.nan) if mask is not None else diff
-    panels = [(t, a, "image") for t, a in cols] + [(f"{pred_label} - target\n(inside the mask)", shown_diff, "diff")]
+    # the baseline's difference beside the prediction's, both on one colour scale
+    diffs = {k: np.asarray(a, np.float32) - np.asarray(target.array, np.float32)
+             for k, a in ([cols[0], cols[-2]] if len(images) > 1 else [cols[-2]])}
+    scale = diff_range or max(diff_scale(d, mask) for d in diffs.values())
+    panels = [(t, a, "image") for t, a in cols]
+    panels += [(f"{k} - target\n(inside the mask)", np.where(mask, d, np.nan) if mask is not None else d, "diff")
+               for k, d in diffs.items()]
+    last_diff = len(panels) - 1
     if qa_map is not None:
         qa = canon(qa_map.array).astype(np.float32)
         panels.append(("QA map: cycle error\n(|G_BA(G_AB(x)) - x|, HU)", qa, "qa"))
@@ -90,8 +96,9 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     sx, sy, sz = target.spacing
     ratios = [max(0.25, min(1.5, r)) for r in ((ny * sy) / (nx * sx), (nz * sz) / (nx * sx), (nz * sz) / (ny * sy))]
     ratios.append(1.3)
-    fig = plt.figure(figsize=(3.0 * max(n_cols, 3), 3.0 * sum(ratios) + 1.0))
-    grid = fig.add_gridspec(4, max(n_cols, 3), height_ratios=ratios)
+    # at least 4 columns: the bottom row's histogram, tissue bars and a 2-column table never overlap
+    fig = plt.figure(figsize=(3.0 * max(n_cols, 4), 3.0 * sum(ratios) + 1.0))
+    grid = fig.add_gridspec(4, max(n_cols, 4), height_ratios=ratios)
     where = _positions(target, centre)
     cmap_diff = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
     for col, (title, arr, kind) in enumerate(panels):
@@ -111,7 +118,7 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
             if col == 0:
                 ax.set_ylabel(plane)
                 ax.set_xlabel(where[plane], fontsize=7, labelpad=2)
-            if row == 0 and kind != "image":
+            if row == 0 and (kind == "qa" or (kind == "diff" and col == last_diff)):
                 fig.colorbar(im, ax=ax, fraction=0.046, label="HU")
     ax_h = fig.add_subplot(grid[3, 0])
     lo, hi = hist_range
@@ -126,7 +133,7 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     ax_h.set_yscale("log")
     ax_h.set_xlim(lo, hi)
     ax_h.set_xlabel(f"HU inside the mask, full range [{lo:g}, {hi:g}]"
-                    + (f"\nvoxels outside, counted at the ends: {'; '.join(outside)}" if outside else ""), fontsize=8)
+                    + (f"\noutside, counted at the ends:\n{'; '.join(outside)}" if outside else ""), fontsize=8)
     ax_h.set_ylabel("density")
     ax_h.set_title("HU histograms")
     ax_h.legend(fontsize=7)
@@ -138,28 +145,28 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
         ax_b.bar(np.arange(3) + i * width, vals, width, label=label)
     ax_b.set_xticks(np.arange(3) + width * (len(result.rows) - 1) / 2, ["air", "soft tissue", "bone"])
     ax_b.set_ylabel("MAE (HU)")
-    ax_b.set_title("MAE per tissue (by target HU)")
+    ax_b.set_title("MAE per tissue (by target HU)", fontsize=10)
+    air_top, bone_from = TISSUE_CLASSES["air"][1], TISSUE_CLASSES["bone"][0]
+    ax_b.set_xlabel(f"tissue by target HU:\nair < {air_top:g} <= soft tissue < {bone_from:g} <= bone", fontsize=8)
     ax_b.legend(fontsize=7)
     ax_t = fig.add_subplot(grid[3, 2:])
     ax_t.axis("off")
 
-    def fmt(v, f):
-        return "-" if v is None or not math.isfinite(v) else format(v, f)
-
-    structure = "ms_ssim" if any("ms_ssim" in m for m in result.rows.values()) else "ssim"
-    table = ax_t.table(cellText=[[label, fmt(m["me"], "+.1f"), fmt(m["mae"], ".1f"), fmt(m["psnr"], ".2f"),
-                                  fmt(m.get(structure), ".3f")] for label, m in result.rows.items()],
-                       colLabels=["image", "ME (HU)", "MAE (HU)", "PSNR (dB)",
-                                  "MS-SSIM" if structure == "ms_ssim" else "SSIM"], loc="center")
+    # the protocol's summary columns, with the registry's headers and digits
+    shown = metrics_for(result.protocol or "synthrad2023", summary_only=True)
+    table = ax_t.table(cellText=[[label] + [metric.fmt(m.get(metric.name)) for metric in shown]
+                                 for label, m in result.rows.items()],
+                       colLabels=["image"] + [metric.header for metric in shown], loc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(9)
     table.scale(1.0, 1.6)
-    ax_t.set_title(f"vs target, inside the mask ({getattr(result, 'protocol', None) or 'SynthRAD2023'} "
+    ax_t.set_title(f"vs target, inside the mask\n({getattr(result, 'protocol', None) or 'SynthRAD2023'} "
                    "definitions, docs/metrics.md)", fontsize=9)
     fig.suptitle(f"{result.case} (mask: {result.mask_source})\n"
                  f"grey window [{window[0]:g}, {window[1]:g}] HU (W {window[1] - window[0]:g} / L "
                  f"{(window[0] + window[1]) / 2:g}); difference scale +/-{scale:g} HU "
-                 f"({'fixed' if diff_range else '99th percentile of |difference| in the mask'})\n"
+                 f"({'fixed' if diff_range else '99th percentile of |difference| in the mask'}"
+                 f"{', the larger of the two maps, shared' if len(diffs) > 1 and not diff_range else ''})\n"
                  f"views in LPS, radiological convention (patient's right on the image left; positions in LPS mm); "
                  f"file stored {plan.source}", fontsize=10)
     fig.tight_layout()

@@ -124,7 +124,10 @@ def format_summary(results: list[CaseResult], summary: dict, paired: dict | None
     lines.append(f"{'image':<16}" + "".join(f"{c[0]:>{width}}" for c in cols))
     for label, ms in summary.items():
         lines.append(f"{label:<16}" + "".join(f"{_fmt(ms[k], d) if k in ms else 'n/a':>{width}}" for _, k, d in cols))
-    if paired:
+    if paired and n_pat < 2:
+        # one patient: no spread, so no CI and no test; the MAE line below gives the difference itself
+        lines.append("paired difference per patient [95% CI] and Wilcoxon p: n/a (1 patient)")
+    elif paired:
         lines.append("paired difference per patient [95% CI] and Wilcoxon signed-rank p:")
         for name, ms in paired.items():
             lines.append(f"{name:<16}" + "".join(f"{_fmt_diff(ms[k], d) if k in ms else 'n/a':>{width}}"
