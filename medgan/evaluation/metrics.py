@@ -200,14 +200,28 @@ def tissue_mae(pred, target, mask=None) -> dict[str, float]:
     return out
 
 
-def image_metrics(pred, target, mask=None, protocol: str | Protocol = DEFAULT_PROTOCOL) -> dict[str, float]:
+def image_metrics(pred, target, mask=None, protocol: str | Protocol = DEFAULT_PROTOCOL,
+                  slab: int | None = None) -> dict[str, float]:
     """The protocol's columns (:attr:`Protocol.columns`): MAE, mean error, PSNR, SSIM or MS-SSIM, the per-tissue
-    MAE and every other registered metric of the protocol."""
+    MAE and every other registered metric of the protocol.
+
+    MAE, mean error, PSNR, SSIM and the per-tissue MAE are computed ``slab`` slices at a time
+    (:mod:`medgan.evaluation.streaming`: the same numbers up to float rounding, in bounded memory); the
+    other columns (MS-SSIM, extra metrics) on whole float64 copies, as their functions take them.
+    """
+    from medgan.evaluation.streaming import STREAMED, slab_metrics  # streaming imports this module
+
     pr = get_protocol(protocol)
-    p, t, m = _prep(pred, target, mask)
-    if pr.mask_outside_first:
-        p, t = np.where(m, p, pr.hu_min), np.where(m, t, pr.hu_min)
-    return {metric.name: float(metric.compute(p, t, m, pr)) for metric in metrics_for(pr.name)}
+    wanted = metrics_for(pr.name)
+    streamed = [mt.name for mt in wanted if mt.name in STREAMED]     # the columns registered below
+    out = slab_metrics(pred, target, mask, pr, slab, streamed) if streamed else {}
+    rest = [mt for mt in wanted if mt.name not in out]
+    if rest:
+        p, t, m = _prep(pred, target, mask)
+        if pr.mask_outside_first:
+            p, t = np.where(m, p, pr.hu_min), np.where(m, t, pr.hu_min)
+        out.update({mt.name: float(mt.compute(p, t, m, pr)) for mt in rest})
+    return {mt.name: out[mt.name] for mt in wanted}
 
 
 def _tissue(name: str):
