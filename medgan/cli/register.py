@@ -78,9 +78,14 @@ def run(args) -> int:
             return 1
         return 0
     from medgan.io import read_volume
+    from medgan.io.writers import plan_outputs
+    from medgan.registration.api import register_outputs
     from medgan.registration.elastix import check_inputs
 
     field = None if args.field is None else (Path(args.field) if args.field else output_paths(out)["field"])
+    # every output checked before anything is read or registered (register_files checks them again)
+    plan_outputs(list(register_outputs(out, args.fov_output, field, not args.no_qa).values()), [fixed, moving],
+                 args.overwrite)
     fixed_v, moving_v = read_volume(fixed), read_volume(moving)
     check_inputs(fixed_v, moving_v, options)          # bad input: one line, before any progress output
     fixed_v.meta["path"], moving_v.meta["path"] = str(fixed), str(moving)

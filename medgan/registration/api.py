@@ -128,6 +128,20 @@ def output_paths(output: Path) -> dict[str, Path]:
             "qa_png": output.with_name(f"{stem}_qa.png"), "qa_json": output.with_name(f"{stem}_qa.json")}
 
 
+def register_outputs(output: str | Path, fov_output: str | Path | None = None, field_output: str | Path | None = None,
+                     qa: bool = True) -> dict[str, tuple[Path, str | None]]:
+    """What :func:`register_files` writes: name -> (path, kind) for :class:`medgan.io.writers.OutputPlan`."""
+    output = Path(output)
+    paths = output_paths(output)
+    planned: dict[str, tuple[Path, str | None]] = {
+        "moved": (output, None), "fov": (Path(fov_output) if fov_output else paths["fov"], None)}
+    if field_output:
+        planned["field"] = (Path(field_output), None)
+    if qa:
+        planned["qa_png"], planned["qa_json"] = (paths["qa_png"], FILE), (paths["qa_json"], FILE)
+    return planned
+
+
 def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, output: str | Path,
                    options: RegistrationOptions | None = None, fov_output: str | Path | None = None,
                    field_output: str | Path | None = None, qa: bool = True,
@@ -144,13 +158,7 @@ def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, outp
     """
     output = Path(output)
     inputs = [p for p in (fixed, moving) if not isinstance(p, Volume)] + list(inputs)
-    paths = output_paths(output)
-    planned: dict[str, tuple[Path, str | None]] = {
-        "moved": (output, None), "fov": (Path(fov_output) if fov_output else paths["fov"], None)}
-    if field_output:
-        planned["field"] = (Path(field_output), None)
-    if qa:
-        planned["qa_png"], planned["qa_json"] = (paths["qa_png"], FILE), (paths["qa_json"], FILE)
+    planned = register_outputs(output, fov_output, field_output, qa)
     plan = OutputPlan(list(planned.values()), inputs, overwrite)       # before any work: milliseconds
     index = {k: i for i, k in enumerate(planned)}
     fixed_v = fixed if isinstance(fixed, Volume) else read_volume(fixed)
@@ -269,10 +277,8 @@ def register_folders(fixed_dir: Path, moving_dir: Path, out_dir: Path, options: 
     out_dir = Path(out_dir)
     everything: list[tuple[Path, str | None]] = []
     for name, _, _ in pairs:
-        o = output_paths(out_dir / f"{name}{suffix}")
-        everything += [(out_dir / f"{name}{suffix}", None), (o["fov"], None)]
-        everything += [(o["field"], None)] if fields else []
-        everything += [(o["qa_png"], FILE), (o["qa_json"], FILE)] if qa else []
+        out = out_dir / f"{name}{suffix}"
+        everything += register_outputs(out, None, output_paths(out)["field"] if fields else None, qa).values()
     plan_outputs(everything, [p for _, cbct, ct in pairs for p in (cbct, ct)], overwrite)
     done, failures = {}, [(n, "no counterpart with this name in the other folder") for n in unmatched]
     for name, cbct, ct in (progress(pairs) if progress else pairs):
@@ -301,6 +307,6 @@ def describe(result: RegistrationResult) -> str:
     return "; ".join(parts) + (" - WARNING: the deformation folds (det <= 0)" if q["folding"] else "")
 
 
-__all__ = ["register_files", "register_folders", "register_interruptible",
+__all__ = ["register_files", "register_folders", "register_interruptible", "register_outputs",
            "match_patients", "qa_figure", "checkerboard", "output_paths",
            "describe"]
