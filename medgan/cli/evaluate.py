@@ -116,7 +116,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def run(args) -> int:
+def run(args) -> int:  # noqa: C901
     from medgan.cli.common import is_case_folder
     from medgan.evaluation.evaluate import (
         evaluate_case,

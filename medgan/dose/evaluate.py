@@ -211,7 +211,7 @@ def oars_from_label(spec: str, ct: Volume) -> dict[str, Volume]:
     return {LABEL_NAMES.get(v, f"label_{v}"): m for v, m in label_masks(vol, values, "OAR").items()}
 
 
-def run_dose(ct: Volume | str | Path, images: Mapping[str, Volume | str | Path], target, oars: dict | None = None,
+def run_dose(ct: Volume | str | Path, images: Mapping[str, Volume | str | Path], target, oars: dict | None = None,  # noqa: C901
              options: DoseOptions | None = None, say=None) -> DoseResult:
     """Plan on ``ct`` for ``target`` and compare the dose recomputed on each of ``images`` with the CT's.
 

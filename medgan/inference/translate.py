@@ -108,7 +108,7 @@ def _finish(arr: np.ndarray, orient: Reorientation, original: Volume, modality: 
     return out
 
 
-def translate(volume: Volume | str | Path, model: TranslationModel | str | Path | None = None,
+def translate(volume: Volume | str | Path, model: TranslationModel | str | Path | None = None,  # noqa: C901
               options: TranslateOptions | None = None, qa_map: bool = False,
               series_uid: str | None = None) -> Volume | tuple[Volume, Volume]:
     """Translate ``volume`` (A -> B, e.g. CBCT -> synthetic CT).

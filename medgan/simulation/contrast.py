@@ -125,7 +125,7 @@ class _Structure:
         self.depth = np.maximum(-shifted, 0.0)        # mm inside the perturbed border
 
 
-def simulate_contrast(
+def simulate_contrast(  # noqa: C901
     ct: Volume, labels: Volume, phase: str = "portal-venous", seed: int | None = 0,
     variation: float | None = None, texture_hu: float = 6.0, edge_mm: float = 3.0,
     mask_jitter_mm: float = 3.0, heterogeneity: float = 1.0, vessel_model: bool = True,

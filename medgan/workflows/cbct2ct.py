@@ -166,7 +166,7 @@ def _sources(cases: dict) -> dict[str, str]:
     return out
 
 
-def prepare_cohort(work: Path, cases: dict, split: dict, preset: str, same_patients: bool, seed: int,
+def prepare_cohort(work: Path, cases: dict, split: dict, preset: str, same_patients: bool, seed: int,  # noqa: C901
             cache: Path | None = None, groups: dict[str, str] | None = None, projections: int | None = None,
             train_presets: tuple[str, ...] = (), drop_crops: bool = False,
             train_scales: tuple[float, ...] = ()) -> Path:
