@@ -544,8 +544,9 @@ def write_series(volume: Volume, folder: Path, series_description: str | None = 
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     written = []
+    size2d = (*image.GetSize()[:2], 0)
     for z in range(arr.shape[0]):
-        slc = image[:, :, z]
+        slc = sitk.Extract(image, size2d, (0, 0, z))       # what image[:, :, z] gives, without its copy by Slice
         for key, value in common.items():
             slc.SetMetaData(key, value)
         pos = image.TransformIndexToPhysicalPoint((0, 0, z))
@@ -567,6 +568,8 @@ def _add_references(files: list[Path], source_series: str | None, sources: list,
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
+    if not source_series and not any(s[1] for s in sources):
+        return      # nothing to add: SpacingBetweenSlices (0018|0088) is among the tags GDCM wrote
     for z, path in enumerate(files):
         ds = pydicom.dcmread(str(path))
         ds.SpacingBetweenSlices = f"{spacing_z:.10g}"

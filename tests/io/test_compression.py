@@ -170,3 +170,25 @@ def test_write_image_never_touches_a_user_dot_nii(tmp_path, ct):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sct.nii", "sct.nii.gz"]
     keep.unlink()          # ITK reads NAME.nii instead of NAME.nii.gz when both exist
     assert_reads_back(tmp_path / "sct.nii.gz", ct)
+
+
+# ---------------------------------------------------------------------------- DICOM series (issue 31: one pass)
+def test_dicom_series_from_a_non_dicom_volume_in_one_pass(tmp_path, oblique_volume):
+    """Slices cut with Extract and no pydicom rewrite (nothing to reference): tags, positions and voxels as meant."""
+    import pydicom
+
+    vol = oblique_volume.with_array(np.clip(oblique_volume.array, -1024, 3071).astype(np.int16))
+    folder = write_volume(vol, tmp_path / "sct", "dicom")
+    dss = sorted((pydicom.dcmread(str(f)) for f in folder.iterdir()), key=lambda ds: int(ds.InstanceNumber))
+    assert [int(ds.InstanceNumber) for ds in dss] == list(range(1, vol.shape[0] + 1))
+    d = vol.direction_matrix
+    for z, ds in enumerate(dss):
+        assert float(ds.SpacingBetweenSlices) == vol.spacing[2] and float(ds.SliceThickness) == vol.spacing[2]
+        assert "SourceImageSequence" not in ds and "ReferencedSeriesSequence" not in ds
+        np.testing.assert_allclose([float(v) for v in ds.ImageOrientationPatient], [*d[:, 0], *d[:, 1]], atol=1e-6)
+        want = np.asarray(vol.origin) + d[:, 2] * vol.spacing[2] * z
+        np.testing.assert_allclose([float(v) for v in ds.ImagePositionPatient], want, atol=1e-4)
+        np.testing.assert_array_equal(ds.pixel_array.astype(np.int16), vol.array[z])
+    back = read_volume(folder)
+    np.testing.assert_array_equal(back.array, vol.array)
+    assert back.same_grid(vol, atol=1e-4)
