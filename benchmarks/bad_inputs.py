@@ -189,6 +189,7 @@ def cases(t: Path):
     yield "a fresh run into a folder with another run's logs", ["train", "-c", cfg, "-o", t / "old_run", *data]
     yield "--resume with no checkpoint", ["train", "-c", cfg, "-o", t / "old_run", "--resume", *data]
     yield from cases_dicom_geometry(t)
+    yield from cases_outputs(t)
 
 
 def cases_dicom_geometry(t: Path):
@@ -234,6 +235,93 @@ def cases_dicom_geometry(t: Path):
     yield "a uint8 NIfTI as the evaluate target", ["evaluate", "--pred", ct, "--target", g / "pic.nii.gz"]
 
 
+def _children_of(pid: int) -> list[int]:
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if int(ppid) == pid and state != "Z":                 # live children only, not zombies
+                kids.append(int(d.name))
+    return kids
+
+
+def _signal_while_registering(sig) -> None:
+    """Send ``sig`` to this process once ``medgan register``'s Elastix child has run for a second (never after it
+    is gone: then the command's own signal handlers are no longer installed)."""
+    import signal as _signal
+    import threading
+    import time
+
+    me = os.getpid()
+    before = set(_children_of(me))
+
+    def fire():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            new = set(_children_of(me)) - before
+            if new:
+                time.sleep(1.0)                     # Elastix is iterating in C++
+                if new & set(_children_of(me)):
+                    os.kill(me, sig)
+                return
+            time.sleep(0.1)
+
+    assert sig in (_signal.SIGINT, _signal.SIGTERM)
+    threading.Thread(target=fire, daemon=True).start()
+
+
+def cases_outputs(t: Path):
+    """Issue 29 rows 3, 4, 7, 8, 9 and its "wrong errors" / "silently accepted" / phantom messages: outputs are
+    checked before any work, never overwritten without --overwrite, and signals end a command at once."""
+    import signal as _signal
+
+    import numpy as np
+
+    from medgan.io import Volume, write_volume
+
+    o = t / "outputs"
+    z, y, x = np.mgrid[:12, :32, :32]
+    body = np.where((y - 16) ** 2 + (x - 16) ** 2 < 120, 40, -1000).astype(np.int16)
+    ct = write_volume(Volume(body, (2.0, 2.0, 3.0), (0.0, 0.0, 0.0)), o / "ct.nii.gz")
+    moving = write_volume(Volume(np.roll(body, 2, axis=2), (2.0, 2.0, 3.0), (0.0, 0.0, 0.0)), o / "moving.nii.gz")
+    yield ("one path for two register outputs (-o and --fov-output)",
+           ["register", "--fixed", ct, "--moving", moving, "-o", o / "r.nii.gz", "--fov-output", o / "r.nii.gz"])
+    yield "register -o equal to --fixed (refused before Elastix)", ["register", "--fixed", ct, "--moving", moving,
+                                                                    "-o", ct]
+    yield "simulate-cbct -o equal to -i (refused before the simulation)", ["simulate-cbct", "-i", ct, "-o", ct]
+    (o / "afile").write_text("")
+    yield ("a dose report under a file (refused before planning)",
+           ["dose", "--ct", ct, "--sct", ct, "--target-sphere", "30,30,15,10", "-o", o / "afile" / "rep"])
+    (o / "precious.nii.gz").write_bytes(b"precious")
+    yield "an existing NIfTI as -o (no --overwrite)", ["translate", "-i", ct, "-o", o / "precious.nii.gz", "-q"]
+    for name in ("p1", "p2"):
+        write_volume(Volume(body, (2.0, 2.0, 3.0), (0.0, 0.0, 0.0)), o / "cases" / f"{name}.nii.gz")
+    (o / "batch").mkdir()
+    (o / "batch" / "p2.nii.gz").write_bytes(b"another patient's sCT")
+    yield ("a batch into a folder holding another patient's p2.nii.gz",
+           ["translate", "-i", o / "cases", "-o", o / "batch", "-q"])
+    (o / "rep").mkdir()
+    (o / "rep" / "metrics.csv").write_text("an earlier report")
+    yield "an evaluate report into a non-empty folder", ["evaluate", "--pred", ct, "--target", ct, "-o", o / "rep"]
+    yield "-o - (stdout)", ["translate", "-i", ct, "-o", "-", "-q"]
+    yield "--continue with one volume", ["translate", "-i", ct, "-o", o / "s.nii.gz", "--continue", "-q"]
+    yield "an output name without suffix from a NIfTI input", ["translate", "-i", ct, "-o", o / "sct", "-q"]
+    yield "--strict and --force together", ["translate", "-i", ct, "-o", o / "s.nii.gz", "--strict", "--force"]
+    yield "--series-uid on a NIfTI input", ["convert", "-i", ct, "-o", o / "c.mha", "--series-uid", "1.2.3"]
+    yield "phantom -o with a volume file name", ["phantom", "-o", o / "cat.nii.gz", "-n", "1"]
+    if Path("/proc/self/stat").exists():
+        long_run = ["register", "--fixed", ct, "--moving", moving, "--iterations", "100000", "--final-iterations",
+                    "100000", "--resolutions", "1", "-q"]
+        _signal_while_registering(_signal.SIGTERM)
+        yield "SIGTERM while register runs Elastix (exit 143, no output)", [*long_run, "-o", o / "term.nii.gz"]
+        _signal_while_registering(_signal.SIGINT)
+        yield "SIGINT (Ctrl-C) while register runs Elastix (exit 130, no output)", [*long_run, "-o", o / "int.nii.gz"]
+
+
 def run_case(argv) -> tuple[int, str]:
     from medgan.cli.main import main
 
@@ -269,8 +357,12 @@ def run_all() -> list[tuple[str, str, int, str]]:
 
 def not_one_line(rows) -> list:
     """Cases not answered as promised: exit 1 with one line (usage errors: exit 2, argparse's usage then one line)."""
-    return [r for r in rows if r[2] not in (1, 2) or (r[2] == 1 and r[4] != 1) or "Traceback" in r[3]
-            or "internal error" in r[3] or "error:" not in r[3]]
+    signalled = [r for r in rows if r[2] in (130, 143)]        # SIGINT / SIGTERM: one line, no "error:"
+    bad_signal = [r for r in signalled if r[4] != 1 or "Traceback" in r[3]
+                  or ("interrupted" if r[2] == 130 else "terminated") not in r[3]]
+    return bad_signal + [r for r in rows if r not in signalled and (
+        r[2] not in (1, 2) or (r[2] == 1 and r[4] != 1) or "Traceback" in r[3]
+        or "internal error" in r[3] or "error:" not in r[3])]
 
 
 def table(rows) -> str:
