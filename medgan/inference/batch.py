@@ -69,13 +69,16 @@ def translate_file(src: str | Path, dst: str | Path, model: TranslationModel, op
             raise OutputError(f"{out_path} has no file suffix, which means a DICOM folder, but {src} is not DICOM; "
                               f"give a file name such as {out_path.name}.nii.gz (or -ot nifti)")
         raise OutputError("DICOM output needs a DICOM input (the new series joins the input's study)")
+    # made directly in the written type (no whole-volume float result); the input is then let go (memory)
     if qa_path is not None:
-        result, qa = translate(volume, model, opts, qa_map=True)
+        result, qa = translate(volume, model, opts, qa_map=True, dtype=dtype)
     else:
-        result, qa = translate(volume, model, opts), None
+        result, qa = translate(volume, model, opts, dtype=dtype), None
+    del volume
     # the guard's "unchanged" output keeps the input's voxel type, so that it is bit-identical to the input
     keep = result.meta.get("unchanged") and out_type != "dicom"
-    outputs = [VolumeOutput(result, out_path, out_type, None if keep else dtype, series_description(opts.method))]
+    cast = None if keep or result.array.dtype == dtype else dtype     # already in it: the writers' cast would copy
+    outputs = [VolumeOutput(result, out_path, out_type, cast, series_description(opts.method))]
     if qa is not None:
         outputs.append(VolumeOutput(qa, planned[1].path, planned[1].type))
     return write_volumes(outputs, inputs=[src], overwrite=overwrite)[0]

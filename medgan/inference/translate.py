@@ -27,10 +27,12 @@ import torch
 from scipy import ndimage
 
 from medgan.calibration import DomainReport, check_domain, volume_profile
-from medgan.data.resample import needs_resampling, resample_like, resample_to_spacing
+from medgan.data.resample import needs_resampling, resample_like
 from medgan.errors import DomainError, InputError, ModelError
 from medgan.inference.engine import run_generator
 from medgan.inference.model import TranslationModel, load_model
+from medgan.inference.slabs import SLAB_SLICES, Output, Rolling, lowpass_z, resample_slab, slabs
+from medgan.inference.slabs import resample_to_spacing as resample_to_spacing_by_slab
 from medgan.io import Volume, read_volume
 from medgan.io.orientation import CANONICAL, Reorientation, from_orientation, to_orientation
 from medgan.io.validate import check_hu
@@ -56,6 +58,10 @@ class TranslateOptions:
     strict: bool = False
     site: str | None = None          #: the input's anatomical site, checked against the model's training sites
     guard: bool = True               #: check the input against the training domain
+    #: axial slices per slab: the volume is read, translated and put back slab by slab, so memory stays near
+    #: the input plus the output (results do not depend on it; the QA map and 3D models still need the
+    #: whole volume at the model's voxel size)
+    slab_slices: int = SLAB_SLICES
 
 
 def domain_report(volume: Volume, model: TranslationModel, site: str | None = None) -> DomainReport | None:
@@ -108,13 +114,110 @@ def _finish(arr: np.ndarray, orient: Reorientation, original: Volume, modality: 
     return out
 
 
+def _cast(arr: np.ndarray, dtype) -> np.ndarray:
+    """``arr`` (float) as the result type: float32, or an integer type rounded and clipped slab by slab."""
+    res = Output(arr.shape, dtype)
+    for a, b in slabs(arr.shape[0], SLAB_SLICES):
+        res[a:b] = arr[a:b]
+    return res.array
+
+
+def _translate_by_slab(model: TranslationModel, volume: Volume, work: Volume, cal_in, kw: dict, slab: int,
+                       dtype) -> np.ndarray:
+    """The model's result on ``volume``'s grid, made slab by slab (see :mod:`medgan.inference.slabs`).
+
+    ``work`` is ``volume`` itself or the volume at the model's voxel size.  A 2D model on ``volume`` itself
+    translates each slab (plus the z low-pass's reach, each slice once); otherwise the network runs on
+    the whole ``work`` volume and each output slab is resampled from it.  The values are those of the
+    whole-volume computation (:func:`_translate_whole`) up to float rounding.
+    """
+    m = model.config.model
+    lo, hi = model.preset.lo, model.preset.hi
+    correction = m.output == "correction"
+    out_kind = "correction" if correction else "image"
+    n_work = work.shape[0]
+    # a 2D network low-passes in-plane; the same cut-off along z keeps slices consistent
+    sigma = (m.correction_sigma_mm / work.spacing[2]
+             if correction and model.spatial_dims == 2 and m.correction_sigma_mm > 0 and n_work > 1 else 0.0)
+
+    def calibrated(arr: np.ndarray) -> np.ndarray:
+        arr = np.asarray(arr, dtype=np.float32)
+        return cal_in(arr) if cal_in is not None else arr
+
+    def network(a: int, b: int) -> np.ndarray:        # the network's output for slices a:b of work
+        if model.spatial_dims != 2:
+            return whole()[a:b]
+        h = int(m.context_slices) // 2                  # 2.5D neighbours (the volume's ends are replicated)
+        first, last = max(0, a - h), min(n_work, b + h)
+        x = work.array[first:last] if cal_in is None else calibrated(work.array[first:last])
+        return run_generator(model.g_ab, x, output=out_kind, start=a - first, stop=b - first, **kw)
+
+    cache: dict[str, np.ndarray] = {}
+
+    def whole() -> np.ndarray:                          # 3D models: the sliding window needs the whole volume
+        if "all" not in cache:
+            cache["all"] = run_generator(model.g_ab, calibrated(work.array) if cal_in is not None else work.array,
+                                         output=out_kind, **kw)
+        return cache["all"]
+
+    res = Output(volume.shape, dtype)
+    n = volume.shape[0]
+    if work is volume:
+        get = Rolling(network)
+        for a, b in slabs(n, slab):
+            c = lowpass_z(get, n, a, b, sigma)
+            res[a:b] = np.clip(calibrated(volume.array[a:b]) + c, lo, hi) if correction else c
+        return res.array
+    full = network(0, n_work)
+    if sigma:
+        full = ndimage.gaussian_filter1d(full, sigma, axis=0, mode="nearest")
+    src = work.with_array(full)
+    for a, b in slabs(n, slab):
+        back = resample_slab(src, volume, a, b, default=0.0 if correction else lo)
+        res[a:b] = np.clip(calibrated(volume.array[a:b]) + back, lo, hi) if correction else np.clip(back, lo, hi)
+    return res.array
+
+
+def _translate_whole(model: TranslationModel, volume: Volume, work: Volume, cal_in, kw: dict):
+    """``(result, QA map)``, float32 on ``volume``'s grid, computed on whole volumes (the QA map needs them)."""
+    m = model.config.model
+    lo, hi = model.preset.lo, model.preset.hi
+    hu = np.asarray(work.array, dtype=np.float32)
+    net_in = cal_in(hu) if cal_in is not None else hu
+    if m.output == "correction":
+        corr = run_generator(model.g_ab, net_in, output="correction", **kw)
+        if model.spatial_dims == 2 and m.correction_sigma_mm > 0 and corr.shape[0] > 1:
+            # a 2D network low-passes in-plane; the same cut-off along z keeps slices consistent
+            corr = ndimage.gaussian_filter1d(corr, m.correction_sigma_mm / work.spacing[2], axis=0, mode="nearest")
+        sct_work = np.clip(net_in + corr, lo, hi)
+        if work is not volume:
+            corr = resample_like(work.with_array(corr), volume, default=0.0).array
+        native = np.asarray(volume.array, dtype=np.float32)
+        native = cal_in(native) if cal_in is not None else native
+        sct = np.clip(native + corr, lo, hi)
+    else:
+        sct_work = run_generator(model.g_ab, net_in, **kw)
+        sct = sct_work
+        if work is not volume:
+            sct = np.clip(resample_like(work.with_array(sct_work), volume, default=lo).array, lo, hi)
+    rec = run_generator(model.g_ba, sct_work, **kw)
+    err = np.abs(rec - model.preset.denormalize(model.preset.normalize(net_in)))
+    qa = ndimage.gaussian_filter(err, sigma=1.0).astype(np.float32)
+    if work is not volume:
+        qa = resample_like(work.with_array(qa), volume, default=0.0).array
+    return sct, qa
+
+
 def translate(volume: Volume | str | Path, model: TranslationModel | str | Path | None = None,  # noqa: C901
               options: TranslateOptions | None = None, qa_map: bool = False,
-              series_uid: str | None = None) -> Volume | tuple[Volume, Volume]:
+              series_uid: str | None = None, *, dtype: str | np.dtype | None = None) -> Volume | tuple[Volume, Volume]:
     """Translate ``volume`` (A -> B, e.g. CBCT -> synthetic CT).
 
     Returns a float32 HU volume on the input's exact grid (size, spacing, origin,
-    direction), clipped to the model's HU preset.  With ``qa_map=True`` also
+    direction), clipped to the model's HU preset.  ``dtype`` (e.g. ``"int16"``, what
+    :func:`~medgan.inference.batch.translate_file` writes) makes the result in that type instead,
+    each slab rounded and clipped as medgan.io's writers cast floats, so no whole-volume float
+    result exists (the QA map stays float32).  With ``qa_map=True`` also
     returns the smoothed cycle-consistency error |G_BA(G_AB(x)) - x| in HU.
     The domain check's result is in the output's ``meta["domain"]`` (None if the
     model records no domain).
@@ -139,8 +242,10 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
         if qa_map:
             raise ModelError("the QA map is the model's cycle error: it needs --method model")
         cal = model.calibration(opts.method)
-        return _finish(np.clip(cal(volume.array), lo, hi), orient, original,
-                       f"CT (CBCT, {opts.method} HU calibration)")
+        res = Output(volume.shape, dtype)
+        for a, b in slabs(volume.shape[0], opts.slab_slices):
+            res[a:b] = np.clip(cal(volume.array[a:b]), lo, hi)
+        return _finish(res.array, orient, original, f"CT (CBCT, {opts.method} HU calibration)", keep_dtype=True)
     if qa_map and model.g_ba is None:
         method = model.spec.method if model.spec is not None else model.config.model.method
         raise ModelError(f"{model.source} is a {method} model: it has no B->A generator, so there is "
@@ -155,7 +260,7 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
     work = volume
     if needs_resampling(volume, model.config.data.spacing):
         # the network sees voxels of the size it was trained on; results go back onto the input grid
-        work = resample_to_spacing(volume, model.config.data.spacing, default=lo)
+        work = resample_to_spacing_by_slab(volume, model.config.data.spacing, default=lo, slab=opts.slab_slices)
         if not opts.quiet:
             def fmt(s):
                 return " x ".join(f"{v:.3g}" for v in s)
@@ -170,39 +275,18 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
         sct, qa = None, None
     else:
         cal_in = model.input_calibration()
-        hu = np.asarray(work.array, dtype=np.float32)
-        net_in = cal_in(hu) if cal_in is not None else hu
-        pbar = bar(total=hu.shape[0] * (2 if qa_map else 1), desc="translate", unit="slice", quiet=opts.quiet)
+        pbar = bar(total=work.shape[0] * (2 if qa_map else 1), desc="translate", unit="slice", quiet=opts.quiet)
         kw["progress"] = pbar.update
         with torch.inference_mode():
-            if m.output == "correction":
-                corr = run_generator(model.g_ab, net_in, output="correction", **kw)
-                if model.spatial_dims == 2 and m.correction_sigma_mm > 0 and corr.shape[0] > 1:
-                    # a 2D network low-passes in-plane; the same cut-off along z keeps slices consistent
-                    corr = ndimage.gaussian_filter1d(corr, m.correction_sigma_mm / work.spacing[2], axis=0,
-                                                     mode="nearest")
-                sct_work = np.clip(net_in + corr, lo, hi)
-                if work is not volume:
-                    corr = resample_like(work.with_array(corr), volume, default=0.0).array
-                native = np.asarray(volume.array, dtype=np.float32)
-                native = cal_in(native) if cal_in is not None else native
-                sct = np.clip(native + corr, lo, hi)
-            else:
-                sct_work = run_generator(model.g_ab, net_in, **kw)
-                sct = sct_work
-                if work is not volume:
-                    sct = np.clip(resample_like(work.with_array(sct_work), volume, default=lo).array, lo, hi)
-            qa = None
             if qa_map:
-                rec = run_generator(model.g_ba, sct_work, **kw)
-                err = np.abs(rec - model.preset.denormalize(model.preset.normalize(net_in)))
-                qa = ndimage.gaussian_filter(err, sigma=1.0).astype(np.float32)
-                if work is not volume:
-                    qa = resample_like(work.with_array(qa), volume, default=0.0).array
+                sct, qa = _translate_whole(model, volume, work, cal_in, kw)
+                sct = _cast(sct, dtype)
+            else:
+                sct, qa = _translate_by_slab(model, volume, work, cal_in, kw, opts.slab_slices, dtype), None
         pbar.close()
     if keep_input:
         sct = np.asarray(volume.array)         # the input's own voxels and type: "unchanged" is bit-identical
-    out = _finish(sct, orient, original, "CT (synthetic)", keep_dtype=keep_input)
+    out = _finish(sct, orient, original, "CT (synthetic)", keep_dtype=True)
     out.meta["domain"] = dataclasses.asdict(report) if report is not None else None
     out.meta["unchanged"] = keep_input          # writers keep the voxel type then (translate_file)
     if qa is None:
