@@ -236,3 +236,17 @@ def test_ct_like_inputs_pass_the_hu_check(modality, dtype):
 
     vol = Volume(np.zeros((3, 4, 5), dtype), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), meta={"modality": modality})
     assert hu_problem(vol) is None
+
+
+def test_slices_in_reverse_file_order_are_placed_by_position():
+    """The array follows the files; placing sorts it along the normal and takes the lowest position as origin."""
+    from medgan.io.dicom import SliceGeometry, _place_slices
+
+    arr = np.stack([np.full((3, 4), k, np.int16) for k in range(5)])         # slice k holds the value k
+    positions = np.array([[0.0, 0.0, 2.0 * (4 - k)] for k in range(5)])      # files run downwards
+    vol = Volume(arr, (1.0, 1.0, 2.0), tuple(positions[0]), meta={"dicom_sources": [("c", str(k)) for k in range(5)]})
+    geo = SliceGeometry(positions, np.argsort(positions[:, 2]), 2.0, 0.0)
+    out = _place_slices(vol, geo, "x", strict=False)
+    assert [int(s[0, 0]) for s in out.array] == [4, 3, 2, 1, 0]
+    assert out.origin == (0.0, 0.0, 0.0) and out.spacing == (1.0, 1.0, 2.0)
+    assert [s[1] for s in out.meta["dicom_sources"]] == ["4", "3", "2", "1", "0"]
