@@ -215,6 +215,9 @@ def image_metrics(pred, target, mask=None, protocol: str | Protocol = DEFAULT_PR
     wanted = metrics_for(pr.name)
     streamed = [mt.name for mt in wanted if mt.name in STREAMED]     # the columns registered below
     out = slab_metrics(pred, target, mask, pr, slab, streamed) if streamed else {}
+    sliced = [mt for mt in wanted if mt.name not in out and mt.by_slices]
+    if sliced:
+        out.update(_by_slices(pred, target, mask, pr, sliced, slab))
     rest = [mt for mt in wanted if mt.name not in out]
     if rest:
         p, t, m = _prep(pred, target, mask)
@@ -222,6 +225,35 @@ def image_metrics(pred, target, mask=None, protocol: str | Protocol = DEFAULT_PR
             p, t = np.where(m, p, pr.hu_min), np.where(m, t, pr.hu_min)
         out.update({mt.name: float(mt.compute(p, t, m, pr)) for mt in rest})
     return {mt.name: out[mt.name] for mt in wanted}
+
+
+def _by_slices(pred, target, mask, pr: Protocol, wanted, slab: int | None) -> dict[str, float]:
+    """Metrics declared ``by_slices`` (a mean over the slices holding a mask voxel), computed a slab at a time:
+    each slab's value weighted by its number of such slices."""
+    from medgan.evaluation.streaming import slab_slices
+
+    shape = np.shape(pred)
+    if shape != np.shape(target):
+        raise InputError(f"prediction {shape} and target {np.shape(target)} have different sizes")
+    if mask is not None and np.shape(mask) != shape:
+        raise InputError(f"mask {np.shape(mask)} and images {shape} have different sizes")
+    step = slab or slab_slices(shape)
+    sums, n = dict.fromkeys((mt.name for mt in wanted), 0.0), 0
+    for a in range(0, shape[0], step):
+        b = min(a + step, shape[0])
+        m = np.ones((b - a, *shape[1:]), bool) if mask is None else np.asarray(mask[a:b]) > 0
+        k = int(m.any(axis=(1, 2)).sum())
+        if k == 0:
+            continue
+        p, t, m = _prep(pred[a:b], target[a:b], m)
+        if pr.mask_outside_first:
+            p, t = np.where(m, p, pr.hu_min), np.where(m, t, pr.hu_min)
+        for mt in wanted:
+            sums[mt.name] += float(mt.compute(p, t, m, pr)) * k
+        n += k
+    if n == 0:
+        raise InputError("the mask is empty")
+    return {name: v / n for name, v in sums.items()}
 
 
 def _tissue(name: str):

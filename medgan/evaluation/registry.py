@@ -42,6 +42,9 @@ class Metric:
     #: shown in the printed summary and the report figure's table (all metrics are in metrics.csv / .json)
     summary: bool = False
     doc: str = ""              #: one line: what it is, where it is defined
+    #: ``compute`` is the mean of a per-slice value over the slices (first axis) that hold a mask voxel (NaN when
+    #: none do): evaluate then computes it a slab of slices at a time, in bounded memory, with the same result
+    by_slices: bool = False
 
     def __post_init__(self) -> None:
         if self.better not in BETTER:

@@ -83,3 +83,18 @@ def test_bad_inputs_are_refused_in_one_error():
 def test_default_slab_bounds_the_voxels_per_slab():
     assert slab_slices((600, 512, 512)) == 8
     assert slab_slices((3, 4000, 4000)) == 1
+
+
+@pytest.mark.parametrize("protocol", ["synthrad2023", "synthrad2025"])
+def test_every_registered_column_by_slab_equals_its_whole_volume_function(protocol):
+    from medgan.evaluation.registry import metrics_for
+
+    pred, target, body = _case(seed=2)
+    pr = metrics.get_protocol(protocol)
+    p, t = pred.astype(np.float64), target.astype(np.float64)
+    if pr.mask_outside_first:
+        p, t = np.where(body, p, pr.hu_min), np.where(body, t, pr.hu_min)
+    got = metrics.image_metrics(pred, target, body, protocol, slab=2)
+    assert list(got) == list(pr.columns)
+    for mt in metrics_for(pr.name):           # by_slices metrics (slice_ssim) included
+        assert got[mt.name] == pytest.approx(float(mt.compute(p, t, body, pr)), rel=REL, abs=ABS), mt.name

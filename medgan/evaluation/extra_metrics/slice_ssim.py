@@ -55,5 +55,5 @@ def slice_ssim(pred, target, mask, protocol) -> float:
     return float(np.concatenate(values).mean()) if values else float("nan")
 
 
-register_metric(Metric("slice_ssim", "slice SSIM", "", 4, "higher", slice_ssim,
+register_metric(Metric("slice_ssim", "slice SSIM", "", 4, "higher", slice_ssim, by_slices=True,
                        doc="mean of the 2D SSIMs of the slices holding the mask, as ganslate reports SSIM"))
