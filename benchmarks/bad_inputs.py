@@ -190,6 +190,7 @@ def cases(t: Path):
     yield "--resume with no checkpoint", ["train", "-c", cfg, "-o", t / "old_run", "--resume", *data]
     yield from cases_dicom_geometry(t)
     yield from cases_outputs(t)
+    yield from cases_values(t)
 
 
 def cases_dicom_geometry(t: Path):
@@ -320,6 +321,38 @@ def cases_outputs(t: Path):
         yield "SIGTERM while register runs Elastix (exit 143, no output)", [*long_run, "-o", o / "term.nii.gz"]
         _signal_while_registering(_signal.SIGINT)
         yield "SIGINT (Ctrl-C) while register runs Elastix (exit 130, no output)", [*long_run, "-o", o / "int.nii.gz"]
+
+
+def cases_values(t: Path):
+    """Issue 29 rows 5 and 6 and its messages on negative coordinates, grid orientation and -m: values no CT holds,
+    --site as a validated choice, a negative sphere centre, a RAS copy that is not the target's grid, and -m given
+    a config or an image."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from medgan.io import Volume, write_volume
+
+    v = t / "values"
+    arr = np.full((6, 40, 40), -1000.0, np.float32)
+    arr[:, 8:32, 8:32] = 40.0
+    ct = write_volume(Volume(arr.astype(np.int16), (1.0, 1.0, 2.0), (-20.0, -20.0, 5.0)), v / "ct.nii.gz")
+    arr[2, 20, 20] = 1e6
+    huge = write_volume(Volume(arr, (1.0, 1.0, 2.0), (-20.0, -20.0, 5.0)), v / "huge.nii.gz")
+    yield "a voxel of 1e6 HU (beyond the int16 CT range)", ["translate", "-i", huge, "-o", v / "s.nii.gz", "-q"]
+    yield "an unknown --site (free text)", ["translate", "-i", ct, "-o", v / "s.nii.gz", "--site", "Abdomn"]
+    yield ("--site Pelvic (an alias of pelvis) with --strict, on a model trained on abdomen and thorax",
+           ["translate", "-i", ct, "-o", v / "s.nii.gz", "-q", "--strict", "--site", "Pelvic"])
+    yield "an unknown dose --site", ["dose", "--ct", ct, "--sct", ct, "--target-sphere", "0,0,10,5", "--site", "lungs",
+                                     "-o", v / "d"]
+    yield ("a negative sphere centre without '=' (parsed; this one lies outside the body)",
+           ["dose", "--ct", ct, "--sct", ct, "--target-sphere", "-12.5,40,3,25", "-o", v / "d"])
+    img = Volume(np.asarray(sitk.GetArrayFromImage(sitk.ReadImage(str(ct)))), (1.0, 1.0, 2.0), (-15.0, -20.0, 5.0))
+    ras = write_volume(Volume.from_sitk(sitk.DICOMOrient(img.to_sitk(), "RAS")), v / "ras_moved.nii.gz")
+    yield ("a RAS copy 5 mm off the LPS target's grid",
+           ["evaluate", "--pred", ras, "--target", ct, "-o", v / "rep", "--no-figures"])
+    (v / "config.yaml").write_bytes((REPO / "configs" / "tiny_cpu.yaml").read_bytes())
+    yield "a YAML config as -m", ["translate", "-i", ct, "-o", v / "s.nii.gz", "-m", v / "config.yaml", "-q"]
+    yield "an image as -m", ["translate", "-i", ct, "-o", v / "s.nii.gz", "-m", ct, "-q"]
 
 
 def run_case(argv) -> tuple[int, str]:

@@ -168,16 +168,18 @@ def crop_to_slab(grid: backend.Grid, hu: dict, structures: dict, target: str, ma
                  pad_mm: float = 0.0):
     """Crop the dose grid to the body's in-plane bounding box and the target's slab ± ``margin_mm``.
 
-    The grid keeps at least ``pad_mm`` beyond the target along z: where the CT ends sooner (a target
-    touching its first or last slice), it is extended with air.  Without that, the beamlets at the
-    target's edge run outside the CT and pyRadPlan's SSD step fails ("operands could not be broadcast").
+    The grid keeps at least ``pad_mm`` beyond the target along z (the CT's own slices while it has them);
+    where the CT ends sooner (a target touching its first or last slice), it is extended with air.  Without
+    that, the beamlets at the target's edge run outside the CT and pyRadPlan's SSD step fails ("operands
+    could not be broadcast").
     """
     body = structures["BODY"][1]
     zs = np.nonzero(structures[target][1].any(axis=(1, 2)))[0]
     ys = np.nonzero(body.any(axis=(0, 2)))[0]
     xs = np.nonzero(body.any(axis=(0, 1)))[0]
     sz, sy, sx = grid.spacing_zyx
-    mz = int(np.ceil(margin_mm / sz)) if margin_mm is not None else grid.shape[0]
+    need = int(np.ceil(pad_mm / sz)) if pad_mm > 0 else 0
+    mz = max(need, int(np.ceil(margin_mm / sz))) if margin_mm is not None else grid.shape[0]
     lo = (int(max(0, zs[0] - mz)), int(max(0, ys[0] - 2)), int(max(0, xs[0] - 2)))
     hi = (int(min(grid.shape[0], zs[-1] + mz + 1)), int(min(grid.shape[1], ys[-1] + 3)),
           int(min(grid.shape[2], xs[-1] + 3)))
@@ -186,7 +188,6 @@ def crop_to_slab(grid: backend.Grid, hu: dict, structures: dict, target: str, ma
     new = backend.Grid(shape=tuple(b - a for a, b in zip(lo, hi, strict=True)), spacing=grid.spacing, origin=origin)
     kept = {n: (k, m[sl]) for n, (k, m) in structures.items() if k != "OAR" or m[sl].any()}
     cropped = {k: v[sl] for k, v in hu.items()}
-    need = int(np.ceil(pad_mm / sz)) if pad_mm > 0 else 0
     below, above = max(0, need - (int(zs[0]) - lo[0])), max(0, need - (hi[0] - 1 - int(zs[-1])))
     if below or above:
         widths = ((below, above), (0, 0), (0, 0))
