@@ -353,16 +353,17 @@ def _check_consistent(reader: sitk.ImageSeriesReader, files: tuple[str, ...], na
                              "a volume needs one pixel spacing")
 
 
-def _unreadable_slices(info: SeriesInfo) -> list[str]:
-    """DICOM files beside the series that declare its SeriesInstanceUID but that GDCM could not read
-    (a truncated or corrupt slice): GDCM leaves them out of the series without a word."""
+def _unreadable_slices(info: SeriesInfo) -> tuple[list[str], list[str]]:
+    """DICOM files beside the series that GDCM could not read (GDCM leaves them out without a word):
+    those that declare the series' SeriesInstanceUID (a truncated or corrupt slice), and those whose
+    header names no series at all (truncated in the header; perhaps a slice of this series)."""
     import pydicom
 
     if not info.uid:
-        return []
+        return [], []
     members = {os.path.realpath(f) for f in info.files}
     folders = sorted({os.path.dirname(f) for f in info.files})
-    found = []
+    found, unknown = [], []
     for folder in folders:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if not entry.is_file() or os.path.realpath(entry.path) in members or not is_dicom_file(Path(entry.path)):
@@ -370,10 +371,12 @@ def _unreadable_slices(info: SeriesInfo) -> list[str]:
             try:
                 uid = str(pydicom.dcmread(entry.path, stop_before_pixels=True, force=True).get("SeriesInstanceUID", ""))
             except Exception:  # noqa: BLE001 - pydicom raises many types for broken headers; not attributable
-                continue
+                uid = ""
             if uid.strip() == info.uid:
                 found.append(entry.name)
-    return found
+            elif not uid.strip():
+                unknown.append(entry.name)
+    return found, unknown
 
 
 def read_series(info: SeriesInfo, name: str, strict: bool = False) -> Volume:
@@ -396,14 +399,21 @@ def read_series(info: SeriesInfo, name: str, strict: bool = False) -> Volume:
         raise InputError(f"{name}: cannot read DICOM series {info.uid or '(no UID)'}: {msg}") from None
     if first.get("0008|0016", "").startswith(SECONDARY_CAPTURE) and "0020|0032" not in first:
         raise _not_a_volume(info, name, "Secondary Capture images without patient positions")
-    lost = _unreadable_slices(info)
+    lost, unknown = _unreadable_slices(info)
     if lost:
         more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
         raise InputError(f"{name}: slice {lost[0]}{more} of this series cannot be read (truncated or corrupt "
                          "file); the series would have a missing slice")
     _check_consistent(reader, info.files, name)
     check_image(image, name)
-    geo = _slice_geometry(reader, info.files, image, name)
+    try:
+        geo = _slice_geometry(reader, info.files, image, name)
+    except InputError as exc:
+        if unknown and "not evenly spaced" in str(exc):
+            more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+            raise InputError(f"{exc}; {unknown[0]}{more} beside it is a DICOM file that cannot be read (a truncated "
+                             "slice?)") from None
+        raise
     tags: dict[str, str] = {}
     for key in list(COPIED_TAGS) + list(DESCRIPTIVE_TAGS):
         if reader.HasMetaDataKey(0, key):

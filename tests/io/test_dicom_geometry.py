@@ -250,3 +250,13 @@ def test_slices_in_reverse_file_order_are_placed_by_position():
     assert [int(s[0, 0]) for s in out.array] == [4, 3, 2, 1, 0]
     assert out.origin == (0.0, 0.0, 0.0) and out.spacing == (1.0, 1.0, 2.0)
     assert [s[1] for s in out.meta["dicom_sources"]] == ["4", "3", "2", "1", "0"]
+
+
+def test_slice_truncated_in_its_header_is_named_beside_the_gap(tmp_path):
+    """A file cut before its SeriesInstanceUID cannot be attributed, but the gap it leaves names it."""
+    folder = _one(tmp_path)
+    files = sorted(folder.iterdir())
+    files[3].write_bytes(files[3].read_bytes()[:300])
+    with pytest.raises(InputError, match=f"missing slice between {files[2].name} .* and {files[4].name}.*; "
+                                         f"{files[3].name} beside it is a DICOM file that cannot be read"):
+        read_volume(folder)
