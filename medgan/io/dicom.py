@@ -369,7 +369,10 @@ def _unreadable_slices(info: SeriesInfo) -> tuple[list[str], list[str]]:
             if not entry.is_file() or os.path.realpath(entry.path) in members or not is_dicom_file(Path(entry.path)):
                 continue
             try:
-                uid = str(pydicom.dcmread(entry.path, stop_before_pixels=True, force=True).get("SeriesInstanceUID", ""))
+                # only the UID is parsed: a large RTSTRUCT beside the images costs no contour decoding
+                ds = pydicom.dcmread(entry.path, stop_before_pixels=True, force=True,
+                                     specific_tags=["SeriesInstanceUID"])
+                uid = str(ds.get("SeriesInstanceUID", ""))
             except Exception:  # noqa: BLE001 - pydicom raises many types for broken headers; not attributable
                 uid = ""
             if uid.strip() == info.uid:
