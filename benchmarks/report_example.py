@@ -38,10 +38,8 @@ def main() -> int:
     only = set(sys.argv[1:])
     cases = {k: v for k, v in cases.items() if not only or k in only}
     model = load_model(None)
-    sys.path.insert(0, str(REPO / "pipelines"))
-    from demo import _cbct2ct_pipeline  # the baseline evaluation the demo and the pipeline share
+    from medgan.workflows import cbct2ct  # the baseline evaluation the demo and the pipeline share
 
-    cbct2ct = _cbct2ct_pipeline()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for i, (name, ct) in enumerate(cases.items()):

@@ -11,139 +11,29 @@
    loss-curve PNG.
 
 Everything lands in demo_output/.  MEDGAN_DEMO_TRAIN_STEPS sets the training length (default 200).
+
+Argument-free: the demo is medgan.workflows.demo.run_demo.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import time
 from pathlib import Path
 
+from medgan.errors import MedganError
+from medgan.workflows.demo import run_demo
+
 REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "demo_output"
-
-
-def _cbct2ct_pipeline():
-    """medgan.workflows.cbct2ct (its baseline evaluation and table are shared with the demo)."""
-    from medgan.workflows import cbct2ct
-
-    return cbct2ct
 
 
 def main() -> int:
-    import SimpleITK as sitk
-
-    from medgan.evaluation.evaluate import summary_table
-    from medgan.evaluation.report import case_report, write_tables
-    from medgan.evaluation.tables import print_summary
-    from medgan.inference.model import STARTER_MODEL, load_model
-    from medgan.inference.translate import TranslateOptions, translate
-    from medgan.io import read_volume, write_volume
-    from medgan.simulation.cbct import CBCT_PRESETS, simulate_cbct
-    from medgan.simulation.phantom import make_phantom
-
-    sitk.ProcessObject_SetGlobalWarningDisplay(False)
-    t_start = time.perf_counter()
-    if OUT.exists():
-        shutil.rmtree(OUT)
     sample = Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
-    model = load_model(None)
-    print(f"starter model: {STARTER_MODEL.relative_to(REPO)} (see docs/models.md)")
-
-    print("1/4 held-out patients and their simulated CBCTs (RTK, pelvis preset) ...", flush=True)
-    cases = {}
-    ct, _ = make_phantom(1005, shape=(32, 128, 128), spacing_zyx=(4.0, 3.0, 3.0))
-    cases["phantom05"] = ct
-    real_ct = sample / "totalsegmentator" / "example_ct.nii.gz"
-    if real_ct.exists():
-        cases["ts_example_ct"] = read_volume(real_ct)
-    for i, (name, ct) in enumerate(cases.items()):
-        ct = ct.with_array(ct.array.clip(-1024, 3071).astype("int16"))
-        cbct = simulate_cbct(ct, CBCT_PRESETS["pelvis"], seed=100 + i)
-        write_volume(ct, OUT / "data" / "CT" / f"{name}.nii.gz", dtype="int16")
-        write_volume(cbct, OUT / "data" / "CBCT" / f"{name}.nii.gz", dtype="int16")
-    print(f"    done ({time.perf_counter() - t_start:.0f} s)")
-
-    print("2/4 translating with the starter model (and its two calibration baselines), evaluating against the "
-          "true CT ...", flush=True)
-    cbct2ct = _cbct2ct_pipeline()
-    results = []
-    for name in cases:
-        cbct_path = OUT / "data" / "CBCT" / f"{name}.nii.gz"
-        cbct = read_volume(cbct_path)
-        paths = {}
-        for method, folder in (("model", "sct"), *((b, b) for b in cbct2ct.BASELINES)):
-            out = translate(cbct, model, TranslateOptions(device="cpu", method=method))
-            paths[folder] = write_volume(out, OUT / folder / f"{name}.nii.gz", dtype="int16", inputs=[cbct_path])
-        sct_path = paths.pop("sct")
-        res = cbct2ct.evaluate_with_baselines(name, sct_path, OUT / "data" / "CT" / f"{name}.nii.gz", cbct_path, paths)
-        case_report(OUT / "report" / f"{name}.png", res)
-        results.append(res)
-        m_in, m_out = res.rows["CBCT"], res.rows["sCT"]
-        print(f"    {name}: HU MAE {m_in['mae']:.1f} (CBCT) -> {m_out['mae']:.1f} (sCT); "
-              f"bias {m_in['me']:+.1f} -> {m_out['me']:+.1f} HU")
-    write_tables(OUT / "report", results, summary_table(results))
-    print()
-    cbct2ct.print_rows(results)
-    print()
-    print_summary(summary_table(results), len(results), "sCT", "CBCT", results=results)
-    print(f"report: {OUT / 'report'} (one PNG per case, metrics.csv, metrics.json)")
-
-    # --- dose (issue 16; extra medgan[dose], skipped with a notice without it): a proton plan on the held-out real
-    # CT's CT (phantom05 without ../shared/data), recomputed on its sCT, its two calibration baselines and its CBCT,
-    # on a coarse 8 mm grid to keep the demo short; docs/results.md has the 3 mm photon + proton table
-    dose_case = "ts_example_ct" if "ts_example_ct" in cases else "phantom05"
-    print(f"\ndose: proton plan on {dose_case}'s CT, recomputed on its sCT, baselines and CBCT (8 mm grid) ...",
-          flush=True)
-    from medgan.dose.evaluate import DoseOptions, pipeline_dose
-
-    images = {"sCT": read_volume(OUT / "sct" / f"{dose_case}.nii.gz"),
-              **{b: read_volume(OUT / b / f"{dose_case}.nii.gz") for b in cbct2ct.BASELINES},
-              "CBCT": read_volume(OUT / "data" / "CBCT" / f"{dose_case}.nii.gz")}
-    pipeline_dose(read_volume(OUT / "data" / "CT" / f"{dose_case}.nii.gz"), images, OUT / "dose", dose_case,
-                  DoseOptions(modality="proton", dose_grid_mm=8.0, gamma_subset=5000))
-    # --- end dose
-
-    catphan = sample / "cbct_catphan" / "catphan504_varian_obi_head.zip"
-    if catphan.exists():
-        print("\n3/4 real Catphan CBCT (DICOM zip) -> synthetic CT DICOM series ...", flush=True)
-        real = read_volume(catphan)
-        # a head-sized QA phantom is outside the starter model's (patient) training domain: translate warns
-        # and returns the scan unchanged; --force would apply the model anyway
-        real_sct = translate(real, model, TranslateOptions(device="cpu"))
-        folder = write_volume(real_sct, OUT / "catphan_sct_dicom", "dicom", dtype="int16",
-                              series_description="medgan demo sCT")
-        back = read_volume(folder)
-        print(f"    wrote {folder}: {back.size} voxels, geometry identical to the input: {back.same_grid(real)}")
-        from medgan.utils.figures import comparison_figure
-
-        comparison_figure(OUT / "catphan_report.png", real.array, back.array,
-                          titles=("real CBCT (Catphan 504, Varian OBI)", "medgan sCT (starter model)"),
-                          diff_title="sCT - CBCT (HU)")
-    else:
-        print(f"\n3/4 skipped: real sample data not found at {sample}")
-
-    steps = int(os.environ.get("MEDGAN_DEMO_TRAIN_STEPS", "200"))
-    print(f"\n4/4 training works: a tiny unpaired CycleGAN for {steps} steps on the demo CBCT/CT ...", flush=True)
-    from medgan.config import load_config
-    from medgan.engine.trainer import Trainer
-
-    cfg = load_config(REPO / "configs" / "tiny_cpu.yaml", [
-        f"data.train_a={OUT / 'data' / 'CBCT'}", f"data.train_b={OUT / 'data' / 'CT'}", f"optim.steps={steps}",
-        "data.patch_size=[64,64]", f"train.checkpoint_every={steps}", "train.val_every=0", "train.log_every=10",
-        "optim.decay_start=0", "data.spacing=[3.0,3.0]"])
-    t0 = time.perf_counter()
-    trainer = Trainer(cfg, OUT / "train_check", quiet=not sys.stderr.isatty())
-    trainer.fit()
-    trainer.close()
-    import csv
-
-    rows = list(csv.DictReader((OUT / "train_check" / "metrics.csv").open()))
-    first, last = float(rows[0]["cycle"]), float(rows[-1]["cycle"])
-    print(f"    cycle loss {first:.3f} -> {last:.3f} in {time.perf_counter() - t0:.0f} s; "
-          f"loss curves: {OUT / 'train_check' / 'loss_curves.png'}")
-    print(f"\ndemo finished in {time.perf_counter() - t_start:.0f} s; outputs in {OUT}")
+    try:
+        run_demo(REPO / "demo_output", sample, REPO / "configs" / "tiny_cpu.yaml",
+                 int(os.environ.get("MEDGAN_DEMO_TRAIN_STEPS", "200")))
+    except MedganError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 

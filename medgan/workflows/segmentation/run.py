@@ -171,7 +171,9 @@ def load_cohort(opts: StudyOptions, size: study.StudySize) -> dict:
 def merge_stages(work: Path) -> tuple[list[dict], dict]:
     """Rows of every ``--stage segment`` output in ``work`` and the metadata of its ``--stage data`` run."""
     meta = json.loads((work / DATA_META_FILE).read_text(encoding="utf-8"))
-    rows, seen, parts = [], set(), []
+    rows: list[dict] = []
+    seen: set[int] = set()
+    parts: list[dict] = []
     for f in sorted(work.glob("rows_seeds_*.json")):
         part = json.loads(f.read_text(encoding="utf-8"))
         twice = seen & set(part["seeds"])
@@ -346,7 +348,7 @@ def train_arms(sets: dict, tests: dict, size: study.StudySize, seeds: list[int],
 #: ``sets.npz`` stores images as whole HU (study.normalise's window, rounded: at most 0.5 HU off) so that
 #: the slices of the full study fit a transfer to a GPU machine
 def _to_hu(x: np.ndarray) -> np.ndarray:
-    return np.rint(study.denormalise(x)).astype(np.int16)
+    return np.asarray(np.rint(study.denormalise(x)).astype(np.int16))
 
 
 def _from_hu(hu: np.ndarray) -> np.ndarray:

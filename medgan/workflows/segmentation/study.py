@@ -26,12 +26,14 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from medgan.errors import InputError
 from medgan.evaluation.statistics import bootstrap_ci, hierarchical_bootstrap, holm, paired_comparison, sign_test
+from medgan.io import Volume
 from medgan.workflows.cohort import split_study
 
 #: organ -> TotalSegmentator ``total`` label values merged into it
@@ -81,9 +83,9 @@ SIZES = {
 }
 
 
-def scaled(size: StudySize, **changes: int | None) -> StudySize:
+def scaled(size: StudySize, **counts: int | None) -> StudySize:
     """``size`` with the given counts replaced (``seeds=N`` means seeds 0..N-1); ``None`` keeps the size's own."""
-    changes = {k: v for k, v in changes.items() if v is not None}
+    changes: dict[str, Any] = {k: v for k, v in counts.items() if v is not None}
     for k, v in changes.items():
         if v < (0 if k == "phantoms" else 1):
             raise InputError(f"--{k.replace('_', '-')} must be at least "
@@ -97,9 +99,9 @@ def scaled(size: StudySize, **changes: int | None) -> StudySize:
 @dataclasses.dataclass
 class Patient:
     name: str
-    native: object | None              #: medgan Volume, non-contrast CT (HU); None: training-only patient
-    labels: object                     #: medgan Volume, TotalSegmentator label values
-    contrast: object | None = None     #: contrast-enhanced CT; simulated from the labels when absent
+    native: Volume | None              #: non-contrast CT (HU); None: training-only patient
+    labels: Volume                     #: TotalSegmentator label values
+    contrast: Volume | None = None     #: contrast-enhanced CT; simulated from the labels when absent
     segment: bool = True               #: False: a contrast CT for the CycleGAN only (partial labels)
 
 
@@ -180,7 +182,8 @@ def prepare_patient(p: Patient, size: StudySize, seed: int) -> dict:
     if contrast is not None and contrast.grid_difference(ref) is not None:
         contrast = resample_like(contrast, ref)
     simulated = contrast is None
-    if simulated:
+    if contrast is None:
+        assert p.native is not None                  # without a contrast CT, ref is the non-contrast one
         contrast, _ = simulate_contrast(p.native, labels, phase="portal-venous", seed=seed)
         # arm (d): the same patient's contrast drawn again (new levels, new perturbed masks)
         resampled, _ = simulate_contrast(p.native, labels, phase="portal-venous", seed=seed + 10_000)
@@ -213,7 +216,7 @@ def random_organ_shift(hu: np.ndarray, organs: np.ndarray, rng: np.random.Genera
         if m.any():
             soft = ndimage.gaussian_filter(m.astype(np.float32), 0.7)
             out -= (rng.uniform(0.0, 1.5) * SHIFT_HU[organ] * soft * tissue).astype(np.float32)
-    return out
+    return np.asarray(out)
 
 
 def split(names: list[str], test_fraction: float, seed: int = 0, has_native=None) -> tuple[list[str], list[str]]:
@@ -228,14 +231,14 @@ def normalise(hu: np.ndarray) -> np.ndarray:
     """The ct-abdomen window (-1024..1500 HU) to [-1, 1], as the CycleGAN sees it."""
     from medgan.data.hu import HU_PRESETS
 
-    return HU_PRESETS["ct-abdomen"].normalize(np.asarray(hu, np.float32))
+    return np.asarray(HU_PRESETS["ct-abdomen"].normalize(np.asarray(hu, np.float32)))
 
 
 def denormalise(x: np.ndarray) -> np.ndarray:
     """Inverse of :func:`normalise`: [-1, 1] back to HU of the ct-abdomen window."""
     from medgan.data.hu import HU_PRESETS
 
-    return HU_PRESETS["ct-abdomen"].denormalize(np.asarray(x, np.float32))
+    return np.asarray(HU_PRESETS["ct-abdomen"].denormalize(np.asarray(x, np.float32)))
 
 
 def to_slices(image: np.ndarray, labels: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -280,7 +283,7 @@ def train_segmenter(images: np.ndarray, labels: np.ndarray, size: StudySize, see
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = build_unet(size).to(device)
+    net: torch.nn.Module = build_unet(size).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     weights = np.where(labels.reshape(len(labels), -1).max(axis=1) > 0, 4.0, 1.0)
@@ -297,7 +300,8 @@ def train_segmenter(images: np.ndarray, labels: np.ndarray, size: StudySize, see
         loss = loss_fn(net(x.to(device)), y.to(device))
         loss.backward()
         opt.step()
-    return net.eval()
+    net.eval()
+    return net
 
 
 @torch.no_grad()
@@ -315,7 +319,7 @@ def dice_per_organ(net: torch.nn.Module, image: np.ndarray, labels: np.ndarray, 
     p = one_hot(pred.permute(1, 0, 2, 3)[None], n_cls)
     t = one_hot(torch.from_numpy(y).permute(1, 0, 2, 3)[None], n_cls)
     metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
-    d = metric(p, t)[0].tolist()
+    d = torch.as_tensor(metric(p, t))[0].tolist()
     return {organ: (float(v) if not math.isnan(v) else float("nan")) for organ, v in zip(ORGANS, d, strict=True)}
 
 
@@ -349,7 +353,7 @@ def translation_quality(cases: dict) -> dict:
             ok = math.isfinite(enhancement) and enhancement >= 10.0
             row[f"removed_{organ}"] = 1.0 - float((syn[m] - nat[m]).mean()) / enhancement if ok else float("nan")
         out["cases"][name] = row
-    keys = next(iter(out["cases"].values()), {}).keys()
+    keys: list[str] = list(next(iter(out["cases"].values()), {}))
     out["mean"] = {k: float(np.nanmean([r[k] for r in out["cases"].values()]))
                    if any(math.isfinite(r[k]) for r in out["cases"].values()) else float("nan") for k in keys}
     return out
