@@ -192,3 +192,25 @@ def test_dicom_series_from_a_non_dicom_volume_in_one_pass(tmp_path, oblique_volu
     back = read_volume(folder)
     np.testing.assert_array_equal(back.array, vol.array)
     assert back.same_grid(vol, atol=1e-4)
+
+
+def test_uncompressed_intermediate_is_a_medgan_temporary_of_this_process(tmp_path, ct, monkeypatch):
+    """Killed between ITK's raw write and its removal, the intermediate is found as an orphan, like the .nii.gz."""
+    import os
+
+    from medgan.io import writers
+
+    seen = []
+    real = compression.gzip_file
+
+    def spy(src, dst, **kw):
+        seen.append((src.name, src.is_file()))
+        real(src, dst, **kw)
+
+    monkeypatch.setattr(compression, "gzip_file", spy)
+    write_volume(ct, tmp_path / "sct.nii.gz")
+    [(name, existed)] = seen
+    assert existed and name.endswith(".nii") and name.startswith(".sct.tmp-")
+    m = writers.TEMP_NAME.match(name)
+    assert m is not None and m.group("pid") == str(os.getpid())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sct.nii.gz"]
