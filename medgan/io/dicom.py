@@ -304,15 +304,15 @@ def _place_slices(volume: Volume, geo: SliceGeometry, name: str, strict: bool) -
     fill = float(TILT_FILL_HU) if modality == "CT" else float(arr.min())
     from scipy import ndimage
 
-    out = np.empty((nz, *out_shape), np.float32)
+    integer = np.issubdtype(arr.dtype, np.integer)
+    out = np.empty((nz, *out_shape), np.result_type(arr.dtype, np.int16) if integer else np.float32)
+    plane = np.empty(out_shape, np.float32)         # one float slice at a time: no float copy of the volume
     for k in range(nz):
         # output voxel (j, i) holds the slice's voxel (j + iy0 - shift_y, i + ix0 - shift_x)
         ndimage.affine_transform(arr[k].astype(np.float32), np.eye(2), offset=(iy0 - shift_y[k], ix0 - shift_x[k]),
-                                 output_shape=out_shape, output=out[k], order=1, mode="constant", cval=fill,
+                                 output_shape=out_shape, output=plane, order=1, mode="constant", cval=fill,
                                  prefilter=False)
-    if np.issubdtype(arr.dtype, np.integer):
-        dtype = np.result_type(arr.dtype, np.int16)
-        out = np.rint(out).astype(dtype)
+        out[k] = np.rint(plane) if integer else plane
     origin = p[0] + ix0 * sx * r + iy0 * sy * c
     direction = np.column_stack([r, c, normal]).ravel()
     meta["gantry_tilt_deg"] = geo.tilt_deg
