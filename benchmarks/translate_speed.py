@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--native", action="store_true",
                     help="issue 14's goal: 512x512x150 at a clinical 0.977 mm in-plane voxel size (the model "
                          "resamples to its own spacing; a correction model adds its correction at 0.977 mm)")
+    ap.add_argument("--output", choices=("nii.gz", "nii", "dicom"), default="nii.gz",
+                    help="what each repeat writes: gzip NIfTI (default), uncompressed NIfTI or a DICOM series")
     args = ap.parse_args()
     from medgan.inference.model import STARTER_MODEL, load_model
     from medgan.inference.translate import TranslateOptions, translate
@@ -83,7 +85,9 @@ def main() -> None:
             t1 = time.perf_counter()
             sct = translate(vol, model, opts)
             t2 = time.perf_counter()
-            write_volume(sct, tmp / "out.nii.gz", dtype="int16", overwrite=True)   # every repeat
+            out = tmp / ("out_dicom" if args.output == "dicom" else f"out.{args.output}")
+            write_volume(sct, out, "dicom" if args.output == "dicom" else None, dtype="int16",
+                         overwrite=True)   # every repeat
             t3 = time.perf_counter()
             times.append(t3 - t0)
             phases.append((t1 - t0, t2 - t1, t3 - t2))
@@ -96,7 +100,7 @@ def main() -> None:
         print(f"| {size[0]}×{size[1]}×{size[2]} @ {spacing[0]:g} mm | {label} | {hw} | {best:.1f} "
               f"(median {np.median(times[1:]):.1f}, first {times[0]:.1f}) | {datetime.date.today()} |")
         r, t, w = (float(np.median([p[k] for p in phases[1:]])) for k in range(3))
-        print(f"median phases (s): read {r:.2f}, translate {t:.2f}, write {w:.2f}; "
+        print(f"median phases (s): read {r:.2f}, translate {t:.2f}, write {w:.2f} ({args.output}); "
               f"{size[2] / t:.0f} slices/s in translate")
         # on a shared machine wall time includes waiting for the cores; CPU time (all threads) does not
         print(f"CPU time of the best run: {cpu[int(np.argmin(times[1:])) + 1]:.1f} s (all threads); "
