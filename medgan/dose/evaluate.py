@@ -142,13 +142,12 @@ def build_structures(ct: Volume, grid: backend.Grid, hu_ct: np.ndarray, target, 
 
             path, values = parse_label_spec(str(target))
             vol = _as_volume(path, "target")
-            check_same_grid(ct, vol, "target label")
+            vol = check_same_grid(ct, vol, "target label")
             masks = label_masks(vol, values, "target")
             tvol = next(iter(masks.values())).with_array(
                 np.any([m.array > 0 for m in masks.values()], axis=0).astype(np.uint8))
         else:
-            tvol = target
-            check_same_grid(ct, tvol, "target label")
+            tvol = check_same_grid(ct, target, "target label")
             if not np.any(tvol.array):
                 raise InputError("the target label is empty (no non-zero voxel)")
         tmask = resample_mask(tvol, grid)
@@ -156,7 +155,7 @@ def build_structures(ct: Volume, grid: backend.Grid, hu_ct: np.ndarray, target, 
     check_target(tmask, body)
     structures = {tname: ("TARGET", tmask)}
     for name, vol in (oars or {}).items():
-        check_same_grid(ct, vol, f"OAR {name}")
+        vol = check_same_grid(ct, vol, f"OAR {name}")
         m = resample_mask(vol, grid) & body & ~tmask
         if m.any():
             structures[name] = ("OAR", m)
@@ -208,7 +207,7 @@ def oars_from_label(spec: str, ct: Volume) -> dict[str, Volume]:
 
     path, values = parse_label_spec(spec)
     vol = _as_volume(path, "OAR")
-    check_same_grid(ct, vol, "OAR label")
+    vol = check_same_grid(ct, vol, "OAR label")
     return {LABEL_NAMES.get(v, f"label_{v}"): m for v, m in label_masks(vol, values, "OAR").items()}
 
 
@@ -227,7 +226,7 @@ def run_dose(ct: Volume | str | Path, images: Mapping[str, Volume | str | Path],
     for k, v in vols.items():
         if k == "CT":
             raise InputError("'CT' is the reference; give the other images another label")
-        check_same_grid(ct, v, k)
+        vols[k] = check_same_grid(ct, v, k)
     grid = make_grid(ct, options.dose_grid_mm)
     hu = {"CT": resample_hu(ct, grid)}
     for k, v in vols.items():

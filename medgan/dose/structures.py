@@ -12,6 +12,7 @@ from medgan.data.body_mask import body_mask
 from medgan.dose.backend import Grid
 from medgan.errors import InputError
 from medgan.io import Volume
+from medgan.io.orientation import onto_grid
 
 #: TotalSegmentator ``total`` task names for the labels used in the docs (others are ``label_<n>``).
 LABEL_NAMES = {
@@ -97,10 +98,10 @@ def label_masks(vol: Volume, values: list[int] | None, what: str) -> dict[int, V
     return {v: vol.with_array((arr == v).astype(np.uint8)) for v in values}
 
 
-def check_same_grid(ct: Volume, other: Volume, what: str) -> None:
-    diff = ct.grid_difference(other)
-    if diff:
-        raise InputError(f"CT and {what} are on different grids ({diff}); resample the {what} onto the CT first")
+def check_same_grid(ct: Volume, other: Volume, what: str) -> Volume:
+    """``other`` on the CT's grid: itself, or exactly reoriented when it is the same grid in another voxel order
+    (a RAS copy of an LPS CT; with a notice); any other difference is refused in one line."""
+    return onto_grid(other, ct, what, "CT", f"resample the {what} onto the CT first")
 
 
 def check_target(target: np.ndarray, body: np.ndarray, what: str = "target") -> None:

@@ -20,7 +20,6 @@ Every :class:`CaseResult` names the mask it used (``mask_source``).
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
@@ -32,9 +31,8 @@ from medgan.evaluation.metrics import DEFAULT_PROTOCOL, get_protocol, image_metr
 from medgan.evaluation.statistics import paired_comparison, summarize
 from medgan.io import Volume, read_volume
 from medgan.io.formats import strip_suffix
-from medgan.io.orientation import to_orientation
+from medgan.io.orientation import onto_grid
 from medgan.io.validate import check_hu
-from medgan.io.volume import orientation_code
 
 #: metric columns of the default protocol, in report order (the protocol's own: ``get_protocol(p).columns``)
 METRICS = get_protocol(DEFAULT_PROTOCOL).columns
@@ -66,22 +64,8 @@ class CaseResult:
 def _same_grid(what: str, vol: Volume, target: Volume) -> Volume:
     """``vol`` on the target's grid: itself, or, when it holds the very same grid stored in another voxel order
     (e.g. RAS vs LPS), exactly reoriented to the target's (a permutation and flip, no resampling; with a notice)."""
-    diff = target.grid_difference(vol)
-    if diff is None:
-        return vol
-    mine, theirs = orientation_code(vol.direction), orientation_code(target.direction)
-    if mine != theirs:
-        moved, _ = to_orientation(vol, theirs)
-        if target.grid_difference(moved) is None:
-            print(f"note: {what} is stored {mine} and the target {theirs}: the same grid in another voxel order; "
-                  f"{what} reoriented exactly to {theirs} (no resampling)", file=sys.stderr)
-            return moved
-        raise InputError(f"{what} and target are on different grids: stored {mine} vs {theirs}, and even reoriented "
-                         f"to {theirs} ({target.grid_difference(moved)}); medgan evaluate does not resample - "
-                         "register or resample one onto the other first (medgan register)")
-    raise InputError(f"{what} and target are on different grids ({diff}); "
-                     "medgan evaluate does not resample - register or resample one onto the other first "
-                     "(medgan register)")
+    return onto_grid(vol, target, what, "target", "medgan evaluate does not resample - register or resample one "
+                     "onto the other first (medgan register)")
 
 
 def _load(v: Volume | str | Path, what: str, hu: bool = False) -> Volume:

@@ -112,3 +112,30 @@ def to_orientation(volume: Volume, target: str = CANONICAL) -> tuple[Volume, Reo
 def from_orientation(array: np.ndarray, plan: Reorientation, original: Volume, **meta) -> Volume:
     """A result computed on the canonical grid, put back onto ``original``'s grid (exactly its geometry)."""
     return original.with_array(plan.undo(array) if not plan.identity else array, **meta)
+
+
+
+def onto_grid(volume: Volume, reference: Volume, name: str, reference_name: str, then: str) -> Volume:
+    """``volume`` on ``reference``'s grid: itself, or exactly reoriented when it holds the very same grid in another
+    voxel order (e.g. a RAS copy of an LPS image; a permutation and flip, no resampling; with a one-line notice).
+
+    Any other difference is an :class:`~medgan.errors.InputError` naming it; ``then`` says what to do about it.
+    """
+    import sys
+
+    from medgan.errors import InputError
+
+    diff = reference.grid_difference(volume)
+    if diff is None:
+        return volume
+    mine, theirs = orientation_code(volume.direction), orientation_code(reference.direction)
+    if mine == theirs:
+        raise InputError(f"{name} and {reference_name} are on different grids ({diff}); {then}")
+    moved, _ = to_orientation(volume, theirs)
+    left = reference.grid_difference(moved)
+    if left is None:
+        print(f"note: {name} is stored {mine} and the {reference_name} {theirs}: the same grid in another voxel "
+              f"order; {name} reoriented exactly to {theirs} (no resampling)", file=sys.stderr)
+        return moved
+    raise InputError(f"{name} and {reference_name} are on different grids: stored {mine} vs {theirs}, and even "
+                     f"reoriented to {theirs} ({left}); {then}")

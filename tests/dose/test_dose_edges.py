@@ -77,3 +77,24 @@ def test_label_touching_the_top_slice_is_planned(capsys):
     assert abs(float(dose[target].mean()) - res.options.rx) < 0.05 * res.options.rx
     row = res.row("photon", "sCT")
     assert row["gamma_3pct_3mm"] == 100.0 and abs(row["target_D50_diff"]) < 1e-3
+
+
+def test_a_ras_copy_of_the_ct_grid_is_reoriented_and_a_moved_one_refused(capsys):
+    """The grid-mismatch message: a RAS copy of the LPS CT is the same grid (used, reoriented exactly)."""
+    import SimpleITK as sitk
+
+    from medgan.dose.structures import check_same_grid
+    from medgan.errors import InputError
+
+    rng = np.random.default_rng(5)
+    ct = Volume(rng.integers(-1000, 1000, (5, 6, 7)).astype(np.int16), (1.0, 1.5, 2.0), (-10.0, 20.0, -30.0))
+    ras = Volume.from_sitk(sitk.DICOMOrient(ct.to_sitk(), "RAS"))
+    assert not ras.same_grid(ct)
+    back = check_same_grid(ct, ras, "sCT")
+    assert back.same_grid(ct, atol=0) and np.array_equal(back.array, ct.array)
+    assert "sCT is stored RAS and the CT LPS" in capsys.readouterr().err
+    moved = Volume(ras.array, ras.spacing, (ras.origin[0] + 3.0, *ras.origin[1:]), ras.direction)
+    with pytest.raises(InputError, match=r"stored RAS vs LPS, and even reoriented to LPS \(origin differs.*resample "
+                                         r"the sCT onto the CT first"):
+        check_same_grid(ct, moved, "sCT")
+    assert check_same_grid(ct, ct, "sCT") is ct
