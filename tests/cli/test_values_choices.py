@@ -48,6 +48,18 @@ def test_unchanged_output_is_bit_identical_to_the_input(tmp_path, run_cli, dtype
     assert back.same_grid(given, atol=0)
 
 
+def test_unchanged_dicom_series_is_bit_identical(tmp_path, run_cli):
+    vol = small_ct()
+    vol.array[:, 8:32, 8:32] = np.random.default_rng(2).integers(-200, 2500, (6, 24, 24))
+    vol.array[2, 10, 10] = 20000
+    src = write_volume(vol, tmp_path / "in", "dicom")
+    code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "out", "-q", "-d", "cpu")
+    assert code == 0 and "unchanged" in err, err
+    back, given = read_volume(tmp_path / "out"), read_volume(src)
+    np.testing.assert_array_equal(back.array, given.array)
+    assert back.same_grid(given, atol=1e-4)
+
+
 def test_the_unchanged_flag_is_only_set_when_the_guard_keeps_the_input():
     from medgan.inference.translate import TranslateOptions, translate
 
