@@ -176,6 +176,12 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     data = apply_overrides(data, overrides)
     cfg = validate_config(config_from_dict(data))
+    from medgan.config.sites import canonical_site
+
+    try:         # the training sites a model records are site names, never free text (medgan.config.sites)
+        cfg.data.sites = [canonical_site(s) for s in cfg.data.sites]
+    except ConfigError as exc:
+        raise ConfigError(f"data.sites: {exc}") from None
     # relative data folders are relative to the config file's folder... unless they exist from the cwd
     for key in ("train_a", "train_b", "val_a", "val_b"):
         value = getattr(cfg.data, key)

@@ -84,6 +84,16 @@ def test_site_names_and_aliases_are_case_insensitive():
         canonical_site("chest", allowed=("pelvis", "abdomen"))
 
 
+def test_training_sites_in_a_config_are_site_names(tmp_path, run_cli):
+    from medgan.config import load_config
+
+    cfg = REPO / "configs" / "tiny_cpu.yaml"
+    assert load_config(cfg, ["data.sites=[Pelvic, Abdomen]"]).data.sites == ["pelvis", "abdomen"]
+    one_line(*run_cli("train", "-c", cfg, "-o", tmp_path / "run", "--set", "data.sites=[belly]")[::2],
+             "data.sites: unknown site 'belly'", "abdomen")
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_site_is_a_usage_error_listing_the_sites(tmp_path, run_cli):
     src = write_volume(small_ct(), tmp_path / "in.nii.gz")
     code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "o.nii.gz", "--site", "Abdomn")
