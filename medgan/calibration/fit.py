@@ -17,7 +17,7 @@ def profile_files(paths: Sequence[Path], spacing: Sequence[float] | None = None,
     profiles = []
     for p in bar(list(paths), desc="profile training volumes", quiet=quiet, unit="volume"):
         vol = read_volume(p)
-        if needs_resampling(vol, spacing):
+        if spacing is not None and needs_resampling(vol, spacing):
             vol = resample_to_spacing(vol, spacing)
         try:
             profiles.append(volume_profile(vol))

@@ -29,14 +29,14 @@ def body_quantiles(hu: np.ndarray, mask: np.ndarray | None = None,
     m = body_mask(hu) if mask is None else np.asarray(mask, bool)
     if not m.any():
         raise ValueError("no body in the volume (nothing above -500 HU)")
-    return np.percentile(hu[m].astype(np.float32), levels).astype(np.float64)
+    return np.asarray(np.percentile(hu[m].astype(np.float32), levels), dtype=np.float64)
 
 
 def mean_quantiles(quantiles: Iterable[np.ndarray]) -> np.ndarray:
     q = np.asarray(list(quantiles), dtype=np.float64)
     if q.ndim != 2 or len(q) == 0:
         raise ValueError("need at least one volume's quantiles")
-    return q.mean(axis=0)
+    return np.asarray(q.mean(axis=0), dtype=np.float64)
 
 
 @dataclasses.dataclass
@@ -65,9 +65,9 @@ class HUCalibration:
         hu = np.asarray(hu, dtype=np.float32)
         if self.kind == "linear":
             slope, offset = self.params
-            return (hu * np.float32(slope) + np.float32(offset)).astype(np.float32)
+            return np.asarray(hu * np.float32(slope) + np.float32(offset), dtype=np.float32)
         x, y = np.asarray(self.knots_in, np.float32), np.asarray(self.knots_out, np.float32)
-        out = np.interp(hu, x, y).astype(np.float32)
+        out = np.asarray(np.interp(hu, x, y), dtype=np.float32)
         below, above = hu < x[0], hu > x[-1]
         out[below] = hu[below] + (y[0] - x[0])       # only reached below the air anchor: identity shift
         out[above] = hu[above] + (y[-1] - x[-1])     # above the top quantile: keep its offset

@@ -85,7 +85,8 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, weight: flo
     score = critic(x_hat)
     (grad,) = torch.autograd.grad(score.float().sum(), x_hat, create_graph=True)
     norm = grad.flatten(1).norm(2, dim=1)
-    return weight * ((norm - 1.0) ** 2).mean()
+    penalty: torch.Tensor = weight * ((norm - 1.0) ** 2).mean()
+    return penalty
 
 
 def instance_noise_std(step: int, start_std: float, decay_steps: int) -> float:

@@ -86,7 +86,8 @@ class CorrectionGenerator(nn.Module):
 
     def correction(self, x: torch.Tensor) -> torch.Tensor:
         """The low-passed correction (normalised units: 1.0 is half the HU preset's width)."""
-        return self.lowpass(self.bound * self.inner(x))
+        low: torch.Tensor = self.lowpass(self.bound * self.inner(x))
+        return low
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x + self.correction(x)).clamp(-1.0, 1.0)
@@ -132,5 +133,6 @@ def build_translator(m, spacing: Sequence[float] | None, hu_range: float) -> nn.
     inner = build_generator(m.generator, m.spatial_dims, **args)
     if m.output != "correction":
         return inner
+    assert spacing is not None                      # validate_model_config refuses a correction without data.spacing
     bound = 1.0 if m.correction_max_hu is None else 2.0 * float(m.correction_max_hu) / hu_range
     return CorrectionGenerator(inner, lowpass_sigma_px(m.correction_sigma_mm, spacing, m.spatial_dims), bound)

@@ -30,4 +30,5 @@ class PatchGAN(nn.Module):
                     setattr(parent, name.rsplit(".", 1)[-1], nn.utils.parametrizations.spectral_norm(module))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[-1]
+        logits: torch.Tensor = self.net(x)[-1]
+        return logits

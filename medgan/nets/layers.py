@@ -52,10 +52,11 @@ class PadToMultiple(nn.Module):
         m = self.multiple
         extra = [max(-(-s // m) * m, 2 * m) - s for s in sizes]
         if not any(extra):
-            return self.net(x)
+            out: torch.Tensor = self.net(x)
+            return out
         pad = []
         for e in reversed(extra):
             pad += [e // 2, e - e // 2]
-        y = self.net(F.pad(x, pad, mode="replicate"))
+        y: torch.Tensor = self.net(F.pad(x, pad, mode="replicate"))
         slices = [slice(None), slice(None)] + [slice(e // 2, e // 2 + s) for e, s in zip(extra, sizes, strict=True)]
         return y[tuple(slices)]

@@ -34,7 +34,8 @@ def register_discriminator(name: str):
     return _register(DISCRIMINATORS, "discriminator", name)
 
 
-def _build(table: dict, kind: str, name: str, spatial_dims: int, kwargs: dict) -> torch.nn.Module:
+def _build(table: dict[str, Callable[..., torch.nn.Module]], kind: str, name: str, spatial_dims: int,
+           kwargs: dict) -> torch.nn.Module:
     if name not in table:
         raise ConfigError(f"unknown {kind} '{name}'; registered: {', '.join(sorted(table))}")
     if spatial_dims not in (2, 3):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -30,6 +31,7 @@ def bar(iterable=None, total=None, desc: str = "", quiet: bool = False, **kw):
     ASCII, fixed width and at most every 60 s, so a cluster log shows progress without
     thousands of redraws.
     """
+    style: dict[str, Any]
     if sys.stderr.isatty():
         style = {"dynamic_ncols": True}
     else:

@@ -36,7 +36,7 @@ def _ssim_per_slice(x: np.ndarray, y: np.ndarray, data_range: float) -> np.ndarr
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     smap = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     pad = (WINDOW - 1) // 2
-    return smap[:, pad:-pad, pad:-pad].mean(axis=(1, 2), dtype=np.float64)
+    return np.asarray(smap[:, pad:-pad, pad:-pad].mean(axis=(1, 2), dtype=np.float64))
 
 
 def slice_ssim(pred, target, mask, protocol) -> float:
