@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torchio as tio
@@ -16,10 +17,13 @@ from medgan.data.hu import HUPreset
 from medgan.data.unpaired import PatchSpec, make_transform, patch_reader, patches_to_network, queue_from_subjects
 from medgan.errors import InputError
 
+if TYPE_CHECKING:
+    from torch.utils.data.distributed import DistributedSampler
+
 
 class _CheckSameGrid(tio.Transform):
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        a, b = subject["image"], subject["target"]
+        a, b = cast(tio.Image, subject["image"]), cast(tio.Image, subject["target"])
         if a.shape != b.shape or not torch.allclose(torch.as_tensor(a.affine), torch.as_tensor(b.affine), atol=1e-3):
             raise InputError(f"paired mode: {subject['case']}: A and B are not on the same grid (register them first)")
         return subject
@@ -39,12 +43,14 @@ class PairedLoader:
 
     def __init__(self, pairs, preset: HUPreset, spec: PatchSpec, batch_size: int,
                  rank: int = 0, world_size: int = 1, seed: int = 0, hu_map_a=None):
-        self.spec, self.batch_size, self.sampler = spec, batch_size, None
+        self.spec, self.batch_size = spec, batch_size
+        self.sampler: DistributedSampler | None = None
         if world_size > 1:
             from torch.utils.data.distributed import DistributedSampler
 
-            self.sampler = DistributedSampler(range(len(pairs)), num_replicas=world_size, rank=rank, shuffle=True,
-                                              seed=seed, drop_last=False)
+            # the sampler only needs len(dataset): a range of the pair indices is enough
+            self.sampler = DistributedSampler(range(len(pairs)), num_replicas=world_size,  # type: ignore[arg-type]
+                                              rank=rank, shuffle=True, seed=seed, drop_last=False)
         self.queue = make_paired_queue(pairs, preset, spec, self.sampler, hu_map_a)
         self.epoch = 0
 

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from medgan.io import Volume, read_volume
 from medgan.io.cases import list_volumes as list_volumes
 from medgan.io.cases import match_pairs as match_pairs
 from medgan.io.orientation import CANONICAL, to_orientation
+
+if TYPE_CHECKING:
+    from torch.utils.data.distributed import DistributedSampler
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -74,10 +78,11 @@ class AddBodyMask(tio.Transform):
         self.floor = floor
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-        hu = subject["image"].data[0].numpy()
+        image = cast(tio.Image, subject["image"])
+        hu = image.data[0].numpy()
         mask = body_mask(hu.transpose(2, 1, 0)).transpose(2, 1, 0)
         prob = np.where(mask, 1.0, self.floor).astype(np.float32)
-        subject.add_image(tio.LabelMap(tensor=torch.from_numpy(prob)[None], affine=subject["image"].affine),
+        subject.add_image(tio.LabelMap(tensor=torch.from_numpy(prob)[None], affine=image.affine),
                           "sampling_map")
         return subject
 
@@ -157,7 +162,8 @@ def make_transform(preset: HUPreset, spec: PatchSpec, hu_map=None, hu_map_includ
         steps.append(ApplyHUMap(hu_map, include=hu_map_include))
     steps.append(NormalizeHU(preset))
     if spec.flip:
-        steps.append(tio.RandomFlip(axes=("LR",), flip_probability=0.5))
+        # torchio takes anatomical axis names here; its type hint lists only indices
+        steps.append(tio.RandomFlip(axes=("LR",), flip_probability=0.5))  # type: ignore[arg-type]
     if spec.affine:
         steps.append(tio.RandomAffine(scales=0.05, degrees=(0, 0, 5) if spec.spatial_dims == 2 else 5,
                                       default_pad_value=-1.0))
@@ -204,12 +210,13 @@ class UnpairedLoader:
         self.samplers = []
         queues = []
         for paths, hu_map in ((paths_a, hu_map_a), (paths_b, None)):
-            sub_sampler = None
+            sub_sampler: DistributedSampler | None = None
             if world_size > 1:
                 from torch.utils.data.distributed import DistributedSampler
 
-                sub_sampler = DistributedSampler(range(len(paths)), num_replicas=world_size, rank=rank,
-                                                 shuffle=True, seed=seed, drop_last=False)
+                # the sampler only needs len(dataset): a range of the volume indices is enough
+                sub_sampler = DistributedSampler(range(len(paths)), num_replicas=world_size,  # type: ignore[arg-type]
+                                                 rank=rank, shuffle=True, seed=seed, drop_last=False)
                 self.samplers.append(sub_sampler)
             queues.append(make_queue(paths, preset, spec, sub_sampler, hu_map))
         self.queues = queues
