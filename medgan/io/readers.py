@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -154,6 +155,41 @@ def _captured_stderr():
             said["text"] = buf.read().decode(errors="replace")
 
 
+#: Names ITK's NIfTI reader (niftilib) may open instead of the one it is given: for ``x.nii.gz`` it
+#: tries ``x.nii`` first, and ``x.hdr``/``x.img`` pairs are found by their base name.
+_NIFTI_SIBLINGS = (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz")
+
+
+@contextlib.contextmanager
+def _exact_file(path: Path, fmt: str | None):
+    """A name under which ITK reads exactly ``path``.
+
+    ITK's NIfTI reader, given ``x.nii.gz``, silently reads ``x.nii`` when both are in one folder.
+    Whenever another NIfTI/Analyze file of the same base name sits beside ``path``, ITK is given a
+    link to ``path`` alone in a private temporary folder (a copy where links are not allowed).
+    """
+    if fmt != "nifti":
+        yield path
+        return
+    suffix = suffix_of(path)
+    base = path.name[: len(path.name) - len(suffix)]
+    siblings = [path.with_name(base + s) for s in _NIFTI_SIBLINGS if s != suffix]
+    siblings += [s.with_name(s.name.upper()) for s in siblings]      # niftilib also tries upper-case suffixes
+    if not any(s.exists() for s in siblings):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="medgan-read-") as tmp:
+        exact = Path(tmp) / f"volume{suffix}"
+        try:
+            os.symlink(path.resolve(), exact)
+        except OSError:
+            try:
+                os.link(path.resolve(), exact)
+            except OSError:
+                shutil.copyfile(path, exact)
+        yield exact
+
+
 def _read_file(path: Path, name: str, check_finite: bool = True) -> Volume:
     fmt = format_of(path)
     raw = None
@@ -163,8 +199,8 @@ def _read_file(path: Path, name: str, check_finite: bool = True) -> Volume:
         if raw is not None and check_finite:
             check_values(raw, name)
     try:
-        with _captured_stderr() as said:           # MetaIO prints its complaints straight to C++ std::cerr
-            image = sitk.ReadImage(str(path))
+        with _captured_stderr() as said, _exact_file(path, fmt) as exact:   # MetaIO complains on std::cerr
+            image = sitk.ReadImage(str(exact))
     except RuntimeError as exc:
         msg = dicom._first_line(exc)
         if "not read completely" in said.get("text", ""):
