@@ -1,0 +1,150 @@
+"""README's numbers are the measurement docs' numbers.
+
+README.md shows a results table, timings of `make demo` and `make test`, and a few measured
+figures in its prose. Each of them is measured once and recorded in docs/results.md,
+docs/models.md or docs/performance.md; these tests fail when README and those docs disagree.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RESULTS = ROOT / "docs" / "results.md"
+MODELS = ROOT / "docs" / "models.md"
+PERFORMANCE = ROOT / "docs" / "performance.md"
+
+# a decimal number, optionally signed, not part of a word, a version (0.2.0) or a longer number
+DECIMAL = re.compile(r"(?<![\w.])[+\-−]?\d+\.\d+(?!\w|\.\d)")
+FENCE = re.compile(r"^```.*?^```[^\n]*$", re.MULTILINE | re.DOTALL)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _numbers(text: str) -> list[str]:
+    """The decimal numbers of ``text`` as written, with the minus sign as ASCII '-'."""
+    return [m.replace("−", "-") for m in DECIMAL.findall(text)]
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.replace("**", "").replace("`", "").split())
+
+
+def _tables(markdown: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Each pipe table outside fenced code as (header cells, body rows), cells without emphasis or backticks."""
+    tables: list[tuple[list[str], list[list[str]]]] = []
+    lines = FENCE.sub("", markdown).splitlines()
+    i = 0
+    while i < len(lines):
+        if (lines[i].lstrip().startswith("|") and i + 1 < len(lines)
+                and re.fullmatch(r"\s*\|(\s*:?-+:?\s*\|)+\s*", lines[i + 1])):
+            header = [_cell(c) for c in lines[i].strip().strip("|").split("|")]
+            rows = []
+            i += 2
+            while i < len(lines) and lines[i].lstrip().startswith("|"):
+                rows.append([_cell(c) for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            tables.append((header, rows))
+        else:
+            i += 1
+    return tables
+
+
+def _results_tables(markdown: str) -> list[dict[tuple[str, str], list[str]]]:
+    """The tables keyed by (held-out case, image), each row mapped to its numbers."""
+    out = []
+    for header, rows in _tables(markdown):
+        if header[:2] == ["held-out case", "image"]:
+            out.append({(r[0], r[1]): [n for c in r[2:] for n in _numbers(c)] for r in rows})
+    return out
+
+
+def test_table_parser_reads_cells_numbers_and_skips_code() -> None:
+    md = ("text\n```\n| held-out case | image | MAE |\n| --- | --- | --- |\n| x | y | 1.0 |\n```\n"
+          "| held-out case | image | HU MAE | mean error |\n| --- | --- | --- | --- |\n"
+          "| real `ct` | **sCT** | **40.8** | −5.7 |\n")
+    assert _results_tables(md) == [{("real ct", "sCT"): ["40.8", "-5.7"]}]
+    assert _numbers("0.2.0, 3D, 40.8. and +0.003 [−0.014, x2.5]") == ["40.8", "+0.003", "-0.014"]
+
+
+def test_readme_results_tables_equal_rows_of_one_results_md_table() -> None:
+    readme_tables = _results_tables(_read(README))
+    results_tables = _results_tables(_read(RESULTS))
+    assert readme_tables, "README.md has no results table (held-out case | image | ...)"
+    for table in readme_tables:
+        homes = [t for t in results_tables if set(table) <= set(t)]
+        assert homes, f"no table of docs/results.md has all of README's rows {sorted(table)}"
+        for key, numbers in table.items():
+            assert len(numbers) >= 4, f"README row {key}: expected MAE, ME, PSNR and SSIM, got {numbers}"
+            assert any(home[key] == numbers for home in homes), (
+                f"README row {key} {numbers} differs from docs/results.md {[home[key] for home in homes]}")
+
+
+def test_readme_margins_over_the_best_baseline_follow_from_its_table() -> None:
+    readme = _read(README)
+    (table,) = [t for t in _results_tables(readme) if any(k[1] == "medgan sCT" for k in t)]
+    m = re.search(r"by ([\d.]+) HU \(real CT\) and ([\d.]+) HU\s+\(phantom\) over the best baseline", readme)
+    assert m, "README's margin sentence (by X HU (real CT) and Y HU (phantom) over the best baseline) not found"
+    for case, claimed in (("real abdomen CT", m.group(1)), ("phantom", m.group(2))):
+        mae = {image: float(nums[0]) for (c, image), nums in table.items() if c == case}
+        best_baseline = min(v for image, v in mae.items() if "baseline" in image)
+        assert f"{best_baseline - mae['medgan sCT']:.1f}" == claimed, (case, mae)
+
+
+def test_readme_seed_mean_is_results_md_mean_of_its_seeds() -> None:
+    m = re.search(r"over three seeds the recipe scores ([\d.]+) HU on the real CT", _read(README))
+    assert m, "README's three-seed sentence not found"
+    r = re.search(r"Over three training seeds it scores ([\d.]+) HU on `example_ct` \(([\d.]+), ([\d.]+), ([\d.]+)\)",
+                  _read(RESULTS))
+    assert r, "docs/results.md's three-seed sentence not found"
+    assert m.group(1) == r.group(1)
+    assert f"{sum(float(r.group(i)) for i in (2, 3, 4)) / 3:.1f}" == r.group(1)
+
+
+def _minutes(text: str) -> float:
+    m = re.fullmatch(r"(\d+) min (\d+) s", text)
+    assert m, text
+    return int(m.group(1)) + int(m.group(2)) / 60
+
+
+def _jobs_rows() -> list[list[str]]:
+    (rows,) = [rows for header, rows in _tables(_read(PERFORMANCE)) if header == ["job", "time"]]
+    return rows
+
+
+def test_readme_make_test_and_make_demo_timings_are_performance_md_rows() -> None:
+    first_block = FENCE.search(_read(README))
+    assert first_block
+    demo, test = first_block.group(0).splitlines()[1:3]
+    assert demo.startswith("make demo") and test.startswith("make test")
+    m = re.search(r"\((\d+) tests; ([\d.]+) min on 2 CPU cores, ([\d.]+) min with the venv set-up, ([\d-]+)\)", test)
+    assert m, test
+    n_tests, alone, total, date = m.groups()
+    rows = [r for r in _jobs_rows() if "make test" in r[0] and f"{n_tests} tests" in r[0]]
+    assert len(rows) == 1, f"performance.md: one `make test` row with {n_tests} tests expected, got {rows}"
+    t = re.search(r"(\d+ min \d+ s) \(tests alone (\d+ min \d+ s)", rows[0][1])
+    assert t and date in rows[0][1], rows[0]
+    assert (f"{_minutes(t.group(1)):.1f}", f"{_minutes(t.group(2)):.1f}") == (total, alone)
+
+    m = re.search(r"\(([\d.]+) min on 2 CPU cores from a fresh clone beside \.\./shared/data, venv included, "
+                  r"([\d-]+)\)", demo)
+    assert m, demo
+    rows = [r for r in _jobs_rows() if "make demo" in r[0] and "fresh clone beside" in r[0]]
+    assert rows, "performance.md has no `make demo` from a fresh clone beside ../shared/data row"
+    latest = rows[-1]
+    t = re.match(r"(\d+ min \d+ s)", latest[1])
+    assert t and m.group(2) in " ".join(latest), latest
+    assert f"{_minutes(t.group(1)):.1f}" == m.group(1)
+
+
+def test_every_decimal_in_readme_prose_is_in_a_measurement_doc() -> None:
+    """README's measured figures outside code (the table's included) are copied from the measurement docs."""
+    docs = " ".join(_read(p) for p in (RESULTS, MODELS, PERFORMANCE))
+    signed = set(_numbers(docs))
+    unsigned = {n.lstrip("+-") for n in signed}
+    prose = FENCE.sub("", _read(README))
+    missing = [n for n in _numbers(prose) if n not in (signed if n[0] in "+-" else unsigned)]
+    assert not missing, f"README numbers found in none of results.md, models.md, performance.md: {missing}"
