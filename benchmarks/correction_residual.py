@@ -19,13 +19,11 @@ right on the left), as a PNG.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def masked_lowpass(x: np.ndarray, mask: np.ndarray, sigma_vox) -> np.ndarray:

@@ -13,13 +13,11 @@ with each body's width and water-equivalent diameter (:func:`size_text`).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def size_text(ct, cbct) -> str:

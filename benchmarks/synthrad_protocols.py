@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 #: the model file's global HU calibrations, reported beside every model (translate --method)
 BASELINES = ("linear", "histogram")
 
