@@ -148,3 +148,24 @@ def test_every_decimal_in_readme_prose_is_in_a_measurement_doc() -> None:
     prose = FENCE.sub("", _read(README))
     missing = [n for n in _numbers(prose) if n not in (signed if n[0] in "+-" else unsigned)]
     assert not missing, f"README numbers found in none of results.md, models.md, performance.md: {missing}"
+
+
+REFERENCE_DOCS = ("index", "quickstart", "io", "translate", "training", "data", "dose", "metrics", "architecture",
+                  "reliability")
+LAB_NOTES = re.compile(r"\b[Rr]uns? [A-N](?:–[A-N])?\b(?![\w'’-])|\b[Ii]ssues?[ -]#?\d+|\b[Ii]ssue #")
+
+
+def test_lab_note_pattern_finds_run_letters_and_issue_numbers_only() -> None:
+    found = LAB_NOTES.findall("run L below; runs H–L; issue 14; issue-14 criteria; Issue #3; "
+                              "2 runs axial slices; the run's folder; runs/starter9; tissue 50.9")
+    assert found == ["run L", "runs H–L", "issue 14", "issue-14", "Issue #3"]
+
+
+def test_reference_docs_carry_no_run_letters_or_issue_numbers() -> None:
+    """README and the reference docs say what the software does; the history of trials lives in results/models/performance."""
+    paths = [README, *(ROOT / "docs" / f"{name}.md" for name in REFERENCE_DOCS)]
+    hits = [f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
+            for path in paths
+            for i, line in enumerate(_read(path).splitlines(), 1)
+            if LAB_NOTES.search(line)]
+    assert not hits, "\n".join(hits)
