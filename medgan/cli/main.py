@@ -61,8 +61,11 @@ def _signals_raise():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old_term = signal.signal(signal.SIGTERM, _raise_terminated)
-    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    old_term, old_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    if old_term is not signal.SIG_IGN:             # a signal the caller ignores (nohup, a background job) stays so
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    if old_int is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:

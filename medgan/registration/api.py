@@ -189,6 +189,12 @@ def _registration_child(conn, fixed: Volume, moving: Volume, options, compute_fi
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)    # the parent's handler raises in Python, which C++ never reaches
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C reaches the whole group: the parent decides
+    try:                                             # Linux: end with the parent, even if it is SIGKILLed
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)      # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
     try:
         res = register(fixed, moving, options, compute_field=compute_field,
                        progress=lambda msg: conn.send(("progress", msg)))
