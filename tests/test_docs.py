@@ -162,7 +162,7 @@ def test_lab_note_pattern_finds_run_letters_and_issue_numbers_only() -> None:
 
 
 def test_reference_docs_carry_no_run_letters_or_issue_numbers() -> None:
-    """README and the reference docs say what the software does; the history of trials lives in results/models/performance."""
+    """README and the reference docs say what the software does; trials live in results/models/performance."""
     paths = [README, *(ROOT / "docs" / f"{name}.md" for name in REFERENCE_DOCS)]
     hits = [f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
             for path in paths
