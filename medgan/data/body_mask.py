@@ -15,7 +15,14 @@ def body_mask(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
     labels, n = ndimage.label(mask)
     if n == 0:
         return np.zeros(mask.shape, bool)
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
-    mask = labels == (int(np.argmax(sizes)) + 1)
+    # component sizes counted a few slices at a time: one bincount (or sum_labels) of the whole volume makes
+    # 64-bit copies of it, 8 bytes a voxel (memory: issue 29)
+    sizes = np.zeros(n + 1, np.int64)
+    for a in range(0, labels.shape[0], 16):
+        sizes += np.bincount(labels[a:a + 16].ravel(), minlength=n + 1)
+    mask = labels == (int(np.argmax(sizes[1:])) + 1)
+    del labels
     # fill holes slice by slice: in 3D, air in lungs/bowel touching the slab ends would stay open
-    return np.stack([ndimage.binary_fill_holes(s) for s in mask])
+    for i in range(mask.shape[0]):
+        mask[i] = ndimage.binary_fill_holes(mask[i])
+    return mask
