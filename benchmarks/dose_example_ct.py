@@ -5,7 +5,7 @@
 
 Simulates the CBCT of example_ct (``--preset``, seed 0; cached in the output folder), translates it
 with ``--model`` (default: the shipped starter model) and applies that model file's two unpaired
-HU calibrations (``translate --method linear|histogram``), both baselines; the one with the lower
+HU calibrations (``translate --baseline linear|histogram``), both baselines; the one with the lower
 HU MAE against the CT inside the body is marked "best".  Then plans photon and proton on the CT (automatic
 25 mm soft-tissue sphere, pelvis site defaults, vertebra OARs when the labels are there) and
 recomputes on each image with the weights fixed.  Needs medgan[dose] and itk-rtk.  Writes

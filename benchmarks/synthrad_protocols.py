@@ -4,7 +4,7 @@
 
 The held-out cases of ``pipelines/demo.py`` (phantom05 and, with ../shared/data, the real example CT),
 their RTK-simulated CBCTs (``varian-obi-pelvis`` preset, seeds 100 and 101, as the demo), translated by
-the model (default: the starter model) and by its two global HU calibrations (``--method linear`` and
+the model (default: the starter model) and by its two global HU calibrations (``--baseline linear`` and
 ``histogram``), evaluated against the true CT with each protocol (default mask: body(CT) ∩ FOV(CBCT)),
 with the untranslated CBCT and the two calibrations as baseline rows.  Also a truncated CBCT of the real
 CT (the ``varian-obi-head`` preset, whose 26 cm field of view cuts the abdomen), to measure what the FOV
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-#: the model file's global HU calibrations, reported beside every model (translate --method)
+#: the model file's global HU calibrations, reported beside every model (translate --baseline)
 BASELINES = ("linear", "histogram")
 
 

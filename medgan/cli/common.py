@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 from medgan.config.sites import describe, site_arg
@@ -165,3 +166,21 @@ def dose_options(args):
 def dose_flags_given(args) -> list[str]:
     """The dose flags set to something other than their default (``evaluate`` refuses them without ``--dose``)."""
     return ["--" + k.replace("_", "-") for k, v in DOSE_DEFAULTS.items() if getattr(args, k, v) != v]
+
+
+class _DeprecatedAlias(argparse.Action):
+    """The old spelling of a renamed flag: sets the new flag's value, with a one-line notice on stderr."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"medgan: {option_string} is deprecated and will be removed in a later release; use {self.new}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(p, old: str, new: str, dest: str, **kwargs) -> None:
+    """Keep ``old`` working as a hidden alias of the flag ``new`` (same ``dest``), naming ``new`` when used."""
+    p.add_argument(old, dest=dest, action=_DeprecatedAlias, new=new, help=argparse.SUPPRESS, **kwargs)

@@ -9,7 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from medgan.cli.common import add_input, add_output, fraction, is_case_folder, positive_int
+from medgan.cli.common import (
+    add_deprecated_alias,
+    add_input,
+    add_output,
+    fraction,
+    is_case_folder,
+    positive_int,
+)
 from medgan.config.sites import SITES, describe, site_arg
 from medgan.errors import InputError
 
@@ -20,9 +27,10 @@ def add_parser(sub) -> None:
     add_output(p, "output file/folder; in batch mode a folder")
     p.add_argument("-m", "--model", metavar="PATH", help="exported model (.safetensors), run folder or checkpoint "
                    "(default: the shipped starter CBCT->CT model)")
-    p.add_argument("--method", choices=("model", "linear", "histogram"), default="model",
-                   help="model: the network (default); linear / histogram: the model file's global HU calibration "
-                        "fitted on its training domains (the baselines a model must beat)")
+    p.add_argument("--baseline", choices=("linear", "histogram"), default=None,
+                   help="apply the model file's global HU calibration fitted on its training domains instead of the "
+                        "network (the baselines a model must beat; default: the network)")
+    add_deprecated_alias(p, "--method", "--baseline", "baseline", choices=("model", "linear", "histogram"))
     guard = p.add_mutually_exclusive_group()      # --strict refuses what --force would apply: one or the other
     guard.add_argument("--strict", action="store_true",
                        help="refuse inputs outside the model's training domain (default: warn and return the input "
@@ -56,13 +64,14 @@ def run(args) -> int:
     src = Path(args.input)
     if not src.exists():
         raise InputError(f"{src} does not exist")
+    baseline = None if args.baseline in (None, "model") else args.baseline    # "model": the old --method's default
+    if args.qa_map and baseline:
+        raise InputError("--qa-map is the model's cycle error: leave out --baseline")
     model = load_model(args.model)
     opts = TranslateOptions(device=args.device, amp=args.amp, batch_size=args.batch_size,
                             patch_size=args.patch_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
-                            quiet=args.quiet, method=args.method, strict=args.strict, force=args.force,
+                            quiet=args.quiet, method=baseline or "model", strict=args.strict, force=args.force,
                             site=args.site)
-    if args.qa_map and args.method != "model":
-        raise InputError("--qa-map is the model's cycle error: it needs --method model")
     io_args = dict(output_type=args.output_type, overwrite=args.overwrite, series_uid=args.series_uid)
     if not is_case_folder(src):
         if args.cont:

@@ -86,7 +86,7 @@ def _guard(work: Volume, model: TranslationModel, opts: TranslateOptions) -> Dom
         text = f"the input is outside the model's training domain: {report.message()}"
         if opts.strict:
             raise DomainError(f"{text}; refused (--strict)")
-        then = ("The model is applied anyway (--force): compare with --method histogram" if opts.force else
+        then = ("The model is applied anyway (--force): compare with --baseline histogram" if opts.force else
                 "The output is the input, unchanged (--force applies the model anyway, --strict refuses)")
         print(f"medgan WARNING: {text}. {then}", file=sys.stderr)
     return report
@@ -240,7 +240,7 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
     lo, hi = model.preset.lo, model.preset.hi
     if opts.method != "model":
         if qa_map:
-            raise ModelError("the QA map is the model's cycle error: it needs --method model")
+            raise ModelError("the QA map is the model's cycle error: not available with a baseline (--baseline)")
         cal = model.calibration(opts.method)
         res = Output(volume.shape, dtype)
         for a, b in slabs(volume.shape[0], opts.slab_slices):

@@ -46,7 +46,7 @@ SHARED_SAME_PATIENT = [("ts_aorta_ct", "ts_pulmonary_ct")]
 SHARED_SITES = {"ts_example_ct": ["abdomen", "pelvis"], "ts_example_ct_dicom": ["thorax", "abdomen"],
                 "ts_aorta_ct": ["thorax", "abdomen"], "ts_pulmonary_ct": ["thorax"]}
 PHANTOM_SITES = ["abdomen"]
-#: the baselines every model is compared with, besides the untranslated CBCT (translate --method)
+#: the baselines every model is compared with, besides the untranslated CBCT (translate --baseline)
 BASELINES = ("linear", "histogram")
 
 

@@ -5,7 +5,7 @@
    (``ts_example_ct``, held out too) and its simulated CBCT;
 2. translate each CBCT with the starter model and evaluate against the true CT, beside three
    baseline rows: the untranslated CBCT and the model file's two global HU calibrations
-   (``translate --method linear`` / ``histogram``) (SynthRAD2023 metrics, PNG report per case);
+   (``translate --baseline linear`` / ``histogram``) (SynthRAD2023 metrics, PNG report per case);
 3. the real Catphan CBCT (DICOM zip) -> a synthetic-CT DICOM series, read back;
 4. a short training run (tiny model, about a minute) to show that training works, with its
    loss-curve PNG.

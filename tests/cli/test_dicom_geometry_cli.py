@@ -51,14 +51,14 @@ def test_tilted_series_reads_with_one_notice_and_strict_translate_refuses(tmp_pa
 
 def test_tilted_series_translates_onto_the_corrected_grid(tmp_path, run_cli):
     folder = _tilted(tmp_path / "tilt")
-    code, out, err = run_cli("translate", "-i", folder, "-o", tmp_path / "s.nii.gz", "-q", "--method", "linear")
+    code, out, err = run_cli("translate", "-i", folder, "-o", tmp_path / "s.nii.gz", "-q", "--baseline", "linear")
     assert code == 0, err
     assert sum("gantry-tilted" in ln for ln in _lines(err)) == 1
     out_vol, in_vol = read_volume(tmp_path / "s.nii.gz"), read_volume(folder)
     assert out_vol.same_grid(in_vol, atol=1e-4) and out_vol.shape == (6, 20, 18)
     # a derived DICOM series carries the corrected grid, and reads back untilted (no notice)
     code, _, err = run_cli("translate", "-i", folder, "-o", tmp_path / "sct", "-ot", "dicom", "-q",
-                           "--method", "linear")
+                           "--baseline", "linear")
     assert code == 0, err
     back = read_volume(tmp_path / "sct")
     assert back.same_grid(in_vol, atol=1e-4) and "gantry_tilt_deg" not in back.meta

@@ -28,7 +28,7 @@ def test_values_beyond_int16_hu_are_refused_not_written_as_32767(tmp_path, run_c
     line = one_line(*run_cli("translate", "-i", src, "-o", out, "-q", "-d", "cpu")[::2], "not a CT in HU", "1e+06")
     assert "-32768..32767" in line and not out.exists()
     for method in ("linear", "histogram"):          # the calibration baselines too
-        one_line(*run_cli("translate", "-i", src, "-o", out, "-q", "--method", method)[::2], "not a CT in HU")
+        one_line(*run_cli("translate", "-i", src, "-o", out, "-q", "--baseline", method)[::2], "not a CT in HU")
     assert not out.exists()
 
 

@@ -216,7 +216,7 @@ def test_translate_methods_cli(correction_run, tmp_path, run_cli):
     src = write_volume(vol, tmp_path / "in.nii.gz")
     for method in ("linear", "histogram"):
         code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / f"{method}.nii.gz", "-m", model_path,
-                               "--method", method, "-q")
+                               "--baseline", method, "-q")
         assert code == 0, err
         out = read_volume(tmp_path / f"{method}.nii.gz").array
         cal = load_model(model_path).calibration(method)
@@ -228,8 +228,8 @@ def test_translate_methods_cli(correction_run, tmp_path, run_cli):
             expected = np.where(v < x[0], v + y[0] - x[0], np.where(v > x[-1], v + y[-1] - x[-1], np.interp(v, x, y)))
         assert np.abs(out - np.clip(np.round(expected), -1024, 3071)).max() <= 1
     code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "x.nii.gz", "-m", model_path,
-                           "--method", "linear", "--qa-map", tmp_path / "qa.nii.gz")
-    assert code == 1 and len(err.strip().splitlines()) == 1 and "--method model" in err
+                           "--baseline", "linear", "--qa-map", tmp_path / "qa.nii.gz")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "leave out --baseline" in err
 
 
 def test_domain_guard_warns_and_strict_refuses(correction_run, tmp_path, run_cli):
@@ -339,7 +339,7 @@ def test_old_model_files_without_calibration_still_load(tmp_path, run_cli):
     src = write_volume(_body(seed=3), tmp_path / "in.nii.gz")
     code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "o.nii.gz", "-m", path)
     assert code == 0 and "records no training domain" in err
-    code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "l.nii.gz", "-m", path, "--method", "linear")
+    code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "l.nii.gz", "-m", path, "--baseline", "linear")
     assert code == 1 and "holds no 'linear' HU calibration" in err and len(err.strip().splitlines()) == 1
 
 

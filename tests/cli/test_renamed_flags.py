@@ -1,0 +1,52 @@
+"""Renamed flags (docs/architecture.md, "Glossary"): the new spelling works, the old one still does, with one
+notice line on stderr that names the new flag."""
+from __future__ import annotations
+
+import numpy as np
+
+from medgan.inference import load_model
+from medgan.io import Volume, read_volume, write_volume
+
+
+def _cbct(tmp_path) -> tuple[Volume, str]:
+    rng = np.random.default_rng(5)
+    arr = np.full((4, 32, 32), -1000.0)
+    arr[:, 6:26, 6:26] = rng.normal(30.0, 40.0, (4, 20, 20))
+    vol = Volume(np.round(arr).astype(np.int16), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    return vol, str(write_volume(vol, tmp_path / "cbct.nii.gz"))
+
+
+def test_translate_baseline_and_its_old_spelling_method(tmp_path, run_cli):
+    vol, src = _cbct(tmp_path)
+    model = load_model(None)                                   # the starter model, as translate without -m
+    for baseline in ("linear", "histogram"):
+        code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / f"{baseline}.nii.gz", "--baseline", baseline,
+                               "-q")
+        assert code == 0, err
+        assert "deprecated" not in err
+        new = read_volume(tmp_path / f"{baseline}.nii.gz").array
+        expected = np.clip(model.calibration(baseline)(vol.array.astype(np.float32)), model.preset.lo, model.preset.hi)
+        assert np.abs(new - np.round(expected)).max() <= 1
+        code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / f"old_{baseline}.nii.gz", "--method", baseline,
+                               "-q")
+        assert code == 0, err
+        notices = [ln for ln in err.splitlines() if "--method" in ln]
+        assert len(notices) == 1 and "deprecated" in notices[0] and "--baseline" in notices[0]
+        np.testing.assert_array_equal(read_volume(tmp_path / f"old_{baseline}.nii.gz").array, new)
+
+
+def test_translate_old_method_model_is_the_network_and_qa_map_needs_no_baseline(tmp_path, run_cli):
+    _, src = _cbct(tmp_path)
+    code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "x.nii.gz", "--baseline", "linear",
+                           "--qa-map", tmp_path / "qa.nii.gz")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "leave out --baseline" in err
+    assert not (tmp_path / "x.nii.gz").exists()
+    code, _, err = run_cli("translate", "--baseline", "model", "-i", src, "-o", tmp_path / "y.nii.gz")
+    assert code == 2 and "invalid choice" in err             # "model" is no baseline: leave the flag out
+    code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "net.nii.gz", "-d", "cpu", "-q")
+    assert code == 0, err
+    code, _, err = run_cli("translate", "-i", src, "-o", tmp_path / "old.nii.gz", "-d", "cpu", "-q",
+                           "--method", "model")
+    assert code == 0 and "--method is deprecated" in err and "use --baseline" in err
+    np.testing.assert_array_equal(read_volume(tmp_path / "old.nii.gz").array,
+                                  read_volume(tmp_path / "net.nii.gz").array)
