@@ -71,7 +71,7 @@ def make_volume(path: Path, slices: int) -> str:
 
 
 def peak_rss(cmd: list[str], env: dict) -> tuple[float, float, int, str]:
-    """(max RSS in MB, wall seconds, exit code, stderr's last line) of ``cmd`` under /usr/bin/time -v."""
+    """(max RSS in MiB, wall seconds, exit code, stderr's last line) of ``cmd`` under /usr/bin/time -v."""
     p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", p.stderr)
@@ -120,7 +120,7 @@ def main() -> int:
                                          "-o", str(t / f"{tag}_unchanged.nii"), "-q"]),
                 ("translate --force", [*medgan, "translate", "-i", str(t / ct), "-o", str(t / f"{tag}_force.nii"),
                                        "--force", "-q"]),
-                ("evaluate", [*medgan, "evaluate", "--pred", str(t / f"{tag}_force.nii"), "--target", str(t / ct),
+                ("evaluate", [*medgan, "evaluate", "--pred", str(t / f"{tag}_force.nii"), "--reference", str(t / ct),
                               "-q"]),
             ]
             wanted = [c.strip() for c in args.commands.split(",")]
@@ -128,9 +128,9 @@ def main() -> int:
                 if name not in wanted:
                     continue
                 rss, secs, rc, last = peak_rss(cmd, env)
-                rows.append({"size": size, "command": name, "peak_rss_mb": round(rss, 1), "seconds": round(secs, 1),
+                rows.append({"size": size, "command": name, "peak_rss_mib": round(rss, 1), "seconds": round(secs, 1),
                              "exit": rc, "stderr": last})
-                print(f"| {size} | {name} | {rss:.0f} MB | {secs:.0f} s | exit {rc} | {last[:90]} |", flush=True)
+                print(f"| {size} | {name} | {rss:.0f} MiB | {secs:.0f} s | exit {rc} | {last[:90]} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"label": args.label, "volume": what, "input_bytes": nbytes, "rows": rows},
                                         indent=1))
