@@ -232,7 +232,7 @@ def cases_dicom_geometry(t: Path):
     nib.save(nib.Nifti1Image(pic, np.eye(4)), str(g / "pic.nii.gz"))
     yield "a uint8 NIfTI given to translate", ["translate", "-i", g / "pic.nii.gz", "-o", g / "s.nii.gz", "-q"]
     ct = write_volume(Volume(np.full((6, 20, 20), 40, np.int16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), g / "ct.nii.gz")
-    yield "a uint8 NIfTI as the evaluate target", ["evaluate", "--pred", ct, "--target", g / "pic.nii.gz"]
+    yield "a uint8 NIfTI as the evaluate target", ["evaluate", "--pred", ct, "--reference", g / "pic.nii.gz"]
 
 
 def _children_of(pid: int) -> list[int]:
@@ -306,7 +306,7 @@ def cases_outputs(t: Path):
            ["translate", "-i", o / "cases", "-o", o / "batch", "-q"])
     (o / "rep").mkdir()
     (o / "rep" / "metrics.csv").write_text("an earlier report")
-    yield "an evaluate report into a non-empty folder", ["evaluate", "--pred", ct, "--target", ct, "-o", o / "rep"]
+    yield "an evaluate report into a non-empty folder", ["evaluate", "--pred", ct, "--reference", ct, "-o", o / "rep"]
     yield "-o - (stdout)", ["translate", "-i", ct, "-o", "-", "-q"]
     yield "--continue with one volume", ["translate", "-i", ct, "-o", o / "s.nii.gz", "--continue", "-q"]
     yield "an output name without suffix from a NIfTI input", ["translate", "-i", ct, "-o", o / "sct", "-q"]
@@ -348,7 +348,7 @@ def cases_values(t: Path):
     img = Volume(np.asarray(sitk.GetArrayFromImage(sitk.ReadImage(str(ct)))), (1.0, 1.0, 2.0), (-15.0, -20.0, 5.0))
     ras = write_volume(Volume.from_sitk(sitk.DICOMOrient(img.to_sitk(), "RAS")), v / "ras_moved.nii.gz")
     yield ("a RAS copy 5 mm off the LPS target's grid",
-           ["evaluate", "--pred", ras, "--target", ct, "-o", v / "rep", "--no-figures"])
+           ["evaluate", "--pred", ras, "--reference", ct, "-o", v / "rep", "--no-figures"])
     (v / "config.yaml").write_bytes((REPO / "configs" / "tiny_cpu.yaml").read_bytes())
     yield "a YAML config as -m", ["translate", "-i", ct, "-o", v / "s.nii.gz", "-m", v / "config.yaml", "-q"]
     yield "an image as -m", ["translate", "-i", ct, "-o", v / "s.nii.gz", "-m", ct, "-q"]

@@ -174,7 +174,7 @@ def test_fid_accumulator_and_the_cli_that_uses_it(tmp_path, run_cli):
         write_volume(ct, tmp_path / "ct" / f"c{i}.nii.gz")
         write_volume(ct.with_array(ct.array + rng.normal(0, 20, ct.shape)), tmp_path / "pred" / f"c{i}.nii.gz")
     save_file({"w": torch.zeros(1)}, str(tmp_path / "w.safetensors"))
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--target", tmp_path / "ct", "-q",
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--reference", tmp_path / "ct", "-q",
                              "--fid-weights", tmp_path / "w.safetensors", "--fid-features", "test-pool",
                              "-o", tmp_path / "report", "--no-figures")
     assert code == 0, err

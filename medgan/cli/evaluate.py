@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from medgan.cli.common import (
+    add_deprecated_alias,
     add_dose_options,
     add_target_sphere,
     dose_flags_given,
@@ -19,7 +20,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="compare translations with reference CTs (SynthRAD protocols, per tissue, "
                                         "per organ, paired statistics)")
     p.add_argument("--pred", required=True, metavar="PATH", help="translated volume, or a folder of cases")
-    p.add_argument("--target", required=True, metavar="PATH", help="reference CT (or a folder, cases matched by name)")
+    ref = p.add_mutually_exclusive_group(required=True)
+    ref.add_argument("--reference", metavar="PATH", help="reference CT (or a folder, cases matched by name)")
+    add_deprecated_alias(ref, "--target", "--reference", "reference", metavar="PATH")
     p.add_argument("--input", metavar="PATH", help="untranslated input (or folder), reported as a baseline row")
     p.add_argument("--compare", action="append", default=[], metavar="LABEL=PATH",
                    help="another baseline's predictions (volume or folder), a row of its own (repeatable)")
@@ -30,7 +33,7 @@ def add_parser(sub) -> None:
                    help="auto (default): --mask if given, else body(CT) ∩ FOV(input) with --input, else body(CT)")
     p.add_argument("--fov", metavar="PATH", help="FOV mask of the input (or folder, e.g. from medgan register); "
                    "default: estimated from the input")
-    p.add_argument("--labels", metavar="PATH", help="reference organ labels of the target (or folder): MAE per organ, "
+    p.add_argument("--labels", metavar="PATH", help="organ labels of the reference CT (or folder): MAE per organ, "
                    "and the reference for --seg-model")
     p.add_argument("--seg-model", metavar="FILE", help="segmentation model (.safetensors, see docs/metrics.md): "
                    "Dice / HD95 per organ between segmentations of each image and of the target")
@@ -129,8 +132,8 @@ def run(args) -> int:  # noqa: C901
     from medgan.evaluation.tables import print_summary, write_tables
     from medgan.utils.progress import bar
 
-    pred, target = Path(args.pred), Path(args.target)
-    for what, p in (("prediction", pred), ("target", target), ("mask", args.mask), ("input", args.input),
+    pred, target = Path(args.pred), Path(args.reference)
+    for what, p in (("prediction", pred), ("reference", target), ("mask", args.mask), ("input", args.input),
                     ("FOV mask", args.fov), ("labels", args.labels), ("segmentation model", args.seg_model)):
         if p is not None and not Path(p).exists():
             raise InputError(f"{what} {p} does not exist")
@@ -185,7 +188,7 @@ def run(args) -> int:  # noqa: C901
         results, failures = [res], []
     else:
         if not target.is_dir():
-            raise InputError(f"--pred is a folder of cases, so --target must be one too ({target} is not)")
+            raise InputError(f"--pred is a folder of cases, so --reference must be one too ({target} is not)")
         for what, p in (("--mask", args.mask), ("--input", args.input), ("--fov", args.fov),
                         ("--labels", args.labels), *((f"--compare {k}", v) for k, v in compare.items())):
             if p is not None and not Path(p).is_dir():

@@ -113,13 +113,13 @@ def test_uint8_images_are_refused_by_evaluate_unless_forced(tmp_path, run_cli):
     pic = read_volume(tmp_path / "pic.nii.gz")
     ct = write_volume(Volume(np.full(pic.shape, 40, np.int16), pic.spacing, pic.origin, pic.direction),
                       tmp_path / "ct.nii.gz")
-    for argv in (("--pred", tmp_path / "pic.nii.gz", "--target", ct),
-                 ("--pred", ct, "--target", tmp_path / "pic.nii.gz")):
+    for argv in (("--pred", tmp_path / "pic.nii.gz", "--reference", ct),
+                 ("--pred", ct, "--reference", tmp_path / "pic.nii.gz")):
         code, _, err = run_cli("evaluate", *argv)
         assert code == 1 and len(_lines(err)) == 1, err
         assert "holds uint8 voxels (0..255), not CT in HU" in err and "--force" in err
     code, _, err = run_cli("translate", "-i", tmp_path / "pic.nii.gz", "-o", tmp_path / "s.nii.gz", "-q")
     assert code == 1 and "holds uint8 voxels" in err and len(_lines(err)) == 1, err
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "pic.nii.gz", "--target", ct, "--force",
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "pic.nii.gz", "--reference", ct, "--force",
                              "--mask-mode", "body", "-q")
     assert code == 0, err

@@ -78,8 +78,8 @@ def test_simulate_and_dose_check_their_outputs_before_the_work(tmp_path, ct, run
 def test_evaluate_and_phantom_outputs(tmp_path, ct, run_cli):
     (tmp_path / "rep").mkdir()
     (tmp_path / "rep" / "metrics.csv").write_text("an earlier report")
-    one_line(*run_cli("evaluate", "--pred", ct, "--target", ct, "-o", tmp_path / "rep")[::2], "not empty")
-    code, out, err = run_cli("evaluate", "--pred", ct, "--target", ct, "-o", tmp_path / "rep", "--overwrite",
+    one_line(*run_cli("evaluate", "--pred", ct, "--reference", ct, "-o", tmp_path / "rep")[::2], "not empty")
+    code, out, err = run_cli("evaluate", "--pred", ct, "--reference", ct, "-o", tmp_path / "rep", "--overwrite",
                              "--no-figures")
     assert code == 0, err
     assert (tmp_path / "rep" / "metrics.csv").read_text().startswith("case")

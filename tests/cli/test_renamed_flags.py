@@ -50,3 +50,20 @@ def test_translate_old_method_model_is_the_network_and_qa_map_needs_no_baseline(
     assert code == 0 and "--method is deprecated" in err and "use --baseline" in err
     np.testing.assert_array_equal(read_volume(tmp_path / "old.nii.gz").array,
                                   read_volume(tmp_path / "net.nii.gz").array)
+
+
+def test_evaluate_reference_and_its_old_spelling_target(tmp_path, run_cli):
+    ct, _ = _cbct(tmp_path)
+    rng = np.random.default_rng(6)
+    pred = ct.with_array((ct.array + rng.integers(-30, 31, ct.shape)).astype(np.int16))
+    p, c = write_volume(pred, tmp_path / "pred.nii.gz"), write_volume(ct, tmp_path / "ct.nii.gz")
+    code, out_new, err = run_cli("evaluate", "--pred", p, "--reference", c, "-o", tmp_path / "new", "--no-figures")
+    assert code == 0 and "deprecated" not in err, err
+    code, out_old, err = run_cli("evaluate", "--pred", p, "--target", c, "-o", tmp_path / "old", "--no-figures")
+    assert code == 0, err
+    notices = [ln for ln in err.splitlines() if "--target" in ln]
+    assert len(notices) == 1 and "deprecated" in notices[0] and "--reference" in notices[0]
+    assert out_old.replace(str(tmp_path / "old"), "") == out_new.replace(str(tmp_path / "new"), "")
+    assert (tmp_path / "old" / "metrics.csv").read_bytes() == (tmp_path / "new" / "metrics.csv").read_bytes()
+    code, _, err = run_cli("evaluate", "--pred", p)
+    assert code == 2 and "--reference" in err

@@ -156,7 +156,7 @@ def test_negative_coordinates_need_no_equals_sign(tmp_path, run_cli, monkeypatch
     from medgan.cli.main import build_parser
 
     p = build_parser()
-    argv = ["evaluate", "--pred", "a", "--target", "b", "--dose", "--target-sphere", "-1,-2,-3,4",
+    argv = ["evaluate", "--pred", "a", "--reference", "b", "--dose", "--target-sphere", "-1,-2,-3,4",
             "--slab-margin", "-1", "--photon-angles", "-.5,90"]
     args = p.parse_args(join_negative_values(p, argv))
     assert (args.target_sphere, args.slab_margin, args.photon_angles) == ("-1,-2,-3,4", -1.0, "-.5,90")
@@ -174,12 +174,12 @@ def test_ras_copy_of_the_target_grid_is_reoriented_exactly_with_a_notice(tmp_pat
     ras = Volume.from_sitk(sitk.DICOMOrient(ct.to_sitk(), "RAS"))
     pred = ras.with_array((ras.array + 30).astype(np.int16))          # the prediction: +30 HU everywhere
     pred_path = write_volume(pred, tmp_path / "pred.nii.gz")
-    code, out, err = run_cli("evaluate", "--pred", pred_path, "--target", target, "-o", tmp_path / "r",
+    code, out, err = run_cli("evaluate", "--pred", pred_path, "--reference", target, "-o", tmp_path / "r",
                              "--no-figures", "--mask-mode", "body")
     assert code == 0, err
     assert "stored RAS and the target LPS" in err and "reoriented exactly" in err
     shifted = Volume(pred.array, pred.spacing, tuple(o + 5.0 for o in pred.origin), pred.direction)
-    line = one_line(*run_cli("evaluate", "--pred", write_volume(shifted, tmp_path / "moved.nii.gz"), "--target",
+    line = one_line(*run_cli("evaluate", "--pred", write_volume(shifted, tmp_path / "moved.nii.gz"), "--reference",
                              target, "-o", tmp_path / "r2", "--no-figures")[::2], "stored RAS vs LPS",
                     "even reoriented", "origin differs")
     assert "register" in line

@@ -257,7 +257,7 @@ def test_evaluate_dose_on_folders_joins_image_metrics(run_cli, tmp_path):
         write_volume(_small_case(sct), tmp_path / "sct" / f"{name}.nii.gz")
         write_volume(_small_case(cbct), tmp_path / "cbct" / f"{name}.mha")  # matched by stem, any format
     write_volume(_small_case(0.0), tmp_path / "sct" / "orphan.nii.gz")  # no CT of that name: a failed case
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "sct", "--target", tmp_path / "ct",
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "sct", "--reference", tmp_path / "ct",
                              "--input", tmp_path / "cbct", "--pred-label", "sCT", "--input-label", "CBCT",
                              "--mask-mode", "body", "--dose", "--modality", "proton", "--proton-angles", "90,270",
                              "--dose-grid", "4", "--gamma-subset", "0", "-o", tmp_path / "rep", "-q")
@@ -292,7 +292,7 @@ def test_evaluate_dose_on_folders_joins_image_metrics(run_cli, tmp_path):
 
 def test_evaluate_dose_flags_need_dose(run_cli, tmp_path):
     write_volume(_small_case(0.0), tmp_path / "t.nii.gz")
-    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz",
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--reference", tmp_path / "t.nii.gz",
                              "--modality", "proton", "--target-sphere", "110,86,20,10")
     assert code == 1 and err.count("\n") == 1 and "--target-sphere, --modality only apply with --dose" in err
 
@@ -301,7 +301,7 @@ def test_evaluate_dose_missing_extra_is_one_line(run_cli, tmp_path, monkeypatch)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "pyRadPlan" else real(n, *a))
     write_volume(_small_case(0.0), tmp_path / "t.nii.gz")
-    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz",
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--reference", tmp_path / "t.nii.gz",
                              "--dose", "-o", tmp_path / "rep")
     assert code == 1 and err.count("\n") == 1 and "medgan[dose]" in err and "Traceback" not in err
     assert not (tmp_path / "rep").exists()
@@ -324,7 +324,7 @@ def test_dose_and_evaluate_share_one_set_of_dose_flags():
              "--proton-angles", "90", "--dose-grid", "4", "--slab-margin", "-1", "--gamma-subset", "0",
              "--target-sphere", "1,2,3,4"]
     a = sub["dose"].parse_args(["--ct", "c", "--sct", "s", "-o", "o", *flags])
-    b = sub["evaluate"].parse_args(["--pred", "p", "--target", "t", "--dose", *flags])
+    b = sub["evaluate"].parse_args(["--pred", "p", "--reference", "t", "--dose", *flags])
     for k in DOSE_DEFAULTS:
         assert getattr(a, k) == getattr(b, k), k
     oa, ob = dose_options(a), dose_options(b)

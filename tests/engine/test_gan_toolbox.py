@@ -192,7 +192,7 @@ def test_paired_mode_trains_then_translate_and_evaluate_use_it(tmp_path, run_cli
     code, _, err = run_cli("translate", "-i", tmp_path / "A" / "p0.nii.gz", "-o", tmp_path / "s.nii.gz",
                            "-m", tmp_path / "run", "-q")
     assert code == 0, err
-    code, out, _ = run_cli("evaluate", "--pred", tmp_path / "s.nii.gz", "--target", tmp_path / "B" / "p0.nii.gz")
+    code, out, _ = run_cli("evaluate", "--pred", tmp_path / "s.nii.gz", "--reference", tmp_path / "B" / "p0.nii.gz")
     assert code == 0 and "prediction" in out
     code, _, err = run_cli("translate", "-i", tmp_path / "A" / "p0.nii.gz", "-o", tmp_path / "s2.nii.gz",
                            "-m", tmp_path / "run", "--qa-map", tmp_path / "qa.nii.gz", "-q")

@@ -134,7 +134,7 @@ def test_evaluate_cli_folders_baseline_reports_and_a_missing_case(tmp_path, run_
             write_volume(_vol(arr), tmp_path / d / f"case{i}.nii.gz")
     write_volume(_vol(_body()), tmp_path / "pred" / "orphan.mha")           # no target: that case fails
     src_bytes = (tmp_path / "ct" / "case0.nii.gz").read_bytes()
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--target", tmp_path / "ct",
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--reference", tmp_path / "ct",
                              "--input", tmp_path / "cbct", "-o", tmp_path / "rep", "--pred-label", "sCT",
                              "--input-label", "CBCT", "-q")
     assert code == 1 and "orphan: FAILED: no target named orphan" in err
@@ -154,15 +154,15 @@ def test_evaluate_cli_folders_baseline_reports_and_a_missing_case(tmp_path, run_
 def test_evaluate_cli_single_case_errors(tmp_path, run_cli):
     write_volume(_vol(_body()), tmp_path / "t.nii.gz")
     write_volume(_vol(_body(), spacing=(1.0, 1.0, 3.0)), tmp_path / "p.nii.gz")
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "p.nii.gz", "--target", tmp_path / "t.nii.gz")
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "p.nii.gz", "--reference", tmp_path / "t.nii.gz")
     assert code == 1 and err.count("\n") == 1 and "different grids" in err
-    code, _, err = run_cli("evaluate", "--pred", tmp_path / "nope.nii.gz", "--target", tmp_path / "t.nii.gz")
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "nope.nii.gz", "--reference", tmp_path / "t.nii.gz")
     assert code == 1 and "does not exist" in err
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz")
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--reference", tmp_path / "t.nii.gz")
     assert code == 0, err
     assert "inf" in out and "protocol synthrad2023; mask body(CT)" in out
     # the .632 option is gone (it applied Efron's estimate to a single split with an ill-defined training MAE)
-    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz",
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--reference", tmp_path / "t.nii.gz",
                            "--train-mae", "5")
     assert code == 2 and "unrecognized arguments: --train-mae" in err
 
@@ -189,7 +189,7 @@ def test_fid_needs_user_weights_and_never_unpickles(tmp_path, run_cli):
     from medgan.evaluation import distribution as dist
 
     write_volume(_vol(_body()), tmp_path / "t.nii.gz")
-    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz", "--fid")
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--reference", tmp_path / "t.nii.gz", "--fid")
     assert code == 1 and "never downloads" in err and "--fid-weights" in err
 
     class Evil:
@@ -197,7 +197,7 @@ def test_fid_needs_user_weights_and_never_unpickles(tmp_path, run_cli):
             return (print, ("pwned",))
 
     (tmp_path / "evil.pth").write_bytes(pickle.dumps({"w": Evil()}))
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--target", tmp_path / "t.nii.gz",
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "t.nii.gz", "--reference", tmp_path / "t.nii.gz",
                              "--fid-weights", tmp_path / "evil.pth")
     assert code == 1 and "not a plain weights file" in err and "pwned" not in out
 
@@ -210,7 +210,7 @@ def test_fid_needs_user_weights_and_never_unpickles(tmp_path, run_cli):
     pred = _body()
     pred[:, 6:18, 6:18] += 60.0
     write_volume(_vol(pred), tmp_path / "p.nii.gz")
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "p.nii.gz", "--target", tmp_path / "t.nii.gz",
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "p.nii.gz", "--reference", tmp_path / "t.nii.gz",
                              "--fid-weights", tmp_path / "w.pth", "--fid-features", "test-mean-pool",
                              "-o", tmp_path / "rep", "--no-figures")
     assert code == 0, err

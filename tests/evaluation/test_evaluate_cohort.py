@@ -124,7 +124,7 @@ def test_evaluate_cli_compare_patients_paired_and_protocol(tmp_path, run_cli):
         sct[body] += err * np.sign(rng.normal(size=body.sum()))
         for d, arr in (("ct", ct), ("cbct", cbct), ("pred", sct), ("linear", lin)):
             write_volume(_vol(arr), tmp_path / d / f"{name}.nii.gz")
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--target", tmp_path / "ct",
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--reference", tmp_path / "ct",
                              "--input", tmp_path / "cbct", "--compare", f"linear={tmp_path / 'linear'}",
                              "--patients", r"(p\d)_fx\d", "--protocol", "synthrad2025", "-o", tmp_path / "rep",
                              "--pred-label", "sCT", "--input-label", "CBCT", "-q", "--no-figures")
@@ -147,9 +147,9 @@ def test_evaluate_cli_compare_patients_paired_and_protocol(tmp_path, run_cli):
     assert header.startswith("case,patient,image,protocol,mask,mae,me,psnr,ms_ssim,mae_air,mae_soft_tissue,mae_bone")
     assert header == ",".join(("case", "patient", "image", "protocol", "mask") + get_protocol("synthrad2025").columns)
     # a bad --compare and a pattern that does not match are one-line errors
-    code, _, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--target", tmp_path / "ct", "--compare", "x")
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--reference", tmp_path / "ct", "--compare", "x")
     assert code == 1 and "LABEL=PATH" in err and err.count("\n") == 1
-    code, _, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--target", tmp_path / "ct", "--patients",
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--reference", tmp_path / "ct", "--patients",
                            r"(q\d)_x", "-q")
     assert code == 1 and "does not match the --patients pattern" in err
 
@@ -228,7 +228,7 @@ def test_seg_model_dice_shows_erased_anatomy_and_model_files_are_checked(tmp_pat
         load_seg_model(tmp_path / "plain.safetensors")
     write_volume(_vol(ct), tmp_path / "ct.nii.gz")
     write_volume(_vol(erased), tmp_path / "sct.nii.gz")
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "sct.nii.gz", "--target", tmp_path / "ct.nii.gz",
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "sct.nii.gz", "--reference", tmp_path / "ct.nii.gz",
                              "--seg-model", path, "-o", tmp_path / "rep", "--no-figures")
     assert code == 0, err
     assert "organs" in out and "bone" in out

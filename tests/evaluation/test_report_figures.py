@@ -94,7 +94,7 @@ def test_single_patient_prints_no_ci_or_test(tmp_path, run_cli):
     ct, cbct, sct = _cases()
     for name, v in (("ct", ct), ("cbct", cbct), ("sct", sct)):
         write_volume(v, tmp_path / f"{name}.nii.gz")
-    code, out, err = run_cli("evaluate", "--pred", tmp_path / "sct.nii.gz", "--target", tmp_path / "ct.nii.gz",
+    code, out, err = run_cli("evaluate", "--pred", tmp_path / "sct.nii.gz", "--reference", tmp_path / "ct.nii.gz",
                              "--input", tmp_path / "cbct.nii.gz", "--no-figures", "-q")
     assert code == 0, err
     assert "Wilcoxon signed-rank p:" not in out and "[95% CI] and Wilcoxon p: n/a (1 patient)" in out

@@ -71,7 +71,7 @@ def test_slice_ssim_reaches_the_evaluation_tables(tmp_path, run_cli):
     for name, arr in (("pred", pred), ("ct", target)):
         write_volume(Volume(arr.astype(np.float32), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0)), tmp_path / name / "c1.nii.gz")
     res = evaluate_case(tmp_path / "pred" / "c1.nii.gz", tmp_path / "ct" / "c1.nii.gz")
-    code, _, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--target", tmp_path / "ct", "-o",
+    code, _, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--reference", tmp_path / "ct", "-o",
                            tmp_path / "rep", "-q", "--no-figures")
     assert code == 0, err
     doc = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
