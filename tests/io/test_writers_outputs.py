@@ -156,3 +156,17 @@ def test_pid_alive():
     assert writers.pid_alive(os.getpid())
     assert not writers.pid_alive(dead_pid())
     assert not writers.pid_alive(0)
+
+
+def test_two_runs_into_one_dicom_folder_leave_no_temporary_folder(tmp_path, vol):
+    # issue 29 row 8: both stage their series, the first commits, the second finds the folder taken
+    first = OutputPlan([(tmp_path / "same", "dicom")])
+    second = OutputPlan([(tmp_path / "same", "dicom")])
+    first.stage_volume(0, vol)
+    second.stage_volume(0, vol.with_array(vol.array + 5))
+    assert len(hidden(tmp_path)) == 2                                     # two .same.tmp-PID-HOST-*/ folders
+    first.commit()
+    with pytest.raises(OutputError, match="not empty"), second:
+        second.commit()
+    assert hidden(tmp_path) == [] and [p.name for p in tmp_path.iterdir()] == ["same"]
+    np.testing.assert_array_equal(read_volume(tmp_path / "same").array, vol.array)
