@@ -25,4 +25,4 @@ def body_mask(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
     # fill holes slice by slice: in 3D, air in lungs/bowel touching the slab ends would stay open
     for i in range(mask.shape[0]):
         mask[i] = ndimage.binary_fill_holes(mask[i])
-    return mask
+    return np.asarray(mask, dtype=bool)                 # (the same array: typed for mypy)

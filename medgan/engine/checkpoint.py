@@ -26,6 +26,7 @@ __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "rng_state
 # ---------------------------------------------------------------------------- RNG state
 def rng_state() -> dict:
     np_state = np.random.get_state()
+    assert isinstance(np_state, tuple)          # legacy=True (the default): (name, keys, pos, has_gauss, gauss)
     py_version, py_state, py_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),

@@ -214,8 +214,9 @@ class Trainer:
             a, b = (to_orientation(read_volume(p), self.cfg.data.orientation)[0] for p in (path_a, path_b))
             if (diff := a.grid_difference(b)) is not None:
                 raise InputError(f"validation pair {path_a.name}: {diff}")
-            if needs_resampling(a, self.cfg.data.spacing):
-                a, b = resample_to_spacing(a, self.cfg.data.spacing), resample_to_spacing(b, self.cfg.data.spacing)
+            spacing = self.cfg.data.spacing
+            if spacing is not None and needs_resampling(a, spacing):
+                a, b = resample_to_spacing(a, spacing), resample_to_spacing(b, spacing)
             z = slice(None)
             if a.shape[0] > self.cfg.train.max_val_slices:
                 mid, half = a.shape[0] // 2, self.cfg.train.max_val_slices // 2

@@ -156,10 +156,10 @@ class _Ramp:
 def catphan504_objects(roll_deg: float = 0.0) -> list:
     """The digital Catphan 504 as an ordered list of shapes (parents before what they hold)."""
 
-    def r(ang):
+    def r(ang: float) -> float:
         return math.radians(ang + roll_deg)
 
-    def polar(dist, ang):
+    def polar(dist: float, ang: float) -> tuple[float, float]:
         return (dist * math.cos(r(ang)), dist * math.sin(r(ang)))
 
     z_all = (min(z for z, _ in MODULE_Z_MM.values()), max(z for _, z in MODULE_Z_MM.values()))
@@ -235,7 +235,8 @@ class _Raster:
 
     def mean(self, inside: np.ndarray) -> np.ndarray:
         ny, nx = inside.shape[0] // self.f, inside.shape[1] // self.f
-        return inside.reshape(ny, self.f, nx, self.f).mean(axis=(1, 3), dtype=np.float32)
+        fraction: np.ndarray = inside.reshape(ny, self.f, nx, self.f).mean(axis=(1, 3), dtype=np.float32)
+        return fraction
 
 
 def make_catphan504(

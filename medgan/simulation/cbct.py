@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -163,10 +164,11 @@ class CBCTParams:
                 f"{self.axial_coverage_mm:.0f} mm")
 
 
-_VARIAN = dict(source_to_isocenter_mm=1000.0, source_to_detector_mm=1500.0, panel_width_mm=397.0,
-               panel_height_mm=298.0)
-_ELEKTA = dict(source_to_isocenter_mm=1000.0, source_to_detector_mm=1536.0, panel_width_mm=409.6,
-               panel_height_mm=409.6)
+#: the scanner geometry shared by each vendor's presets (CBCTParams keyword arguments)
+_VARIAN: dict[str, Any] = dict(source_to_isocenter_mm=1000.0, source_to_detector_mm=1500.0, panel_width_mm=397.0,
+                               panel_height_mm=298.0)
+_ELEKTA: dict[str, Any] = dict(source_to_isocenter_mm=1000.0, source_to_detector_mm=1536.0, panel_width_mm=409.6,
+                               panel_height_mm=409.6)
 
 # (air, water) reconstructed attenuation (1/mm) measured by water_calibration() for each preset
 # (`python -m medgan.simulation.cbct` prints them; tests/simulation/test_simulation.py re-measures one).
@@ -370,7 +372,7 @@ class _Scan:
         if p.ring_gain_sd > 0:
             gain = 1.0 + rng.normal(0.0, p.ring_gain_sd, size=(1, self.nv, self.nu))
             total = total * gain
-        measured = -np.log(total / (n0 * grid_p))
+        measured: np.ndarray = -np.log(total / (n0 * grid_p))
         if self.projector is not None and p.water_precorrection:
             measured = self.projector.water_equivalent(measured, self.bowtie) * self.mu_eff_water
         return measured
@@ -477,7 +479,8 @@ def _radius_map(shape_yx, spacing_xy) -> np.ndarray:
     ny, nx = shape_yx
     yy, xx = np.meshgrid((np.arange(ny) - (ny - 1) / 2.0) * spacing_xy[1],
                          (np.arange(nx) - (nx - 1) / 2.0) * spacing_xy[0], indexing="ij")
-    return np.hypot(yy, xx)
+    radius: np.ndarray = np.hypot(yy, xx)
+    return radius
 
 
 def _fov_mask_xy(shape_zyx, spacing_xyz, radius_mm: float) -> np.ndarray:

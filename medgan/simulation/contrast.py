@@ -88,7 +88,8 @@ def _smooth_field(rng: np.random.Generator, shape, sigma_mm: float, spacing_zyx)
     sigma = [max(sigma_mm / s, 0.3) for s in spacing_zyx]
     f = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma, mode="wrap")
     sd = float(f.std())
-    return f / sd if sd > 0 else f
+    field: np.ndarray = f / sd if sd > 0 else f
+    return field
 
 
 def _signed_distance(mask: np.ndarray, spacing_zyx) -> np.ndarray:
@@ -97,7 +98,8 @@ def _signed_distance(mask: np.ndarray, spacing_zyx) -> np.ndarray:
         return np.full(mask.shape, np.inf, np.float32)
     outside = ndimage.distance_transform_edt(~mask, sampling=spacing_zyx)
     inside = ndimage.distance_transform_edt(mask, sampling=spacing_zyx)
-    return (outside - inside).astype(np.float32)
+    signed: np.ndarray = (outside - inside).astype(np.float32)
+    return signed
 
 
 def _bbox(mask: np.ndarray, margin_vox) -> tuple[slice, ...]:
@@ -206,12 +208,12 @@ def simulate_contrast(  # noqa: C901
             inside = base * (1.0 + 0.15 * h * _smooth_field(sub, shape, 3.0, spacing))
         elif name == "bowel_wall":
             # the wall is the outer shell of each bowel/stomach label, not its (gas or fluid) lumen
-            own = np.zeros(shape, np.float32)
+            depth = np.zeros(shape, np.float32)                # mm from the border of the voxel's own label
             for v in values:
                 mv = lab[s.box] == v
                 if mv.any():
-                    own[mv] = ndimage.distance_transform_edt(mv, sampling=spacing)[mv]
-            wall = np.clip(1.0 - (own - _BOWEL_WALL_MM) / max(edge_mm, 1e-3), 0.0, 1.0)
+                    depth[mv] = ndimage.distance_transform_edt(mv, sampling=spacing)[mv]
+            wall = np.clip(1.0 - (depth - _BOWEL_WALL_MM) / max(edge_mm, 1e-3), 0.0, 1.0)
             inside = base * wall
         else:
             inside = np.full(shape, base, np.float32)

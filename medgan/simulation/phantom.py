@@ -60,8 +60,8 @@ def make_phantom(seed: int = 0, shape=(48, 128, 128), spacing_zyx=(3.0, 3.0, 3.0
          (ext[0] * 0.14, 0.05 * ext[1], 0.04 * ext[2])),
     ]
     for lab, centre, radii in organs:
-        centre = np.array(centre) + rng.normal(0, 3, 3)
-        labels[_ellipsoid(shape, spacing_zyx, centre, np.array(radii) * j())] = lab
+        at = np.array(centre) + rng.normal(0, 3, 3)
+        labels[_ellipsoid(shape, spacing_zyx, at, np.array(radii) * j())] = lab
     # aorta and spine run the full length
     aorta = _ellipsoid(shape, spacing_zyx, (c[0], spine_y - 0.11 * ext[1], c[2] - 0.03 * ext[2]),
                        (ext[0] * 10, 9 * j(), 9 * j()))

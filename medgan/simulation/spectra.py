@@ -42,7 +42,8 @@ SOFT_TISSUE_MAX_HU = 100.0  #: below this HU a voxel is water-like (no calcium)
 def mass_attenuation(material: str, energy_kev) -> np.ndarray:
     """mu/rho in cm^2/g of ``material`` at ``energy_kev`` (log-log interpolation of XCOM)."""
     e = np.asarray(energy_kev, dtype=float)
-    return np.exp(np.interp(np.log(e), np.log(_E_KEV), np.log(_MU_RHO[material])))
+    mu_rho: np.ndarray = np.exp(np.interp(np.log(e), np.log(_E_KEV), np.log(_MU_RHO[material])))
+    return mu_rho
 
 
 def bone_hu(effective_kev: float) -> float:
@@ -130,7 +131,8 @@ class PolyProjector:
             out = ndimage.map_coordinates(self.lut, [ct.ravel(), cw.ravel(), cb.ravel()], order=1, mode="nearest")
         # beyond the table (rare: > 80 cm of water) continue with the hardest slope
         extra = np.clip(water, self.max_water, None) - self.max_water
-        return out.reshape(cw.shape) + extra * float(self.mu_w[-1])
+        mu: np.ndarray = out.reshape(cw.shape) + extra * float(self.mu_w[-1])
+        return mu
 
     def water_equivalent(self, measured: np.ndarray, bowtie_mm: np.ndarray) -> np.ndarray:
         """Invert the water-only curve: measured log-transmission -> water thickness (g/cm^2).
@@ -156,4 +158,5 @@ class PolyProjector:
 
     def relative_intensity(self, bowtie_mm) -> np.ndarray:
         """Detected signal behind the bowtie relative to no bowtie (for photon statistics)."""
-        return np.interp(bowtie_mm, self.bowtie_axis, self.bowtie_transmission)
+        relative: np.ndarray = np.interp(bowtie_mm, self.bowtie_axis, self.bowtie_transmission)
+        return relative

@@ -95,7 +95,8 @@ def sync_batch_norm(net: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cpu":
         raise ConfigError("batch norm (generator_args.norm: batch) under DDP needs GPUs: PyTorch synchronises "
                           "it across processes on GPUs only; on CPU train in one process, or use norm: instance")
-    return nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    synced: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    return synced
 
 
 class GANModel:
@@ -137,7 +138,8 @@ class GANModel:
             init_weights(net)
             net.to(device)
             if cfg.train.channels_last and device.type == "cuda":
-                net.to(memory_format=torch.channels_last if dims == 2 else torch.channels_last_3d)
+                # Module.to takes memory_format (keyword only, documented); torch's overloads omit it
+                net.to(memory_format=torch.channels_last if dims == 2 else torch.channels_last_3d)  # type: ignore[call-overload]
         self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2))
         decay_start = o.decay_start if o.decay_start is not None else o.steps // 2
@@ -152,7 +154,9 @@ class GANModel:
         amp = cfg.train.amp if device.type == "cuda" else "none"
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype is torch.float16)
-        self.gen_fwd, self.disc_fwd = self.gen, self.disc
+        #: the modules the steps call: the networks, wrapped for DDP and/or torch.compile when asked
+        self.gen_fwd: Callable[..., Any] = self.gen
+        self.disc_fwd: Callable[..., Any] = self.disc
         if distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -253,7 +257,8 @@ class GANModel:
         t = self.real_threshold
         with torch.no_grad():
             acc = [0.5 * ((p[:n].float() > t).float().mean() + (p[n:].float() <= t).float().mean()) for p, n in preds]
-        return sum(acc) / len(acc)
+        mean: torch.Tensor = sum(acc) / len(acc)
+        return mean
 
     def _finish_step(self, logs: dict) -> dict[str, torch.Tensor]:
         self.sched_g.step()
