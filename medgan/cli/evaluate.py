@@ -158,6 +158,13 @@ def run(args) -> int:  # noqa: C901
         dose = CaseDose(dose_options(args), parse_sphere(args.target_sphere) if args.target_sphere else None,
                         args.output, figures=not args.no_figures, say=say)
     compare = parse_compare(args.compare)
+    from medgan.evaluation.tables import by_role
+
+    roles = {"prediction": args.pred_label, "input": args.input_label}    # metrics.json is keyed by role
+    if len({*roles.values(), *compare}) < len(roles) + len(compare):
+        raise InputError("--pred-label, --input-label and the --compare labels must differ: "
+                         + ", ".join(map(repr, [*roles.values(), *compare])))
+    by_role(dict.fromkeys([*roles.values(), *compare]), roles)    # two images under one key: refused now
     patient_of = patient_mapper(args.patients)
     seg_model = load_seg_model(args.seg_model) if args.seg_model else None
     out_dir = Path(args.output) if args.output else None
@@ -218,9 +225,9 @@ def run(args) -> int:  # noqa: C901
 
         dose_rows = join_image_metrics(dose.rows, results)
         dose_sum = dose_summary(dose_rows)
-        extra["dose"] = {"table": "dose.csv", "summary": dose_sum}
+        extra["dose"] = {"table": "dose.csv", "summary": {m: by_role(v, roles) for m, v in dose_sum.items()}}
     if out_dir is not None:
-        csv_path, _ = write_tables(out_dir, results, summary, paired, failures, extra, organs)
+        csv_path, _ = write_tables(out_dir, results, summary, paired, failures, extra, organs, labels=roles)
         if dose is not None:
             write_dose_tables(out_dir, dose_rows, dose, dose_sum)
     if results:

@@ -46,11 +46,41 @@ def masks_used(results: list[CaseResult]) -> str:
     return names[0] if len(names) == 1 else "mixed: " + "; ".join(names)
 
 
+def _role_of(name: str, role: dict[str, str]) -> str:
+    if name in role:
+        return role[name]
+    a, sep, b = name.partition(" - ")             # a paired comparison, "sCT - CBCT"
+    return f"{role.get(a, a)} - {role.get(b, b)}" if sep and (a in role or b in role) else name
+
+
+def by_role(rows: dict, labels: dict[str, str] | None) -> dict:
+    """``rows`` keyed by image label (``"sCT"``, ``"sCT - CBCT"``) re-keyed by role (``"prediction"``,
+    ``"prediction - input"``); ``labels`` maps role -> label, and a key no label names stays as it is.
+    Raises :class:`~medgan.errors.InputError` when a label is another image's role (two images, one key)."""
+    if not labels:
+        return rows
+    role = {label: r for r, label in labels.items()}
+    out = {_role_of(k, role): v for k, v in rows.items()}
+    if len(out) < len(rows) or len(role) < len(labels):
+        from medgan.errors import InputError
+
+        raise InputError(f"the labels {labels} give two images one name in metrics.json ({', '.join(rows)}); "
+                         "choose labels that are not another image's role")
+    return out
+
+
 def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, paired: dict | None = None,
-                 failures=(), extra: dict | None = None, organ_summary: dict | None = None) -> tuple[Path, Path]:
+                 failures=(), extra: dict | None = None, organ_summary: dict | None = None,
+                 labels: dict[str, str] | None = None) -> tuple[Path, Path]:
     """``metrics.csv`` (one row per case and image) and ``metrics.json`` (cases, summary, paired, organs, failures,
-    and ``columns``: each metric's label, unit, digits and better direction)."""
+    and ``columns``: each metric's label, unit, digits and better direction).
+
+    ``labels`` (role -> the label results carry, e.g. ``{"prediction": "sCT", "input": "CBCT"}``): metrics.json is
+    keyed by role whatever the labels, and records them under ``labels``; metrics.csv's ``image`` column shows the
+    label.  Without it, metrics.json is keyed by the results' own names."""
     out_dir = Path(out_dir)
+    by_role(summary, labels)                       # two images under one key are refused before anything is written
+    role = {label: r for r, label in (labels or {}).items()}
     protocol = results[0].protocol if results else "synthrad2023"
     cols = get_protocol(protocol).columns
     columns = {m.name: m.describe() for m in metrics_for(get_protocol(protocol).name)}
@@ -65,13 +95,14 @@ def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, paired
     atomic_write_text(csv_path, buf.getvalue())
     doc = {"protocol": protocol, "mask": masks_used(results),
            "n_cases": len(results), "n_patients": len({r.patient for r in results}),
+           **({"labels": {_role_of(k, role): k for k in summary}} if labels else {}),
            "cases": [{"case": r.case, "patient": r.patient, "mask": r.mask_source,
-                      "body_outside_fov": r.mask_fraction_outside_fov, "metrics": r.rows,
-                      **({"organs": r.organs} if r.organs else {})} for r in results],
-           "summary": {lab: {k: {**st, "ci_method": ci_method(st["n"])} for k, st in ms.items()}
-                       for lab, ms in summary.items()},
-           "paired": paired or {},
-           **({"organ_summary": organ_summary} if organ_summary else {}),
+                      "body_outside_fov": r.mask_fraction_outside_fov, "metrics": by_role(r.rows, labels),
+                      **({"organs": by_role(r.organs, labels)} if r.organs else {})} for r in results],
+           "summary": by_role({lab: {k: {**st, "ci_method": ci_method(st["n"])} for k, st in ms.items()}
+                               for lab, ms in summary.items()}, labels),
+           "paired": by_role(paired or {}, labels),
+           **({"organ_summary": by_role(organ_summary, labels)} if organ_summary else {}),
            "failed": [{"case": c, "error": e} for c, e in failures],
            **(extra or {}),
            "statistics": "case values averaged per patient; 95% CI of the mean over patients: t-interval below "

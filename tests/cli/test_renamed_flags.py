@@ -2,6 +2,8 @@
 notice line on stderr that names the new flag."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from medgan.inference import load_model
@@ -67,3 +69,26 @@ def test_evaluate_reference_and_its_old_spelling_target(tmp_path, run_cli):
     assert (tmp_path / "old" / "metrics.csv").read_bytes() == (tmp_path / "new" / "metrics.csv").read_bytes()
     code, _, err = run_cli("evaluate", "--pred", p)
     assert code == 2 and "--reference" in err
+
+
+def test_metrics_json_keys_do_not_follow_the_labels_and_clashing_labels_are_refused(tmp_path, run_cli):
+    ct, _ = _cbct(tmp_path)
+    p = write_volume(ct.with_array((ct.array + 10).astype(np.int16)), tmp_path / "pred.nii.gz")
+    c = write_volume(ct, tmp_path / "ct.nii.gz")
+    i = write_volume(ct.with_array((ct.array - 40).astype(np.int16)), tmp_path / "input.nii.gz")
+    docs = []
+    for n, labels in enumerate((["--pred-label", "sCT", "--input-label", "CBCT"], [])):
+        code, _, err = run_cli("evaluate", "--pred", p, "--reference", c, "--input", i, "-o", tmp_path / f"r{n}",
+                               "--no-figures", "-q", *labels)
+        assert code == 0, err
+        docs.append(json.loads((tmp_path / f"r{n}" / "metrics.json").read_text(encoding="utf-8")))
+    assert docs[0]["summary"].keys() == docs[1]["summary"].keys() == {"prediction", "input"}
+    assert docs[0]["paired"].keys() == docs[1]["paired"].keys()
+    assert docs[0]["cases"][0]["metrics"] == docs[1]["cases"][0]["metrics"]
+    assert docs[0]["labels"] == {"prediction": "sCT", "input": "CBCT"}
+    assert docs[1]["labels"] == {"prediction": "prediction", "input": "input"}
+    for bad in (["--pred-label", "input"], ["--pred-label", "CT", "--input-label", "CT"],
+                ["--compare", f"prediction={p}", "--pred-label", "sCT"]):
+        code, _, err = run_cli("evaluate", "--pred", p, "--reference", c, "--input", i, "-o", tmp_path / "bad", *bad)
+        assert code == 1 and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()

@@ -283,7 +283,7 @@ def test_evaluate_dose_on_folders_joins_image_metrics(run_cli, tmp_path):
         assert ((y - 86.0) / (70.0 - r)) ** 2 + ((x - 110.0) / (90.0 - r)) ** 2 <= 1.0
     # the summary over the two patients is the mean of the rows
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
-    st = metrics["dose"]["summary"]["proton"]["sCT"]["gamma_2pct_2mm"]
+    st = metrics["dose"]["summary"]["proton"]["prediction"]["gamma_2pct_2mm"]   # keyed by role, as the image rows
     assert st["n"] == 2 and st["mean"] == pytest.approx(
         np.mean([float(by[("a", "sCT")]["gamma_2pct_2mm"]), float(by[("b", "sCT")]["gamma_2pct_2mm"])]), abs=1e-5)
     assert "dose (mean over 2 patient(s)" in out

@@ -140,8 +140,13 @@ def test_evaluate_cli_folders_baseline_reports_and_a_missing_case(tmp_path, run_
     assert code == 1 and "orphan: FAILED: no target named orphan" in err
     assert "CBCT MAE 100.0 HU -> sCT MAE 20.0 HU" in out
     doc = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
-    assert doc["summary"]["sCT"]["mae"]["n"] == 2 and doc["summary"]["sCT"]["mae"]["mean"] == pytest.approx(20.0)
-    assert doc["summary"]["sCT"]["mae"]["std"] == pytest.approx(np.std([10, 30], ddof=1), abs=1e-3)
+    # metrics.json is keyed by role, whatever --pred-label/--input-label say; the labels are values
+    assert doc["labels"] == {"input": "CBCT", "prediction": "sCT"} and set(doc["summary"]) == {"input", "prediction"}
+    pred_mae = doc["summary"]["prediction"]["mae"]
+    assert pred_mae["n"] == 2 and pred_mae["mean"] == pytest.approx(20.0)
+    assert pred_mae["std"] == pytest.approx(np.std([10, 30], ddof=1), abs=1e-3)
+    assert doc["summary"]["input"]["mae"]["mean"] == pytest.approx(100.0)
+    assert all(set(c["metrics"]) == {"input", "prediction"} for c in doc["cases"])
     rows = (tmp_path / "rep" / "metrics.csv").read_text(encoding="utf-8").splitlines()
     assert rows[0].startswith("case,patient,image,protocol,mask,mae,me,psnr,ssim") and len(rows) == 5
     import matplotlib.image as mpimg

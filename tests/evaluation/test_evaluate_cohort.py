@@ -134,14 +134,15 @@ def test_evaluate_cli_compare_patients_paired_and_protocol(tmp_path, run_cli):
     assert "sCT - CBCT" in out and "sCT - linear" in out and "p=" in out
     doc = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
     assert doc["protocol"] == "synthrad2025" and doc["n_patients"] == 3
-    assert list(doc["summary"]) == ["CBCT", "linear", "sCT"]
-    sct = doc["summary"]["sCT"]["mae"]
+    assert list(doc["summary"]) == ["input", "linear", "prediction"]           # keyed by role, labels as values
+    assert doc["labels"] == {"input": "CBCT", "linear": "linear", "prediction": "sCT"}
+    sct = doc["summary"]["prediction"]["mae"]
     assert sct["n"] == 3 and sct["n_cases"] == 4 and sct["mean"] == pytest.approx((15 + 30 + 12) / 3)
-    assert sct["ci_method"] == "t" and "ms_ssim" in doc["summary"]["sCT"]
-    pair = doc["paired"]["sCT - CBCT"]["mae"]
+    assert sct["ci_method"] == "t" and "ms_ssim" in doc["summary"]["prediction"]
+    pair = doc["paired"]["prediction - input"]["mae"]
     assert pair["n"] == 3 and pair["mean_diff"] == pytest.approx((15 + 30 + 12) / 3 - 100.0)
     assert pair["wilcoxon_p"] == pytest.approx(0.25)          # 3 patients, all better: 2 / 2^3
-    assert doc["paired"]["sCT - linear"]["mae"]["mean_diff"] == pytest.approx((15 + 30 + 12) / 3 - 50.0)
+    assert doc["paired"]["prediction - linear"]["mae"]["mean_diff"] == pytest.approx((15 + 30 + 12) / 3 - 50.0)
     header = (tmp_path / "rep" / "metrics.csv").read_text(encoding="utf-8").splitlines()[0]
     # the protocol's columns first, then any other registered metric (medgan.evaluation.registry)
     assert header.startswith("case,patient,image,protocol,mask,mae,me,psnr,ms_ssim,mae_air,mae_soft_tissue,mae_bone")
