@@ -27,53 +27,21 @@ beyond these are one file each in :mod:`medgan.evaluation.extra_metrics`.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from scipy import ndimage, signal
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from medgan.errors import InputError
+
+# the protocols and their shared constants live in medgan.evaluation.protocols (streaming uses them too)
+from medgan.evaluation.protocols import DATA_RANGE as DATA_RANGE
+from medgan.evaluation.protocols import DEFAULT_PROTOCOL, PROTOCOLS, SSIM_CROP, TISSUE_CLASSES, Protocol, get_protocol
+from medgan.evaluation.protocols import HU_MAX as HU_MAX
+from medgan.evaluation.protocols import HU_MIN as HU_MIN
 from medgan.evaluation.registry import Metric, metrics_for, register_metric
 
-
-@dataclasses.dataclass(frozen=True)
-class Protocol:
-    name: str
-    hu_min: float
-    hu_max: float
-    structure: str                 #: "ssim" or "ms_ssim": the name of the structural column (its registered metric)
-    mask_outside_first: bool       #: set voxels outside the mask to hu_min before every metric
-
-    @property
-    def data_range(self) -> float:
-        return self.hu_max - self.hu_min
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The protocol's metric columns, in order: those of the registry (:mod:`medgan.evaluation.registry`)."""
-        return tuple(m.name for m in metrics_for(self.name))
-
-
-PROTOCOLS = {
-    "synthrad2023": Protocol("synthrad2023", -1024.0, 3000.0, "ssim", False),
-    "synthrad2025": Protocol("synthrad2025", -1024.0, 3071.0, "ms_ssim", True),
-}
-DEFAULT_PROTOCOL = "synthrad2023"
-HU_MIN, HU_MAX = -1024.0, 3000.0                #: the SynthRAD2023 range (kept for figures)
-DATA_RANGE = HU_MAX - HU_MIN
-SSIM_CROP = 3                                    #: (7 - 1) / 2: the border the references crop
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_MIN_SIZE = 97                            #: the 2025 reference pads every axis to at least this
-
-
-def get_protocol(name: str | Protocol) -> Protocol:
-    if isinstance(name, Protocol):
-        return name
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        raise InputError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}") from None
 
 
 def _prep(pred, target, mask):
@@ -184,10 +152,6 @@ def ms_ssim(pred, target, mask=None, weights=MS_SSIM_WEIGHTS) -> float:
         sub = (slice(None, None, 2),) * p.ndim
         t, p, m = t[sub], p[sub], m[sub]
     return float(out)
-
-
-#: tissue classes by the *reference* CT's HU: name -> [low, high)
-TISSUE_CLASSES = {"air": (-np.inf, -200.0), "soft_tissue": (-200.0, 200.0), "bone": (200.0, np.inf)}
 
 
 def tissue_mae(pred, target, mask=None) -> dict[str, float]:

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from medgan.errors import InputError
-from medgan.evaluation.metrics import PROTOCOLS, SSIM_CROP, TISSUE_CLASSES, Protocol, get_protocol
+from medgan.evaluation.protocols import PROTOCOLS, SSIM_CROP, TISSUE_CLASSES, Protocol, get_protocol
 
 #: the columns computed here (the others of a protocol are computed on the whole volume)
 STREAMED = ("mae", "me", "psnr", "ssim", *(f"mae_{k}" for k in TISSUE_CLASSES))
