@@ -118,7 +118,7 @@ def main() -> None:
     oars = {}
     seg_path = Path(args.data) / "totalsegmentator" / "spine_report" / "test_result" / "totalseg.nii.gz"
     if seg_path.exists():
-        from medgan.dose.evaluate import oars_from_label
+        from medgan.dose.recompute import oars_from_label
 
         oars = oars_from_label(str(seg_path), ct)
     opts = DoseOptions(modality=args.modality, site="pelvis", dose_grid_mm=args.dose_grid)

@@ -14,7 +14,7 @@ import test_dose as T
 
 from medgan.dose import DoseOptions, run_dose
 from medgan.dose.backend import relative_stopping_power
-from medgan.dose.evaluate import summary_line
+from medgan.dose.recompute import summary_line
 from medgan.dose.report import dose_figure
 
 ct, body = T.phantom()

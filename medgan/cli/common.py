@@ -113,7 +113,7 @@ def join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> li
     return out
 
 
-#: the sites with dose defaults (medgan.dose.evaluate.SITES, not imported here: the parser stays light)
+#: the sites with dose defaults (medgan.dose.recompute.SITES, not imported here: the parser stays light)
 DOSE_SITES = ("pelvis", "abdomen", "head")
 
 
@@ -155,7 +155,7 @@ def parse_angles(text: str | None) -> tuple[float, ...] | None:
 
 def dose_options(args):
     """:class:`medgan.dose.DoseOptions` from the flags of :func:`add_dose_options`."""
-    from medgan.dose.evaluate import DoseOptions
+    from medgan.dose.recompute import DoseOptions
 
     return DoseOptions(modality=args.modality, site=args.site, prescription_gy=args.prescription,
                        photon_angles=parse_angles(args.photon_angles), proton_angles=parse_angles(args.proton_angles),

@@ -34,7 +34,7 @@ def run(args) -> int:
     from medgan.dose import backend
 
     backend.check_extra()  # the one-line error naming medgan[dose] before anything is read
-    from medgan.dose.evaluate import oars_from_label, run_dose, summary_line
+    from medgan.dose.recompute import oars_from_label, run_dose, summary_line
     from medgan.dose.report import write_report
     from medgan.dose.structures import parse_sphere
     from medgan.io import read_volume

@@ -2,7 +2,7 @@
 
 A site names where a scan is: ``translate --site`` checks it against the sites a model was
 trained on (recorded in the model file, :mod:`medgan.calibration.domain`), and ``dose --site``
-picks the prescription and beam angles of that site (:data:`medgan.dose.evaluate.SITES`).
+picks the prescription and beam angles of that site (:data:`medgan.dose.recompute.SITES`).
 Names are matched case-insensitively, with ``_`` and spaces read as ``-``, and each alias maps
 to its site (``Pelvic`` and ``prostate`` are ``pelvis``; ``brain`` is ``head``).  Anything else is
 refused with the list of valid names, instead of being compared as free text.

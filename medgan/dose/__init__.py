@@ -6,6 +6,6 @@ DVH points, SynthRAD2023's dose MAE and DVH score, and proton range shifts along
 Needs the optional extra ``medgan[dose]``; see docs/dose.md.
 """
 from medgan.dose.backend import HLUT, relative_stopping_power
-from medgan.dose.evaluate import SITES, DoseOptions, DoseResult, dose_rows, run_dose
+from medgan.dose.recompute import SITES, DoseOptions, DoseResult, dose_rows, run_dose
 
 __all__ = ["DoseOptions", "DoseResult", "SITES", "HLUT", "dose_rows", "relative_stopping_power", "run_dose"]

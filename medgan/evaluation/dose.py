@@ -40,7 +40,7 @@ class CaseDose:
     def __init__(self, options=None, target=None, out_dir: str | Path | None = None, figures: bool = True,
                  say=None) -> None:
         from medgan.dose import backend
-        from medgan.dose.evaluate import DoseOptions
+        from medgan.dose.recompute import DoseOptions
 
         backend.check_extra()  # the one-line error naming medgan[dose], before any case is read
         self.options = options or DoseOptions()
@@ -52,7 +52,7 @@ class CaseDose:
         self.cases: dict[str, dict] = {}  # case -> target sphere, structures, seconds
 
     def __call__(self, res: CaseResult) -> None:
-        from medgan.dose.evaluate import run_dose
+        from medgan.dose.recompute import run_dose
         from medgan.dose.structures import auto_sphere
 
         ct = res.volumes["target"]

@@ -365,7 +365,7 @@ def evaluate_cohort(work: Path, data: Path, sct: Path, quiet: bool = False):
 # --- dose (issue 16): photon + proton plans on each held-out CT, recomputed on sCT and CBCT; needs medgan[dose],
 # skipped with a one-line notice without it.  Report: <work>/dose/<case>/ (dose.csv, dose.json, PNG).
 def dose(work: Path, data: Path, sct: Path) -> list[dict]:
-    from medgan.dose.evaluate import DoseOptions, pipeline_dose
+    from medgan.dose.recompute import DoseOptions, pipeline_dose
     from medgan.io import read_volume
 
     rows = []

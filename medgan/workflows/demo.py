@@ -95,7 +95,7 @@ def run_demo(out_dir: Path, sample: Path, train_config: Path, steps: int = 200) 
     dose_case = "ts_example_ct" if "ts_example_ct" in cases else "phantom05"
     print(f"\ndose: proton plan on {dose_case}'s CT, recomputed on its sCT, baselines and CBCT (8 mm grid) ...",
           flush=True)
-    from medgan.dose.evaluate import DoseOptions, pipeline_dose
+    from medgan.dose.recompute import DoseOptions, pipeline_dose
 
     images = {"sCT": read_volume(out_dir / "sct" / f"{dose_case}.nii.gz"),
               **{b: read_volume(out_dir / b / f"{dose_case}.nii.gz") for b in cbct2ct.BASELINES},

@@ -65,7 +65,7 @@ def test_simulate_and_dose_check_their_outputs_before_the_work(tmp_path, ct, run
     (tmp_path / "cbct.nii.gz").write_bytes(b"someone's scan")
     one_line(*run_cli("simulate-cbct", "-i", ct, "-o", tmp_path / "cbct.nii.gz")[::2], "exists", "--overwrite")
     assert (tmp_path / "cbct.nii.gz").read_bytes() == b"someone's scan"
-    forbid(monkeypatch, "medgan.dose.evaluate.run_dose")
+    forbid(monkeypatch, "medgan.dose.recompute.run_dose")
     (tmp_path / "afile").write_text("")
     one_line(*run_cli("dose", "--ct", ct, "--sct", ct, "--target-sphere", "30,30,15,10",
                       "-o", tmp_path / "afile" / "rep")[::2], "afile is a file")

@@ -125,7 +125,7 @@ def test_site_outside_the_training_sites_is_refused_under_strict(tmp_path, run_c
 def test_dose_site_takes_aliases_and_refuses_others():
     from medgan.cli.common import DOSE_SITES
     from medgan.cli.main import build_parser
-    from medgan.dose.evaluate import SITES, DoseOptions
+    from medgan.dose.recompute import SITES, DoseOptions
 
     assert set(DOSE_SITES) == set(SITES)                     # the parser's list is the planner's
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["dose"]
@@ -138,7 +138,7 @@ def test_dose_site_takes_aliases_and_refuses_others():
 # ---------------------------------------------------------------------------- negative coordinates
 def test_negative_coordinates_need_no_equals_sign(tmp_path, run_cli, monkeypatch):
     """Through the real entry point: the sphere reaches the planner's structure checks with its negative centre."""
-    from medgan.dose import backend, evaluate
+    from medgan.dose import backend, recompute
 
     monkeypatch.setattr(backend, "check_extra", lambda: None)
     seen = {}
@@ -147,7 +147,7 @@ def test_negative_coordinates_need_no_equals_sign(tmp_path, run_cli, monkeypatch
         seen["target"], seen["site"] = target, options.site
         raise ConfigError("stop here")
 
-    monkeypatch.setattr(evaluate, "run_dose", fake_run_dose)
+    monkeypatch.setattr(recompute, "run_dose", fake_run_dose)
     src = write_volume(small_ct(), tmp_path / "ct.nii.gz")
     one_line(*run_cli("dose", "--ct", src, "--sct", src, "--target-sphere", "-12.5,40,3,25", "--site", "Pelvic",
                       "--photon-angles", "-30,30", "-o", tmp_path / "d")[::2], "stop here")

@@ -171,7 +171,7 @@ def _write(tmp_path, name, vol):
 
 def test_structure_checks_without_the_extra():
     from medgan.dose.backend import Grid
-    from medgan.dose.evaluate import build_structures
+    from medgan.dose.recompute import build_structures
 
     ct, body = phantom()
     grid = Grid(SHAPE, (SP, SP, SP), (0.0, 0.0, 0.0))
@@ -214,7 +214,7 @@ def test_cli_bad_input_is_one_line(run_cli, tmp_path):
 
 
 def test_pipeline_hook_skips_with_a_notice_without_the_extra(monkeypatch, tmp_path):
-    from medgan.dose.evaluate import pipeline_dose
+    from medgan.dose.recompute import pipeline_dose
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "pymedphys" else real(n, *a))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medgan.dose import backend
-from medgan.dose.evaluate import AIR_HU, crop_to_slab
+from medgan.dose.recompute import AIR_HU, crop_to_slab
 from medgan.io import Volume
 from tests.dose.test_dose import needs_dose
 
