@@ -342,7 +342,7 @@ def plan_outputs(outputs: Sequence[tuple[str | Path, str | None]], inputs: Itera
         if fmt != FOLDER:
             check_not_input(path, inputs)
         else:                      # a report folder may hold the inputs (its own files have other names)
-            check_not_input(path, [i for i in inputs if Path(i).resolve() not in path.resolve().parents])
+            check_not_input(path, [i for i in inputs if path.resolve() not in Path(i).resolve().parents])
         absolute = path.resolve()
         for other in planned:
             o = other.path.resolve()
