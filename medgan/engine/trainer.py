@@ -29,7 +29,7 @@ from medgan.engine.distributed import barrier, init_distributed, shutdown
 from medgan.engine.methods import build_model
 from medgan.errors import ConfigError, InputError
 from medgan.evaluation.metrics import mae, ssim
-from medgan.inference.engine import run_generator
+from medgan.inference.runner import run_generator
 from medgan.io import read_volume
 from medgan.io.cases import list_volumes, match_pairs
 from medgan.io.model_file import ModelSpec, write_model_file

@@ -19,7 +19,7 @@ from medgan.calibration.hu_map import QUANTILE_LEVELS
 from medgan.config import ExperimentConfig, config_to_dict, load_config
 from medgan.data.hu import HU_PRESETS
 from medgan.errors import ConfigError
-from medgan.inference.engine import run_generator
+from medgan.inference.runner import run_generator
 from medgan.inference.model import load_model
 from medgan.inference.qa import qa_map_correlation
 from medgan.inference.translate import TranslateOptions, translate

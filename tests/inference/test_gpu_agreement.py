@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from medgan.data.hu import HU_PRESETS
-from medgan.inference import engine
+from medgan.inference import runner
 from medgan.inference.precision import Fp32, fp32_output, output_layers
 from medgan.nets.correction import CorrectionGenerator
 from medgan.nets.generators import ResnetGenerator, UNetGenerator
@@ -90,19 +90,19 @@ def test_run_generator_hu_are_fp32_under_bf16_autocast(monkeypatch, name):
     ct, _ = make_phantom(0, shape=(3, 48, 48), spacing_zyx=(2.5, 4.0, 4.0))
     hu = np.asarray(ct.array, dtype=np.float32)
     output = "correction" if name == "correction" else "image"
-    monkeypatch.setattr(engine, "autocast", cpu_bf16)
+    monkeypatch.setattr(runner, "autocast", cpu_bf16)
     kw = dict(preset=PRESET, spatial_dims=2, device=torch.device("cpu"), batch_size=2, amp=True)
     if output == "correction":
-        corr = engine.run_generator(net, hu, output="correction", **kw)
+        corr = runner.run_generator(net, hu, output="correction", **kw)
         res = np.clip(hu + corr, PRESET.lo, PRESET.hi)        # what translate adds
     else:
-        res = engine.run_generator(net, hu, **kw)
+        res = runner.run_generator(net, hu, **kw)
     assert res.dtype == np.float32
     assert off_bf16_grid(res if output == "image" else corr + PRESET.lo + (PRESET.hi - PRESET.lo) / 2).mean() > 0.9
     # the check can fail: without fp32_output the network's output is bf16, and so is every HU
     if output == "image":
-        monkeypatch.setattr(engine, "fp32_output", lambda net, enabled=True: contextlib.nullcontext())
-        rounded = engine.run_generator(net, hu, **kw)
+        monkeypatch.setattr(runner, "fp32_output", lambda net, enabled=True: contextlib.nullcontext())
+        rounded = runner.run_generator(net, hu, **kw)
         assert off_bf16_grid(rounded).mean() < 0.01
 
 

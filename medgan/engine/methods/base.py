@@ -31,7 +31,7 @@ from torch import nn
 from medgan.config import ExperimentConfig
 from medgan.engine.pool import ImagePool
 from medgan.errors import ConfigError
-from medgan.inference.engine import autocast
+from medgan.inference.runner import autocast
 from medgan.io.model_file import GENERATOR_PREFIXES
 from medgan.losses import AdversarialLoss, Objective
 from medgan.losses.adversarial import instance_noise_std
