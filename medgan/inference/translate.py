@@ -29,8 +29,8 @@ from scipy import ndimage
 from medgan.calibration import DomainReport, check_domain, volume_profile
 from medgan.data.resample import needs_resampling, resample_like
 from medgan.errors import DomainError, InputError, ModelError
-from medgan.inference.runner import run_generator
 from medgan.inference.model import TranslationModel, load_model
+from medgan.inference.runner import run_generator
 from medgan.inference.slabs import SLAB_SLICES, Output, Rolling, lowpass_z, resample_slab, slabs
 from medgan.inference.slabs import resample_to_spacing as resample_to_spacing_by_slab
 from medgan.io import Volume, read_volume

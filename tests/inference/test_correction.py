@@ -19,9 +19,9 @@ from medgan.calibration.hu_map import QUANTILE_LEVELS
 from medgan.config import ExperimentConfig, config_to_dict, load_config
 from medgan.data.hu import HU_PRESETS
 from medgan.errors import ConfigError
-from medgan.inference.runner import run_generator
 from medgan.inference.model import load_model
 from medgan.inference.qa import qa_map_correlation
+from medgan.inference.runner import run_generator
 from medgan.inference.translate import TranslateOptions, translate
 from medgan.io import Volume, read_volume, write_volume
 from medgan.io.model_file import ModelSpec, read_model_file, write_model_file

@@ -16,8 +16,8 @@ from scipy import ndimage
 
 from medgan.data.resample import resample_like, resample_to_spacing
 from medgan.inference import slabs
-from medgan.inference.runner import run_generator
 from medgan.inference.model import load_model
+from medgan.inference.runner import run_generator
 from medgan.inference.translate import TranslateOptions, translate
 from medgan.io import Volume, read_volume, write_volume
 from tests.conftest import rotation
