@@ -174,7 +174,7 @@ def train_cut_on_phantoms(domains, run, seed=0, steps=CUT_STEPS):
 #: threads x ATEN_CPU_CAPABILITY default and avx2 (benchmarks/test_margins.py cut; docs/training.md, "Tests that
 #: train"): the worst run's ratio stays well below it.  The held-out MAE is printed, not asserted: after 100 (or
 #: 300) steps it ranges from better than the input to far worse, with the seed and the CPU's kernels
-NCE_RATIO_BOUND = 0.85
+NCE_RATIO_BOUND = 0.9
 
 
 @pytest.mark.slow
