@@ -581,8 +581,8 @@ def _add_references(files: list[Path], source_series: str | None, sources: list,
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
-    if not source_series and not any(s[1] for s in sources):
-        return      # nothing to add: SpacingBetweenSlices (0018|0088) is among the tags GDCM wrote
+    # SpacingBetweenSlices is always rewritten: GDCM was seen writing 1.0 (the 2D slice's own spacing) in a
+    # full test run although 0018|0088 was set, so the tag is not left to it.
     for z, path in enumerate(files):
         ds = pydicom.dcmread(str(path))
         ds.SpacingBetweenSlices = f"{spacing_z:.10g}"

@@ -22,7 +22,7 @@ SEG = "pipelines/segmentation_augmentation/run.py"
 def script(relpath: str, *args) -> subprocess.CompletedProcess:
     """Run a pipelines/ script as its user does: ``python pipelines/...py ARGS`` (exit code, stdout, stderr)."""
     return subprocess.run([sys.executable, str(REPO / relpath), *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, timeout=3000)
+                          encoding="utf-8", cwd=REPO, timeout=3000)
 
 
 def _cbct2ct_on_phantoms(folder, work, names, seed, shape, steps, *extra):
