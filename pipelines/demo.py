@@ -1,18 +1,7 @@
-"""`make demo`: CBCT -> synthetic CT with the shipped starter model, measured and pictured, in a few minutes.
-
-1. a held-out patient: a phantom CT the starter model never saw (``phantom05`` of its test
-   split) and its RTK-simulated CBCT; with ../shared/data present, also the real example CT
-   (``ts_example_ct``, held out too) and its simulated CBCT;
-2. translate each CBCT with the starter model and evaluate against the true CT, beside three
-   baseline rows: the untranslated CBCT and the model file's two global HU calibrations
-   (``translate --baseline linear`` / ``histogram``) (SynthRAD2023 metrics, PNG report per case);
-3. the real Catphan CBCT (DICOM zip) -> a synthetic-CT DICOM series, read back;
-4. a short training run (tiny model, about a minute) to show that training works, with its
-   loss-curve PNG.
+"""`make demo`: the steps are described in medgan.workflows.demo, which this script calls.
 
 Everything lands in demo_output/.  MEDGAN_DEMO_TRAIN_STEPS sets the training length (default 200).
-
-Argument-free: the demo is medgan.workflows.demo.run_demo.
+MEDGAN_SAMPLE_DATA points at the real sample scans (default ../shared/data).
 """
 from __future__ import annotations
 
