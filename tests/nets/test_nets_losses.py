@@ -195,3 +195,39 @@ def test_instance_norm_hides_the_inputs_level_and_the_other_norms_keep_it():
         assert norms == {"instance": {"InstanceNorm2d"}, "batch": {"BatchNorm2d"}, "none": set()}[kind]
     with pytest.raises(ConfigError, match="norm must be one of"):
         build_generator("resnet", 2, norm="layer")
+
+
+@pytest.mark.parametrize("dims,shape", [(2, (2, 1, 128, 128)), (3, (1, 1, 64, 64, 64))])
+def test_lowpass_patchgan_concatenates_the_logits_of_every_scale(dims, shape):
+    d = build_discriminator("lowpass-patchgan", dims, channels=8, scales=(1, 2), sigma_px=1.5)
+    plain = build_discriminator("patchgan", dims, channels=8)
+    x = torch.randn(*shape)
+    full = plain(x).flatten(1).shape[1]
+    half = plain(torch.nn.functional.interpolate(x, scale_factor=0.5)).flatten(1).shape[1]
+    assert d(x).shape == (shape[0], full + half)
+
+
+def test_lowpass_patchgan_cannot_see_what_a_correction_cannot_change():
+    """Noise near the Nyquist frequency is invisible to it; a smooth change of the same size is not."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, 128, 128) * 0.2
+    yy, xx = torch.meshgrid(torch.arange(128), torch.arange(128), indexing="ij")
+    window = (torch.sin(torch.pi * yy / 127) * torch.sin(torch.pi * xx / 127)) ** 2   # away from the border
+    checker = (0.3 * window * (-1.0) ** (yy + xx)).float()[None, None]   # the finest pattern a grid holds
+    smooth = (0.3 * window * torch.sin(2 * torch.pi * xx / 128.0)).float()[None, None]
+    lp = build_discriminator("lowpass-patchgan", 2, channels=8, sigma_px=2.0, scales=(2, 4))
+    plain = build_discriminator("patchgan", 2, channels=8)
+    with torch.no_grad():
+        lp_hf = (lp(x + checker) - lp(x)).abs().max().item()
+        lp_lf = (lp(x + smooth) - lp(x)).abs().max().item()
+        plain_hf = (plain(x + checker) - plain(x)).abs().max().item()
+    # a Gaussian of sigma 2 voxels passes exp(-2 pi^2 sigma^2 f^2) = 3e-9 at f = 0.5 cycles/voxel.
+    # Seeds 0-5 measured lp_hf / lp_lf = 1.0e-6 .. 1.8e-6 and plain_hf / lp_hf >= 5.3e5 (2026-12-03).
+    assert lp_hf < 1e-3 * lp_lf
+    assert plain_hf > 1e3 * lp_hf
+
+
+def test_lowpass_patchgan_refuses_a_patch_too_small_for_its_scales():
+    d = build_discriminator("lowpass-patchgan", 2, channels=8, scales=(4,))
+    with pytest.raises(ValueError, match="smaller than 16 voxels"):
+        d(torch.randn(1, 1, 48, 48))
