@@ -40,6 +40,7 @@ from scipy import ndimage
 from medgan.errors import DependencyError, InputError
 from medgan.io.volume import Volume
 from medgan.simulation import spectra
+from medgan.simulation.materials import HU_TABLE_LABEL, basis_densities, label_of
 
 #: photons per mm^2 per mAs at 1 m behind 2.5 mm Al at 100 kVp (scaled with kVp^2)
 FLUENCE_PER_MAS_1M = 3.0e6
@@ -50,6 +51,15 @@ SCATTER_AMPLITUDE = 0.0013
 #: scatter kernel on the detector: two Gaussians (sigma in mm at the detector, weight)
 TRUNCATION_CORRECTION = 0.5
 SCATTER_KERNEL = ((30.0, 0.5), (100.0, 0.5))
+#: how the volume is reconstructed: on the protocol's clinical grid (``recon_matrix`` x
+#: ``recon_matrix`` over ``recon_fov_mm``, ``slice_thickness_mm`` slices, the panel's pixels), or
+#: "fast": on a working grid of at most ``working_max_size`` voxels per axis with the detector
+#: matched to it (several times faster; smoother and quieter than the scanner's images)
+RECONSTRUCTION_MODES = ("clinical", "fast")
+#: where simulate_cbct returns its CBCT: the scanner's reconstruction grid, or the CT's grid
+OUTPUT_GRIDS = ("clinical", "ct")
+#: "clinical" mode projects the CT on its own grid, resampled only above this many voxels per axis
+CLINICAL_PROJECTION_MAX_SIZE = 1024
 
 
 @dataclasses.dataclass(unsafe_hash=True)  # hashable: the HU calibration is cached per protocol
@@ -91,10 +101,17 @@ class CBCTParams:
     ring_gain_sd: float = 0.0             #: relative SD of per-pixel gain errors left after calibration
     breathing_amplitude_mm: float = 0.0   #: rigid superior-inferior breathing (peak), thorax
     breathing_period_s: float = 4.0
+    detector_pixel_mm: float = 0.388      #: read-out pixel (PaxScan 4030CB: 0.194 mm, 2x2 binned for CBCT)
+    scintillator_blur_mm: float = 0.15    #: light spread of the CsI:Tl layer (Gaussian sigma at the detector)
+    focal_spot_mm: float = 0.8            #: tube focal spot (nominal size, taken as the FWHM of a Gaussian)
     # reconstruction
+    mode: str = "clinical"                #: "clinical": the protocol's grid below; "fast": the working grid
+    recon_matrix: int = 512               #: pixels per side of the reconstructed slices
+    recon_fov_mm: float = 465.0           #: reconstructed diameter (voxel = recon_fov_mm / recon_matrix)
+    slice_thickness_mm: float = 2.0       #: reconstructed slice thickness (and spacing)
     hann_cutoff: float = 0.0             #: Hann apodisation of the ramp filter (fraction of Nyquist; 0 = none)
-    working_max_size: int = 192           #: largest size of the working grid per axis (CPU time)
-    detector_oversampling: float = 1.0    #: detector pixels per working voxel at the isocentre
+    working_max_size: int = 192           #: "fast" mode: largest size of the working grid per axis (CPU time)
+    detector_oversampling: float = 1.0    #: simulated detector pixels per reconstructed voxel at the isocentre
     # vendor HU calibration: reconstructed attenuation (1/mm) of (air, water); None = measure it
     calibration_diameter_mm: float = 300.0
     calibration_insert_mm: float = 30.0   #: diameter of the air insert of the calibration cylinder
@@ -123,6 +140,12 @@ class CBCTParams:
             (self.breathing_period_s > 0 and self.rotation_time_s > 0, "times must be > 0"),
             (self.working_max_size >= 16, "working_max_size must be >= 16"),
             (self.detector_oversampling > 0, "detector_oversampling must be > 0"),
+            (self.mode in RECONSTRUCTION_MODES, f"mode must be one of {', '.join(RECONSTRUCTION_MODES)}"),
+            (16 <= self.recon_matrix <= 2048, "recon_matrix must be in [16, 2048]"),
+            (self.recon_fov_mm > 0 and self.slice_thickness_mm > 0 and self.detector_pixel_mm > 0,
+             "recon_fov_mm, slice_thickness_mm and detector_pixel_mm must be > 0"),
+            (self.scintillator_blur_mm >= 0 and self.focal_spot_mm >= 0,
+             "scintillator_blur_mm and focal_spot_mm must be >= 0"),
             (0.0 <= self.hann_cutoff <= 1.0, "hann_cutoff must be in [0, 1]"),
             (self.calibration_diameter_mm > 0, "calibration_diameter_mm must be > 0"),
             (20.0 <= self.ct_effective_kev <= 140.0, "ct_effective_kev must be in [20, 140]"),
@@ -132,6 +155,11 @@ class CBCTParams:
                 raise InputError(f"CBCT parameters: {message}")
 
     # ------------------------------------------------------------------ derived geometry
+    @property
+    def recon_voxel_mm(self) -> float:
+        """In-plane voxel of the clinical reconstruction."""
+        return self.recon_fov_mm / self.recon_matrix
+
     @property
     def magnification(self) -> float:
         return self.source_to_detector_mm / self.source_to_isocenter_mm
@@ -165,10 +193,14 @@ class CBCTParams:
 
 
 #: the scanner geometry shared by each vendor's presets (CBCTParams keyword arguments)
+# Varian OBI / TrueBeam: PaxScan 4030CB panel, 2048 x 1536 pixels of 0.194 mm (397 x 298 mm), read
+# 2x2 binned (1024 x 768, 0.388 mm) in CBCT mode; reconstructions 512 x 512, 2.5 mm slices.
 _VARIAN: dict[str, Any] = dict(source_to_isocenter_mm=1000.0, source_to_detector_mm=1500.0, panel_width_mm=397.0,
-                               panel_height_mm=298.0)
+                               panel_height_mm=298.0, detector_pixel_mm=0.388, slice_thickness_mm=2.5)
+# Elekta XVI: PerkinElmer XRD 1640 panel, 1024 x 1024 pixels of 0.4 mm, 2x2 binned (0.8 mm) for
+# CBCT; reconstructions on 1 mm voxels (S / M / L: 270 / 410 / 520 mm wide).
 _ELEKTA: dict[str, Any] = dict(source_to_isocenter_mm=1000.0, source_to_detector_mm=1536.0, panel_width_mm=409.6,
-                               panel_height_mm=409.6)
+                               panel_height_mm=409.6, detector_pixel_mm=0.8, slice_thickness_mm=1.0)
 
 # (air, water) reconstructed attenuation (1/mm) measured by water_calibration() for each preset
 # (`python -m medgan.simulation.cbct` prints them; tests/simulation/test_simulation.py re-measures one).
@@ -186,25 +218,28 @@ CBCT_PRESETS: dict[str, CBCTParams] = {
     "varian-obi-head": CBCTParams(name="varian-obi-head", **_VARIAN, panel_offset_mm=0.0, arc_degrees=200.0,
                                   n_projections=366, rotation_time_s=33.0, kvp=100.0, mas=150.0,
                                   bowtie_radius_mm=120.0, calibration_diameter_mm=200.0,
-                                  calibration_insert_mm=12.5),
+                                  calibration_insert_mm=12.5, recon_fov_mm=250.0),
     # Varian "Pelvis": half-fan (panel shifted 160 mm), half bowtie, 360 deg, 125 kVp, 1080 mAs.
     "varian-obi-pelvis": CBCTParams(name="varian-obi-pelvis", **_VARIAN, panel_offset_mm=160.0, arc_degrees=360.0,
                                     n_projections=655, kvp=125.0, mas=1080.0, bowtie_radius_mm=240.0,
-                                    calibration_diameter_mm=300.0),
+                                    calibration_diameter_mm=300.0, recon_fov_mm=465.0),
     # Varian "Thorax": the pelvis geometry at 270 mAs (breathing: --set breathing_amplitude_mm=10).
     "varian-obi-thorax": CBCTParams(name="varian-obi-thorax", **_VARIAN, panel_offset_mm=160.0, arc_degrees=360.0,
                                     n_projections=655, kvp=125.0, mas=270.0, bowtie_radius_mm=240.0,
-                                    calibration_diameter_mm=300.0),
+                                    calibration_diameter_mm=300.0, recon_fov_mm=465.0),
     # Elekta XVI: 41 cm panel at 1536 mm; S/M/L field of view by panel offset (0 / 115 / 200 mm).
     "elekta-xvi-s": CBCTParams(name="elekta-xvi-s", **_ELEKTA, panel_offset_mm=0.0, arc_degrees=200.0,
                                n_projections=361, kvp=100.0, mas=36.0, bowtie_radius_mm=0.0,
-                               rotation_time_s=36.0, calibration_diameter_mm=200.0, calibration_insert_mm=12.5),
+                               rotation_time_s=36.0, calibration_diameter_mm=200.0, calibration_insert_mm=12.5,
+                               recon_matrix=270, recon_fov_mm=270.0),
     "elekta-xvi-m": CBCTParams(name="elekta-xvi-m", **_ELEKTA, panel_offset_mm=115.0, arc_degrees=360.0,
                                n_projections=660, kvp=120.0, mas=1056.0, bowtie_radius_mm=240.0,
-                               rotation_time_s=120.0, calibration_diameter_mm=300.0),
+                               rotation_time_s=120.0, calibration_diameter_mm=300.0, recon_matrix=410,
+                               recon_fov_mm=410.0),
     "elekta-xvi-l": CBCTParams(name="elekta-xvi-l", **_ELEKTA, panel_offset_mm=200.0, arc_degrees=360.0,
                                n_projections=660, kvp=120.0, mas=1056.0, bowtie_radius_mm=240.0,
-                               rotation_time_s=120.0, calibration_diameter_mm=300.0),
+                               rotation_time_s=120.0, calibration_diameter_mm=300.0, recon_matrix=520,
+                               recon_fov_mm=520.0),
 }
 for _name, _cal in _CAL.items():
     if _cal is not None:
@@ -410,7 +445,7 @@ def _reconstruct(itk, rtk, scan: _Scan, geometry, projections, like, n_slices: i
 
 
 def _simulate_mu(work_hu: np.ndarray, spacing_xyz, params: CBCTParams, rng, progress=None,
-                 stats: dict | None = None) -> np.ndarray:
+                 stats: dict | None = None, materials: np.ndarray | None = None) -> np.ndarray:
     """Reconstructed attenuation (1/mm) of a CT on its working grid, stitched over axial arcs."""
     itk, rtk = _rtk()
     sx, sy, sz = (float(s) for s in spacing_xyz)
@@ -419,7 +454,7 @@ def _simulate_mu(work_hu: np.ndarray, spacing_xyz, params: CBCTParams, rng, prog
     sid = params.source_to_isocenter_mm
     if radius >= sid * 0.8:
         raise InputError(f"the volume (radius {radius:.0f} mm) does not fit the scanner geometry")
-    rho_w, rho_b = spectra.decompose_hu(work_hu, params.ct_effective_kev, params.soft_tissue_max_hu)
+    rho_w, rho_b = basis_densities(work_hu, params.kvp, params.filtration_mm_al, params.ct_effective_kev, materials)
     # a patient wider than the field of view: extrapolate the truncated projections before ramp filtering
     body = (work_hu > -500).any(axis=0)
     truncated = bool(body.any() and (_radius_map(body.shape, (sx, sy)) [body]).max() > params.fov_radius_mm)
@@ -517,7 +552,8 @@ def _water_calibration_cached(params: CBCTParams) -> tuple[float, float]:
     to_insert = np.hypot((yy - c) * voxel, (xx - c) * voxel - r / 2.0)
     hu[:, to_insert <= insert / 2.0] = -1000.0
     calib = dataclasses.replace(params, n_projections=min(params.n_projections, 180), working_max_size=max(n, nz))
-    mu = _simulate_mu(hu, (voxel, voxel, voxel), calib, np.random.default_rng(0))
+    water_map = np.full(hu.shape, label_of("water"), np.uint8)  # the vendor's phantom is water
+    mu = _simulate_mu(hu, (voxel, voxel, voxel), calib, np.random.default_rng(0), materials=water_map)
     mid = mu[nz // 2 - 2: nz // 2 + 3]
     water = (radius <= 0.85 * r) & (to_insert > insert)
     air = to_insert <= insert / 4.0
@@ -525,13 +561,15 @@ def _water_calibration_cached(params: CBCTParams) -> tuple[float, float]:
 
 
 def simulate_cbct(ct: Volume, params: CBCTParams | str | None = None, seed: int | None = 0, progress=None,
-                  stats: dict | None = None) -> Volume:
+                  stats: dict | None = None, materials: Volume | None = None) -> Volume:
     """Simulate a CBCT of ``ct`` (HU) and return it on the CT's exact grid (float32 HU).
 
     ``params`` is a :class:`CBCTParams` or a preset name (see :data:`CBCT_PRESETS`).  Voxels
     outside the scanner's reconstructed field of view are set to -1000 HU.  When ``stats`` is a
     dict it receives the scatter-to-primary ratio on the central ray, the field of view and the
-    water calibration used.
+    water calibration used.  ``materials`` is a material map on the CT's grid (labels of
+    :data:`medgan.simulation.materials.MATERIAL_LABELS`); without it every voxel's material comes
+    from the HU table.
     """
     if params is None or isinstance(params, str):
         name = params or "pelvis"
@@ -550,6 +588,14 @@ def simulate_cbct(ct: Volume, params: CBCTParams | str | None = None, seed: int 
     ct_img = ct.with_array(hu).to_sitk()
     work = _working_grid(ct_img, params.working_max_size)
     work_hu = sitk.GetArrayFromImage(work)
+    work_labels = None
+    if materials is not None:
+        why = ct.grid_difference(materials)
+        if why is not None:
+            raise InputError(f"the material map is not on the CT's grid: {why}")
+        labels_img = materials.with_array(np.asarray(materials.array).astype(np.uint8)).to_sitk()
+        work_labels = sitk.GetArrayFromImage(sitk.Resample(labels_img, work, sitk.Transform(),
+                                                           sitk.sitkNearestNeighbor, HU_TABLE_LABEL, sitk.sitkUInt8))
     cal = params.water_calibration
     if cal is None:
         if params.polychromatic or params.scatter_scale > 0:
@@ -559,7 +605,8 @@ def simulate_cbct(ct: Volume, params: CBCTParams | str | None = None, seed: int 
         else:  # monoenergetic, scatter-free: the exact attenuation of air and water
             cal = (0.0, float(spectra.mass_attenuation("water", params.ct_effective_kev)) / 10.0)
     mu_air, mu_water = cal
-    mu_rec = _simulate_mu(work_hu, work.GetSpacing(), params, rng, progress=progress, stats=stats)
+    mu_rec = _simulate_mu(work_hu, work.GetSpacing(), params, rng, progress=progress, stats=stats,
+                          materials=work_labels)
     hu_rec = 1000.0 * (mu_rec - mu_water) / (mu_water - mu_air)
     fov = params.fov_radius_mm
     hu_rec[:, ~_fov_mask_xy(hu_rec.shape, work.GetSpacing(), fov)] = -1000.0

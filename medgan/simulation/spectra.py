@@ -94,10 +94,13 @@ def effective_energy(kvp: float, filtration_mm_al: float) -> float:
 
 
 class PolyProjector:
-    """Look-up table p(L_w, L_b, T_al) of the measured log-transmission of a polychromatic beam."""
+    """Look-up table p(L_w, L_b, T_al) of the measured log-transmission of a polychromatic beam.
+
+    ``L_b`` may be negative (down to ``min_bone``): the basis fit of materials of lower atomic number
+    than water (fat, most plastics) has a negative bone part."""
 
     def __init__(self, kvp: float, filtration_mm_al: float, max_bowtie_mm: float = 0.0,
-                 max_water: float = 80.0, max_bone: float = 40.0) -> None:
+                 max_water: float = 80.0, max_bone: float = 150.0, min_bone: float = -12.0) -> None:
         e, n = spectrum(kvp, filtration_mm_al)
         self.energies = e
         w = n * e  # energy-integrating detector
@@ -105,7 +108,11 @@ class PolyProjector:
         self.mu_b = mass_attenuation("bone", e)
         mu_al = mass_attenuation("aluminium", e) * DENSITY["aluminium"] / 10.0  # per mm
         self.water_axis = np.linspace(0.0, max_water, 321)
-        self.bone_axis = np.linspace(0.0, max_bone, 161)
+        # bone line integrals: negative for plastics and fat (their basis fit has b < 0, see
+        # medgan.simulation.materials), 0.25 g/cm^2 steps up to 40, then 1 g/cm^2 (metal)
+        fine = np.arange(min_bone, 40.0 + 1e-9, 0.25)
+        self.bone_axis = np.concatenate([fine, np.arange(41.0, max(max_bone, 41.0) + 1e-9, 1.0)])
+        self.bone_zero = int(np.argmin(np.abs(self.bone_axis)))  # the axis holds 0 exactly
         self.bowtie_axis = np.linspace(0.0, max(max_bowtie_mm, 1e-6), 9 if max_bowtie_mm > 0 else 1)
         lut = np.empty((len(self.bowtie_axis), len(self.water_axis), len(self.bone_axis)), dtype=np.float64)
         att_b = np.exp(-np.outer(self.bone_axis, self.mu_b))  # [b, E]
@@ -117,12 +124,12 @@ class PolyProjector:
             att_w = np.exp(-np.outer(self.water_axis, self.mu_w)) * wt  # [w, E]
             lut[k] = -np.log(np.clip(att_w @ att_b.T, 1e-300, None))
         self.lut = lut.astype(np.float32)
-        self.max_water, self.max_bone = max_water, max_bone
+        self.max_water, self.max_bone, self.min_bone = max_water, float(self.bone_axis[-1]), min_bone
 
     def __call__(self, water: np.ndarray, bone: np.ndarray, bowtie_mm: np.ndarray | float = 0.0) -> np.ndarray:
         """Measured line integrals (dimensionless) for water/bone line integrals in g/cm^2."""
         cw = np.clip(water, 0.0, self.max_water) / self.water_axis[1]
-        cb = np.clip(bone, 0.0, self.max_bone) / self.bone_axis[1]
+        cb = np.interp(np.clip(bone, self.min_bone, self.max_bone), self.bone_axis, np.arange(len(self.bone_axis)))
         if len(self.bowtie_axis) == 1:
             out = ndimage.map_coordinates(self.lut[0], [cw.ravel(), cb.ravel()], order=1, mode="nearest")
         else:
@@ -142,7 +149,7 @@ class PolyProjector:
         """
         out = np.empty(measured.shape, dtype=np.float64)
         levels = np.interp(bowtie_mm, self.bowtie_axis, np.arange(len(self.bowtie_axis)))
-        curves = self.lut[:, :, 0].astype(np.float64)
+        curves = self.lut[:, :, self.bone_zero].astype(np.float64)
         slope = float(self.mu_w[-1])
         for j, level in enumerate(np.broadcast_to(levels, measured.shape[-1:])):
             k = min(int(level), len(curves) - 1)
