@@ -23,6 +23,7 @@ COMMANDS = {
     "info": "medgan.cli.info",
     "convert": "medgan.cli.convert",
     "simulate": "medgan.cli.simulate",
+    "pseudo-patients": "medgan.cli.anatomy",
     "train": "medgan.cli.train",
     "translate": "medgan.cli.translate",
     "evaluate": "medgan.cli.evaluate",
