@@ -14,7 +14,8 @@ from medgan.io.model_file import GENERATOR_PREFIXES, ModelSpec, load_checkpoint,
 from medgan.nets import build_translator
 
 #: The starter model shipped inside the package (see docs/models.md).
-STARTER_MODEL = Path(__file__).resolve().parents[1] / "models" / "cbct2ct_starter.safetensors"
+MODELS = Path(__file__).resolve().parents[1] / "models"
+STARTER_MODEL = MODELS / "cbct2ct_starter.safetensors"
 
 
 @dataclasses.dataclass
@@ -81,7 +82,8 @@ def _build(spec: ModelSpec, gen_state: dict, source: Path) -> TranslationModel:
 
 
 def load_model(path: str | Path | None = None) -> TranslationModel:
-    """``path``: an exported ``.safetensors`` model, a run folder, or a ``.pt`` checkpoint.
+    """``path``: an exported ``.safetensors`` model, a run folder, a ``.pt`` checkpoint, or the name of a model
+    shipped in ``medgan/models`` (``contrast2noncontrast``).
 
     ``None`` loads the shipped starter model.  Nothing here unpickles arbitrary
     objects: safetensors holds no code and checkpoints load with ``weights_only=True``.
@@ -91,6 +93,8 @@ def load_model(path: str | Path | None = None) -> TranslationModel:
             raise ModelError("no model given (-m) and no starter model is installed")
         path = STARTER_MODEL
     path = Path(path)
+    if not path.exists() and path.name == str(path) and (MODELS / f"{path.name}.safetensors").exists():
+        path = MODELS / f"{path.name}.safetensors"          # a shipped model by name (docs/models.md)
     if path.is_dir():
         candidate = path / "model.safetensors"
         if not candidate.exists():

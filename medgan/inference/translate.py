@@ -29,6 +29,7 @@ from scipy import ndimage
 from medgan.calibration import DomainReport, check_domain, volume_profile
 from medgan.data.resample import needs_resampling, resample_like
 from medgan.errors import DomainError, InputError, ModelError
+from medgan.inference.enhancement import enhancement_report, keep_constraints, subtraction
 from medgan.inference.model import TranslationModel, load_model
 from medgan.inference.runner import run_generator
 from medgan.inference.slabs import SLAB_SLICES, Output, Rolling, lowpass_z, resample_slab, slabs
@@ -284,10 +285,20 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
             else:
                 sct, qa = _translate_by_slab(model, volume, work, cal_in, kw, opts.slab_slices, dtype), None
         pbar.close()
+    found = None
+    if not keep_input and sct is not None and (sub := subtraction(model.g_ab)) is not None:
+        # a subtraction model (contrast -> non-contrast): E >= 0 kept on the input's grid; no enhancement
+        # found, the input comes back unchanged
+        sct = keep_constraints(volume.array, sct, sub[1], hi)
+        found = enhancement_report(volume.array, sct, volume.spacing, sub[0])
+        if not found.found:
+            print(f"medgan: {found.message()}", file=sys.stderr)
+            keep_input = True
     if keep_input:
         sct = np.asarray(volume.array)         # the input's own voxels and type: "unchanged" is bit-identical
     out = _finish(sct, orient, original, "CT (synthetic)", keep_dtype=True)
     out.meta["domain"] = dataclasses.asdict(report) if report is not None else None
+    out.meta["enhancement"] = dataclasses.asdict(found) if found is not None else None
     out.meta["unchanged"] = keep_input          # writers keep the voxel type then (translate_file)
     if qa is None:
         return out

@@ -1,5 +1,5 @@
 """Networks. Importing this package registers the built-in architectures."""
-from medgan.nets import discriminators, generators  # noqa: F401  (registration side effect)
+from medgan.nets import discriminators, enhancement, generators  # noqa: F401  (registration side effect)
 from medgan.nets.correction import CorrectionGenerator, build_translator
 from medgan.nets.features import encoder_layers, forward_features
 from medgan.nets.registry import (

@@ -131,7 +131,8 @@ def build_translator(m, spacing: Sequence[float] | None, hu_range: float) -> nn.
         args.setdefault("in_channels", k)
         args.setdefault("out_channels", k)
     inner = build_generator(m.generator, m.spatial_dims, **args)
-    if m.output != "correction":
+    if m.output != "correction" or hasattr(inner, "correction"):
+        # a generator with its own correction (medgan.nets.enhancement) is used as it is
         return inner
     assert spacing is not None                      # validate_model_config refuses a correction without data.spacing
     bound = 1.0 if m.correction_max_hu is None else 2.0 * float(m.correction_max_hu) / hu_range

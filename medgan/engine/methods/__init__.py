@@ -4,7 +4,7 @@ Importing this package registers the built-in methods.  A new method is one file
 ``@register_model("name")`` class, and its name in the registration import below
 (docs/architecture.md, "How to add a method").
 """
-from medgan.engine.methods import cut, cyclegan, paired  # noqa: F401  (registration side effect)
+from medgan.engine.methods import cut, cyclegan, paired, subtraction  # noqa: F401  (registration side effect)
 from medgan.engine.methods.base import METHODS, GANModel, build_model, register_model
 
 __all__ = ["METHODS", "GANModel", "build_model", "register_model"]

@@ -1,0 +1,198 @@
+"""Contrast -> non-contrast CT: the training folders, held out by source patient, and the measurements.
+
+:func:`build_data` writes the unpaired training domains and the test cases:
+
+* **contrast (A):** contrast simulated (:func:`medgan.simulation.simulate_contrast`, arterial and
+  portal-venous phases alternating) on procedural phantoms, plus one real contrast-enhanced patient, the
+  portal-venous DICOM slab ``example_ct_dicom``;
+* **non-contrast (B):** other phantoms (other seeds: other "patients") and the real non-contrast CTs
+  ``lung1`` and ``cranium``;
+* **test, never trained on:** ``example_ct_sm`` with contrast simulated from its 42-organ reference labels
+  (both phases; the truth is the scan itself), held-out phantoms with simulated contrast, the real
+  early-arterial crop (``aorta_report``; its pulmonary crop is the same patient and is used nowhere), and the
+  real non-contrast CTs ``example_ct`` and ``lung2`` (plus ``lung1``/``cranium``, marked as trained on).
+
+:func:`measure` applies a model to those cases and returns the rows of the results table.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from medgan.io import Volume, read_volume, write_volume
+
+#: real sample scans (relative to the shared data folder)
+EXAMPLE_CT = "totalsegmentator/example_ct.nii.gz"
+EXAMPLE_CT_SM = "totalsegmentator/example_ct_sm.nii.gz"
+EXAMPLE_SEG = "totalsegmentator/example_seg.nii.gz"
+PORTAL_SLAB = "totalsegmentator/example_ct_dicom"
+ARTERIAL_CROP = "totalsegmentator/aorta_report/test_result/models/ct_cropped.nii.gz"
+ARTERIAL_AORTA = "totalsegmentator/aorta_report/test_result/models/aorta.nii.gz"
+LUNG1 = "pyradiomics_chest/lung1_ct.nii.gz"
+LUNG2 = "pyradiomics_chest/lung2_ct.nii.gz"
+CRANIUM = "invesalius_head/cranium_ct.nii.gz"
+PHASES = ("arterial", "portal-venous")
+#: structures reported per structure (simulate_contrast's names), with their TotalSegmentator labels
+STRUCTURES = {"aorta": (52,), "kidneys": (2, 3), "spleen": (1,), "liver": (5,), "portal_vein": (64,),
+              "inferior_vena_cava": (63,), "pancreas": (7,)}
+
+
+@dataclasses.dataclass
+class DataSize:
+    phantoms_a: int = 6          #: phantoms with simulated contrast (domain A)
+    phantoms_b: int = 6          #: other phantoms, native (domain B)
+    phantoms_test: int = 2       #: held-out phantoms with simulated contrast (test)
+
+
+def _phantom(seed: int):
+    from medgan.simulation.phantom import make_phantom
+
+    return make_phantom(seed=seed, shape=(24, 128, 128), spacing_zyx=(3.0, 3.0, 3.0))
+
+
+def build_data(shared: Path, out: Path, size: DataSize | None = None) -> dict:
+    """Write ``out/train/A``, ``out/train/B`` and ``out/test/<case>/{contrast,truth,labels}.nii.gz``; the manifest."""
+    from medgan.simulation.contrast import simulate_contrast
+
+    size = size or DataSize()
+    manifest: dict[str, list[str]] = {"A": [], "B": [], "test": []}
+    a_dir, b_dir, t_dir = out / "train" / "A", out / "train" / "B", out / "test"
+
+    def put(vol: Volume, path: Path) -> None:
+        write_volume(vol, path, overwrite=True)
+
+    for i in range(size.phantoms_a):
+        ct, lab = _phantom(1000 + i)
+        con, _ = simulate_contrast(ct, lab, phase=PHASES[i % 2], seed=1000 + i)
+        put(con, a_dir / f"phantom{1000 + i}.nii.gz")
+        manifest["A"].append(f"phantom{1000 + i} ({PHASES[i % 2]}, simulated)")
+    put(read_volume(shared / PORTAL_SLAB), a_dir / "example_ct_dicom.nii.gz")
+    manifest["A"].append("example_ct_dicom (real, portal-venous)")
+    for i in range(size.phantoms_b):
+        ct, _ = _phantom(2000 + i)
+        put(ct, b_dir / f"phantom{2000 + i}.nii.gz")
+        manifest["B"].append(f"phantom{2000 + i} (native)")
+    for name, rel in (("lung1", LUNG1), ("cranium", CRANIUM)):
+        put(read_volume(shared / rel), b_dir / f"{name}.nii.gz")
+        manifest["B"].append(f"{name} (real, non-contrast)")
+
+    def test_case(name: str, ct: Volume, lab: Volume, phase: str, seed: int) -> None:
+        con, levels = simulate_contrast(ct, lab, phase=phase, seed=seed)
+        d = t_dir / name
+        put(con, d / "contrast.nii.gz")
+        put(ct, d / "truth.nii.gz")
+        put(lab, d / "labels.nii.gz")
+        (d / "levels.json").write_text(json.dumps(levels, indent=1))
+        manifest["test"].append(f"{name} (simulated {phase})")
+
+    ct_sm, seg = read_volume(shared / EXAMPLE_CT_SM), read_volume(shared / EXAMPLE_SEG)
+    for k, phase in enumerate(PHASES):
+        test_case(f"example_ct_sm_{phase}", ct_sm, seg, phase, 3000 + k)
+    for i in range(size.phantoms_test):
+        ct, lab = _phantom(4000 + i)
+        test_case(f"phantom{4000 + i}_{PHASES[i % 2]}", ct, lab, PHASES[i % 2], 4000 + i)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------ measurements
+def _voxel_mm(vol: Volume) -> tuple[float, float, float]:
+    return tuple(reversed(vol.spacing))  # type: ignore[return-value]
+
+
+def body_outline_band(hu: np.ndarray, spacing_zyx, width_mm: float = 5.0) -> np.ndarray:
+    """Voxels within ``width_mm`` of the body outline (on either side), slice by slice in-plane."""
+    from medgan.data.body_mask import body_mask
+
+    body = body_mask(hu)
+    band = np.zeros(hu.shape, bool)
+    for z in range(hu.shape[0]):
+        if not body[z].any():
+            continue
+        inside = ndimage.distance_transform_edt(body[z], sampling=spacing_zyx[1:])
+        outside = ndimage.distance_transform_edt(~body[z], sampling=spacing_zyx[1:])
+        band[z] = np.where(body[z], inside, outside) <= width_mm
+    return band
+
+
+def simulated_case_rows(name: str, contrast: np.ndarray, output: np.ndarray, truth: np.ndarray,
+                        labels: np.ndarray, spacing_zyx, enhanced_hu: float = 10.0) -> dict:
+    """The held-out simulated-contrast measurements of one case (HU arrays on one grid)."""
+    from medgan.data.body_mask import body_mask
+
+    body = body_mask(truth)
+    added = contrast - truth
+    outside = body & (np.abs(added) < enhanced_hu)
+    band = body_outline_band(truth, spacing_zyx)
+    row: dict = {
+        "case": name,
+        "mae_outside_input": float(np.abs(contrast - truth)[outside].mean()),
+        "mae_outside_output": float(np.abs(output - truth)[outside].mean()),
+        "band_mae_input": float(np.abs(contrast - truth)[band].mean()),
+        "band_mae_output": float(np.abs(output - truth)[band].mean()),
+        "structures": {},
+    }
+    bone = np.isin(labels, list(range(25, 51)) + [75, 76, 77, 78] + list(range(92, 116)))
+    if bone.any():
+        row["bone_mean_change"] = float((contrast - output)[bone].mean())
+    for s, values in STRUCTURES.items():
+        mask = ndimage.binary_erosion(np.isin(labels, values))
+        if mask.sum() < 20:
+            continue
+        enh = float(added[mask].mean())
+        removed = float((contrast - output)[mask].mean())
+        row["structures"][s] = {"enhancement": enh, "removed": removed,
+                                "removed_pct": 100.0 * removed / enh if enh > 0 else float("nan"),
+                                "residual": float((output - truth)[mask].mean())}
+    return row
+
+
+def measure(model, shared: Path, data: Path) -> dict:
+    """Every measurement of the results table for ``model`` (a TranslationModel or path)."""
+    from medgan.data.body_mask import body_mask
+    from medgan.inference import TranslateOptions, load_model, translate
+
+    if not hasattr(model, "g_ab"):
+        model = load_model(model)
+    opts = TranslateOptions(device="cpu", guard=False)
+    out: dict = {"simulated": [], "real_contrast": [], "non_contrast": []}
+    for d in sorted(p for p in (data / "test").iterdir() if p.is_dir()):
+        con = read_volume(d / "contrast.nii.gz")
+        res = translate(con, model, opts)
+        assert isinstance(res, Volume)
+        out["simulated"].append(simulated_case_rows(
+            d.name, np.asarray(con.array, np.float32), np.asarray(res.array, np.float32),
+            np.asarray(read_volume(d / "truth.nii.gz").array, np.float32),
+            np.asarray(read_volume(d / "labels.nii.gz").array), _voxel_mm(con)))
+    crop = read_volume(shared / ARTERIAL_CROP)
+    aorta = np.asarray(read_volume(shared / ARTERIAL_AORTA).array) > 0
+    res = translate(crop, model, opts)
+    assert isinstance(res, Volume)
+    x, y = np.asarray(crop.array, np.float32), np.asarray(res.array, np.float32)
+    body = body_mask(x)
+    # outside vessels and enhancing organs: soft tissue below 100 HU that is more than 5 mm from the aorta and
+    # from any voxel above 150 HU (the enhancing vessels, kidneys and bone: no labels beyond the aorta here)
+    bright = ndimage.distance_transform_edt(~((x > 150) | aorta), sampling=_voxel_mm(crop)) > 5.0
+    quiet = body & bright & (x < 100)
+    out["real_contrast"].append({
+        "case": "aorta crop (early arterial)",
+        "aorta_input": float(x[aorta].mean()), "aorta_output": float(y[aorta].mean()),
+        "outside_mean_abs_change": float(np.abs(y - x)[quiet].mean()),
+        "outside_mean_change": float((y - x)[quiet].mean()),
+    })
+    for name, rel, trained in (("example_ct", EXAMPLE_CT, False), ("lung2", LUNG2, False),
+                               ("lung1", LUNG1, True), ("cranium", CRANIUM, True)):
+        vol = read_volume(shared / rel)
+        res = translate(vol, model, TranslateOptions(device="cpu", guard=False))
+        assert isinstance(res, Volume)
+        x, y = np.asarray(vol.array, np.float32), np.asarray(res.array, np.float32)
+        body = body_mask(x)
+        diff = np.abs(y - x)[body]
+        out["non_contrast"].append({"case": name, "in_training": trained, "mean_abs_change": float(diff.mean()),
+                                    "p99_abs_change": float(np.percentile(diff, 99)),
+                                    "unchanged": bool(res.meta.get("unchanged", False))})
+    return out
