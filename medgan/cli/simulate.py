@@ -26,6 +26,10 @@ def add_parser(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a protocol parameter, e.g. --set n_projections=330 --set grid=true "
                         "--set breathing_amplitude_mm=10 (repeatable; fields of medgan.simulation.cbct.CBCTParams)")
+    p.add_argument("--materials", metavar="MAP", default=None,
+                   help="material map on the CT's grid (uint8 labels of medgan.simulation.materials.MATERIAL_LABELS, "
+                        "as medgan phantom writes); default: <input stem>_materials.nii.gz beside the input when it "
+                        "exists, else every voxel's material comes from the HU table (Schneider et al. 2000)")
     p.set_defaults(func=run_cbct)
 
     p = sub.add_parser("simulate-contrast", help="add contrast enhancement to a CT from an organ segmentation")
@@ -94,11 +98,18 @@ def run_cbct(args) -> int:
     from medgan.utils.progress import status
 
     params = _params_with_overrides(CBCT_PRESETS[args.preset], args.overrides)
-    plan = OutputPlan([(args.output, args.output_type)], inputs=[args.input], overwrite=args.overwrite)
+    materials_path = _materials_map(args)
+    plan = OutputPlan([(args.output, args.output_type)],
+                      inputs=[args.input] + ([materials_path] if materials_path else []), overwrite=args.overwrite)
     ct = read_volume(args.input, series_uid=args.series_uid)
+    materials = read_volume(materials_path) if materials_path else None
+    if materials is not None:
+        from medgan.simulation.materials import check_material_map
+
+        check_material_map(ct, materials)
     stats: dict = {}
     with status(f"simulating CBCT ({params.describe()})") as say:
-        cbct = simulate_cbct(ct, params, seed=args.seed, progress=say, stats=stats)
+        cbct = simulate_cbct(ct, params, seed=args.seed, progress=say, stats=stats, materials=materials)
     with plan:
         plan.stage_volume(0, cbct, dtype="int16", series_description=f"medgan simulated CBCT ({params.name})")
         out = plan.commit()[0]
@@ -106,6 +117,21 @@ def run_cbct(args) -> int:
     print(f"wrote {out}; field of view {stats['fov_diameter_mm']:.0f} mm"
           + (f", scatter-to-primary ratio on the central ray {spr:.2f} (mean over views)" if spr is not None else ""))
     return 0
+
+
+def _materials_map(args) -> str | None:
+    """``--materials``, else the map beside the input (said in one line), else None (the HU table)."""
+    from medgan.simulation.materials import map_path_for
+
+    if args.materials is not None:
+        if not Path(args.materials).is_file():
+            raise InputError(f"--materials {args.materials}: no such file")
+        return str(args.materials)
+    beside = map_path_for(args.input)
+    if beside.is_file():
+        print(f"using the material map {beside} (found beside the input; --materials names another)")
+        return str(beside)
+    return None
 
 
 def run_contrast(args) -> int:
@@ -140,7 +166,7 @@ def _phantom_folder(output: str) -> Path:
 def run_phantom(args) -> int:
     if args.kind == "catphan504":
         return _run_catphan(args)
-    from medgan.simulation.phantom import make_phantom
+    from medgan.simulation.phantom import make_phantom, phantom_materials
 
     if args.output_type is not None or args.noise:
         raise InputError("--output-type and --noise apply to --kind catphan504 only")
@@ -152,20 +178,23 @@ def run_phantom(args) -> int:
     if min(shape) < 8 or min(spacing) <= 0:
         raise InputError("--shape must be at least 8 voxels per axis and --spacing positive")
     out = _phantom_folder(args.output)
-    names = [f"phantom_{args.seed + i:03d}_{kind}.nii.gz" for i in range(number) for kind in ("ct", "labels")]
+    names = [f"phantom_{args.seed + i:03d}_{kind}.nii.gz" for i in range(number)
+             for kind in ("ct", "labels", "ct_materials")]
     plan = OutputPlan([(out / n, None) for n in names], overwrite=args.overwrite)
     with plan:
         for i in range(number):
             ct, labels = make_phantom(args.seed + i, shape=shape, spacing_zyx=spacing)
-            plan.stage_volume(2 * i, ct)
-            plan.stage_volume(2 * i + 1, labels)
+            plan.stage_volume(3 * i, ct)
+            plan.stage_volume(3 * i + 1, labels)
+            plan.stage_volume(3 * i + 2, phantom_materials(labels), dtype="uint8")
         plan.commit()
-    print(f"wrote {number} phantoms (CT + labels) to {out}")
+    print(f"wrote {number} phantoms (CT, labels and material map) to {out}")
     return 0
 
 
 def _run_catphan(args) -> int:
-    from medgan.simulation.catphan import make_catphan504
+    from medgan.simulation.catphan import make_catphan504, make_catphan504_materials
+    from medgan.simulation.materials import map_path_for
 
     if args.number not in (None, 1):
         raise InputError("--kind catphan504 writes one phantom; leave out -n/--number")
@@ -175,13 +204,16 @@ def _run_catphan(args) -> int:
         raise InputError("--shape and --spacing must be positive")
     if args.noise < 0:
         raise InputError("--noise must be at least 0")
-    plan = OutputPlan([(_phantom_folder(args.output) / "catphan504", args.output_type or "nifti")],
-                      overwrite=args.overwrite)
+    folder = _phantom_folder(args.output)
+    plan = OutputPlan([(folder / "catphan504", args.output_type or "nifti"),
+                       (map_path_for(folder / "catphan504"), None)], overwrite=args.overwrite)
     z_first = -spacing[0] * round(80.0 / spacing[0])  # from -80 mm like the real OBI scan, a slice on z = 0
-    ct = make_catphan504(tuple(spacing), (ny, nx), (z_first, z_first + (nz - 1) * spacing[0]),
-                         noise_hu=args.noise, seed=args.seed)
+    grid = (tuple(spacing), (ny, nx), (z_first, z_first + (nz - 1) * spacing[0]))
+    ct = make_catphan504(*grid, noise_hu=args.noise, seed=args.seed)
     with plan:
         plan.stage_volume(0, ct, dtype="int16", series_description="medgan digital Catphan 504")
-        written = plan.commit()[0]
-    print(f"wrote {written} ({nx}x{ny}x{nz} @ {spacing[2]:g}x{spacing[1]:g}x{spacing[0]:g} mm; CTP404 at z = 0)")
+        plan.stage_volume(1, make_catphan504_materials(*grid), dtype="uint8")
+        written, materials = plan.commit()
+    print(f"wrote {written} ({nx}x{ny}x{nz} @ {spacing[2]:g}x{spacing[1]:g}x{spacing[0]:g} mm; CTP404 at z = 0) "
+          f"and its material map {materials.name}")
     return 0

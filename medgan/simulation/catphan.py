@@ -42,18 +42,12 @@ import numpy as np
 from medgan.errors import DependencyError, InputError
 from medgan.io.volume import Volume
 
-#: Energy (keV) at which the phantom's nominal HU are decomposed into water and bone for the
-#: CBCT simulation (medgan.simulation.cbct.catphan_params): the nominal values are what a
-#: calibrated kV cone-beam scanner reads, so the energy is that of the OBI head beam
-#: (100 kVp) after the phantom, not a 120 kVp CT's 70 keV.
-CATPHAN_EFFECTIVE_KEV = 64.0
-#: The Catphan's plastics up to Delrin (365 HU) contain no calcium: the simulation treats
-#: voxels up to this HU as water-like; Teflon (1000 HU) is decomposed with cortical bone.
-CATPHAN_PLASTICS_MAX_HU = 400.0
-
 #: Nominal insert HU, as in pylinac 3.49 (``pylinac.ct`` module constants).
 INSERT_HU = {"Air": -1000.0, "PMP": -196.0, "LDPE": -104.0, "Poly": -47.0,
              "Acrylic": 115.0, "Delrin": 365.0, "Teflon": 1000.0}
+#: Material of each insert (names of medgan.simulation.materials), written into the material map.
+INSERT_MATERIAL = {"Air": "air", "PMP": "pmp", "LDPE": "ldpe", "Poly": "polystyrene",
+                   "Acrylic": "acrylic", "Delrin": "delrin", "Teflon": "teflon"}
 #: Insert angles in the image (degrees, pylinac's ``CTP404CP504.roi_settings``); the second
 #: air insert sits opposite the first, on the vertical axis, as in the real phantom.
 INSERT_ANGLES = {"Air": -90.0, "PMP": -120.0, "LDPE": 180.0, "Poly": 120.0,
@@ -128,6 +122,7 @@ class _Prism:
     hu: float
     b: float = 0.0
     angle: float = 0.0
+    material: str = "water"  #: its material (medgan.simulation.materials), for the material map
 
     def reach(self) -> float:
         return self.a if self.kind == "disc" else math.hypot(self.a, self.b)
@@ -170,11 +165,12 @@ def catphan504_objects(roll_deg: float = 0.0) -> list:
     # CTP404: sensitometry, geometry nodes, wire ramps
     z0, z1 = MODULE_Z_MM["CTP404"]
     for name, ang in [*INSERT_ANGLES.items(), ("Air", SECOND_AIR_ANGLE)]:
-        objs.append(_Prism("disc", *polar(INSERT_RING_MM, ang), INSERT_DIAMETER_MM / 2, z0, z1, INSERT_HU[name]))
+        objs.append(_Prism("disc", *polar(INSERT_RING_MM, ang), INSERT_DIAMETER_MM / 2, z0, z1, INSERT_HU[name],
+                           material=INSERT_MATERIAL[name]))
     for ang in (-135.0, -45.0, 45.0, 135.0):
-        hu = INSERT_HU["Teflon"] if ang == TEFLON_NODE_ANGLE else INSERT_HU["Air"]
+        node = "Teflon" if ang == TEFLON_NODE_ANGLE else "Air"
         objs.append(_Prism("disc", *polar(GEOMETRY_NODE_HALF_SIDE_MM * math.sqrt(2), ang),
-                           GEOMETRY_NODE_DIAMETER_MM / 2, z0, z1, hu))
+                           GEOMETRY_NODE_DIAMETER_MM / 2, z0, z1, INSERT_HU[node], material=INSERT_MATERIAL[node]))
     for i, ang in enumerate((0.0, 90.0, 180.0, -90.0)):
         objs.append(_Ramp(ang + roll_deg, 1.0 if i % 2 == 0 else -1.0))
 
@@ -192,7 +188,7 @@ def catphan504_objects(roll_deg: float = 0.0) -> list:
             arc = mid + (k - (n_bars - 1) / 2) * 2 * gap
             ang = 180.0 - math.degrees(arc / LINE_PAIR_RADIUS_MM)  # pylinac's profile runs this way
             objs.append(_Prism("bar", *polar(LINE_PAIR_RADIUS_MM, ang), LINE_PAIR_BAR_LENGTH_MM / 2,
-                               z0, z1, ALUMINIUM_HU, b=gap / 2, angle=ang + roll_deg))
+                               z0, z1, ALUMINIUM_HU, b=gap / 2, angle=ang + roll_deg, material="aluminium"))
 
     # CTP515: supra-slice discs (three contrast sets 120 deg apart) and sub-slice cylinders
     z0, z1 = MODULE_Z_MM["CTP515"]
@@ -332,6 +328,49 @@ def make_catphan504(
         rng = np.random.default_rng(seed)
         out += rng.normal(0.0, noise_hu, out.shape).astype(np.float32)
     meta = {"modality": "CT (digital Catphan 504)", "series_description": "medgan digital Catphan 504"}
+    return Volume(out, (dx, dy, dz), (x0, y0, z_first), meta=meta)
+
+
+def make_catphan504_materials(
+    spacing_mm: tuple[float, float, float] = (2.5, 0.5, 0.5),
+    shape: tuple[int, int] = (512, 512),
+    z_range_mm: tuple[float, float] = (-80.0, 77.5),
+    *,
+    centre_mm: tuple[float, float] = (0.0, 0.0),
+    roll_deg: float = 0.0,
+) -> Volume:
+    """The material map (uint8 labels of :data:`medgan.simulation.materials.MATERIAL_LABELS`) of
+    :func:`make_catphan504` on the same grid (same arguments).
+
+    A pixel takes the material of the last shape covering at least half of it in the slice's centre
+    plane: the inserts' plastics and air, the Teflon geometry pin, the aluminium bars; the phantom
+    body, modules and low-contrast discs are ``water`` (their density then follows their HU).  The
+    wire ramps and the air around the phantom are 0: material from the HU table.
+    """
+    from medgan.simulation.materials import HU_TABLE_LABEL, label_of
+
+    dz, dy, dx = (float(s) for s in spacing_mm)
+    ny, nx = (int(n) for n in shape)
+    z_first, z_last = (float(z) for z in z_range_mm)
+    nz = int(math.floor((z_last - z_first) / dz + 1e-6)) + 1
+    if min(dz, dy, dx) <= 0 or ny < 8 or nx < 8 or nz < 1:
+        raise InputError("make_catphan504_materials: spacing must be positive and the slices at least 8x8 pixels")
+    x0, y0 = -(nx - 1) / 2 * dx, -(ny - 1) / 2 * dy
+    cx, cy = (float(c) for c in centre_mm)
+    raster = _Raster(nx, ny, x0 - cx, y0 - cy, dx, dy, 2)
+    shapes = []
+    for obj in catphan504_objects(roll_deg):
+        if isinstance(obj, _Prism):
+            box = raster.box(obj.cx, obj.cy, obj.reach())
+            if box is not None:
+                shapes.append((obj, box[0], raster.mean(obj.inside(box[1], box[2])) >= 0.5, label_of(obj.material)))
+    out = np.full((nz, ny, nx), HU_TABLE_LABEL, np.uint8)
+    for k in range(nz):
+        zk = z_first + k * dz
+        for obj, sl, inside, label in shapes:
+            if obj.z0 <= zk < obj.z1:
+                out[k][sl][inside] = label
+    meta = {"modality": "labels (materials)", "series_description": "medgan digital Catphan 504 materials"}
     return Volume(out, (dx, dy, dz), (x0, y0, z_first), meta=meta)
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -234,23 +235,32 @@ def fit_weights(kvp: float, filtration_mm_al: float) -> tuple[np.ndarray, np.nda
 
 
 def _basis_mu(energy_kev) -> tuple[np.ndarray, np.ndarray]:
-    """mu/rho of the two basis materials from the same tables as the materials (xraydb)."""
-    return mass_attenuation("water", energy_kev), mass_attenuation("cortical_bone", energy_kev)
+    """mu/rho of the projector's two basis materials (its NIST XCOM tables)."""
+    return spectra.mass_attenuation("water", energy_kev), spectra.mass_attenuation("bone", energy_kev)
+
+
+def _in_projector_units(material: Material, energy_kev) -> np.ndarray:
+    """xraydb's mu/rho of ``material`` times the ratio of the projector's water table to xraydb's water
+    (within 0.9 % of 1 between 30 and 150 keV: the table's log-log interpolation between its nodes),
+    so that water is the projector's water exactly."""
+    ratio = spectra.mass_attenuation("water", energy_kev) / mass_attenuation("water", energy_kev)
+    mu: np.ndarray = mass_attenuation(material, energy_kev) * ratio
+    return mu
 
 
 @functools.lru_cache(maxsize=512)
 def _basis_cached(material: Material, kvp: float, filtration_mm_al: float, exact_kev: float) -> tuple[float, float]:
     e, w = fit_weights(kvp, filtration_mm_al)
-    mu_m = mass_attenuation(material, e)
+    mu_m = _in_projector_units(material, e)
     mu_w, mu_b = _basis_mu(e)
     # exact at exact_kev: a = (m0 - b * b0) / w0; least squares for b over the spectrum
-    m0 = float(mass_attenuation(material, exact_kev))
+    m0 = float(_in_projector_units(material, exact_kev))
     w0, b0 = (float(v) for v in _basis_mu(exact_kev))
     x = mu_b - mu_w * b0 / w0
     y = mu_m - mu_w * m0 / w0
     b = float(np.sum(w * x * y) / np.sum(w * x * x))
     a = (m0 - b * b0) / w0
-    if a < 0:  # metals: no negative water line integrals; bone only, still exact at exact_kev
+    if a < -0.05:  # metals: no negative water line integrals; bone only, still exact at exact_kev
         a, b = 0.0, m0 / b0
     return float(a), b
 
@@ -275,7 +285,7 @@ def fit_error(material: str | Material, kvp: float, filtration_mm_al: float, exa
     m = _material(material)
     a, b = basis_coefficients(m, kvp, filtration_mm_al, exact_kev)
     e, w = fit_weights(kvp, filtration_mm_al)
-    true = float(np.sum(w * mass_attenuation(m, e)))
+    true = float(np.sum(w * _in_projector_units(m, e)))
     mu_w, mu_b = _basis_mu(e)
     fit = float(np.sum(w * (a * mu_w + b * mu_b)))
     return fit / true - 1.0
@@ -286,6 +296,31 @@ def hu_table_index(hu: np.ndarray) -> np.ndarray:
     bounds = np.array([lo for lo, _ in SCHNEIDER_TABLE[1:]], dtype=np.float32)
     index: np.ndarray = np.searchsorted(bounds, np.asarray(hu, dtype=np.float32), side="right")
     return index
+
+
+def map_path_for(volume_path: str | Path) -> Path:
+    """Where ``medgan phantom`` writes, and ``simulate-cbct`` looks for, the material map of a volume:
+    ``<stem>_materials.nii.gz`` beside it (``ct.nii.gz`` -> ``ct_materials.nii.gz``; a DICOM folder
+    ``cat/`` -> ``cat_materials.nii.gz``)."""
+    path = Path(volume_path)
+    name = path.name.rstrip("/")
+    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".zip"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.parent / f"{name}_materials.nii.gz"
+
+
+def check_material_map(ct, materials) -> None:
+    """Raise :class:`InputError` unless ``materials`` (a Volume) is a material map on ``ct``'s grid."""
+    why = ct.grid_difference(materials)
+    if why is not None:
+        raise InputError(f"the material map is not on the CT's grid: {why}")
+    values = np.unique(np.asarray(materials.array))
+    unknown = sorted(set(values.tolist()) - set(MATERIAL_LABELS) - {HU_TABLE_LABEL})
+    if unknown:
+        raise InputError(f"the material map has labels {unknown[:5]} that name no material; labels: "
+                         + ", ".join(f"{k}={v}" for k, v in MATERIAL_LABELS.items()))
 
 
 def basis_densities(hu: np.ndarray, kvp: float, filtration_mm_al: float, ct_effective_kev: float,
@@ -317,7 +352,7 @@ def basis_densities(hu: np.ndarray, kvp: float, filtration_mm_al: float, ct_effe
         if material.nominal_density:
             rho: np.ndarray | float = material.density
         else:
-            rho = relative[mask] * (mu_w0 / float(mass_attenuation(material, ct_effective_kev)))
+            rho = relative[mask] * (mu_w0 / float(_in_projector_units(material, ct_effective_kev)))
         rho_w[mask] = a * rho
         rho_b[mask] = b * rho
 
@@ -327,7 +362,41 @@ def basis_densities(hu: np.ndarray, kvp: float, filtration_mm_al: float, ct_effe
             if int(label) != HU_TABLE_LABEL:
                 fill(labels == label, MATERIALS[MATERIAL_LABELS[int(label)]])
     if from_table.any():
-        index = hu_table_index(hu)
-        for i in np.unique(index[from_table]):
-            fill(from_table & (index == i), SCHNEIDER_TABLE[int(i)][1])
+        centres, per_w, per_b = hu_table_basis(kvp, filtration_mm_al, ct_effective_kev)
+        h = hu[from_table]
+        rel = relative[from_table]
+        rho_w[from_table] = rel * np.interp(h, centres, per_w)
+        rho_b[from_table] = rel * np.interp(h, centres, per_b)
     return rho_w, rho_b
+
+
+@functools.lru_cache(maxsize=64)
+def hu_table_basis(kvp: float, filtration_mm_al: float,
+                   ct_effective_kev: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(HU at each interval's centre, water and bone partial densities per unit of ``1 + HU/1000``).
+
+    A voxel of the HU table interpolates both linearly in HU between the intervals' centres, so the
+    composition changes smoothly (no step in the CBCT's response at an interval's edge) and the CT's
+    attenuation stays exact at ``ct_effective_kev`` (the constraint is linear).
+    """
+    mu_w0 = float(spectra.mass_attenuation("water", ct_effective_kev))
+    centres, per_w, per_b = [], [], []
+    for i, (lo, material) in enumerate(SCHNEIDER_TABLE):
+        hi = SCHNEIDER_TABLE[i + 1][0] if i + 1 < len(SCHNEIDER_TABLE) else 3071.0
+        a, b = basis_coefficients(material, kvp, filtration_mm_al, ct_effective_kev)
+        k = mu_w0 / float(_in_projector_units(material, ct_effective_kev))  # g/cm^3 per unit of 1 + HU/1000
+        centres.append(max(lo, -1000.0) if i == 0 else (lo + hi) / 2.0)
+        per_w.append(a * k)
+        per_b.append(b * k)
+    return np.array(centres), np.array(per_w), np.array(per_b)
+
+
+def hu_table_density(hu: np.ndarray, ct_effective_kev: float = 70.0) -> np.ndarray:
+    """Density (g/cm^3) that the HU table gives a voxel: its attenuation at ``ct_effective_kev`` over the
+    interpolated composition's mass attenuation there."""
+    mu_w0 = float(spectra.mass_attenuation("water", ct_effective_kev))
+    centres = hu_table_basis(100.0, 2.7, ct_effective_kev)[0]
+    per_gram = [mu_w0 / float(_in_projector_units(m, ct_effective_kev)) for _, m in SCHNEIDER_TABLE]
+    rel = np.clip(1.0 + np.asarray(hu, dtype=float) / 1000.0, 0.0, None)
+    density: np.ndarray = rel * np.interp(hu, centres, per_gram)
+    return density

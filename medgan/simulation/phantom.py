@@ -13,6 +13,9 @@ from medgan.io.volume import Volume
 
 LABEL_NAMES = {1: "spleen", 2: "kidney_right", 3: "kidney_left", 5: "liver", 29: "vertebrae",
                52: "aorta", 77: "hip", 200: "fat", 201: "muscle", 202: "bowel_gas"}
+#: material of each label (medgan.simulation.materials) for the material map; bones are left to the HU table
+LABEL_MATERIALS = {200: "adipose", 201: "soft_tissue", 5: "soft_tissue", 1: "soft_tissue", 2: "soft_tissue",
+                   3: "soft_tissue", 52: "blood", 202: "air"}
 TISSUE_HU = {200: -100.0, 201: 45.0, 5: 60.0, 1: 48.0, 2: 32.0, 3: 32.0, 52: 42.0, 29: 450.0, 77: 500.0, 202: -950.0}
 
 
@@ -92,3 +95,15 @@ def make_phantom(seed: int = 0, shape=(48, 128, 128), spacing_zyx=(3.0, 3.0, 3.0
     origin = (-ext[2] / 2, -ext[1] / 2, -ext[0])
     ct = Volume(np.rint(hu).astype(np.int16), spacing, origin, meta={"modality": "CT (phantom)"})
     return ct, Volume(labels, spacing, origin, meta={"modality": "labels"})
+
+
+def phantom_materials(labels: Volume) -> Volume:
+    """The material map (uint8, :data:`medgan.simulation.materials.MATERIAL_LABELS`) of a phantom's labels:
+    fat, muscle and organs, blood, gas; bones and the air around the body take their material from the
+    HU table (label 0)."""
+    from medgan.simulation.materials import HU_TABLE_LABEL, label_of
+
+    out = np.full(labels.shape, HU_TABLE_LABEL, np.uint8)
+    for lab, name in LABEL_MATERIALS.items():
+        out[np.asarray(labels.array) == lab] = label_of(name)
+    return labels.with_array(out, modality="labels (materials)")

@@ -123,7 +123,8 @@ def test_cli_refuses_several_catphans_and_keeps_the_abdomen_default(tmp_path, ru
     assert code == 1 and len(err.strip().splitlines()) == 1 and "catphan504" in err
     code, out, err = run_cli("phantom", "-o", tmp_path, "-n", "1", "--shape", "8", "32", "32")
     assert code == 0, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["phantom_000_ct.nii.gz", "phantom_000_labels.nii.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["phantom_000_ct.nii.gz", "phantom_000_ct_materials.nii.gz",
+                                                         "phantom_000_labels.nii.gz"]
 
 
 # ---------------------------------------------------------------------------- pylinac
