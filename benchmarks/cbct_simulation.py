@@ -28,7 +28,7 @@ import numpy as np
 
 from medgan.data.body_mask import body_mask
 from medgan.io import Volume, read_volume
-from medgan.simulation.cbct import CBCT_PRESETS, catphan_params, simulate_cbct
+from medgan.simulation.cbct import CBCT_PRESETS, simulate_cbct
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = {
@@ -167,7 +167,7 @@ def run_truncation(data: Path) -> dict:
 
 
 def run_catphan(data: Path) -> dict:
-    from medgan.simulation.catphan import analyse_catphan, make_catphan504
+    from medgan.simulation.catphan import analyse_catphan, make_catphan504, make_catphan504_materials
 
     out = {}
     real = data / "cbct_catphan" / "catphan504_varian_obi_head.zip"
@@ -176,7 +176,7 @@ def run_catphan(data: Path) -> dict:
     ct = make_catphan504()
     out["digital Catphan (CT)"] = analyse_catphan(ct)
     t0 = time.perf_counter()
-    cbct = simulate_cbct(ct, catphan_params("varian-obi-head"), seed=0)
+    cbct = simulate_cbct(ct, "varian-obi-head", seed=0, materials=make_catphan504_materials())
     out["digital Catphan, simulated OBI head CBCT"] = analyse_catphan(cbct, hu_tolerance=40)
     print(f"catphan simulation {time.perf_counter() - t0:.0f} s", flush=True)
     keep = ("insert_hu", "uniformity_hu", "noise_hu", "hu_passed", "uniformity_passed", "geometry_passed",
