@@ -196,3 +196,31 @@ def measure(model, shared: Path, data: Path) -> dict:
                                     "p99_abs_change": float(np.percentile(diff, 99)),
                                     "unchanged": bool(res.meta.get("unchanged", False))})
     return out
+
+
+def results_markdown(res: dict) -> str:
+    """The measurements of :func:`measure` as the markdown tables of docs/results.md."""
+    lines = ["| held-out simulated case | MAE outside enhanced tissue: contrast CT → output (HU) | "
+             "5 mm outline band: contrast CT → output (HU) | mean change in bone (HU) |", "| --- | --- | --- | --- |"]
+    for r in res["simulated"]:
+        bone = f"{r['bone_mean_change']:.2f}" if "bone_mean_change" in r else "no bone labels"
+        lines.append(f"| {r['case']} | {r['mae_outside_input']:.2f} → {r['mae_outside_output']:.2f} | "
+                     f"{r['band_mae_input']:.2f} → {r['band_mae_output']:.2f} | {bone} |")
+    lines += ["", "| held-out simulated case | structure | enhancement (HU) | removed (HU) | removed (%) | "
+              "residual vs truth (HU) |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in res["simulated"]:
+        for s, v in r["structures"].items():
+            lines.append(f"| {r['case']} | {s} | {v['enhancement']:.1f} | {v['removed']:.1f} | "
+                         f"{v['removed_pct']:.0f} | {v['residual']:+.1f} |")
+    lines += ["", "| real contrast CT | aorta mean: input → output (HU) | mean change outside vessels and "
+              "enhancing organs (HU) | mean abs. change there (HU) |", "| --- | --- | --- | --- |"]
+    for r in res["real_contrast"]:
+        lines.append(f"| {r['case']} | {r['aorta_input']:.1f} → {r['aorta_output']:.1f} | "
+                     f"{r['outside_mean_change']:+.2f} | {r['outside_mean_abs_change']:.2f} |")
+    lines += ["", "| real non-contrast CT | in training (domain B) | returned unchanged (guard) | "
+              "mean abs. change in body (HU) | 99th percentile abs. change (HU) |", "| --- | --- | --- | --- | --- |"]
+    for r in res["non_contrast"]:
+        lines.append(f"| {r['case']} | {'yes' if r['in_training'] else 'no'} | "
+                     f"{'yes' if r['unchanged'] else 'no'} | {r['mean_abs_change']:.2f} | "
+                     f"{r['p99_abs_change']:.2f} |")
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,9 @@ at or below ``floor_hu`` by construction.  One term is added:
 * ``sparsity`` (``method_args.lambda_sparsity``): the mean of E on the contrast inputs, an L1/area
   penalty, so enhancement is removed only where the discriminator needs it removed.
 
+The discriminators see a smooth soft-tissue window of their inputs (:class:`SoftTissueView`,
+``method_args.critic_window_hu``: centre and half width in HU), where enhancement is visible.
+
 Bone and calcifications: arterial blood overlaps bone in HU, so no threshold can exclude bone.  The
 identity term does: on a non-contrast CT, whose every bright voxel is bone or calcium, ``g_ab`` must return
 its input, i.e. E = 0 there.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from medgan.engine.methods.base import register_model
@@ -29,12 +33,30 @@ from medgan.losses import Objective, l1_term
 from medgan.nets import build_discriminator
 
 
+class SoftTissueView(nn.Module):
+    """A discriminator that sees ``tanh((x - centre) / half_width)``: soft tissue spread over its input range.
+
+    In the networks' [-1, 1] (a whole-CT HU window), 60 HU of enhancement is a few hundredths of the range,
+    and a PatchGAN learns slowly to see it.  A smooth window (no clipping: the gradient reaches every voxel)
+    makes enhancement as visible to the critics as it is to a reader.
+    """
+
+    def __init__(self, critic: nn.Module, centre: float, half_width: float):
+        super().__init__()
+        self.critic = critic
+        self.centre, self.half_width = float(centre), float(half_width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.critic(torch.tanh((x - self.centre) / self.half_width))
+        return out
+
+
 @register_model("subtraction")
 class SubtractionCycleGAN(CycleGAN):
     """CycleGAN with enhancement generators (subtract A -> B, add B -> A) and a sparsity term on E."""
 
     directions: ClassVar[tuple[str, ...]] = ("A->B",)  # type: ignore[assignment]  # CycleGAN: both
-    default_args: ClassVar[dict[str, Any]] = {"lambda_sparsity": 1.0}
+    default_args: ClassVar[dict[str, Any]] = {"lambda_sparsity": 1.0, "critic_window_hu": [100.0, 250.0]}
 
     def build(self, m):
         from medgan.data.hu import get_preset
@@ -54,7 +76,13 @@ class SubtractionCycleGAN(CycleGAN):
         adding = dataclasses.replace(m, generator_args={**m.generator_args, "sign": "add"})
         gens: list[nn.Module] = [self._generator(m), self._generator(adding)]
         d_args = {"in_channels": int(m.context_slices), **m.discriminator_args}
-        discs = [build_discriminator(m.discriminator, m.spatial_dims, **d_args) for _ in range(2)]
+        centre_hu, half_hu = (float(v) for v in self.args["critic_window_hu"])
+        if half_hu <= 0:
+            raise ConfigError("model.method_args.critic_window_hu must be [centre, half width > 0] in HU")
+        width = preset.hi - preset.lo
+        centre, half = 2.0 * (centre_hu - preset.lo) / width - 1.0, 2.0 * half_hu / width
+        discs = [SoftTissueView(build_discriminator(m.discriminator, m.spatial_dims, **d_args), centre, half)
+                 for _ in range(2)]
         return GeneratorPair(*gens), DiscriminatorPair(*discs)
 
     def objective(self) -> Objective:

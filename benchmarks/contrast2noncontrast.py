@@ -1,0 +1,37 @@
+"""Contrast -> non-contrast CT with a subtraction model: the measurements of docs/results.md.
+
+Builds the data (medgan.workflows.contrast.build_data: training domains and held-out test cases from the
+shared sample scans and phantoms) unless it exists, applies the model to the test cases and the real
+scans (medgan.workflows.contrast.measure) and prints the markdown tables; ``--json`` keeps the numbers.
+
+    python benchmarks/contrast2noncontrast.py -m contrast2noncontrast --data /tmp/c2n --json c2n.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from medgan.workflows.contrast import build_data, measure, results_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-m", "--model", default="contrast2noncontrast", help="model file, run folder or shipped name")
+    p.add_argument("--data", type=Path, required=True, help="data folder (built here when it has no manifest)")
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    a = p.parse_args()
+    shared = Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
+    if not (a.data / "manifest.json").exists():
+        build_data(shared, a.data)
+    res = measure(a.model, shared, a.data)
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=1))
+    print(results_markdown(res))
+
+
+if __name__ == "__main__":
+    main()
