@@ -13,6 +13,7 @@ from medgan.io.writers import OutputPlan
 
 
 def add_parser(sub) -> None:
+    from medgan.config.sites import site_arg
     from medgan.simulation.cbct import CBCT_PRESETS
     from medgan.simulation.contrast import CONTRAST_PRESETS
 
@@ -30,6 +31,15 @@ def add_parser(sub) -> None:
                    help="material map on the CT's grid (uint8 labels of medgan.simulation.materials.MATERIAL_LABELS, "
                         "as medgan phantom writes); default: <input stem>_materials.nii.gz beside the input when it "
                         "exists, else every voxel's material comes from the HU table (Schneider et al. 2000)")
+    p.add_argument("--inter-fraction", type=int, default=None, metavar="SEED",
+                   help="a different day: change the anatomy before scanning (setup error, deformation; per site "
+                        "bladder, rectum and gas, or baseline shift and breathing per projection), seeded; needs "
+                        "--ct-of-day")
+    p.add_argument("--ct-of-day", metavar="PATH",
+                   help="with --inter-fraction: write the CT of that day here (the truth for evaluation; "
+                        "mid-position when breathing), with NAME_changed.nii.gz (changed-anatomy mask) and NAME.json")
+    p.add_argument("--site", type=site_arg(), default=None, metavar="SITE",
+                   help="site of the day's changes (default: the preset's; head, head-neck, thorax, abdomen, pelvis)")
     p.set_defaults(func=run_cbct)
 
     p = sub.add_parser("simulate-contrast", help="add contrast enhancement to a CT from an organ segmentation")
@@ -69,7 +79,7 @@ def add_parser(sub) -> None:
 def _params_with_overrides(base, overrides):
     """``--set KEY=VALUE`` on a parameter dataclass; values are checked by its ``__post_init__``."""
     fields = {f.name for f in dataclasses.fields(base) if isinstance(getattr(base, f.name), (bool, int, float, str))}
-    changes = {}
+    changes: dict[str, object] = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
@@ -94,12 +104,14 @@ def _params_with_overrides(base, overrides):
 
 
 def run_cbct(args) -> int:
+    from medgan.simulation import interfraction
     from medgan.simulation.cbct import CBCT_PRESETS, simulate_cbct
     from medgan.utils.progress import status
 
     params = _params_with_overrides(CBCT_PRESETS[args.preset], args.overrides)
     materials_path = _materials_map(args)
-    plan = OutputPlan([(args.output, args.output_type)],
+    day_outputs = interfraction.day_outputs(args.ct_of_day, args.inter_fraction)
+    plan = OutputPlan([(args.output, args.output_type)] + day_outputs,
                       inputs=[args.input] + ([materials_path] if materials_path else []), overwrite=args.overwrite)
     ct = read_volume(args.input, series_uid=args.series_uid)
     materials = read_volume(materials_path) if materials_path else None
@@ -107,11 +119,18 @@ def run_cbct(args) -> int:
         from medgan.simulation.materials import check_material_map
 
         check_material_map(ct, materials)
+    day = None
+    if args.inter_fraction is not None:          # a different day: the CBCT scans the CT of that day
+        day = interfraction.day_of_treatment(ct, interfraction.site_of(args.preset, args.site), args.inter_fraction)
+        ct, params = day.ct, dataclasses.replace(params, **day.cbct_overrides)
+        materials = None if materials is None else day.warp_labels(materials)
     stats: dict = {}
     with status(f"simulating CBCT ({params.describe()})") as say:
         cbct = simulate_cbct(ct, params, seed=args.seed, progress=say, stats=stats, materials=materials)
     with plan:
         plan.stage_volume(0, cbct, dtype="int16", series_description=f"medgan simulated CBCT ({params.name})")
+        if day is not None:
+            interfraction.stage_day(plan, 1, day)
         out = plan.commit()[0]
     spr = stats.get("spr_central_ray_mean")
     print(f"wrote {out}; field of view {stats['fov_diameter_mm']:.0f} mm"
