@@ -428,7 +428,7 @@ def _cast(volume: Volume, dtype) -> np.ndarray:
         if np.issubdtype(dtype, np.integer) and np.issubdtype(array.dtype, np.floating):
             lim = np.iinfo(dtype)
             array = np.clip(np.rint(array), lim.min, lim.max)
-        array = array.astype(dtype)
+        array = array.astype(dtype, copy=False)     # no second copy of the volume when it has the type already
     return array
 
 
@@ -436,20 +436,101 @@ def _same_voxels(back: np.ndarray, array: np.ndarray) -> bool:
     if back.shape != array.shape:
         return False
     if np.issubdtype(array.dtype, np.floating):
-        finite = np.isfinite(array)          # ITK's NIfTI reader turns NaN/Inf into 0; compare the rest
+        finite = np.isfinite(array)          # readers may turn NaN/Inf into 0 (ITK's does); compare the rest
         return bool(np.array_equal(back[finite], array[finite]))
     return bool(np.array_equal(back, array))
 
 
-def _verify_image(final: Path, image: sitk.Image, array: np.ndarray) -> Callable[[Path], None]:
+#: Slices compared at once when a written NIfTI is read back (about 64 MiB of a 512 x 512 float64 volume).
+_VERIFY_SLAB_BYTES = 64 * 2**20
+
+#: ITK's LPS axes against NIfTI's RAS: x and y change sign.
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Geometry:
+    """What a written image must read back with: ITK's size (x, y, z), spacing, origin and direction."""
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> _Geometry:
+        return cls(tuple(image.GetSize()), tuple(image.GetSpacing()), tuple(image.GetOrigin()),
+                   tuple(image.GetDirection()))
+
+    def nifti_affine(self) -> np.ndarray:
+        """The voxel-to-RAS affine a NIfTI of this geometry carries."""
+        rot = np.asarray(self.direction, float).reshape(3, 3) @ np.diag(self.spacing)
+        affine = np.eye(4)
+        affine[:3, :3] = _LPS_TO_RAS @ rot
+        affine[:3, 3] = _LPS_TO_RAS @ np.asarray(self.origin, float)
+        return affine
+
+
+def _nifti_reads_back(tmp: Path, geometry: _Geometry, array: np.ndarray) -> bool:
+    """The NIfTI ``tmp`` has ``geometry`` and ``array``'s voxels, read slab by slab (never the whole volume).
+
+    The header is nibabel's; the voxels are read in order from one open file (a ``.nii.gz`` is decompressed
+    once, front to back).  NIfTI stores x fastest, so ``n`` slices of z are ``n * ny * nx`` values that read
+    straight into ``array``'s [z, y, x] order.
+    """
+    import nibabel as nib
+    from nibabel.arrayproxy import ArrayProxy
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.openers import Opener
+    from nibabel.spatialimages import HeaderDataError
+
+    try:
+        img = nib.load(str(tmp))
+    except (ImageFileError, HeaderDataError):
+        return False
+    if not isinstance(img, nib.Nifti1Image) or img.affine is None:     # NIfTI-2 images are Nifti1Image too
+        return False
+    hdr, proxy = img.header, img.dataobj      # the proxy keeps where the voxels start, and their type and scaling
+    if not isinstance(proxy, ArrayProxy):
+        return False
+    shape = tuple(int(n) for n in hdr.get_data_shape())
+    zooms = tuple(float(z) for z in hdr.get_zooms()[:3])
+    if len(shape) > 3 or shape + (1,) * (3 - len(shape)) != geometry.size:
+        return False
+    if not (np.allclose(zooms + (1.0,) * (3 - len(zooms)), geometry.spacing, rtol=1e-6, atol=1e-9)
+            and np.allclose(img.affine, geometry.nifti_affine(), rtol=1e-5, atol=1e-5)):
+        return False
+    dtype, offset = np.dtype(proxy.dtype), int(proxy.offset)
+    slope, inter = float(proxy.slope), float(proxy.inter)
+    nx, ny, nz = geometry.size
+    step = max(1, _VERIFY_SLAB_BYTES // max(1, nx * ny * 8))
+    with Opener(str(tmp), "rb") as f:
+        f.seek(offset)
+        for z0 in range(0, nz, step):
+            z1 = min(nz, z0 + step)
+            count = (z1 - z0) * ny * nx
+            raw = f.read(count * dtype.itemsize)
+            if len(raw) != count * dtype.itemsize:
+                return False
+            slab = np.frombuffer(raw, dtype).reshape(z1 - z0, ny, nx)
+            if (slope, inter) != (1.0, 0.0):
+                slab = slab * slope + inter
+            if not _same_voxels(slab, array[z0:z1]):
+                return False
+    return True
+
+
+def _verify_image(final: Path, geometry: _Geometry, array: np.ndarray) -> Callable[[Path], None]:
     def verify(tmp: Path) -> None:
         try:
-            back = sitk.ReadImage(str(tmp))
-            ok = (back.GetSize() == image.GetSize()
-                  and np.allclose(back.GetSpacing(), image.GetSpacing(), rtol=1e-6, atol=1e-9)
-                  and np.allclose(back.GetOrigin(), image.GetOrigin(), rtol=1e-6, atol=1e-6)
-                  and _same_voxels(sitk.GetArrayViewFromImage(back), array))
-        except RuntimeError:
+            if suffix_of(tmp) in (".nii", ".nii.gz"):
+                ok = _nifti_reads_back(tmp, geometry, array)
+            else:
+                back = sitk.ReadImage(str(tmp))
+                ok = (geometry.size == back.GetSize()
+                      and np.allclose(back.GetSpacing(), geometry.spacing, rtol=1e-6, atol=1e-9)
+                      and np.allclose(back.GetOrigin(), geometry.origin, rtol=1e-6, atol=1e-6)
+                      and _same_voxels(sitk.GetArrayViewFromImage(back), array))
+        except (RuntimeError, ValueError, OSError, EOFError, zlib.error):
             ok = False
         if not ok:
             raise OutputError(f"cannot write {final}: the file did not read back complete and identical "
@@ -470,10 +551,12 @@ def _stage_file(volume: Volume, path: Path, dtype, compress: bool) -> _Staged:
     tmp = _temp_name(path)
     try:
         compression.write_image(image, tmp, compress)   # .nii.gz: fast gzip (python-isal)
+        geometry = _Geometry.of(image)
+        del image                                       # the ITK copy is not needed to verify: one copy less
         if not tmp.is_file():
             raise OutputError(f"cannot write {path}: the writer produced no file; nothing was written there")
         _fsync(tmp)
-        _verify_image(path, image, array)(tmp)
+        _verify_image(path, geometry, array)(tmp)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
