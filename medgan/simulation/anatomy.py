@@ -159,6 +159,21 @@ def inplane_scale(image: sitk.Image, centre_xyz: np.ndarray, scale: float) -> si
     return tx
 
 
+def largest_fitting_scale(body: np.ndarray, centre_zyx: np.ndarray, margin_voxels: float = 2.0) -> float:
+    """The largest in-plane scale about ``centre_zyx`` that keeps ``body`` ``margin_voxels`` inside the grid."""
+    if not body.any():
+        return 1.0
+    _, ys, xs = np.nonzero(body)
+    limits = []
+    for lo, hi, c, n in ((ys.min(), ys.max(), centre_zyx[1], body.shape[1]),
+                         (xs.min(), xs.max(), centre_zyx[2], body.shape[2])):
+        if c - lo > 0:
+            limits.append((c - margin_voxels) / (c - lo))
+        if hi - c > 0:
+            limits.append((n - 1 - margin_voxels - c) / (hi - c))
+    return float(min(limits)) if limits else 1.0
+
+
 def radial_field(image: sitk.Image, centre_xyz: np.ndarray, sigma_mm: float, strength: float) -> np.ndarray:
     """Displacement (output -> input, mm) of a radial expansion (``strength`` > 0) or contraction about a point.
 
@@ -317,7 +332,8 @@ def pseudo_patient(ct: Volume, seed: int, site: str, labels: Volume | None = Non
     body = body_mask(hu_in)
     centre_idx = np.array(ndimage.center_of_mass(body)) if body.any() else (np.array(ct.shape) - 1) / 2.0
     centre = index_to_point(image, centre_idx)
-    scale = float(rng.uniform(*params.scale_range))
+    drawn_scale = float(rng.uniform(*params.scale_range))
+    scale = min(drawn_scale, max(1.0, largest_fitting_scale(body, centre_idx)))   # a larger body stays on the grid
     bspline = bspline_transform(image, rng, params.deformation_mm, params.control_spacing_mm)
     pelvic = site in PELVIC_SITES
     bladder = find_bladder(hu_in, image, None if labels is None else np.asarray(labels.array)) if pelvic else None
@@ -349,7 +365,8 @@ def pseudo_patient(ct: Volume, seed: int, site: str, labels: Volume | None = Non
 
         source = case_name(ct.meta["path"]) if ct.meta.get("path") else "unknown"
     meta = {"source": source, "seed": int(seed), "site": site, "params": dataclasses.asdict(params),
-            "hu_changes": changes, "body_scale": scale, "body_centre_mm": [float(v) for v in centre],
+            "hu_changes": changes, "body_scale": scale, "body_scale_drawn": drawn_scale,
+            "body_centre_mm": [float(v) for v in centre],
             "bladder": bladder if pelvic else None, "gas_pockets": pockets}
     result = out.with_array(np.asarray(out.array, dtype=np.float32), modality="CT (pseudo-patient)",
                             pseudo_patient=meta)

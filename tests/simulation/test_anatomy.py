@@ -67,14 +67,20 @@ def test_bspline_displacement_within_the_stated_bound(bound):
 
 def test_body_scale_measured_on_the_body_width():
     ct, _ = _phantom()
-    params = AnatomyParams(deformation_mm=0.0, scale_range=(1.12, 1.12), hu_variation=False, max_gas_pockets=0,
-                           bladder_range=(0.0, 0.0))
-    out, _, meta = pseudo_patient(ct, 0, "thorax", None, params, source="p")
+    fixed = dict(deformation_mm=0.0, hu_variation=False, max_gas_pockets=0, bladder_range=(0.0, 0.0))
+    out, _, meta = pseudo_patient(ct, 0, "thorax", None, AnatomyParams(scale_range=(0.9, 0.9), **fixed), source="p")
     width_in = (ct.array[8] > -500).any(axis=0).sum()          # body extent along x, mid slice (voxels)
     width_out = (out.array[8] > -500).any(axis=0).sum()
-    assert meta["body_scale"] == pytest.approx(1.12)
-    assert width_out / width_in == pytest.approx(1.12, abs=2.0 / width_in)
-    assert (out.array[:, :, :] > -500).any(axis=(1, 2)).sum() == (ct.array > -500).any(axis=(1, 2)).sum()
+    assert meta["body_scale"] == pytest.approx(0.9)
+    assert width_out / width_in == pytest.approx(0.9, abs=2.0 / width_in)
+    assert (out.array > -500).any(axis=(1, 2)).sum() == (ct.array > -500).any(axis=(1, 2)).sum()   # slices: same
+    # a larger body than the grid holds is made only as large as fits (2 voxels of air left at the edge)
+    out, _, meta = pseudo_patient(ct, 0, "thorax", None, AnatomyParams(scale_range=(1.5, 1.5), **fixed), source="p")
+    assert meta["body_scale_drawn"] == 1.5 and 1.0 <= meta["body_scale"] < 1.5
+    body = out.array > -500
+    assert not body[:, :2].any() and not body[:, -2:].any() and not body[:, :, :2].any() and not body[:, :, -2:].any()
+    width_big = (out.array[8] > -500).any(axis=0).sum()
+    assert width_big / width_in == pytest.approx(meta["body_scale"], abs=2.0 / width_in)
 
 
 def test_hu_variation_within_the_bounds_per_tissue():
