@@ -16,6 +16,7 @@ patient's own CT histogram (an upper bound, not a deployable baseline).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -81,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     from medgan.inference.translate import TranslateOptions, load_model, translate
     from medgan.io import write_volume
-    from medgan.simulation.cbct import simulate_cbct
+    from medgan.simulation.cbct import CBCT_PRESETS, simulate_cbct
 
     if args.model is not None and not Path(args.model).is_file():
         raise SystemExit(f"model {args.model} does not exist")
@@ -94,7 +95,8 @@ def main() -> None:
         cbct = read_volume(cached)
     else:
         t0 = time.perf_counter()
-        cbct = simulate_cbct(ct, args.preset, seed=0)
+        cbct = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS[args.preset], mode="fast"), seed=0,
+                             output_grid="ct")
         t["simulate_cbct"] = time.perf_counter() - t0
         write_volume(cbct, cached)
     model = load_model(args.model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def main() -> None:
             if i % 2:
                 write_volume(ct, tmp / "B" / f"p{i}.nii.gz", dtype="int16")
             else:
-                write_volume(simulate_cbct(ct, CBCT_PRESETS["pelvis"], seed=i), tmp / "A" / f"p{i}.nii.gz",
+                write_volume(simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["pelvis"], mode="fast"), seed=i,
+                                           output_grid="ct"), tmp / "A" / f"p{i}.nii.gz",
                              dtype="int16")
         for kind in args.objectives:
             cfg = load_config(REPO / "configs" / "tiny_cpu.yaml", [

@@ -10,6 +10,7 @@ CT; the report goes to docs/figures/starter_<case>.png.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -43,7 +44,8 @@ def main() -> int:
         tmp = Path(tmp)
         for i, (name, ct) in enumerate(cases.items()):
             ct = ct.with_array(ct.array.clip(-1024, 3071).astype("int16"))
-            cbct = simulate_cbct(ct, CBCT_PRESETS["pelvis"], seed=100 + i)
+            cbct = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["pelvis"], mode="fast"), seed=100 + i,
+                                 output_grid="ct")
             ct_path = write_volume(ct, tmp / f"{name}_ct.nii.gz", dtype="int16")
             cbct_path = write_volume(cbct, tmp / f"{name}_cbct.nii.gz", dtype="int16")
             cbct = read_volume(cbct_path)

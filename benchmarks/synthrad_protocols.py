@@ -13,6 +13,7 @@ mask changes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -51,7 +52,8 @@ def main(argv=None) -> int:
         if (d / "cbct.nii.gz").exists():
             cbct = read_volume(d / "cbct.nii.gz")
         else:
-            cbct = simulate_cbct(ct, CBCT_PRESETS["varian-obi-pelvis"], seed=100 + i)
+            cbct = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["varian-obi-pelvis"], mode="fast"),
+                                 seed=100 + i, output_grid="ct")
             write_volume(cbct, d / "cbct.nii.gz", dtype="int16")
         out_vols = {}
         for method in ("model", *BASELINES):      # translated now: the model may differ from the cached run's
@@ -73,7 +75,8 @@ def main(argv=None) -> int:
         if (d / "cbct_trunc.nii.gz").exists():
             trunc = read_volume(d / "cbct_trunc.nii.gz")
         else:
-            trunc = simulate_cbct(ct, CBCT_PRESETS["varian-obi-head"], seed=101)
+            trunc = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["varian-obi-head"], mode="fast"), seed=101,
+                                  output_grid="ct")
             write_volume(trunc, d / "cbct_trunc.nii.gz", dtype="int16")
         fov = {}
         for mode in ("body", "body-fov"):

@@ -19,11 +19,14 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("simulate-cbct", help="simulate a cone-beam CT from a CT (RTK forward projection + FDK)")
     add_input(p, "planning CT in HU")
-    add_output(p, "simulated CBCT (written on the CT's grid)")
+    add_output(p, "simulated CBCT (on the scanner's reconstruction grid; --on-ct-grid: on the CT's grid)")
     p.add_argument("--preset", choices=list(CBCT_PRESETS), default="varian-obi-pelvis", metavar="PRESET",
                    help="scanner protocol: " + ", ".join(CBCT_PRESETS) + " (head/pelvis/thorax are the Varian "
                         "OBI ones; ideal has no physics degradations; default: varian-obi-pelvis)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same CBCT)")
+    p.add_argument("--on-ct-grid", action="store_true",
+                   help="resample the CBCT onto the CT's grid (voxel-aligned pairs for training and evaluation); "
+                        "default: the protocol's reconstruction grid, e.g. 512 x 512 x 0.49 mm, 2.5 mm slices (head)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a protocol parameter, e.g. --set n_projections=330 --set grid=true "
                         "--set breathing_amplitude_mm=10 (repeatable; fields of medgan.simulation.cbct.CBCTParams)")
@@ -97,7 +100,9 @@ def _params_with_overrides(base, overrides):
     if changes and "water_calibration" in {f.name for f in dataclasses.fields(base)}:
         # a changed protocol needs its own HU calibration (measured on the fly, then cached)
         calibration_free = {"mas", "ring_gain_sd", "breathing_amplitude_mm", "breathing_period_s", "lag",
-                            "electronic_noise", "working_max_size", "n_projections", "name"}
+                            "electronic_noise", "working_max_size", "n_projections", "name", "mode", "recon_matrix",
+                            "recon_fov_mm", "slice_thickness_mm", "detector_pixel_mm", "scintillator_blur_mm",
+                            "focal_spot_mm", "hann_cutoff", "detector_oversampling"}
         if set(changes) - calibration_free:
             changes["water_calibration"] = None
     return dataclasses.replace(base, **changes)
@@ -126,7 +131,8 @@ def run_cbct(args) -> int:
         materials = None if materials is None else day.warp_labels(materials)
     stats: dict = {}
     with status(f"simulating CBCT ({params.describe()})") as say:
-        cbct = simulate_cbct(ct, params, seed=args.seed, progress=say, stats=stats, materials=materials)
+        cbct = simulate_cbct(ct, params, seed=args.seed, progress=say, stats=stats, materials=materials,
+                             output_grid="ct" if args.on_ct_grid else "clinical")
     with plan:
         plan.stage_volume(0, cbct, dtype="int16", series_description=f"medgan simulated CBCT ({params.name})")
         if day is not None:

@@ -14,14 +14,18 @@ From a CT in HU the simulation does what a linac-mounted CBCT does, and nothing 
    measured log-transmissions (beam hardening: cupping and streaks between bones).
 4. **Detector.** Object-dependent scatter by kernel superposition driven by the water-equivalent
    thickness (so the scatter-to-primary ratio follows the patient's size), an optional
-   anti-scatter grid, Poisson noise from the protocol's mAs, electronic noise, detector lag,
-   optional gain errors (rings) and breathing motion.
+   anti-scatter grid, the focal spot's blur, Poisson noise from the protocol's mAs spread by the
+   scintillator, electronic noise, detector lag, optional gain errors (rings) and breathing motion.
 5. **Reconstruction.** Displaced-detector and Parker short-scan weighting, FDK (ramp filter,
    optional Hann window), and the **vendor water calibration**: a linear map, measured on a
    simulated water cylinder of the preset's size, so that water reads 0 HU and air -1000 HU.
    What remains is the spatially varying error of a real CBCT.
 
-The result is resampled onto the CT's own grid: CBCT and CT are voxel-aligned ground truth.
+By default ("clinical" mode) the CT is projected on its own grid onto the panel's pixels and
+reconstructed on the protocol's grid (:func:`clinical_grid`, e.g. 512 x 512 x 0.49 mm and
+2.5 mm slices for the Varian head), which is also where the CBCT is returned; asked for
+(``output_grid="ct"``) it is resampled onto the CT's own grid, voxel-aligned with the CT as
+ground truth.  "fast" mode reconstructs on a coarse working grid instead (smoother, quieter).
 
 Axes: RTK rotates the source around its world *y* axis.  CT volumes are stacks of axial slices,
 so the slice axis (superior-inferior) is mapped onto RTK's y and the in-plane axes onto x and z.
@@ -302,12 +306,24 @@ class _Scan:
     projector: spectra.PolyProjector | None
     mu_eff_water: float      #: 1/cm, for the water-equivalent thickness of scatter
     photons: np.ndarray      #: unattenuated detected photons per pixel per view, per column
+    focal_blur_px: tuple[float, float] = (0.0, 0.0)  #: focal-spot blur (Gaussian sigma; v, u pixels)
+    scintillator_blur_px: tuple[float, float] = (0.0, 0.0)  #: light spread in the scintillator (v, u pixels)
 
     @classmethod
     def build(cls, params: CBCTParams, voxel_inplane: float, voxel_axial: float) -> _Scan:
+        """The acquisition for reconstructed voxels of ``voxel_inplane`` x ``voxel_axial`` mm.
+
+        The simulated detector samples the isocentre at the reconstructed voxel (one row per
+        slice thickness: the rows a thick slice sums), never finer than the panel's read-out
+        pixel; photons per pixel follow its area.  In "clinical" mode the focal spot and the
+        scintillator blur the projections.
+        """
         mag = params.magnification
         du = voxel_inplane * mag / params.detector_oversampling
         dv = voxel_axial * mag / params.detector_oversampling
+        clinical = params.mode == "clinical"
+        if clinical:
+            du, dv = max(du, params.detector_pixel_mm), max(dv, params.detector_pixel_mm)
         nu = max(8, int(math.ceil(params.panel_width_mm / du)))
         nv = max(4, int(math.ceil(params.panel_height_mm / dv)))
         u = params.panel_offset_mm + (np.arange(nu) - (nu - 1) / 2.0) * du
@@ -333,8 +349,14 @@ class _Scan:
         per_view = params.mas / params.n_projections
         photons = fluence * per_view * du * dv * params.detector_efficiency * rel
         angles = np.arange(params.n_projections) * params.arc_degrees / params.n_projections
+        focal = scint = (0.0, 0.0)
+        if clinical:
+            # a focal spot of size f blurs an object at the isocentre by f (M - 1) at the detector
+            sigma = params.focal_spot_mm * (mag - 1.0) / 2.355
+            focal = (sigma / dv, sigma / du)
+            scint = (params.scintillator_blur_mm / dv, params.scintillator_blur_mm / du)
         return cls(params, du, dv, nu, nv, u, angles, bowtie, projector,
-                   float(spectra.mass_attenuation("water", e_eff)), photons)
+                   float(spectra.mass_attenuation("water", e_eff)), photons, focal, scint)
 
     def geometry(self, rtk):
         g = rtk.ThreeDCircularProjectionGeometry.New()
@@ -375,6 +397,8 @@ class _Scan:
         n0 = self.photons[None, None, :] if noisy else np.ones((1, 1, self.nu))
         grid_p = p.grid_primary_transmission if p.grid else 1.0
         primary = n0 * grid_p * np.exp(-line)
+        if max(self.focal_blur_px) > 0.05:
+            primary = ndimage.gaussian_filter(primary, sigma=(0.0, *self.focal_blur_px), mode="nearest")
         total = primary
         if p.scatter_scale > 0:
             # water-equivalent thickness (cm) behind each pixel drives the scatter amplitude
@@ -400,6 +424,8 @@ class _Scan:
             total = lagged
         if noisy:
             total = rng.poisson(total).astype(np.float64)
+            if max(self.scintillator_blur_px) > 0.05:  # the scintillator spreads each photon's light (and noise)
+                total = ndimage.gaussian_filter(total, sigma=(0.0, *self.scintillator_blur_px), mode="nearest")
             if p.electronic_noise > 0:
                 sd = p.electronic_noise * math.sqrt(self.du * self.dv) / 0.78
                 total = total + rng.normal(0.0, sd, size=total.shape)
@@ -413,15 +439,23 @@ class _Scan:
         return measured
 
 
-def _reconstruct(itk, rtk, scan: _Scan, geometry, projections, like, n_slices: int, y_origin: float,
-                truncated: bool):
+@dataclasses.dataclass(frozen=True)
+class _ReconGrid:
+    """Where one simulation is reconstructed: ``shape`` [slice, row, col] of ``spacing`` (x, y, z mm),
+    centred in-plane on the rotation axis, slice 0 at ``z0`` mm from the projected volume's slice 0."""
+
+    spacing: tuple[float, float, float]
+    shape: tuple[int, int, int]
+    z0: float = 0.0
+
+
+def _reconstruct(itk, rtk, scan: _Scan, geometry, projections, origin, spacing, size, truncated: bool):
+    """FDK of ``projections`` onto an RTK grid (x, y = slice, z) of ``origin``, ``spacing``, ``size``."""
     image_type = itk.Image[itk.F, 3]
     src = rtk.ConstantImageSource[image_type].New()
-    sp = like.GetSpacing()
-    size = like.GetLargestPossibleRegion().GetSize()
-    src.SetOrigin([like.GetOrigin()[0], y_origin, like.GetOrigin()[2]])
-    src.SetSpacing(sp)
-    src.SetSize([size[0], n_slices, size[2]])
+    src.SetOrigin([float(o) for o in origin])
+    src.SetSpacing([float(v) for v in spacing])
+    src.SetSize([int(n) for n in size])
     src.SetConstant(0.0)
     weighted = projections
     if scan.params.half_fan:
@@ -445,8 +479,13 @@ def _reconstruct(itk, rtk, scan: _Scan, geometry, projections, like, n_slices: i
 
 
 def _simulate_mu(work_hu: np.ndarray, spacing_xyz, params: CBCTParams, rng, progress=None,
-                 stats: dict | None = None, materials: np.ndarray | None = None) -> np.ndarray:
-    """Reconstructed attenuation (1/mm) of a CT on its working grid, stitched over axial arcs."""
+                 stats: dict | None = None, materials: np.ndarray | None = None,
+                 recon: _ReconGrid | None = None) -> np.ndarray:
+    """Reconstructed attenuation (1/mm) of a CT, stitched over axial arcs.
+
+    The CT (``work_hu``, on its working grid) is projected; the reconstruction is on ``recon``
+    (default: the working grid itself).
+    """
     itk, rtk = _rtk()
     sx, sy, sz = (float(s) for s in spacing_xyz)
     nz, ny, nx = work_hu.shape
@@ -458,7 +497,14 @@ def _simulate_mu(work_hu: np.ndarray, spacing_xyz, params: CBCTParams, rng, prog
     # a patient wider than the field of view: extrapolate the truncated projections before ramp filtering
     body = (work_hu > -500).any(axis=0)
     truncated = bool(body.any() and (_radius_map(body.shape, (sx, sy)) [body]).max() > params.fov_radius_mm)
-    scan = _Scan.build(params, min(sx, sy), sz)
+    rg = recon or _ReconGrid((sx, sy, sz), (nz, ny, nx))
+    rx, ry, rt = rg.spacing
+    nzr, nyr, nxr = rg.shape
+    if rt > 1.5 * sz:  # a thick slice is the mean over its thickness
+        width = int(round(rt / sz))
+        rho_w = ndimage.uniform_filter1d(rho_w, width, axis=0, mode="nearest")
+        rho_b = ndimage.uniform_filter1d(rho_b, width, axis=0, mode="nearest")
+    scan = _Scan.build(params, min(rx, ry), rt)
     geometry = scan.geometry(rtk)
     # axial arcs: each covers the panel's length at the isocentre; the rays of one arc cross
     # slices up to (sid + radius) / sid further out, so the slab projected is longer
@@ -475,8 +521,9 @@ def _simulate_mu(work_hu: np.ndarray, spacing_xyz, params: CBCTParams, rng, prog
     pad = half_slab + 1
     padded_w = np.pad(rho_w, ((pad, pad), (0, 0), (0, 0)), mode="edge")  # the patient continues
     padded_b = np.pad(rho_b, ((pad, pad), (0, 0), (0, 0)), mode="edge")
-    mu = np.zeros(work_hu.shape, np.float64)
-    weight = np.zeros(nz, np.float64)
+    mu = np.zeros((nzr, nyr, nxr), np.float64)
+    weight = np.zeros(nzr, np.float64)
+    z_rec = (rg.z0 + np.arange(nzr) * rt) / sz       # reconstructed slices, in working-slice units
     for k, c in enumerate(centres):
         lo = int(math.floor(c - half_slab)) + pad
         hi = int(math.ceil(c + half_slab)) + pad
@@ -491,15 +538,18 @@ def _simulate_mu(work_hu: np.ndarray, spacing_xyz, params: CBCTParams, rng, prog
             fp.SetGeometry(geometry)
             fp.Update()
             lines.append(itk.array_from_image(fp.GetOutput()).astype(np.float64) / 10.0)  # g/cm^2
-            like = vol
         measured = scan.measure(lines[0], lines[1], rng, stats=stats if k == 0 else None)
         proj_img = itk.image_from_array(measured.astype(np.float32))
         proj_img.CopyInformation(fp.GetOutput())
-        r0 = max(0, int(math.ceil(c - half_rec + 1)))
-        r1 = min(nz - 1, int(math.floor(c + half_rec - 1)))
-        rec = _reconstruct(itk, rtk, scan, geometry, proj_img, like, r1 - r0 + 1, (r0 - c) * sz, truncated)
+        inside = np.nonzero(np.abs(z_rec - c) <= half_rec - 1.0 + 1e-9)[0]
+        if inside.size == 0:
+            continue
+        r0, r1 = int(inside[0]), int(inside[-1])
+        origin = (-(nxr - 1) * rx / 2.0, (z_rec[r0] - c) * sz, -(nyr - 1) * ry / 2.0)
+        rec = _reconstruct(itk, rtk, scan, geometry, proj_img, origin, (rx, rt, ry), (nxr, r1 - r0 + 1, nyr),
+                           truncated)
         # blend neighbouring arcs: full weight inside, a ramp to zero towards the cone boundary
-        w = np.clip((half_rec - 1.0 - np.abs(np.arange(r0, r1 + 1) - c)) / (0.4 * usable), 1e-3, 1.0)
+        w = np.clip((half_rec - 1.0 - np.abs(z_rec[r0:r1 + 1] - c)) / (0.4 * usable), 1e-3, 1.0)
         mu[r0:r1 + 1] += rec * w[:, None, None]
         weight[r0:r1 + 1] += w
         if progress:
@@ -532,7 +582,8 @@ def water_calibration(params: CBCTParams) -> tuple[float, float]:
     85 % of the radius, away from the insert) to 0 HU and the centre of the air insert to
     -1000 HU.  Scatter cupping stays: the centre of a patient reads low and the rim high.
     """
-    return _water_calibration_cached(dataclasses.replace(params, mas=0.0, ring_gain_sd=0.0, lag=0.0,
+    # the calibration is a mean over a large water region: the fast working grid measures it alike
+    return _water_calibration_cached(dataclasses.replace(params, mode="fast", mas=0.0, ring_gain_sd=0.0, lag=0.0,
                                                          breathing_amplitude_mm=0.0, water_calibration=None,
                                                          name="calibration"))
 
@@ -561,8 +612,14 @@ def _water_calibration_cached(params: CBCTParams) -> tuple[float, float]:
 
 
 def simulate_cbct(ct: Volume, params: CBCTParams | str | None = None, seed: int | None = 0, progress=None,
-                  stats: dict | None = None, materials: Volume | None = None) -> Volume:
-    """Simulate a CBCT of ``ct`` (HU) and return it on the CT's exact grid (float32 HU).
+                  stats: dict | None = None, materials: Volume | None = None, output_grid: str = "clinical") -> Volume:
+    """Simulate a CBCT of ``ct`` (HU) and return it in float32 HU.
+
+    ``output_grid="clinical"`` (default) returns it on the scanner's reconstruction grid
+    (:func:`clinical_grid`: e.g. 512 x 512 voxels of 0.49 mm and 2.5 mm slices for the Varian head
+    protocol); ``output_grid="ct"`` resamples it (linearly) onto the CT's exact grid, voxel-aligned with
+    the CT, for paired training and evaluation.  With ``params.mode == "fast"`` the reconstruction
+    is on a coarse working grid instead, then resampled onto the grid asked for.
 
     ``params`` is a :class:`CBCTParams` or a preset name (see :data:`CBCT_PRESETS`).  Voxels
     outside the scanner's reconstructed field of view are set to -1000 HU.  When ``stats`` is a
@@ -584,9 +641,12 @@ def simulate_cbct(ct: Volume, params: CBCTParams | str | None = None, seed: int 
             f"values {hu.min():.0f}..{hu.max():.0f} do not look like CT in HU (air should be near -1000); "
             "simulate-cbct needs a CT"
         )
+    if output_grid not in OUTPUT_GRIDS:
+        raise InputError(f"unknown output grid '{output_grid}'; choose from {', '.join(OUTPUT_GRIDS)}")
     rng = np.random.default_rng(seed)
     ct_img = ct.with_array(hu).to_sitk()
-    work = _working_grid(ct_img, params.working_max_size)
+    fast = params.mode == "fast"
+    work = _working_grid(ct_img, params.working_max_size if fast else CLINICAL_PROJECTION_MAX_SIZE)
     work_hu = sitk.GetArrayFromImage(work)
     work_labels = None
     if materials is not None:
@@ -605,35 +665,64 @@ def simulate_cbct(ct: Volume, params: CBCTParams | str | None = None, seed: int 
         else:  # monoenergetic, scatter-free: the exact attenuation of air and water
             cal = (0.0, float(spectra.mass_attenuation("water", params.ct_effective_kev)) / 10.0)
     mu_air, mu_water = cal
+    clinical = clinical_grid(ct_img, params)
+    recon = None if fast else _recon_grid(ct_img, clinical)
+    rec_geometry = work if fast else clinical
+    if progress:
+        progress(f"reconstructing {'x'.join(str(n) for n in rec_geometry.GetSize())} voxels of "
+                 f"{' x '.join(f'{s:.3g}' for s in rec_geometry.GetSpacing())} mm")
     mu_rec = _simulate_mu(work_hu, work.GetSpacing(), params, rng, progress=progress, stats=stats,
-                          materials=work_labels)
+                          materials=work_labels, recon=recon)
     hu_rec = 1000.0 * (mu_rec - mu_water) / (mu_water - mu_air)
     fov = params.fov_radius_mm
-    hu_rec[:, ~_fov_mask_xy(hu_rec.shape, work.GetSpacing(), fov)] = -1000.0
+    hu_rec[:, ~_fov_mask_xy(hu_rec.shape, rec_geometry.GetSpacing(), fov)] = -1000.0
     if stats is not None:
         stats.update(fov_diameter_mm=2 * fov, axial_coverage_mm=params.axial_coverage_mm,
-                     hu_calibration_mu_air_water=cal, preset=params.name)
+                     hu_calibration_mu_air_water=cal, preset=params.name, mode=params.mode,
+                     recon_spacing_mm=tuple(rec_geometry.GetSpacing()), output_grid=output_grid)
     rec_img = sitk.GetImageFromArray(hu_rec.astype(np.float32))
-    rec_img.CopyInformation(work)
-    on_ct = sitk.Resample(rec_img, ct_img, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
-    out = ct.with_array(sitk.GetArrayFromImage(on_ct), modality="CBCT (simulated)")
-    out.meta.pop("path", None)
-    return out
+    rec_img.CopyInformation(rec_geometry)
+    meta = {k: v for k, v in ct.meta.items() if k != "path"}
+    meta["modality"] = "CBCT (simulated)"
+    if output_grid == "ct":
+        on_ct = sitk.Resample(rec_img, ct_img, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+        return ct.with_array(sitk.GetArrayFromImage(on_ct), **meta)
+    if fast:
+        rec_img = sitk.Resample(rec_img, clinical, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+    return Volume.from_sitk(rec_img, meta)
 
 
-def catphan_params(preset: str | CBCTParams = "varian-obi-head") -> CBCTParams:
-    """A protocol adapted to the digital Catphan 504 (:mod:`medgan.simulation.catphan`).
+def _recon_grid(ct_img: sitk.Image, clinical: sitk.Image) -> _ReconGrid:
+    """The clinical grid as :func:`_simulate_mu` places it: slice 0's distance from the CT's slice 0."""
+    nzr, t = clinical.GetSize()[2], clinical.GetSpacing()[2]
+    z0 = (ct_img.GetSize()[2] - 1) / 2.0 * ct_img.GetSpacing()[2] - (nzr - 1) / 2.0 * t
+    sx, sy, sz = (float(v) for v in clinical.GetSpacing())
+    nx, ny, nz = (int(n) for n in clinical.GetSize())
+    return _ReconGrid((sx, sy, sz), (nz, ny, nx), z0)
 
-    The phantom's HU are pylinac's nominal values, i.e. what a calibrated kV scanner reads, so
-    they are decomposed at the head beam's effective energy (not a 120 kVp CT's), its plastics
-    up to Delrin have no calcium, and it is reconstructed on a 0.8 mm grid like a clinical
-    head reconstruction.
+
+def clinical_grid(ct: Volume | sitk.Image, params: CBCTParams | str) -> sitk.Image:
+    """The scanner's reconstruction grid for ``ct`` (an empty float32 image carrying the geometry).
+
+    ``recon_matrix`` x ``recon_matrix`` voxels of ``recon_voxel_mm`` centred on the rotation axis
+    (the centre of the CT's grid), slices of ``slice_thickness_mm`` over the CT's length, the CT's
+    axes: what the scanner's console reconstructs for a patient set up at that isocentre.
     """
-    from medgan.simulation.catphan import CATPHAN_EFFECTIVE_KEV, CATPHAN_PLASTICS_MAX_HU
-
-    base = CBCT_PRESETS[preset] if isinstance(preset, str) else preset
-    return dataclasses.replace(base, ct_effective_kev=CATPHAN_EFFECTIVE_KEV,
-                               soft_tissue_max_hu=CATPHAN_PLASTICS_MAX_HU, working_max_size=320)
+    if isinstance(params, str):
+        params = CBCT_PRESETS[params]
+    img = ct.to_sitk() if isinstance(ct, Volume) else ct
+    size, spacing = img.GetSize(), img.GetSpacing()
+    centre = np.array(img.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in size]))
+    m, v, t = params.recon_matrix, params.recon_voxel_mm, params.slice_thickness_mm
+    new_size = (m, m, max(1, int(round(size[2] * spacing[2] / t))))
+    new_spacing = (v, v, t)
+    half = np.array([(n - 1) / 2.0 * s for n, s in zip(new_size, new_spacing, strict=True)])
+    origin = centre - np.array(img.GetDirection()).reshape(3, 3) @ half
+    out = sitk.Image([int(n) for n in new_size], sitk.sitkFloat32)
+    out.SetSpacing(new_spacing)
+    out.SetOrigin(tuple(float(o) for o in origin))
+    out.SetDirection(img.GetDirection())
+    return out
 
 
 def fov_mask(volume: Volume, params: CBCTParams | str) -> np.ndarray:

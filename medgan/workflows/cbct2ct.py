@@ -109,7 +109,8 @@ def scanner(preset: str, projections: int | None = None):
 
     if preset not in CBCT_PRESETS:
         raise InputError(f"unknown --preset {preset!r} (choose from {', '.join(sorted(CBCT_PRESETS))})")
-    params = CBCT_PRESETS[preset]
+    # paired training data: the fast working grid (minutes per cohort on a CPU, not hours)
+    params = dataclasses.replace(CBCT_PRESETS[preset], mode="fast")
     return dataclasses.replace(params, n_projections=projections) if projections else params
 
 
@@ -149,7 +150,7 @@ def simulated_pair(cache: Path, name: str, src, params, seed: int, scale: float 
     if scale != 1.0:
         sx, sy, sz = ct.spacing
         ct = Volume(ct.array, (sx * scale, sy * scale, sz), ct.origin, ct.direction, ct.meta)
-    cbct = simulate_cbct(ct, params, seed=seed)
+    cbct = simulate_cbct(ct, params, seed=seed, output_grid="ct")
     write_volume(ct, ct_path, dtype="int16", overwrite=True)          # a cache: one of the two may be there
     write_volume(cbct, cbct_path, dtype="int16", overwrite=True)
     return ct, cbct

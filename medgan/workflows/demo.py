@@ -15,6 +15,7 @@ MEDGAN_DEMO_TRAIN_STEPS sets the training length (default 200).
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
@@ -59,7 +60,8 @@ def run_demo(out_dir: Path, sample: Path, train_config: Path, steps: int = 200) 
         cases["ts_example_ct"] = read_volume(real_ct)
     for i, (name, ct) in enumerate(cases.items()):
         ct = ct.with_array(ct.array.clip(-1024, 3071).astype("int16"))
-        cbct = simulate_cbct(ct, CBCT_PRESETS["pelvis"], seed=100 + i)
+        cbct = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["pelvis"], mode="fast"), seed=100 + i,
+                             output_grid="ct")
         write_volume(ct, out_dir / "data" / "CT" / f"{name}.nii.gz", dtype="int16")
         write_volume(cbct, out_dir / "data" / "CBCT" / f"{name}.nii.gz", dtype="int16")
     print(f"    done ({time.perf_counter() - t_start:.0f} s)")

@@ -191,7 +191,8 @@ def test_dicom_chest_onto_its_own_simulated_cbct_end_to_end(shared_data, tmp_pat
     from medgan.simulation.cbct import CBCT_PRESETS, simulate_cbct
 
     ct = read_volume(shared_data / "totalsegmentator" / "example_ct_dicom")
-    cbct = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["pelvis"], n_projections=120), seed=0)
+    cbct = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["pelvis"], n_projections=120, mode="fast"), seed=0,
+                         output_grid="ct")
     write_volume(cbct, tmp_path / "cbct.nii.gz")
     src = sorted((shared_data / "totalsegmentator" / "example_ct_dicom").iterdir())[0].read_bytes()
     code, out, err = run_cli("register", "--fixed", tmp_path / "cbct.nii.gz", "--moving",
