@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 from typing import Any
 
@@ -218,9 +219,13 @@ _CAL: dict[str, tuple[float, float] | None] = {
 }
 
 CBCT_PRESETS: dict[str, CBCTParams] = {
-    # Varian OBI / TrueBeam "Head": full-fan, full bowtie, 200 deg short scan, 100 kVp, 150 mAs.
+    # Varian OBI head, as the real Catphan scan in ../shared/data ("high quality head" mode): full-fan,
+    # full bowtie, 200 deg short scan, 100 kVp.  The tube charge, 720 mAs, is calibrated: the noise SD
+    # of the simulated Catphan falls as 1/sqrt(mAs) and meets the real scan's there (150 mAs gave
+    # twice its noise; docs/data.md, "Noise and sharpness against the real scan").  A standard-dose
+    # head scan: --set mas=150.
     "varian-obi-head": CBCTParams(name="varian-obi-head", **_VARIAN, panel_offset_mm=0.0, arc_degrees=200.0,
-                                  n_projections=366, rotation_time_s=33.0, kvp=100.0, mas=150.0,
+                                  n_projections=366, rotation_time_s=33.0, kvp=100.0, mas=720.0,
                                   bowtie_radius_mm=120.0, calibration_diameter_mm=200.0,
                                   calibration_insert_mm=12.5, recon_fov_mm=250.0),
     # Varian "Pelvis": half-fan (panel shifted 160 mm), half bowtie, 360 deg, 125 kVp, 1080 mAs.
@@ -528,19 +533,13 @@ def _simulate_mu(work_hu: np.ndarray, spacing_xyz, params: CBCTParams, rng, prog
         lo = int(math.floor(c - half_slab)) + pad
         hi = int(math.ceil(c + half_slab)) + pad
         y0 = (lo - pad - c) * sz
-        lines = []
-        for material in (padded_w, padded_b):
-            vol = _rtk_image(itk, material[lo:hi + 1], (sx, sy, sz), y0)
-            source = scan.projection_source(itk, rtk)
-            fp = rtk.JosephForwardProjectionImageFilter[itk.Image[itk.F, 3], itk.Image[itk.F, 3]].New()
-            fp.SetInput(0, source.GetOutput())
-            fp.SetInput(1, vol)
-            fp.SetGeometry(geometry)
-            fp.Update()
-            lines.append(itk.array_from_image(fp.GetOutput()).astype(np.float64) / 10.0)  # g/cm^2
+        lines = [_forward_project(itk, rtk, scan, geometry, material[lo:hi + 1], (sx, sy, sz), y0) / 10.0  # g/cm^2
+                 for material in (padded_w, padded_b)]
         measured = scan.measure(lines[0], lines[1], rng, stats=stats if k == 0 else None)
         proj_img = itk.image_from_array(measured.astype(np.float32))
-        proj_img.CopyInformation(fp.GetOutput())
+        source = scan.projection_source(itk, rtk)
+        source.Update()
+        proj_img.CopyInformation(source.GetOutput())
         inside = np.nonzero(np.abs(z_rec - c) <= half_rec - 1.0 + 1e-9)[0]
         if inside.size == 0:
             continue
@@ -557,6 +556,37 @@ def _simulate_mu(work_hu: np.ndarray, spacing_xyz, params: CBCTParams, rng, prog
     covered = weight > 0
     mu[covered] /= weight[covered, None, None]
     return mu
+
+
+#: the last forward projections (key -> line integrals): noise realisations of one CT (other seeds,
+#: doses or kernels) reuse them instead of projecting again, the costliest step on a CPU
+_PROJECTION_CACHE: dict[tuple, np.ndarray] = {}
+_PROJECTION_CACHE_SIZE = 4
+
+
+def _forward_project(itk, rtk, scan: _Scan, geometry, slab: np.ndarray, spacing_xyz, y0: float) -> np.ndarray:
+    """Joseph line integrals (density x mm, [view, v, u]) of one material's slab, cached."""
+    p = scan.params
+    key = (hashlib.sha1(np.ascontiguousarray(slab, dtype=np.float32).tobytes()).hexdigest(), slab.shape,
+           tuple(float(s) for s in spacing_xyz), float(y0), scan.du, scan.dv, scan.nu, scan.nv,
+           p.source_to_isocenter_mm, p.source_to_detector_mm, p.panel_offset_mm, p.arc_degrees, p.n_projections)
+    if key in _PROJECTION_CACHE:
+        return _PROJECTION_CACHE[key].astype(np.float64)
+    if not slab.any():
+        lines = np.zeros((len(scan.angles), scan.nv, scan.nu), np.float32)
+    else:
+        vol = _rtk_image(itk, slab, spacing_xyz, y0)
+        source = scan.projection_source(itk, rtk)
+        fp = rtk.JosephForwardProjectionImageFilter[itk.Image[itk.F, 3], itk.Image[itk.F, 3]].New()
+        fp.SetInput(0, source.GetOutput())
+        fp.SetInput(1, vol)
+        fp.SetGeometry(geometry)
+        fp.Update()
+        lines = np.asarray(itk.array_from_image(fp.GetOutput()), dtype=np.float32)
+    while len(_PROJECTION_CACHE) >= _PROJECTION_CACHE_SIZE:
+        _PROJECTION_CACHE.pop(next(iter(_PROJECTION_CACHE)))
+    _PROJECTION_CACHE[key] = lines
+    return lines.astype(np.float64)
 
 
 def _radius_map(shape_yx, spacing_xy) -> np.ndarray:

@@ -102,3 +102,27 @@ def square_rois(slices: np.ndarray, centres_px: list[tuple[float, float]], size:
             raise InputError(f"an NPS ROI of {size} pixels at ({r:.0f}, {c:.0f}) leaves the image")
         out.extend(s[r0:r0 + size, c0:c0 + size] for s in slices)
     return np.stack(out)
+
+
+def uniform_region_nps(volume, slice_index: int, n_slices: int = 7, roi_px: int = 64, offset_mm: float = 30.0,
+                       detrend: str = "quadratic") -> tuple[np.ndarray, np.ndarray]:
+    """Radial NPS ``(frequency 1/mm, HU^2 mm^2)`` of a uniform module (e.g. the Catphan's CTP486).
+
+    Five ``roi_px`` square ROIs, one on the object's centre (the centre of mass of the filled
+    ``> -500 HU`` region of ``slice_index``) and four ``offset_mm`` above, below, left and right
+    of it, on ``n_slices`` slices around ``slice_index`` of ``volume`` (a :class:`Volume`).
+    """
+    from scipy import ndimage
+
+    arr = np.asarray(volume.array, dtype=np.float64)
+    half = n_slices // 2
+    if not half <= slice_index < arr.shape[0] - half:
+        raise InputError(f"slice {slice_index} +- {half} is outside the volume's {arr.shape[0]} slices")
+    body = ndimage.binary_fill_holes(arr[slice_index] > -500)
+    if not body.any():
+        raise InputError(f"slice {slice_index} holds no object (nothing above -500 HU)")
+    cy, cx = ndimage.center_of_mass(body)
+    dy, dx = offset_mm / volume.spacing[1], offset_mm / volume.spacing[0]
+    centres = [(cy, cx), (cy - dy, cx), (cy + dy, cx), (cy, cx - dx), (cy, cx + dx)]
+    rois = square_rois(arr[slice_index - half: slice_index + half + 1], centres, roi_px)
+    return radial_nps(*nps_2d(rois, (volume.spacing[0], volume.spacing[1]), detrend=detrend))

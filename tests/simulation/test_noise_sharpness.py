@@ -1,11 +1,13 @@
 """Noise power spectrum helpers, and the simulated Catphan's noise and sharpness against the real OBI scan."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from medgan.errors import InputError
-from medgan.simulation.quality import nps_2d, nps_peak_frequency, radial_nps, square_rois
+from medgan.simulation.quality import nps_2d, nps_peak_frequency, radial_nps, square_rois, uniform_region_nps
 
 
 def test_white_noise_has_a_flat_nps_whose_integral_is_the_variance():
@@ -65,3 +67,59 @@ def test_quadratic_detrending_removes_shading_but_keeps_the_noise():
     # the peak search can skip the lowest rings
     assert nps_peak_frequency(f, plain) < 0.1
     assert nps_peak_frequency(f, plain, f_min=0.3) >= 0.3
+
+
+def test_uniform_region_nps_finds_the_object_and_the_noise_level():
+    from medgan.io import Volume
+
+    rng = np.random.default_rng(3)
+    arr = np.full((9, 240, 240), -1000.0)
+    yy, xx = np.mgrid[:240, :240]
+    arr[:, np.hypot(yy - 125, xx - 112) < 100] = 0.0                  # an off-centre water disc
+    arr += rng.normal(0.0, 10.0, size=arr.shape)
+    f, nps = uniform_region_nps(Volume(arr, (0.5, 0.5, 2.5), (0.0, 0.0, 0.0)), 4)
+    assert np.median(nps) == pytest.approx(100 * 0.25, rel=0.15)     # white: sigma^2 x pixel area
+    with pytest.raises(InputError, match="outside"):
+        uniform_region_nps(Volume(arr, (0.5, 0.5, 2.5), (0.0, 0.0, 0.0)), 1)
+
+
+_REAL_SCAN = Path("cbct_catphan") / "catphan504_varian_obi_head.zip"
+#: the uniformity module (CTP486) lies 65 mm below CTP404, pylinac's origin slice
+_CTP486_MM = -65.0
+
+
+@pytest.mark.slow
+def test_simulated_catphan_has_the_real_obi_scans_noise_and_sharpness(shared_data):
+    """Acceptance: ``medgan phantom --kind catphan504`` through ``varian-obi-head`` (clinical grid, material
+    map), analysed by pylinac like the real OBI scan: noise SD (centre ROI of CTP486) and MTF50 (CTP528,
+    mean over 3 noise seeds) within 20 % of the real scan's, and the NPS peak of CTP486 within 20 %."""
+    pytest.importorskip("itk", reason="CBCT simulation needs itk-rtk")
+    pytest.importorskip("pylinac")
+    from medgan.io import read_volume
+    from medgan.simulation.catphan import analyse_catphan, make_catphan504, make_catphan504_materials
+    from medgan.simulation.cbct import simulate_cbct
+
+    zip_path = shared_data / _REAL_SCAN
+    if not zip_path.is_file():
+        pytest.skip(f"the real Varian OBI Catphan scan is not at {zip_path}")
+    real = analyse_catphan(zip_path)
+    real_vol = read_volume(zip_path)
+    real_peak = nps_peak_frequency(*_ctp486_nps(real_vol, real), f_min=0.15)
+    ct, materials = make_catphan504(), make_catphan504_materials()
+    noise, mtf50, spectra = [], [], []
+    for seed in (0, 1, 2):
+        cbct = simulate_cbct(ct, "varian-obi-head", seed=seed, materials=materials)
+        assert cbct.spacing == pytest.approx(real_vol.spacing, abs=1e-3)   # the real scan's 0.488 x 0.488 x 2.5 mm
+        res = analyse_catphan(cbct, hu_tolerance=40)
+        noise.append(res["noise_hu"])
+        mtf50.append(res["mtf50_lp_mm"])
+        spectra.append(_ctp486_nps(cbct, res))
+    freq = spectra[0][0]
+    sim_peak = nps_peak_frequency(freq, np.mean([s[1] for s in spectra], axis=0), f_min=0.15)
+    assert np.mean(noise) == pytest.approx(real["noise_hu"], rel=0.2), (noise, real["noise_hu"])
+    assert np.mean(mtf50) == pytest.approx(real["mtf50_lp_mm"], rel=0.2), (mtf50, real["mtf50_lp_mm"])
+    assert sim_peak == pytest.approx(real_peak, rel=0.2), (sim_peak, real_peak)
+
+
+def _ctp486_nps(volume, res):
+    return uniform_region_nps(volume, res["origin_slice"] + int(round(_CTP486_MM / volume.spacing[2])))
