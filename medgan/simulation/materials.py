@@ -224,7 +224,8 @@ def mass_attenuation(material: str | Material, energy_kev) -> np.ndarray:
     """mu/rho (cm^2/g) of ``material`` at ``energy_kev`` (NIST/Elam total cross sections, xraydb)."""
     e = np.atleast_1d(np.asarray(energy_kev, dtype=float))
     out: np.ndarray = _mass_attenuation_cached(_material(material), tuple(float(x) for x in e.ravel()))
-    return out.reshape(np.shape(energy_kev)) if np.ndim(energy_kev) else out[0]
+    result: np.ndarray = out.reshape(np.shape(energy_kev)) if np.ndim(energy_kev) else out[:1].reshape(())
+    return result
 
 
 def fit_weights(kvp: float, filtration_mm_al: float) -> tuple[np.ndarray, np.ndarray]:

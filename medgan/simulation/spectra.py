@@ -1,14 +1,17 @@
 """X-ray spectra, attenuation data and the polychromatic projection model of the CBCT simulation.
 
-A CT in HU is split into two basis materials, water and cortical bone, so that at the CT's own
-effective energy the decomposition reproduces the CT's attenuation exactly.  A cone-beam scanner
+Each voxel's material is mapped onto two basis materials, water and cortical bone
+(:func:`medgan.simulation.materials.basis_densities`: a fit of the material's attenuation over the
+beam's spectrum, exact at the CT's own effective energy; :func:`decompose_hu` is the earlier split
+by HU alone, kept for comparison in benchmarks/materials_error.py).  A cone-beam scanner
 sees the same body with another, polychromatic beam: the measured log-transmission of a ray
 crossing ``L_w`` g/cm^2 of water and ``L_b`` g/cm^2 of bone, behind ``T`` mm of aluminium
 (bowtie filter), is
 
     p(L_w, L_b, T) = -ln  sum_E w_T(E) exp(-mu_w(E) L_w - mu_b(E) L_b)
 
-with ``w_T`` the detected-energy weights of the filtered spectrum (energy-integrating detector:
+(``L_b`` is negative for plastics and fat, whose fit has a negative bone part) with ``w_T`` the
+detected-energy weights of the filtered spectrum (energy-integrating detector:
 photon number x energy), normalised per bowtie thickness because the scanner divides by an air
 scan taken through the same bowtie.  ``p`` grows less than linearly with thickness (beam
 hardening): after a water calibration this gives cupping, and the extra hardening in bone gives
