@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 def shared_data_dir() -> Path:
     return Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sigint_not_ignored():
+    """Tests send SIGINT to medgan commands (in this process and in child processes) and expect exit 130.
+
+    A shell starts a background job (``make test &``, ``nohup``) with SIGINT ignored, and medgan rightly keeps
+    an ignored signal ignored, so those commands would run to the end (hours, with 100000 iterations).  The
+    suite therefore handles SIGINT as Python does by default; commands it starts then get the default action.
+    """
+    old = signal.getsignal(signal.SIGINT)
+    if old is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
 
 
 @pytest.fixture(scope="session")

@@ -173,13 +173,19 @@ def test_register_honours_sigint_while_elastix_runs(tmp_path, ct):
     proc = subprocess.Popen([sys.executable, "-m", "medgan.cli.main", "register", "--fixed", str(ct), "--moving",
                              str(moving), "-o", str(out / "r.nii.gz"), "--iterations", "100000",
                              "--final-iterations", "100000", "--resolutions", "1"],
-                            cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stderr is not None
-    first = proc.stderr.readline()                                 # "registering moving.nii.gz onto ct.nii.gz ..."
-    assert "registering" in first, first + proc.communicate()[1]
-    time.sleep(2)                                                  # Elastix is now iterating in C++
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+                            cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)                # its own group: see the finally
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()                             # "registering moving.nii.gz onto ct.nii.gz ..."
+        assert "registering" in first, first + proc.communicate()[1]
+        time.sleep(2)                                              # Elastix is now iterating in C++
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:                       # never leave 100000 iterations running: the command and its Elastix child
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
     assert proc.returncode == 130, first + err
     assert "interrupted" in err
     assert not out.exists() or files(out) == []
