@@ -36,6 +36,7 @@ import dataclasses
 import functools
 import hashlib
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -473,14 +474,39 @@ def _reconstruct(itk, rtk, scan: _Scan, geometry, projections, origin, spacing, 
         parker.SetInput(weighted)
         parker.SetGeometry(geometry)
         weighted = parker.GetOutput()
-    fdk = rtk.FDKConeBeamReconstructionFilter[image_type].New()
-    fdk.SetInput(0, src.GetOutput())
-    fdk.SetInput(1, weighted)
-    fdk.SetGeometry(geometry)
-    fdk.GetRampFilter().SetTruncationCorrection(TRUNCATION_CORRECTION if truncated else 0.0)
-    fdk.GetRampFilter().SetHannCutFrequency(scan.params.hann_cutoff)
-    fdk.Update()
-    return np.transpose(itk.array_from_image(fdk.GetOutput()), (1, 0, 2))  # [slice, row, col], 1/mm
+    def run(fdk, volume, stack):
+        fdk.SetInput(0, volume)
+        fdk.SetInput(1, stack)
+        fdk.SetGeometry(geometry)
+        fdk.GetRampFilter().SetTruncationCorrection(TRUNCATION_CORRECTION if truncated else 0.0)
+        fdk.GetRampFilter().SetHannCutFrequency(scan.params.hann_cutoff)
+        fdk.Update()
+        return np.transpose(np.array(itk.array_from_image(fdk.GetOutput())), (1, 0, 2))  # [slice, row, col], 1/mm
+
+    if cbct_device() == "cuda":
+        try:
+            return run(rtk.CudaFDKConeBeamReconstructionFilter.New(), itk.cuda_image_from_image(src.GetOutput()),
+                       itk.cuda_image_from_image(weighted))
+        except (RuntimeError, AttributeError, TypeError):  # pragma: no cover - needs an RTK CUDA build and a GPU
+            _CUDA_FAILED.append("FDK")
+    return run(rtk.FDKConeBeamReconstructionFilter[image_type].New(), src.GetOutput(), weighted)
+
+
+#: parts of the GPU path that failed in this process (they then run on the CPU)
+_CUDA_FAILED: list[str] = []
+
+
+def cbct_device() -> str:
+    """"cuda" when RTK's CUDA filters are importable (the itk-rtk-cuda wheels) and not turned off with
+    ``MEDGAN_CBCT_DEVICE=cpu``; else "cpu".  The CUDA path replaces the forward projector and FDK
+    (``CudaForwardProjectionImageFilter``, ``CudaFDKConeBeamReconstructionFilter``); any failure
+    there falls back to the CPU filters."""
+    if os.environ.get("MEDGAN_CBCT_DEVICE", "auto").lower() == "cpu" or _CUDA_FAILED:
+        return "cpu"
+    itk, rtk = _rtk()
+    ok = hasattr(itk, "CudaImage") and hasattr(itk, "cuda_image_from_image") and all(
+        hasattr(rtk, name) for name in ("CudaFDKConeBeamReconstructionFilter", "CudaForwardProjectionImageFilter"))
+    return "cuda" if ok else "cpu"
 
 
 def _simulate_mu(work_hu: np.ndarray, spacing_xyz, params: CBCTParams, rng, progress=None,
@@ -573,18 +599,32 @@ def _forward_project(itk, rtk, scan: _Scan, geometry, slab: np.ndarray, spacing_
     if key in _PROJECTION_CACHE:
         return _PROJECTION_CACHE[key].astype(np.float64)
     if not slab.any():
-        lines = np.zeros((len(scan.angles), scan.nv, scan.nu), np.float32)
+        lines: np.ndarray | None = np.zeros((len(scan.angles), scan.nv, scan.nu), np.float32)
     else:
         vol = _rtk_image(itk, slab, spacing_xyz, y0)
         source = scan.projection_source(itk, rtk)
-        fp = rtk.JosephForwardProjectionImageFilter[itk.Image[itk.F, 3], itk.Image[itk.F, 3]].New()
-        fp.SetInput(0, source.GetOutput())
-        fp.SetInput(1, vol)
-        fp.SetGeometry(geometry)
-        fp.Update()
-        lines = np.asarray(itk.array_from_image(fp.GetOutput()), dtype=np.float32)
+        lines = None
+        if cbct_device() == "cuda":
+            try:
+                cuda = itk.CudaImage[itk.F, 3]
+                fp = rtk.CudaForwardProjectionImageFilter[cuda, cuda].New()
+                fp.SetInput(0, itk.cuda_image_from_image(source.GetOutput()))
+                fp.SetInput(1, itk.cuda_image_from_image(vol))
+                fp.SetGeometry(geometry)
+                fp.Update()
+                lines = np.array(itk.array_from_image(fp.GetOutput()), dtype=np.float32)
+            except (RuntimeError, AttributeError, TypeError):  # pragma: no cover - needs RTK CUDA and a GPU
+                _CUDA_FAILED.append("forward projection")
+        if lines is None:
+            fp = rtk.JosephForwardProjectionImageFilter[itk.Image[itk.F, 3], itk.Image[itk.F, 3]].New()
+            fp.SetInput(0, source.GetOutput())
+            fp.SetInput(1, vol)
+            fp.SetGeometry(geometry)
+            fp.Update()
+            lines = np.asarray(itk.array_from_image(fp.GetOutput()), dtype=np.float32)
     while len(_PROJECTION_CACHE) >= _PROJECTION_CACHE_SIZE:
         _PROJECTION_CACHE.pop(next(iter(_PROJECTION_CACHE)))
+    assert lines is not None
     _PROJECTION_CACHE[key] = lines
     return lines.astype(np.float64)
 
@@ -709,7 +749,8 @@ def simulate_cbct(ct: Volume, params: CBCTParams | str | None = None, seed: int 
     if stats is not None:
         stats.update(fov_diameter_mm=2 * fov, axial_coverage_mm=params.axial_coverage_mm,
                      hu_calibration_mu_air_water=cal, preset=params.name, mode=params.mode,
-                     recon_spacing_mm=tuple(rec_geometry.GetSpacing()), output_grid=output_grid)
+                     recon_spacing_mm=tuple(rec_geometry.GetSpacing()), output_grid=output_grid,
+                     device=cbct_device())
     rec_img = sitk.GetImageFromArray(hu_rec.astype(np.float32))
     rec_img.CopyInformation(rec_geometry)
     meta = {k: v for k, v in ct.meta.items() if k != "path"}
