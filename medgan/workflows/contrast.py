@@ -227,15 +227,19 @@ def results_markdown(res: dict) -> str:
 def figure(model, shared: Path, data: Path, path: Path) -> Path:
     """Contrast CT, synthetic non-contrast, truth and the enhancement map E on a simulated and a real case."""
     from medgan.inference import TranslateOptions, load_model, translate
+    from medgan.io.orientation import to_orientation
     from medgan.utils.figures import _plt, _save
 
     if not hasattr(model, "g_ab"):
         model = load_model(model)
     opts = TranslateOptions(device="cpu", guard=False)
+    def lps(path: Path) -> Volume:            # axial slices shown anterior up, the patient's right on the left
+        return to_orientation(read_volume(path), "LPS")[0]
+
     sim = data / "test" / "example_ct_sm_portal-venous"
-    con, truth = read_volume(sim / "contrast.nii.gz"), read_volume(sim / "truth.nii.gz")
-    crop = read_volume(shared / ARTERIAL_CROP)
-    aorta = np.asarray(read_volume(shared / ARTERIAL_AORTA).array) > 0
+    con, truth = lps(sim / "contrast.nii.gz"), lps(sim / "truth.nii.gz")
+    crop = lps(shared / ARTERIAL_CROP)
+    aorta = np.asarray(lps(shared / ARTERIAL_AORTA).array) > 0
     rows = []
     for title, vol, ref, z in (
             ("example_ct_sm, simulated portal-venous (held out)", con, truth, con.shape[0] // 2),
@@ -268,3 +272,41 @@ def figure(model, shared: Path, data: Path, path: Path) -> Path:
     _save(fig, path)
     plt.close(fig)
     return path
+
+
+def training_enhancement(model, data: Path) -> dict[str, dict[str, float]]:
+    """Mean E in the body of every training volume (guard off): ``{"A": {name: HU}, "B": {name: HU}}``.
+
+    The guard's threshold is chosen from these: contrast scans (A) should lie above it, native scans (B) below.
+    """
+    from medgan.inference import TranslateOptions, load_model, translate
+    from medgan.inference.enhancement import enhancement_report
+
+    if not hasattr(model, "g_ab"):
+        model = load_model(model)
+    keep = model.g_ab.guard_hu
+    model.g_ab.guard_hu = 0.0
+    try:
+        res: dict[str, dict[str, float]] = {}
+        for side in ("A", "B"):
+            res[side] = {}
+            for p in sorted((data / "train" / side).glob("*.nii.gz")):
+                vol = read_volume(p)
+                out = translate(vol, model, TranslateOptions(device="cpu", guard=False))
+                assert isinstance(out, Volume)
+                rep = enhancement_report(vol.array, out.array, vol.spacing, 0.0)
+                res[side][p.name.removesuffix(".nii.gz")] = rep.mean_hu
+    finally:
+        model.g_ab.guard_hu = keep
+    return res
+
+
+def export_with_guard(src: Path, dst: Path, guard_hu: float) -> Path:
+    """Copy the model file ``src`` to ``dst`` with the enhancement guard's threshold set to ``guard_hu``."""
+    from medgan.io.model_file import read_model_file, write_model_file
+
+    tensors, spec = read_model_file(src)
+    model = dict(spec.config["model"])
+    model["generator_args"] = {**model["generator_args"], "guard_hu": float(guard_hu)}
+    spec.config = {**spec.config, "model": model}
+    return write_model_file(dst, tensors, spec)
