@@ -1,17 +1,14 @@
 """The +50 HU water-phantom numbers and figure of docs/dose.md (the geometry of tests/dose/test_dose.py).
 
-    OMP_NUM_THREADS=1 python benchmarks/dose_phantom.py
+    OMP_NUM_THREADS=1 python -m benchmarks.dose_phantom      # from the repository root (it imports the test's phantom)
 
 needs medgan[dose]; writes docs/figures/dose_phantom_plus50.png
 """
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, "tests")
-import test_dose as T
-
+import tests.dose.test_dose as T
 from medgan.dose import DoseOptions, run_dose
 from medgan.dose.backend import relative_stopping_power
 from medgan.dose.recompute import summary_line

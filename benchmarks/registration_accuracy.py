@@ -27,7 +27,6 @@ import numpy as np
 import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 #: the same-modality setting for this CT -> CT round trip (medgan register --metric mse, default 25 mm grid, sample
 #: schedule and iterations).  No test holds it to issue 15's 15 HU (one run costs 3-6 CPU minutes); this script

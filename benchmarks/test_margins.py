@@ -2,8 +2,10 @@
 seeds x threads x CPU kernel sets and print each run's figure and the spread, so a test's margin can be set below
 the worst run measured instead of at one machine's trajectory.
 
-    nice python benchmarks/test_margins.py CASE [CASE ...] [--seeds 0 1 2] [--threads 1 2]
-                                          [--caps default avx2 native] [--jobs N] [--json out.json]
+    nice python -m benchmarks.test_margins CASE [CASE ...] [--seeds 0 1 2] [--threads 1 2]
+                                           [--caps default avx2 native] [--jobs N] [--json out.json]
+
+Run it as a module from the repository root: the cases import the tests' own functions (``tests.engine...``).
 
 CASE is one of the names in ``CASES``.  Each run is a fresh process with ``OMP_NUM_THREADS`` and
 ``torch.set_num_threads`` set to the thread count and ``ATEN_CPU_CAPABILITY`` set to the capability (``native``:
@@ -24,7 +26,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def _cut(seed: int, tmp: Path) -> dict:
@@ -115,7 +116,8 @@ def main() -> None:
         env.pop("ATEN_CPU_CAPABILITY", None)
         if cap != "native":
             env["ATEN_CPU_CAPABILITY"] = cap
-        proc = subprocess.run([sys.executable, __file__, args.cases[0], "--one", case, str(seed), str(threads)],
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.test_margins", args.cases[0], "--one", case,
+                               str(seed), str(threads)],
                               env=env, cwd=REPO, capture_output=True, text=True)
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode or not line:

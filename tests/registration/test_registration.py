@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,6 @@ from medgan.errors import DependencyError, InputError
 from medgan.io import Volume, read_volume, write_volume
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("itk") is None, reason="itk-elastix not installed")
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def _coarse(vol: Volume, spacing=6.0) -> Volume:
@@ -47,8 +44,7 @@ def test_jacobian_determinant_of_known_fields():
 
 @pytest.mark.slow
 def test_rigid_transform_is_recovered_and_deformable_registration_brings_the_ct_back(small_ct):
-    from registration_accuracy import perturb
-
+    from benchmarks.registration_accuracy import perturb
     from medgan.registration import RegistrationOptions, register
 
     moved = perturb(small_ct, amplitude_mm=0.0)          # rigid only: 5 deg about z, 10 mm along x
@@ -73,7 +69,7 @@ def test_rigid_transform_is_recovered_and_deformable_registration_brings_the_ct_
 def test_known_transform_inverse_is_exact_and_the_floor_is_interpolation_only(small_ct):
     """The benchmark's moved CT is made by SimpleITK from an analytic map with an exact inverse: the map is the
     rigid Euler transform after the displacement, and there and back leaves only interpolation error."""
-    from registration_accuracy import KnownTransform
+    from benchmarks.registration_accuracy import KnownTransform
 
     kt = KnownTransform(small_ct)
     assert kt.inverse_residual_mm() < 1e-6
@@ -222,7 +218,7 @@ def test_dicom_chest_onto_its_own_simulated_cbct_end_to_end(shared_data, tmp_pat
 
 @pytest.mark.slow
 def test_folders_of_patients_matched_by_name(small_ct, tmp_path, run_cli):
-    from registration_accuracy import perturb
+    from benchmarks.registration_accuracy import perturb
 
     for d in ("cbct", "ct"):
         (tmp_path / d).mkdir()
