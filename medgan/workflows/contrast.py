@@ -310,3 +310,37 @@ def export_with_guard(src: Path, dst: Path, guard_hu: float) -> Path:
     model["generator_args"] = {**model["generator_args"], "guard_hu": float(guard_hu)}
     spec.config = {**spec.config, "model": model}
     return write_model_file(dst, tensors, spec)
+
+
+def ablation_row(model, shared: Path, data: Path) -> dict[str, float]:
+    """One model's summary for the ablation table (guard off): means over the held-out simulated cases."""
+    from medgan.data.body_mask import body_mask
+    from medgan.inference import TranslateOptions, load_model, translate
+
+    if not hasattr(model, "g_ab"):
+        model = load_model(model)
+    model.g_ab.guard_hu = 0.0
+    opts = TranslateOptions(device="cpu", guard=False)
+    mae, removed, fat_e, bone_e = [], [], [], []
+    for d in sorted(p for p in (data / "test").iterdir() if p.is_dir()):
+        con = read_volume(d / "contrast.nii.gz")
+        out = translate(con, model, opts)
+        assert isinstance(out, Volume)
+        x, y = np.asarray(con.array, np.float32), np.asarray(out.array, np.float32)
+        truth = np.asarray(read_volume(d / "truth.nii.gz").array, np.float32)
+        row = simulated_case_rows(d.name, x, y, truth, np.asarray(read_volume(d / "labels.nii.gz").array),
+                                  _voxel_mm(con))
+        mae.append(row["mae_outside_output"])
+        removed += [v["removed_pct"] for v in row["structures"].values() if v["enhancement"] >= 40.0]
+        fat = body_mask(truth) & (truth >= -190.0) & (truth <= -30.0)
+        fat_e.append(float((x - y)[fat].mean()))
+        if "bone_mean_change" in row:
+            bone_e.append(row["bone_mean_change"])
+    ct = read_volume(shared / EXAMPLE_CT)
+    out = translate(ct, model, opts)
+    assert isinstance(out, Volume)
+    x = np.asarray(ct.array, np.float32)
+    native = float(np.abs(np.asarray(out.array, np.float32) - x)[body_mask(x)].mean())
+    return {"mae_outside": float(np.mean(mae)), "removed_median_pct": float(np.median(removed)),
+            "fat_mean_e": float(np.mean(fat_e)), "bone_mean_e": float(np.mean(bone_e)) if bone_e else float("nan"),
+            "example_ct_mean_abs_change": native}

@@ -102,3 +102,17 @@ def test_shipped_model_by_name_passes_non_contrast_phantom_and_changes_contrast(
     res = translate(con, model, TranslateOptions(device="cpu", guard=False))
     assert isinstance(res, Volume) and not res.meta["unchanged"]
     assert (np.asarray(res.array) <= np.asarray(con.array)).all()
+
+
+def test_shipped_models_load_by_name(tmp_path, monkeypatch):
+    from medgan.errors import ModelError
+    from medgan.inference.model import STARTER_MODEL
+
+    assert load_model("cbct2ct_starter").source == STARTER_MODEL
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match="does not exist"):
+        load_model("no_such_model")
+    # a path that exists is that path, not the shipped model of the same name
+    (tmp_path / "cbct2ct_starter").mkdir()
+    with pytest.raises(ModelError, match="not a medgan run folder"):
+        load_model("cbct2ct_starter")
