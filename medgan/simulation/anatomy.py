@@ -8,7 +8,8 @@ deterministic for its seed (``numpy.random.default_rng(seed)``):
    scales bone above 150 HU by a factor within :data:`BONE_SCALE`; air (-1000) and 150 HU stay.
    Between two anchors the change is a linear blend, so every voxel moves by at most the
    larger of its two neighbouring anchors' changes (sources in docs/data.md).
-2. **Body size.** An in-plane scale about the centre of the body (drawn in ``scale_range``).
+2. **Body size.** An in-plane scale about the centre of the body (drawn in ``scale_range``); a body
+   that would then leave the grid gets rows and columns of air added around it (a larger grid).
 3. **Smooth deformation.** A cubic B-spline transform (SimpleITK ``BSplineTransform``) whose
    control points each move by a random vector of length at most ``deformation_mm``.  Cubic
    B-spline weights are non-negative and sum to one, so no point moves further than that.
@@ -159,21 +160,6 @@ def inplane_scale(image: sitk.Image, centre_xyz: np.ndarray, scale: float) -> si
     return tx
 
 
-def largest_fitting_scale(body: np.ndarray, centre_zyx: np.ndarray, margin_voxels: float = 2.0) -> float:
-    """The largest in-plane scale about ``centre_zyx`` that keeps ``body`` ``margin_voxels`` inside the grid."""
-    if not body.any():
-        return 1.0
-    _, ys, xs = np.nonzero(body)
-    limits = []
-    for lo, hi, c, n in ((ys.min(), ys.max(), centre_zyx[1], body.shape[1]),
-                         (xs.min(), xs.max(), centre_zyx[2], body.shape[2])):
-        if c - lo > 0:
-            limits.append((c - margin_voxels) / (c - lo))
-        if hi - c > 0:
-            limits.append((n - 1 - margin_voxels - c) / (hi - c))
-    return float(min(limits)) if limits else 1.0
-
-
 def radial_field(image: sitk.Image, centre_xyz: np.ndarray, sigma_mm: float, strength: float) -> np.ndarray:
     """Displacement (output -> input, mm) of a radial expansion (``strength`` > 0) or contraction about a point.
 
@@ -200,14 +186,43 @@ def displacement(transform: sitk.Transform, image: sitk.Image) -> np.ndarray:
 
 
 def resample(volume: Volume, transform: sitk.Transform, *, labels: bool = False,
-             default: float | None = None) -> Volume:
-    """``volume`` resampled through ``transform`` onto its own grid (linear; nearest neighbour for labels)."""
+             default: float | None = None, reference: sitk.Image | None = None) -> Volume:
+    """``volume`` resampled through ``transform`` onto its own grid, or onto ``reference``'s (linear; nearest
+    neighbour for labels)."""
     array = volume.array if labels else np.asarray(volume.array, dtype=np.float32)
     image = volume.with_array(array).to_sitk()
     fill = 0.0 if labels else (float(min(-1000.0, float(array.min()))) if default is None else default)
-    out = sitk.Resample(image, image, transform, sitk.sitkNearestNeighbor if labels else sitk.sitkLinear, fill,
-                        image.GetPixelID())
-    return volume.with_array(sitk.GetArrayFromImage(out))
+    out = sitk.Resample(image, image if reference is None else reference, transform,
+                        sitk.sitkNearestNeighbor if labels else sitk.sitkLinear, fill, image.GetPixelID())
+    if reference is None:
+        return volume.with_array(sitk.GetArrayFromImage(out))
+    return Volume.from_sitk(out, meta=volume.meta)
+
+
+def padded_grid(image: sitk.Image, pad_yx: tuple[int, int, int, int]) -> sitk.Image:
+    """An empty image like ``image`` with ``(rows before, rows after, columns before, columns after)`` added."""
+    y0, y1, x0, x1 = pad_yx
+    size = image.GetSize()
+    ref = sitk.Image([size[0] + x0 + x1, size[1] + y0 + y1, size[2]], sitk.sitkUInt8)
+    ref.SetSpacing(image.GetSpacing())
+    ref.SetDirection(image.GetDirection())
+    ref.SetOrigin(image.TransformContinuousIndexToPhysicalPoint([-float(x0), -float(y0), 0.0]))
+    return ref
+
+
+def padding_for_scale(body: np.ndarray, centre_zyx: np.ndarray, scale: float,
+                      margin_voxels: float = 2.0) -> tuple[int, int, int, int]:
+    """Rows and columns (before, after) to add so that ``body`` scaled by ``scale`` about ``centre_zyx`` stays
+    ``margin_voxels`` inside the grid."""
+    if not body.any():
+        return (0, 0, 0, 0)
+    _, ys, xs = np.nonzero(body)
+    pads = []
+    for lo, hi, c, n in ((ys.min(), ys.max(), centre_zyx[1], body.shape[1]),
+                         (xs.min(), xs.max(), centre_zyx[2], body.shape[2])):
+        pads.append(max(0, math.ceil((c - lo) * scale + margin_voxels - c)))
+        pads.append(max(0, math.ceil((hi - c) * scale + margin_voxels - (n - 1 - c))))
+    return (pads[0], pads[1], pads[2], pads[3])
 
 
 # ---------------------------------------------------------------------------------------------- pelvis
@@ -332,8 +347,9 @@ def pseudo_patient(ct: Volume, seed: int, site: str, labels: Volume | None = Non
     body = body_mask(hu_in)
     centre_idx = np.array(ndimage.center_of_mass(body)) if body.any() else (np.array(ct.shape) - 1) / 2.0
     centre = index_to_point(image, centre_idx)
-    drawn_scale = float(rng.uniform(*params.scale_range))
-    scale = min(drawn_scale, max(1.0, largest_fitting_scale(body, centre_idx)))   # a larger body stays on the grid
+    scale = float(rng.uniform(*params.scale_range))
+    pad = padding_for_scale(body, centre_idx, scale)            # a larger body gets a larger grid (air added)
+    reference = padded_grid(image, pad) if any(pad) else None
     bspline = bspline_transform(image, rng, params.deformation_mm, params.control_spacing_mm)
     pelvic = site in PELVIC_SITES
     bladder = find_bladder(hu_in, image, None if labels is None else np.asarray(labels.array)) if pelvic else None
@@ -353,8 +369,8 @@ def pseudo_patient(ct: Volume, seed: int, site: str, labels: Volume | None = Non
     transform.AddTransform(bspline)
     transform.AddTransform(inplane_scale(image, centre, scale))
     varied = ct.with_array(apply_hu_variation(hu_in, changes))
-    out = resample(varied, transform, default=-1000.0)
-    out_labels = None if labels is None else resample(labels, transform, labels=True)
+    out = resample(varied, transform, default=-1000.0, reference=reference)
+    out_labels = None if labels is None else resample(labels, transform, labels=True, reference=reference)
     pockets: list[dict[str, Any]] = []
     if n_gas:
         warped_labels = None if out_labels is None else np.asarray(out_labels.array)
@@ -365,7 +381,9 @@ def pseudo_patient(ct: Volume, seed: int, site: str, labels: Volume | None = Non
 
         source = case_name(ct.meta["path"]) if ct.meta.get("path") else "unknown"
     meta = {"source": source, "seed": int(seed), "site": site, "params": dataclasses.asdict(params),
-            "hu_changes": changes, "body_scale": scale, "body_scale_drawn": drawn_scale,
+            "hu_changes": changes, "body_scale": scale,
+            "grid_padding_yx": {"rows_before": pad[0], "rows_after": pad[1], "columns_before": pad[2],
+                                "columns_after": pad[3]},
             "body_centre_mm": [float(v) for v in centre],
             "bladder": bladder if pelvic else None, "gas_pockets": pockets}
     result = out.with_array(np.asarray(out.array, dtype=np.float32), modality="CT (pseudo-patient)",

@@ -74,13 +74,21 @@ def test_body_scale_measured_on_the_body_width():
     assert meta["body_scale"] == pytest.approx(0.9)
     assert width_out / width_in == pytest.approx(0.9, abs=2.0 / width_in)
     assert (out.array > -500).any(axis=(1, 2)).sum() == (ct.array > -500).any(axis=(1, 2)).sum()   # slices: same
-    # a larger body than the grid holds is made only as large as fits (2 voxels of air left at the edge)
-    out, _, meta = pseudo_patient(ct, 0, "thorax", None, AnatomyParams(scale_range=(1.5, 1.5), **fixed), source="p")
-    assert meta["body_scale_drawn"] == 1.5 and 1.0 <= meta["body_scale"] < 1.5
+    # a body larger than the grid holds gets a larger grid: air added around it, at least 2 voxels left
+    _, labels = _phantom()
+    out, lab, meta = pseudo_patient(ct, 0, "thorax", labels, AnatomyParams(scale_range=(1.5, 1.5), **fixed),
+                                    source="p")
+    pad = meta["grid_padding_yx"]
+    assert meta["body_scale"] == 1.5 and min(pad.values()) > 0
+    assert out.shape == (SHAPE[0], SHAPE[1] + pad["rows_before"] + pad["rows_after"],
+                         SHAPE[2] + pad["columns_before"] + pad["columns_after"]) == lab.shape
     body = out.array > -500
     assert not body[:, :2].any() and not body[:, -2:].any() and not body[:, :, :2].any() and not body[:, :, -2:].any()
     width_big = (out.array[8] > -500).any(axis=0).sum()
-    assert width_big / width_in == pytest.approx(meta["body_scale"], abs=2.0 / width_in)
+    assert width_big / width_in == pytest.approx(1.5, abs=2.0 / width_in)
+    # the grid grew around the same physical place: the first input voxel sits at its padded index
+    moved = out.to_sitk().TransformPhysicalPointToContinuousIndex(ct.to_sitk().TransformIndexToPhysicalPoint((0, 0, 0)))
+    np.testing.assert_allclose(moved, (pad["columns_before"], pad["rows_before"], 0), atol=1e-6)
 
 
 def test_hu_variation_within_the_bounds_per_tissue():
