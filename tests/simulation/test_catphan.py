@@ -190,3 +190,27 @@ def test_analyse_catphan_reproduces_pylinac_on_the_real_obi_scan(shared_data):
     assert res["hu_passed"] and res["uniformity_passed"] and res["geometry_passed"] and res["thickness_passed"]
     assert res["slice_thickness_mm"] == pytest.approx(2.49, abs=0.01)
     assert res["mtf50_lp_mm"] == pytest.approx(0.56, abs=0.01)
+
+
+@pytest.mark.slow
+def test_command_line_catphan_through_obi_head_passes_pylinac(tmp_path, run_cli):
+    """Acceptance: exactly the user's command-line path.  ``medgan phantom --kind catphan504`` writes the
+    phantom and its material map; ``medgan simulate-cbct`` finds the map beside its input; the CBCT,
+    written to DICOM by analyse_catphan, passes pylinac's HU linearity (40 HU), uniformity and geometry."""
+    pytest.importorskip("itk", reason="CBCT simulation needs itk-rtk")
+    pytest.importorskip("pylinac")
+    from medgan.simulation.materials import map_path_for
+
+    code, out, err = run_cli("phantom", "--kind", "catphan504", "-o", tmp_path / "cat")
+    assert code == 0, err
+    assert map_path_for(tmp_path / "cat" / "catphan504.nii.gz").is_file()
+    code, out, err = run_cli("simulate-cbct", "-i", tmp_path / "cat" / "catphan504.nii.gz", "-o",
+                             tmp_path / "cbct.nii.gz", "--preset", "varian-obi-head", "--seed", "0")
+    assert code == 0, err
+    assert "using the material map" in out
+    res = analyse_catphan(tmp_path / "cbct.nii.gz", hu_tolerance=40)
+    for name, hu in res["insert_hu"].items():
+        assert hu == pytest.approx(INSERT_HU[name], abs=40.0), (name, res["insert_hu"])
+    assert res["hu_passed"], res["insert_hu"]
+    assert res["uniformity_passed"], res["uniformity_hu"]
+    assert res["geometry_passed"], res["geometry_mm"]
