@@ -102,7 +102,7 @@ def _params_with_overrides(base, overrides):
         calibration_free = {"mas", "ring_gain_sd", "breathing_amplitude_mm", "breathing_period_s", "lag",
                             "electronic_noise", "working_max_size", "n_projections", "name", "mode", "recon_matrix",
                             "recon_fov_mm", "slice_thickness_mm", "detector_pixel_mm", "scintillator_blur_mm",
-                            "focal_spot_mm", "hann_cutoff", "detector_oversampling"}
+                            "focal_spot_mm", "hann_cutoff", "shepp_logan_cutoff", "detector_oversampling"}
         if set(changes) - calibration_free:
             changes["water_calibration"] = None
     return dataclasses.replace(base, **changes)
