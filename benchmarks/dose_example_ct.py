@@ -54,7 +54,7 @@ def baselines(cbct, ct, model, quiet=print):
     found = {}
     for method in ("linear", "histogram"):
         try:
-            vol = translate(cbct, model, TranslateOptions(method=method))
+            vol = translate(cbct, model, TranslateOptions(baseline=method))
         except MedganError as exc:  # a model file without that calibration
             quiet(f"baseline {method}: not available ({exc})")
             continue

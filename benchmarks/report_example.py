@@ -57,7 +57,7 @@ def main() -> int:
             sct_path = write_volume(sct, tmp / f"{name}_sct.nii.gz", dtype="int16")
             baselines = {}
             for method in cbct2ct.BASELINES if model.calibrations else ():
-                out = translate(cbct, model, TranslateOptions(device="cpu", method=method))
+                out = translate(cbct, model, TranslateOptions(device="cpu", baseline=method))
                 baselines[method] = write_volume(out, tmp / f"{name}_{method}.nii.gz", dtype="int16")
             res = cbct2ct.evaluate_with_baselines(name, sct_path, ct_path, cbct_path, baselines)
             out = case_report(REPO / "docs" / "figures" / f"starter_{name}.png", res, qa_map=qa)

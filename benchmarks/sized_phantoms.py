@@ -65,8 +65,9 @@ def main(argv=None) -> int:
         if not found:
             continue
         ct, cbct = read_volume(ct_path), read_volume(found[0])
-        images = {f"{name} {method}": translate(cbct, model, TranslateOptions(device="cpu", method=method))
-                  for name, model in models.items() for method in ("model", "linear", "histogram")}
+        images = {f"{name} {baseline or 'model'}": translate(cbct, model,
+                                                             TranslateOptions(device="cpu", baseline=baseline))
+                  for name, model in models.items() for baseline in (None, "linear", "histogram")}
         # the CBCT is the input, each translation a compared image: one mask, body(CT) ∩ FOV(CBCT)
         res = evaluate_case(cbct, ct, input=cbct, case=case, input_label="CBCT", compare=images)
         rows[case] = {k: v for k, v in res.rows.items() if k != "prediction"}

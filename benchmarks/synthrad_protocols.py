@@ -57,7 +57,8 @@ def main(argv=None) -> int:
             write_volume(cbct, d / "cbct.nii.gz", dtype="int16")
         out_vols = {}
         for method in ("model", *BASELINES):      # translated now: the model may differ from the cached run's
-            out_vols[method] = translate(cbct, model, TranslateOptions(device="cpu", method=method, quiet=True))
+            out_vols[method] = translate(cbct, model, TranslateOptions(device="cpu", quiet=True,
+                                                                        baseline=None if method == "model" else method))
         vols[name] = (ct, cbct, out_vols)
     out = {}
     for protocol in ("synthrad2023", "synthrad2025"):

@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("--labels", metavar="PATH", help="organ labels of the reference CT (or folder): MAE per organ, "
                    "and the reference for --seg-model")
     p.add_argument("--seg-model", metavar="FILE", help="segmentation model (.safetensors, see docs/metrics.md): "
-                   "Dice / HD95 per organ between segmentations of each image and of the target")
+                   "Dice / HD95 per organ between segmentations of each image and of the reference")
     p.add_argument("--patients", metavar="CSV|REGEX", help="patient id of each case: a CSV with columns case,patient, "
                    "or a regex whose first group is the patient (e.g. '(.+)_fx[0-9]+'); CIs are over patients")
     p.add_argument("-o", "--output", metavar="DIR", help="report folder: metrics.csv, metrics.json, one PNG per case")
@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
                         "non-empty folder is refused before any case is evaluated)")
     p.add_argument("--pred-label", default="prediction", help="name of the prediction in tables (e.g. sCT)")
     p.add_argument("--input-label", default="input", help="name of the baseline in tables (e.g. CBCT)")
-    p.add_argument("--fid", action="store_true", help="also FID/KID between predicted and target slices "
+    p.add_argument("--fid", action="store_true", help="also FID/KID between predicted and reference slices "
                    "(needs --fid-weights: nothing is downloaded)")
     p.add_argument("--fid-weights", metavar="PATH", help="feature-extractor weights (.pth state dict or .safetensors)")
     p.add_argument("--fid-features", default="inception-v3",
@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-figures", action="store_true", help="tables only, no PNG report")
     g = p.add_argument_group("dose (--dose; needs medgan[dose], see docs/dose.md)")
     g.add_argument("--dose", action="store_true",
-                   help="also plan on each target CT and recompute on every other image: gamma, DVH, SynthRAD dose "
+                   help="also plan on each reference CT and recompute on every other image: gamma, DVH, SynthRAD dose "
                         "scores, proton range; dose.csv joins them with the image metrics")
     add_target_sphere(g, help="dose target: a sphere centre (patient mm) and radius, the same for every case "
                               "(default: an automatic 25 mm soft-tissue sphere per case)")
@@ -122,6 +122,7 @@ def __getattr__(name: str):
 def run(args) -> int:  # noqa: C901
     from medgan.cli.common import is_case_folder
     from medgan.evaluation.evaluate import (
+        CaseResult,
         evaluate_case,
         evaluate_folders,
         paired_table,
@@ -132,8 +133,8 @@ def run(args) -> int:  # noqa: C901
     from medgan.evaluation.tables import print_summary, write_tables
     from medgan.utils.progress import bar
 
-    pred, target = Path(args.pred), Path(args.reference)
-    for what, p in (("prediction", pred), ("reference", target), ("mask", args.mask), ("input", args.input),
+    pred, reference = Path(args.pred), Path(args.reference)
+    for what, p in (("prediction", pred), ("reference", reference), ("mask", args.mask), ("input", args.input),
                     ("FOV mask", args.fov), ("labels", args.labels), ("segmentation model", args.seg_model)):
         if p is not None and not Path(p).exists():
             raise InputError(f"{what} {p} does not exist")
@@ -142,8 +143,8 @@ def run(args) -> int:  # noqa: C901
     if args.output:
         from medgan.io.writers import FOLDER, plan_outputs
 
-        plan_outputs([(args.output, FOLDER)], [p for p in (pred, target, args.mask, args.input, args.fov, args.labels)
-                                               if p is not None], args.overwrite)
+        inputs = (pred, reference, args.mask, args.input, args.fov, args.labels)
+        plan_outputs([(args.output, FOLDER)], [p for p in inputs if p is not None], args.overwrite)
     elif args.overwrite:
         raise InputError("--overwrite applies to the report folder: it needs -o")
     given = dose_flags_given(args)
@@ -178,24 +179,25 @@ def run(args) -> int:  # noqa: C901
 
     def on_case(res):
         res.relabel(args.pred_label, args.input_label)
-        if figures:
+        if figures and out_dir is not None:
             case_report(out_dir / f"{res.case}.png", res)
         if fid is not None:
-            fid.add(res.volumes[args.pred_label], res.volumes["target"])
+            fid.add(res.volumes[args.pred_label], res.volumes["reference"])
         if dose is not None:
             dose(res)
 
     common = dict(protocol=args.protocol, mask_mode=args.mask_mode, seg_model=seg_model, allow_non_hu=args.force)
     if not is_case_folder(pred):
-        res = evaluate_case(pred, target, args.mask, args.input, fov=args.fov, labels=args.labels,
+        res = evaluate_case(pred, reference, args.mask, args.input, fov=args.fov, labels=args.labels,
                             compare=compare, **common)
         if patient_of:
             res.patient = patient_of(res.case)
         on_case(res)
-        results, failures = [res], []
+        results: list[CaseResult] = [res]
+        failures: list[tuple[str, str]] = []
     else:
-        if not target.is_dir():
-            raise InputError(f"--pred is a folder of cases, so --reference must be one too ({target} is not)")
+        if not reference.is_dir():
+            raise InputError(f"--pred is a folder of cases, so --reference must be one too ({reference} is not)")
         for what, p in (("--mask", args.mask), ("--input", args.input), ("--fov", args.fov),
                         ("--labels", args.labels), *((f"--compare {k}", v) for k, v in compare.items())):
             if p is not None and not Path(p).is_dir():
@@ -205,7 +207,7 @@ def run(args) -> int:  # noqa: C901
             return Path(v) if v else None
 
         results, failures = evaluate_folders(
-            pred, target, opt(args.mask), opt(args.input), on_case=on_case,
+            pred, reference, opt(args.mask), opt(args.input), on_case=on_case,
             progress=lambda it: bar(it, desc="evaluate", quiet=args.quiet, unit="case"),
             fov_dir=opt(args.fov), labels_dir=opt(args.labels), compare_dirs=compare, patient_of=patient_of,
             **common)
@@ -228,18 +230,18 @@ def run(args) -> int:  # noqa: C901
         extra["dose"] = {"table": "dose.csv", "summary": {m: by_role(v, roles) for m, v in dose_sum.items()}}
     if out_dir is not None:
         csv_path, _ = write_tables(out_dir, results, summary, paired, failures, extra, organs, labels=roles)
-        if dose is not None:
+        if dose is not None and dose_rows is not None and dose_sum is not None:
             write_dose_tables(out_dir, dose_rows, dose, dose_sum)
     if results:
         print_summary(summary, len(results), args.pred_label, args.input_label, results=results, paired=paired,
                       organ_summary=organs)
-    if dose_rows:
+    if dose_rows and dose_sum is not None:
         from medgan.evaluation.dose import format_dose_summary
 
         print(format_dose_summary(dose_sum))
     if "distribution" in extra:
         d = extra["distribution"]
-        print(f"{args.pred_label} vs target slices ({d['extractor']}, {d['slices'][0]} vs {d['slices'][1]} slices): "
+        print(f"{args.pred_label} vs reference slices ({d['extractor']}, {d['slices'][0]} vs {d['slices'][1]} slices): "
               f"FID {d['fid']:.2f}, KID {d['kid']:.4f} ± {d['kid_std']:.4f}")
     for case, err in failures:
         print(f"{case}: FAILED: {err}", file=sys.stderr)

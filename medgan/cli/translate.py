@@ -70,7 +70,7 @@ def run(args) -> int:
     model = load_model(args.model)
     opts = TranslateOptions(device=args.device, amp=args.amp, batch_size=args.batch_size,
                             patch_size=args.patch_size, overlap=args.overlap, sw_batch_size=args.sw_batch_size,
-                            quiet=args.quiet, method=baseline or "model", strict=args.strict, force=args.force,
+                            quiet=args.quiet, baseline=baseline, strict=args.strict, force=args.force,
                             site=args.site)
     io_args = dict(output_type=args.output_type, overwrite=args.overwrite, series_uid=args.series_uid)
     if not is_case_folder(src):

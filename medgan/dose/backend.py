@@ -13,6 +13,7 @@ import dataclasses
 import io
 import logging
 import warnings
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -33,7 +34,7 @@ _EXTRA = "dose calculation needs pyRadPlan and pymedphys: pip install 'medgan[do
 
 def relative_stopping_power(hu) -> np.ndarray:
     """HU -> relative stopping power / electron density through :data:`HLUT`."""
-    return np.interp(np.asarray(hu, dtype=float), HLUT[:, 0], HLUT[:, 1])
+    return np.asarray(np.interp(np.asarray(hu, dtype=float), HLUT[:, 0], HLUT[:, 1]))
 
 
 def pyradplan():
@@ -94,8 +95,8 @@ class Plan:
     """An optimised plan: pyRadPlan's plan and steering information and the fixed weights."""
 
     modality: str
-    pln: object
-    stf: object
+    pln: Any    # pyRadPlan's plan (pyRadPlan has no type information)
+    stf: Any    # pyRadPlan's steering information
     weights: np.ndarray
     structures: dict  # name -> (kind, mask [z, y, x] bool)
     grid: Grid

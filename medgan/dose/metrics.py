@@ -39,7 +39,8 @@ def gamma_pass_rates(reference: np.ndarray, evaluation: np.ndarray, spacing_zyx,
     norm = float(ref.max())
     n_above = int((ref >= cutoff_percent / 100.0 * norm).sum())
     use_subset = subset if subset and n_above > subset else None
-    out = {"gamma_points": n_above if use_subset is None else int(use_subset), "gamma_points_above_cutoff": n_above}
+    out: dict[str, float] = {"gamma_points": n_above if use_subset is None else int(use_subset),
+                             "gamma_points_above_cutoff": n_above}
     for dd, dta in criteria:
         state = np.random.get_state()
         np.random.seed(seed)  # pymedphys draws its subset from NumPy's global generator
@@ -73,7 +74,8 @@ def gamma_slice(reference: np.ndarray, evaluation: np.ndarray, spacing_zyx, k: i
         g = pmp.gamma(axes_ref, ref[k:k + 1], axes, np.asarray(evaluation, dtype=float), dose_percent_threshold=dd,
                       distance_mm_threshold=dta, lower_percent_dose_cutoff=cutoff_percent, max_gamma=2.0,
                       global_normalisation=float(ref.max()), quiet=True)
-    return np.asarray(g)[0]
+    values: np.ndarray = np.asarray(g, dtype=float)[0]
+    return values
 
 
 # ---------------------------------------------------------------------------------------- DVH

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -40,7 +41,14 @@ BEAMLET_PAD = 2.0
 #: angles (degrees, pyRadPlan/matRad convention, coplanar, couch 0).  Pelvis and brain (site ``head``)
 #: prescriptions are SynthRAD2023's (``dose_metrics.py``: P 3.0 Gy, B 2.0 Gy).  Keys are
 #: :mod:`medgan.config.sites` names, so ``--site`` takes their aliases too (``brain``, ``Pelvic``).
-SITES = {
+class SiteDose(TypedDict):
+    """A site's dose defaults: the prescription (Gy) and the beams' gantry angles (degrees)."""
+    prescription_gy: float
+    photon_angles: tuple[float, ...]
+    proton_angles: tuple[float, ...]
+
+
+SITES: dict[str, SiteDose] = {
     "pelvis": {"prescription_gy": 3.0, "photon_angles": (0, 51, 103, 154, 206, 257, 309), "proton_angles": (90, 270)},
     "abdomen": {"prescription_gy": 2.0, "photon_angles": (0, 51, 103, 154, 206, 257, 309),
                 "proton_angles": (90, 180, 270)},
@@ -85,7 +93,8 @@ class DoseOptions:
 
     def angles(self, modality: str) -> tuple[float, ...]:
         given = self.photon_angles if modality == "photon" else self.proton_angles
-        angles = tuple(given) if given else SITES[self.site][f"{modality}_angles"]
+        site = SITES[self.site]
+        angles = tuple(given) if given else site["photon_angles"] if modality == "photon" else site["proton_angles"]
         if not angles:
             raise InputError(f"no {modality} beam angle given")
         return tuple(float(a) for a in angles)
@@ -183,8 +192,8 @@ def crop_to_slab(grid: backend.Grid, hu: dict, structures: dict, target: str, ma
     hi = (int(min(grid.shape[0], zs[-1] + mz + 1)), int(min(grid.shape[1], ys[-1] + 3)),
           int(min(grid.shape[2], xs[-1] + 3)))
     sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    origin = tuple(o + i * s for o, i, s in zip(grid.origin, lo[::-1], grid.spacing, strict=True))
-    new = backend.Grid(shape=tuple(b - a for a, b in zip(lo, hi, strict=True)), spacing=grid.spacing, origin=origin)
+    ox, oy, oz = (o + i * s for o, i, s in zip(grid.origin, lo[::-1], grid.spacing, strict=True))
+    new = backend.Grid(shape=(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]), spacing=grid.spacing, origin=(ox, oy, oz))
     kept = {n: (k, m[sl]) for n, (k, m) in structures.items() if k != "OAR" or m[sl].any()}
     cropped = {k: v[sl] for k, v in hu.items()}
     below, above = max(0, need - (int(zs[0]) - lo[0])), max(0, need - (hi[0] - 1 - int(zs[-1])))
@@ -192,9 +201,8 @@ def crop_to_slab(grid: backend.Grid, hu: dict, structures: dict, target: str, ma
         widths = ((below, above), (0, 0), (0, 0))
         cropped = {k: np.pad(v, widths, constant_values=AIR_HU) for k, v in cropped.items()}
         kept = {n: (k, np.pad(m, widths, constant_values=False)) for n, (k, m) in kept.items()}
-        origin = (origin[0], origin[1], origin[2] - below * sz)
         new = backend.Grid(shape=(new.shape[0] + below + above, new.shape[1], new.shape[2]), spacing=grid.spacing,
-                           origin=origin)
+                           origin=(ox, oy, oz - below * sz))
     return new, cropped, kept
 
 

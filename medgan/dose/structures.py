@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def parse_sphere(text: str) -> tuple[float, float, float, float]:
         vals = ()
     if len(vals) != 4 or not all(math.isfinite(v) for v in vals) or vals[3] <= 0:
         raise InputError(f"target sphere {text!r}: expected x,y,z,r in mm with r > 0")
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 def parse_label_spec(spec: str) -> tuple[str, list[int] | None]:
@@ -53,8 +54,8 @@ def make_grid(ct: Volume, spacing_mm: float) -> Grid:
     corners = np.asarray(ct.origin)[None, :] + idx @ m.T
     lo, hi = corners.min(axis=0), corners.max(axis=0)
     size = np.maximum(1, np.floor((hi - lo) / spacing_mm).astype(int) + 1)
-    return Grid(shape=tuple(int(s) for s in size[::-1]), spacing=(float(spacing_mm),) * 3,
-                origin=tuple(float(v) for v in lo))
+    return Grid(shape=(int(size[2]), int(size[1]), int(size[0])), spacing=(float(spacing_mm),) * 3,
+                origin=(float(lo[0]), float(lo[1]), float(lo[2])))
 
 
 def _reference(grid: Grid) -> sitk.Image:
@@ -77,10 +78,12 @@ def resample_mask(mask: Volume, grid: Grid) -> np.ndarray:
     return sitk.GetArrayFromImage(img) >= 0.5
 
 
-def sphere_mask(grid: Grid, centre_xyz, radius: float) -> np.ndarray:
+def sphere_mask(grid: Grid, centre_xyz: Sequence[float], radius: float) -> np.ndarray:
     z, y, x = (np.arange(n) * s + o for n, s, o in zip(grid.shape, grid.spacing_zyx, grid.origin[::-1], strict=True))
     cx, cy, cz = centre_xyz
-    return ((z[:, None, None] - cz) ** 2 + (y[None, :, None] - cy) ** 2 + (x[None, None, :] - cx) ** 2) <= radius ** 2
+    inside: np.ndarray = ((z[:, None, None] - cz) ** 2 + (y[None, :, None] - cy) ** 2
+                          + (x[None, None, :] - cx) ** 2) <= radius ** 2
+    return inside
 
 
 def label_masks(vol: Volume, values: list[int] | None, what: str) -> dict[int, Volume]:

@@ -141,24 +141,24 @@ class DistributionAccumulator:
     """FID/KID over a cohort, one case at a time: only each case's slice features are kept, not its volumes.
 
     >>> acc = DistributionAccumulator(*load_feature_extractor("inception.pth"))
-    >>> for pred, target in cases:
-    ...     acc.add(pred, target)                  # HU arrays [z, y, x] (or Volumes)
+    >>> for pred, reference in cases:
+    ...     acc.add(pred, reference)                  # HU arrays [z, y, x] (or Volumes)
     >>> acc.result()                               # {"slices": [n, n], "fid": ..., "kid": ..., "kid_std": ...}
     """
 
     def __init__(self, extractor: torch.nn.Module, side: int, max_slices: int = 64, name: str | None = None):
         self.extractor, self.side, self.max_slices, self.name = extractor, side, max_slices, name
         self._pred: list[np.ndarray] = []
-        self._target: list[np.ndarray] = []
+        self._reference: list[np.ndarray] = []
 
     def _features(self, volume_hu) -> np.ndarray:
         arr = getattr(volume_hu, "array", volume_hu)
         return features(self.extractor, slices_to_images(arr, self.side, max_slices=self.max_slices))
 
-    def add(self, pred_hu, target_hu) -> None:
-        """Add one case: its predicted and target volumes (at most ``max_slices`` axial slices each)."""
+    def add(self, pred_hu, reference_hu) -> None:
+        """Add one case: its predicted and reference volumes (at most ``max_slices`` axial slices each)."""
         self._pred.append(self._features(pred_hu))
-        self._target.append(self._features(target_hu))
+        self._reference.append(self._features(reference_hu))
 
     def __len__(self) -> int:
         return len(self._pred)
@@ -167,7 +167,7 @@ class DistributionAccumulator:
         """``{"extractor", "slices": [n_pred, n_target], "fid", "kid", "kid_std"}`` over every case added."""
         if not self._pred:
             raise InputError("no case was added: FID/KID need slices")
-        fa, fb = np.concatenate(self._pred), np.concatenate(self._target)
+        fa, fb = np.concatenate(self._pred), np.concatenate(self._reference)
         kid, kid_std = kernel_inception_distance(fa, fb)
         return {"extractor": self.name, "slices": [len(fa), len(fb)], "fid": frechet_distance(fa, fb),
                 "kid": kid, "kid_std": kid_std}

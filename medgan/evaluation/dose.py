@@ -1,7 +1,7 @@
 """Dose rows for evaluated cases (``medgan evaluate --dose``), joined with the image metrics.
 
 For every case that :func:`~medgan.evaluation.evaluate.evaluate_case` scores, :class:`CaseDose`
-plans on the case's reference CT (its ``target`` volume) and recomputes the dose on every other
+plans on the case's reference CT (its ``reference`` volume) and recomputes the dose on every other
 image of the case (the prediction, the input, each baseline) with :func:`medgan.dose.run_dose`.
 The target is a fixed sphere (patient mm, the same for every case) or, by default, the automatic
 soft-tissue sphere the pipelines use (:func:`medgan.dose.structures.auto_sphere`).
@@ -55,8 +55,8 @@ class CaseDose:
         from medgan.dose.recompute import run_dose
         from medgan.dose.structures import auto_sphere
 
-        ct = res.volumes["target"]
-        images = {k: v for k, v in res.volumes.items() if k != "target"}
+        ct = res.volumes["reference"]
+        images = {k: v for k, v in res.volumes.items() if k != "reference"}
         target = self.target if self.target is not None else auto_sphere(ct)
         t0 = time.perf_counter()
         say = (lambda step: self.say(f"{res.case}: {step}")) if self.say else None

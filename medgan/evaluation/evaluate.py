@@ -8,10 +8,10 @@ unnoticed resampling is not the metric people think.
 
 The evaluation mask (``mask_mode``):
 
-* ``auto`` (default): the given ``mask`` if any, else body(target) ∩ FOV(input)
-  when an input is given, else body(target);
-* ``body``: body mask of the target (threshold -500 HU, largest component, holes filled);
-* ``body-fov``: body(target) ∩ FOV of the input (``fov`` if given, else estimated
+* ``auto`` (default): the given ``mask`` if any, else body(reference) ∩ FOV(input)
+  when an input is given, else body(reference);
+* ``body``: body mask of the reference (threshold -500 HU, largest component, holes filled);
+* ``body-fov``: body(reference) ∩ FOV of the input (``fov`` if given, else estimated
   from the input's constant outside-FOV fill, :mod:`medgan.data.fov`);
 * ``given``: the ``mask`` (every non-zero voxel).
 
@@ -20,7 +20,7 @@ Every :class:`CaseResult` names the mask it used (``mask_source``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +61,10 @@ class CaseResult:
         return self
 
 
-def _same_grid(what: str, vol: Volume, target: Volume) -> Volume:
-    """``vol`` on the target's grid: itself, or, when it holds the very same grid stored in another voxel order
-    (e.g. RAS vs LPS), exactly reoriented to the target's (a permutation and flip, no resampling; with a notice)."""
-    return onto_grid(vol, target, what, "target", "medgan evaluate does not resample - register or resample one "
+def _same_grid(what: str, vol: Volume, reference: Volume) -> Volume:
+    """``vol`` on the reference's grid: itself, or, when it holds the very same grid stored in another voxel order
+    (e.g. RAS vs LPS), exactly reoriented to the reference's (a permutation and flip, no resampling; with a notice)."""
+    return onto_grid(vol, reference, what, "reference", "medgan evaluate does not resample - register or resample one "
                      "onto the other first (medgan register)")
 
 
@@ -79,7 +79,7 @@ def _load(v: Volume | str | Path, what: str, hu: bool = False) -> Volume:
     return v
 
 
-def build_mask(target: Volume, input: Volume | None = None, mask: Volume | None = None, fov: Volume | None = None,
+def build_mask(reference: Volume, input: Volume | None = None, mask: Volume | None = None, fov: Volume | None = None,
                mask_mode: str = "auto") -> tuple[np.ndarray, str, float | None]:
     """``(mask, description, share of the body outside the FOV or None)`` for ``mask_mode``."""
     from medgan.data.fov import fov_mask
@@ -95,9 +95,9 @@ def build_mask(target: Volume, input: Volume | None = None, mask: Volume | None 
         if not m.any():
             raise InputError("the mask is empty")
         return m, "given mask", None
-    body = body_mask(target.array)
+    body = body_mask(reference.array)
     if not body.any():
-        raise InputError("no body found in the target (nothing above -500 HU); give a mask with --mask")
+        raise InputError("no body found in the reference (nothing above -500 HU); give a mask with --mask")
     if mask_mode == "body":
         return body, "body(CT)", None
     if fov is not None:
@@ -108,48 +108,48 @@ def build_mask(target: Volume, input: Volume | None = None, mask: Volume | None 
         raise InputError("mask mode 'body-fov' needs the input (--input) or a FOV mask (--fov)")
     m = body & f
     if not m.any():
-        raise InputError("the body of the target lies entirely outside the input's field of view")
+        raise InputError("the body of the reference lies entirely outside the input's field of view")
     return m, f"body(CT) ∩ {what}", float(1.0 - m.sum() / body.sum())
 
 
-def evaluate_case(pred: Volume | str | Path, target: Volume | str | Path, mask: Volume | str | Path | None = None,
+def evaluate_case(pred: Volume | str | Path, reference: Volume | str | Path, mask: Volume | str | Path | None = None,
                   input: Volume | str | Path | None = None, case: str | None = None,
                   pred_label: str = "prediction", input_label: str = "input", *,
                   protocol: str = DEFAULT_PROTOCOL, mask_mode: str = "auto", fov: Volume | str | Path | None = None,
-                  compare: dict[str, Volume | str | Path] | None = None, labels: Volume | str | Path | None = None,
+                  compare: Mapping[str, Volume | str | Path] | None = None, labels: Volume | str | Path | None = None,
                   seg_model=None, patient: Hashable | None = None, allow_non_hu: bool = False) -> CaseResult:
-    """Metrics of ``pred`` (and of ``input`` and each ``compare`` baseline) against ``target``.
+    """Metrics of ``pred`` (and of ``input`` and each ``compare`` baseline) against ``reference``.
 
     ``protocol`` is ``synthrad2023`` or ``synthrad2025`` (:mod:`medgan.evaluation.metrics`).
-    ``labels`` (reference organ labels on the target's grid) adds the MAE per organ;
+    ``labels`` (reference organ labels on the reference's grid) adds the MAE per organ;
     ``seg_model`` (:class:`medgan.evaluation.organs.SegModel`) adds Dice / HD95 per organ
-    between its segmentation of each image and of the target (or ``labels`` when given).
+    between its segmentation of each image and of the reference (or ``labels`` when given).
     An image that is plainly not CT in HU (an MR series, 8-bit voxels) is refused unless ``allow_non_hu``.
     """
     pr = get_protocol(protocol)
-    pred, target = _load(pred, "prediction", not allow_non_hu), _load(target, "target", not allow_non_hu)
-    pred = _same_grid("prediction", pred, target)
+    pred, reference = _load(pred, "prediction", not allow_non_hu), _load(reference, "reference", not allow_non_hu)
+    pred = _same_grid("prediction", pred, reference)
     volumes: dict[str, Volume] = {}
     if input is not None:
         input = _load(input, "input", not allow_non_hu)
-        input = _same_grid("input", input, target)
+        input = _same_grid("input", input, reference)
         volumes[input_label] = input
     for label, v in (compare or {}).items():
-        if label in (input_label, pred_label, "target"):
+        if label in (input_label, pred_label, "reference"):
             raise InputError(f"baseline label {label!r} is already used; choose another")
         v = _load(v, f"baseline {label}", not allow_non_hu)
-        v = _same_grid(f"baseline {label}", v, target)
+        v = _same_grid(f"baseline {label}", v, reference)
         volumes[label] = v
     volumes[pred_label] = pred
     mask_vol = fov_vol = None
     if mask is not None:
         mask_vol = _load(mask, "mask")
-        mask_vol = _same_grid("mask", mask_vol, target)
+        mask_vol = _same_grid("mask", mask_vol, reference)
     if fov is not None:
         fov_vol = _load(fov, "FOV mask")
-        fov_vol = _same_grid("FOV mask", fov_vol, target)
-    m, source, outside = build_mask(target, input, mask_vol, fov_vol, mask_mode)
-    rows = {label: image_metrics(v.array, target.array, m, pr) for label, v in volumes.items()}
+        fov_vol = _same_grid("FOV mask", fov_vol, reference)
+    m, source, outside = build_mask(reference, input, mask_vol, fov_vol, mask_mode)
+    rows = {label: image_metrics(v.array, reference.array, m, pr) for label, v in volumes.items()}
     organs: dict = {}
     if labels is not None or seg_model is not None:
         from medgan.evaluation.organs import organ_metrics
@@ -157,10 +157,10 @@ def evaluate_case(pred: Volume | str | Path, target: Volume | str | Path, mask: 
         lab = None
         if labels is not None:
             lab = _load(labels, "labels")
-            lab = _same_grid("labels", lab, target)
-        organs = organ_metrics(volumes, target, lab, seg_model)
+            lab = _same_grid("labels", lab, reference)
+        organs = organ_metrics(volumes, reference, lab, seg_model)
     name = case or strip_suffix(Path(str(pred.meta.get("path", "case"))).name)
-    volumes["target"] = target
+    volumes["reference"] = reference
     return CaseResult(name, rows, source, volumes, m, pr.name, patient if patient is not None else name,
                       organs, outside)
 
@@ -177,7 +177,7 @@ def match_cases(pred_dir: Path, others: dict[str, Path | None]) -> list[tuple[st
             for name, p in index_cases(pred_dir).items()]
 
 
-def evaluate_folders(pred_dir: Path, target_dir: Path, mask_dir: Path | None = None, input_dir: Path | None = None,
+def evaluate_folders(pred_dir: Path, reference_dir: Path, mask_dir: Path | None = None, input_dir: Path | None = None,
                      on_case: Callable[[CaseResult], None] | None = None, progress=None, *,
                      protocol: str = DEFAULT_PROTOCOL, mask_mode: str = "auto", fov_dir: Path | None = None,
                      compare_dirs: dict[str, Path] | None = None, labels_dir: Path | None = None, seg_model=None,
@@ -187,7 +187,7 @@ def evaluate_folders(pred_dir: Path, target_dir: Path, mask_dir: Path | None = N
 
     ``patient_of(case)`` gives the patient id of a case (default: the case itself).
     """
-    folders = {"target": target_dir, "mask": mask_dir, "input": input_dir, "fov": fov_dir, "labels": labels_dir}
+    folders = {"reference": reference_dir, "mask": mask_dir, "input": input_dir, "fov": fov_dir, "labels": labels_dir}
     folders.update({f"compare:{k}": v for k, v in (compare_dirs or {}).items()})
     pairs = match_cases(pred_dir, folders)
     results, failures = [], []
@@ -200,7 +200,7 @@ def evaluate_folders(pred_dir: Path, target_dir: Path, mask_dir: Path | None = N
                     found[key] = path
                 elif folder is not None:
                     raise InputError(f"no {key.replace('compare:', 'baseline ')} named {name} in {folder}")
-            res = evaluate_case(pred, found["target"], found.get("mask"), found.get("input"), case=name,
+            res = evaluate_case(pred, found["reference"], found.get("mask"), found.get("input"), case=name,
                                 protocol=protocol, mask_mode=mask_mode, fov=found.get("fov"),
                                 labels=found.get("labels"), seg_model=seg_model,
                                 compare={k: found[f"compare:{k}"] for k in (compare_dirs or {})},

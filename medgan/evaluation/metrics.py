@@ -44,33 +44,33 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_MIN_SIZE = 97                            #: the 2025 reference pads every axis to at least this
 
 
-def _prep(pred, target, mask):
-    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
-    if pred.shape != target.shape:
-        raise InputError(f"prediction {pred.shape} and target {target.shape} have different sizes")
+def _prep(pred, reference, mask):
+    pred, reference = np.asarray(pred, np.float64), np.asarray(reference, np.float64)
+    if pred.shape != reference.shape:
+        raise InputError(f"prediction {pred.shape} and reference {reference.shape} have different sizes")
     mask = np.ones(pred.shape, bool) if mask is None else np.asarray(mask) > 0
     if mask.shape != pred.shape:
         raise InputError(f"mask {mask.shape} and images {pred.shape} have different sizes")
     if not mask.any():
         raise InputError("the mask is empty")
-    return pred, target, mask
+    return pred, reference, mask
 
 
-def mae(pred, target, mask=None) -> float:
+def mae(pred, reference, mask=None) -> float:
     """Mean absolute HU difference over the mask (unclipped, as both SynthRAD references)."""
-    p, t, m = _prep(pred, target, mask)
+    p, t, m = _prep(pred, reference, mask)
     return float(np.abs(p - t)[m].mean())
 
 
-def mean_error(pred, target, mask=None) -> float:
-    p, t, m = _prep(pred, target, mask)
+def mean_error(pred, reference, mask=None) -> float:
+    p, t, m = _prep(pred, reference, mask)
     return float((p - t)[m].mean())
 
 
-def psnr(pred, target, mask=None, protocol: str | Protocol = DEFAULT_PROTOCOL) -> float:
+def psnr(pred, reference, mask=None, protocol: str | Protocol = DEFAULT_PROTOCOL) -> float:
     """PSNR over the masked voxels, both clipped to the protocol's range; inf for identical images."""
     pr = get_protocol(protocol)
-    p, t, m = _prep(pred, target, mask)
+    p, t, m = _prep(pred, reference, mask)
     p, t = np.clip(p[m], pr.hu_min, pr.hu_max), np.clip(t[m], pr.hu_min, pr.hu_max)
     if np.array_equal(p, t):
         return float("inf")
@@ -88,14 +88,14 @@ def _crop(a: np.ndarray, c: int) -> np.ndarray:
     return a[tuple(slice(c, s - c) for s in a.shape)]
 
 
-def ssim(pred, target, mask=None) -> float:
+def ssim(pred, reference, mask=None) -> float:
     """SynthRAD2023 SSIM: masked-mean of the 7^3 SSIM map after a 3-voxel border crop.
 
     NaN (undefined, reported as n/a) for a volume under 7 voxels along an axis or a mask
     lying entirely within the cropped border: the reference code cannot compute it either.
     """
     pr = PROTOCOLS["synthrad2023"]
-    p, t, m = _prep(pred, target, mask)
+    p, t, m = _prep(pred, reference, mask)
     inner = _crop(m, SSIM_CROP)
     if min(p.shape) < 7 or not inner.any():
         return float("nan")
@@ -121,7 +121,7 @@ def _ssim_components(x, y, data_range, weight):
     return lum ** weight * con ** weight * stru ** weight
 
 
-def ms_ssim(pred, target, mask=None, weights=MS_SSIM_WEIGHTS) -> float:
+def ms_ssim(pred, reference, mask=None, weights=MS_SSIM_WEIGHTS) -> float:
     """SynthRAD2025 masked MS-SSIM (5 scales).
 
     As the reference evaluation code runs it: clip to [-1024, 3071], outside-mask to
@@ -134,7 +134,7 @@ def ms_ssim(pred, target, mask=None, weights=MS_SSIM_WEIGHTS) -> float:
     The result is the product over scales.
     """
     pr = PROTOCOLS["synthrad2025"]
-    p, t, m = _prep(pred, target, mask)
+    p, t, m = _prep(pred, reference, mask)
     p, t = _shifted(p, t, m, pr)
     m = m.astype(np.float64)
     pad = [(max(0, (MS_SSIM_MIN_SIZE - s) // 2), max(0, MS_SSIM_MIN_SIZE - s - (MS_SSIM_MIN_SIZE - s) // 2))
@@ -154,9 +154,9 @@ def ms_ssim(pred, target, mask=None, weights=MS_SSIM_WEIGHTS) -> float:
     return float(out)
 
 
-def tissue_mae(pred, target, mask=None) -> dict[str, float]:
+def tissue_mae(pred, reference, mask=None) -> dict[str, float]:
     """MAE inside the mask per tissue class of the reference; NaN for a class with no voxel."""
-    p, t, m = _prep(pred, target, mask)
+    p, t, m = _prep(pred, reference, mask)
     out = {}
     for name, (lo, hi) in TISSUE_CLASSES.items():
         sel = m & (t >= lo) & (t < hi)
@@ -164,7 +164,7 @@ def tissue_mae(pred, target, mask=None) -> dict[str, float]:
     return out
 
 
-def image_metrics(pred, target, mask=None, protocol: str | Protocol = DEFAULT_PROTOCOL,
+def image_metrics(pred, reference, mask=None, protocol: str | Protocol = DEFAULT_PROTOCOL,
                   slab: int | None = None) -> dict[str, float]:
     """The protocol's columns (:attr:`Protocol.columns`): MAE, mean error, PSNR, SSIM or MS-SSIM, the per-tissue
     MAE and every other registered metric of the protocol.
@@ -178,27 +178,27 @@ def image_metrics(pred, target, mask=None, protocol: str | Protocol = DEFAULT_PR
     pr = get_protocol(protocol)
     wanted = metrics_for(pr.name)
     streamed = [mt.name for mt in wanted if mt.name in STREAMED]     # the columns registered below
-    out = slab_metrics(pred, target, mask, pr, slab, streamed) if streamed else {}
+    out = slab_metrics(pred, reference, mask, pr, slab, streamed) if streamed else {}
     sliced = [mt for mt in wanted if mt.name not in out and mt.by_slices]
     if sliced:
-        out.update(_by_slices(pred, target, mask, pr, sliced, slab))
+        out.update(_by_slices(pred, reference, mask, pr, sliced, slab))
     rest = [mt for mt in wanted if mt.name not in out]
     if rest:
-        p, t, m = _prep(pred, target, mask)
+        p, t, m = _prep(pred, reference, mask)
         if pr.mask_outside_first:
             p, t = np.where(m, p, pr.hu_min), np.where(m, t, pr.hu_min)
         out.update({mt.name: float(mt.compute(p, t, m, pr)) for mt in rest})
     return {mt.name: out[mt.name] for mt in wanted}
 
 
-def _by_slices(pred, target, mask, pr: Protocol, wanted, slab: int | None) -> dict[str, float]:
+def _by_slices(pred, reference, mask, pr: Protocol, wanted, slab: int | None) -> dict[str, float]:
     """Metrics declared ``by_slices`` (a mean over the slices holding a mask voxel), computed a slab at a time:
     each slab's value weighted by its number of such slices."""
     from medgan.evaluation.streaming import slab_slices
 
     shape = np.shape(pred)
-    if shape != np.shape(target):
-        raise InputError(f"prediction {shape} and target {np.shape(target)} have different sizes")
+    if shape != np.shape(reference):
+        raise InputError(f"prediction {shape} and reference {np.shape(reference)} have different sizes")
     if mask is not None and np.shape(mask) != shape:
         raise InputError(f"mask {np.shape(mask)} and images {shape} have different sizes")
     step = slab or slab_slices(shape)
@@ -209,7 +209,7 @@ def _by_slices(pred, target, mask, pr: Protocol, wanted, slab: int | None) -> di
         k = int(m.any(axis=(1, 2)).sum())
         if k == 0:
             continue
-        p, t, m = _prep(pred[a:b], target[a:b], m)
+        p, t, m = _prep(pred[a:b], reference[a:b], m)
         if pr.mask_outside_first:
             p, t = np.where(m, p, pr.hu_min), np.where(m, t, pr.hu_min)
         for mt in wanted:
@@ -233,7 +233,7 @@ def _tissue(name: str):
 register_metric(Metric("mae", "MAE", "HU", 1, "lower", lambda p, t, m, pr: mae(p, t, m), summary=True,
                        doc="mean absolute error over the mask, unclipped"))
 register_metric(Metric("me", "ME", "HU", 1, "zero", lambda p, t, m, pr: mean_error(p, t, m), summary=True,
-                       doc="mean error (bias) over the mask, prediction minus target"))
+                       doc="mean error (bias) over the mask, prediction minus reference"))
 register_metric(Metric("psnr", "PSNR", "dB", 2, "higher", lambda p, t, m, pr: psnr(p, t, m, pr), summary=True,
                        doc="PSNR over the masked voxels, both clipped to the protocol's HU range"))
 register_metric(Metric("ssim", "SSIM", "", 4, "higher", lambda p, t, m, pr: ssim(p, t, m), ("synthrad2023",),
@@ -242,4 +242,4 @@ register_metric(Metric("ms_ssim", "MS-SSIM", "", 4, "higher", lambda p, t, m, pr
                        ("synthrad2025",), summary=True, doc="SynthRAD2025 masked 5-scale MS-SSIM"))
 for _name in TISSUE_CLASSES:
     register_metric(Metric(f"mae_{_name}", f"MAE {_name.replace('_', ' ')}", "HU", 1, "lower", _tissue(_name),
-                           doc=f"MAE over the mask where the target is {_name.replace('_', ' ')} (TISSUE_CLASSES)"))
+                           doc=f"MAE over the mask where the reference is {_name.replace('_', ' ')} (TISSUE_CLASSES)"))

@@ -182,20 +182,20 @@ def overlap_per_organ(seg: np.ndarray, ref: np.ndarray, organs: dict[int, str], 
     return out
 
 
-def organ_metrics(volumes: dict, target, labels=None, seg_model: SegModel | None = None) -> dict:
+def organ_metrics(volumes: dict, reference, labels=None, seg_model: SegModel | None = None) -> dict:
     """image label -> organ -> metrics.
 
     With ``seg_model``: Dice / HD95 of seg(image) against the reference segmentation, which is
-    ``labels`` when given, else seg(target); with ``labels`` the network's own accuracy on the
-    target is added as the row ``"target"``.  With ``labels``: MAE / ME inside every labelled
+    ``labels`` when given, else seg(reference); with ``labels`` the network's own accuracy on the
+    reference is added as the row ``"reference"``.  With ``labels``: MAE / ME inside every labelled
     organ for each image as well.
     """
-    spacing = tuple(reversed(target.spacing))
+    spacing = tuple(reversed(reference.spacing))
     out: dict[str, dict] = {}
     lab = None if labels is None else np.asarray(labels.array).astype(np.int64)
     if lab is not None:
         names = (seg_model.organs if seg_model is not None else {})
-        t = np.asarray(target.array, np.float64)
+        t = np.asarray(reference.array, np.float64)
         for label, v in volumes.items():
             p = np.asarray(v.array, np.float64)
             for value in np.unique(lab[lab > 0]):
@@ -204,10 +204,10 @@ def organ_metrics(volumes: dict, target, labels=None, seg_model: SegModel | None
                 d = p[sel] - t[sel]
                 out.setdefault(label, {})[name] = {"mae": float(np.abs(d).mean()), "me": float(d.mean())}
     if seg_model is not None:
-        ref = lab if lab is not None else segment(seg_model, target.array)
+        ref = lab if lab is not None else segment(seg_model, reference.array)
         if lab is not None:
-            out.setdefault("target", {}).update(
-                {k: v for k, v in overlap_per_organ(segment(seg_model, target.array), ref, seg_model.organs,
+            out.setdefault("reference", {}).update(
+                {k: v for k, v in overlap_per_organ(segment(seg_model, reference.array), ref, seg_model.organs,
                                                     spacing).items()})
         for label, v in volumes.items():
             ov = overlap_per_organ(segment(seg_model, v.array), ref, seg_model.organs, spacing)

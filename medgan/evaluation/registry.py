@@ -33,7 +33,7 @@ class Metric:
     unit: str                  #: ``"HU"``, ``"dB"`` or ``""`` (unitless)
     digits: int                #: decimals in printed tables and figures
     better: str                #: ``"lower"``, ``"higher"`` or ``"zero"`` (closest to zero, e.g. the mean error)
-    #: ``compute(pred, target, mask, protocol) -> float``: float64 arrays of one shape and a boolean mask (not
+    #: ``compute(pred, reference, mask, protocol) -> float``: float64 arrays of one shape and a boolean mask (not
     #: empty), after the protocol's own preparation (voxels outside the mask set to its minimum when it says so);
     #: NaN where the metric is undefined (reported as n/a)
     compute: Callable[[Any, Any, Any, Any], float]

@@ -53,8 +53,8 @@ def diff_scale(diff: np.ndarray, mask: np.ndarray | None, percentile: float = 99
 
 def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_range: float | None = None,
                 qa_map=None, hist_range=(HU_MIN, HU_MAX)) -> Path:
-    """Rows: axial / coronal / sagittal; columns: [input |] prediction | target | [input - target |]
-    prediction - target [| QA map].
+    """Rows: axial / coronal / sagittal; columns: [input |] prediction | reference | [input - reference |]
+    prediction - reference [| QA map].
 
     The views are shown in LPS (radiological convention) with orientation letters on the edges and
     the plane's position; the grey window is stated.  The differences are shown inside the mask only, both on
@@ -62,28 +62,28 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     instead).  The first image (the input, or the first baseline) gets a difference map beside the prediction's.
     A bottom row holds the HU histograms inside the mask over ``hist_range`` (values outside are counted at
     the ends and said so), the per-tissue MAE bars and the ME/MAE/PSNR/SSIM of each image.
-    ``qa_map`` (a volume on the target's grid, e.g. ``translate --qa-map``) adds a column.
+    ``qa_map`` (a volume on the reference's grid, e.g. ``translate --qa-map``) adds a column.
     """
     from medgan.io.orientation import to_orientation
 
     plt = _plt()
-    target_raw = result.volumes["target"]
-    target, plan = to_orientation(target_raw)
-    images = [(k, v) for k, v in result.volumes.items() if k != "target"]
+    reference_raw = result.volumes["reference"]
+    reference, plan = to_orientation(reference_raw)
+    images = [(k, v) for k, v in result.volumes.items() if k != "reference"]
     mask = plan.apply(result.mask) if result.mask is not None else None
 
     def canon(a):
         return plan.apply(np.asarray(a))
     # centre the views on the mask's centre of mass so the anatomy, not the air, is shown
     centre = tuple(int(round(c)) for c in np.argwhere(mask).mean(axis=0)) if mask is not None and mask.any() \
-        else tuple(s // 2 for s in target.shape)
-    cols = [(k, canon(v.array)) for k, v in images] + [("target", target.array)]
+        else tuple(s // 2 for s in reference.shape)
+    cols = [(k, canon(v.array)) for k, v in images] + [("reference", reference.array)]
     # the baseline's difference beside the prediction's, both on one colour scale
-    diffs = {k: np.asarray(a, np.float32) - np.asarray(target.array, np.float32)
+    diffs = {k: np.asarray(a, np.float32) - np.asarray(reference.array, np.float32)
              for k, a in ([cols[0], cols[-2]] if len(images) > 1 else [cols[-2]])}
     scale = diff_range or max(diff_scale(d, mask) for d in diffs.values())
     panels = [(t, a, "image") for t, a in cols]
-    panels += [(f"{k} - target\n(inside the mask)", np.where(mask, d, np.nan) if mask is not None else d, "diff")
+    panels += [(f"{k} - reference\n(inside the mask)", np.where(mask, d, np.nan) if mask is not None else d, "diff")
                for k, d in diffs.items()]
     last_diff = len(panels) - 1
     if qa_map is not None:
@@ -92,17 +92,17 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
         qa_top = max(1.0, float(np.percentile(qa[mask] if mask is not None and mask.any() else qa, 99)))
     n_cols = len(panels)
     # row heights follow the physical aspect of each plane, so thin slabs leave no blank rows
-    nz, ny, nx = target.shape
-    sx, sy, sz = target.spacing
+    nz, ny, nx = reference.shape
+    sx, sy, sz = reference.spacing
     ratios = [max(0.25, min(1.5, r)) for r in ((ny * sy) / (nx * sx), (nz * sz) / (nx * sx), (nz * sz) / (ny * sy))]
     ratios.append(1.3)
     # at least 4 columns: the bottom row's histogram, tissue bars and a 2-column table never overlap
     fig = plt.figure(figsize=(3.0 * max(n_cols, 4), 3.0 * sum(ratios) + 1.0))
     grid = fig.add_gridspec(4, max(n_cols, 4), height_ratios=ratios)
-    where = _positions(target, centre)
+    where = _positions(reference, centre)
     cmap_diff = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
     for col, (title, arr, kind) in enumerate(panels):
-        for row, (plane, img, aspect) in enumerate(_views(np.asarray(arr), target.spacing, centre)):
+        for row, (plane, img, aspect) in enumerate(_views(np.asarray(arr), reference.spacing, centre)):
             ax = fig.add_subplot(grid[row, col])
             if kind == "diff":
                 im = ax.imshow(img, cmap=cmap_diff, aspect=aspect, vmin=-scale, vmax=scale)
@@ -145,9 +145,9 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
         ax_b.bar(np.arange(3) + i * width, vals, width, label=label)
     ax_b.set_xticks(np.arange(3) + width * (len(result.rows) - 1) / 2, ["air", "soft tissue", "bone"])
     ax_b.set_ylabel("MAE (HU)")
-    ax_b.set_title("MAE per tissue (by target HU)", fontsize=10)
+    ax_b.set_title("MAE per tissue (by reference HU)", fontsize=10)
     air_top, bone_from = TISSUE_CLASSES["air"][1], TISSUE_CLASSES["bone"][0]
-    ax_b.set_xlabel(f"tissue by target HU:\nair < {air_top:g} <= soft tissue < {bone_from:g} <= bone", fontsize=8)
+    ax_b.set_xlabel(f"tissue by reference HU:\nair < {air_top:g} <= soft tissue < {bone_from:g} <= bone", fontsize=8)
     ax_b.legend(fontsize=7)
     ax_t = fig.add_subplot(grid[3, 2:])
     ax_t.axis("off")
@@ -160,7 +160,7 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     table.auto_set_font_size(False)
     table.set_fontsize(9)
     table.scale(1.0, 1.6)
-    ax_t.set_title(f"vs target, inside the mask\n({getattr(result, 'protocol', None) or 'SynthRAD2023'} "
+    ax_t.set_title(f"vs reference, inside the mask\n({getattr(result, 'protocol', None) or 'SynthRAD2023'} "
                    "definitions, docs/metrics.md)", fontsize=9)
     fig.suptitle(f"{result.case} (mask: {result.mask_source})\n"
                  f"grey window [{window[0]:g}, {window[1]:g}] HU (W {window[1] - window[0]:g} / L "

@@ -75,20 +75,20 @@ def _shifted(a: np.ndarray, m: np.ndarray, pr: Protocol) -> np.ndarray:
     return np.where(m, np.clip(a, pr.hu_min, pr.hu_max), pr.hu_min) - pr.hu_min
 
 
-def slab_metrics(pred, target, mask=None, protocol: str | Protocol = "synthrad2023", slab: int | None = None,
+def slab_metrics(pred, reference, mask=None, protocol: str | Protocol = "synthrad2023", slab: int | None = None,
                  columns: Sequence[str] = STREAMED) -> dict[str, float]:
     """The ``columns`` (of :data:`STREAMED`) that :func:`medgan.evaluation.metrics.image_metrics` gives, by slab.
 
-    ``pred``, ``target`` and ``mask`` are [z, y, x] arrays of any dtype (read a slab at a time, never
+    ``pred``, ``reference`` and ``mask`` are [z, y, x] arrays of any dtype (read a slab at a time, never
     copied whole); ``slab`` is the slices per slab (default: :func:`slab_slices`).
     """
     pr = get_protocol(protocol)
     unknown = [c for c in columns if c not in STREAMED]
     if unknown:
         raise ValueError(f"not computed by slab: {', '.join(unknown)}")
-    pred, target = np.asarray(pred), np.asarray(target)
-    if pred.shape != target.shape:
-        raise InputError(f"prediction {pred.shape} and target {target.shape} have different sizes")
+    pred, reference = np.asarray(pred), np.asarray(reference)
+    if pred.shape != reference.shape:
+        raise InputError(f"prediction {pred.shape} and reference {reference.shape} have different sizes")
     if mask is not None and np.shape(mask) != pred.shape:
         raise InputError(f"mask {np.shape(mask)} and images {pred.shape} have different sizes")
     shape = pred.shape
@@ -106,7 +106,7 @@ def slab_metrics(pred, target, mask=None, protocol: str | Protocol = "synthrad20
         b = min(a + step, shape[0])
         m = mask_of(a, b)
         p = np.asarray(pred[a:b], np.float64)[m]
-        t = np.asarray(target[a:b], np.float64)[m]
+        t = np.asarray(reference[a:b], np.float64)[m]
         n += p.size
         d = p - t
         abs_d = np.abs(d)
@@ -129,13 +129,13 @@ def slab_metrics(pred, target, mask=None, protocol: str | Protocol = "synthrad20
     if "psnr" in columns:
         out["psnr"] = float("inf") if sq_sum == 0 else float(10 * np.log10(pr.data_range ** 2 / (sq_sum / n)))
     if "ssim" in columns:
-        out["ssim"] = _ssim(pred, target, mask_of, shape, step)
+        out["ssim"] = _ssim(pred, reference, mask_of, shape, step)
     for k in tissues:
         out[f"mae_{k}"] = t_abs[k] / t_n[k] if t_n[k] else float("nan")
     return {c: out[c] for c in columns}
 
 
-def _ssim(pred, target, mask_of, shape, step: int) -> float:
+def _ssim(pred, reference, mask_of, shape, step: int) -> float:
     """SynthRAD2023 SSIM (metrics.ssim) by slab: NaN for a volume under 7 voxels or no mask inside the crop."""
     pr = PROTOCOLS["synthrad2023"]
     c = SSIM_CROP
@@ -147,7 +147,7 @@ def _ssim(pred, target, mask_of, shape, step: int) -> float:
         b = min(a + step, shape[0] - c)
         lo, hi = a - c, b + c                          # the slab and the window's reach
         m = mask_of(lo, hi)
-        x = _shifted(np.asarray(target[lo:hi], np.float64), m, pr)     # skimage's argument order: (target, pred)
+        x = _shifted(np.asarray(reference[lo:hi], np.float64), m, pr)     # skimage's argument order: (reference, pred)
         y = _shifted(np.asarray(pred[lo:hi], np.float64), m, pr)
         inner = m[c:c + (b - a), ys, xs]
         if not inner.any():

@@ -31,9 +31,9 @@ class CaseOutcome:
     error: str | None = None    #: the one-line error of a failed case
 
 
-def series_description(method: str) -> str:
+def series_description(baseline: str | None) -> str:
     """The description written with a translated volume (DICOM SeriesDescription)."""
-    return "medgan synthetic CT" if method == "model" else f"medgan CBCT, {method} HU calibration"
+    return "medgan synthetic CT" if baseline is None else f"medgan CBCT, {baseline} HU calibration"
 
 
 def case_output(case: Path, out_dir: Path, output_type: str | None = None) -> Path:
@@ -44,7 +44,8 @@ def case_output(case: Path, out_dir: Path, output_type: str | None = None) -> Pa
     name = case_name(case)
     if output_type == "dicom":
         return out_dir / name
-    fmt = output_type or (format_of(case) if format_of(case) in ("nifti", "mha", "nrrd") else "nifti")
+    found = format_of(case)
+    fmt = output_type or (found if found in ("nifti", "mha", "nrrd") else "nifti")
     return out_dir / (name + OUTPUT_TYPES[fmt])
 
 
@@ -78,7 +79,7 @@ def translate_file(src: str | Path, dst: str | Path, model: TranslationModel, op
     # the guard's "unchanged" output keeps the input's voxel type, so that it is bit-identical to the input
     keep = result.meta.get("unchanged") and out_type != "dicom"
     cast = None if keep or result.array.dtype == dtype else dtype     # already in it: the writers' cast would copy
-    outputs = [VolumeOutput(result, out_path, out_type, cast, series_description(opts.method))]
+    outputs = [VolumeOutput(result, out_path, out_type, cast, series_description(opts.baseline))]
     if qa is not None:
         outputs.append(VolumeOutput(qa, planned[1].path, planned[1].type))
     return write_volumes(outputs, inputs=[src], overwrite=overwrite)[0]
@@ -106,7 +107,7 @@ def translate_folder(src_dir: str | Path, out_dir: str | Path, model: Translatio
     cases = list_volumes(src_dir)
     dsts = {case: case_output(case, out_dir, output_type) for case in cases}
     qas = {case: case_output(case, qa_folder, "nifti") if qa_folder is not None else None for case in cases}
-    plan_outputs([(dsts[c], output_type) for c in cases] + [(qas[c], None) for c in cases if qas[c] is not None],
+    plan_outputs([(dsts[c], output_type) for c in cases] + [(q, None) for c in cases if (q := qas[c]) is not None],
                  inputs=cases, overwrite=overwrite or skip_done)
     outcomes = []
     for case in (progress(cases) if progress else cases):

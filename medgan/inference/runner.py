@@ -55,9 +55,10 @@ def run_generator(
         raise ValueError(f"output must be 'image' or 'correction', not {output!r}")
     predictor = net
     if output == "correction":
-        if not hasattr(net, "correction"):
+        correction = getattr(net, "correction", None)
+        if not callable(correction):           # a correction generator's method (medgan.nets)
             raise ValueError("output='correction' needs a correction generator")
-        predictor = net.correction
+        predictor = correction
     stop = hu.shape[0] if stop is None else stop
     if spatial_dims != 2 and (start, stop) != (0, hu.shape[0]):
         raise ValueError("a 3D model translates the whole volume (start/stop are for 2D models)")
@@ -82,6 +83,8 @@ def run_generator(
             y = sliding_window_inference(x[None, None].to(device), roi_size=roi, sw_batch_size=sw_batch_size,
                                          predictor=predictor, overlap=overlap, mode="gaussian")
             del x
+            if not isinstance(y, torch.Tensor):      # MONAI returns a tuple or dict only for such predictors
+                raise TypeError(f"the 3D generator returned {type(y).__name__}, not one tensor")
             res = y[0, 0].float().cpu().numpy()
             del y
             if progress:
@@ -90,4 +93,5 @@ def run_generator(
         res *= np.float32(preset.hi - preset.lo)        # in place, and rounded as x * width / 2 always was
         res /= np.float32(2.0)
         return res
-    return preset.denormalize(res).astype(np.float32, copy=False)
+    image: np.ndarray = preset.denormalize(res).astype(np.float32, copy=False)
+    return image

@@ -50,7 +50,8 @@ def lowpass_z(get: Callable[[int, int], np.ndarray], n: int, a: int, b: int, sig
     if r == 0 or n < 2:
         return get(a, b)
     lo, hi = max(0, a - r), min(n, b + r)
-    return ndimage.gaussian_filter1d(get(lo, hi), sigma_px, axis=0, mode="nearest")[a - lo:b - lo]
+    filtered: np.ndarray = ndimage.gaussian_filter1d(get(lo, hi), sigma_px, axis=0, mode="nearest")
+    return filtered[a - lo:b - lo]
 
 
 class Rolling:
@@ -125,7 +126,8 @@ def resample_to_spacing(volume: Volume, spacing, default: float, slab: int = SLA
         grid_origin = np.asarray(origin) + volume.direction_matrix @ np.array([0.0, 0.0, a * target[2]])
         out[a:b] = _resample_part(part, volume, lo, (size[0], size[1], b - a), target, grid_origin,
                                   volume.direction, default)
-    return Volume(out, tuple(float(s) for s in target), tuple(float(o) for o in origin), volume.direction,
+    return Volume(out, (float(target[0]), float(target[1]), float(target[2])),
+                  (float(origin[0]), float(origin[1]), float(origin[2])), volume.direction,
                   {**volume.meta, "resampled_from": volume.spacing})
 
 

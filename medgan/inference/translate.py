@@ -1,14 +1,15 @@
 """``translate``: a patient volume in, its translation out on exactly the same grid.
 
-Three methods (``TranslateOptions.method``):
+The model, or one of its baselines (``TranslateOptions.baseline``):
 
-* ``model`` (default): the network.  A *correction* model (``model.output: correction``)
+* no baseline (``None``, the default): the network.  A *correction* model (``model.output: correction``)
   computes a smooth correction at its own voxel size, low-passes it (``correction_sigma_mm``:
   in-plane inside the network, along z here for 2D models), resamples the correction (not the
   image) onto the input grid and adds it to the input at its native resolution: every edge
   and insert of the input is kept.  A *translation* model's output is resampled back instead.
-* ``linear`` / ``histogram``: the model file's unpaired global HU calibrations (medgan.calibration),
-  the baselines a model must beat; no network, no resampling.
+* ``baseline="linear"`` / ``"histogram"`` (:data:`BASELINES`, the calibration kinds): the model file's
+  unpaired global HU calibrations (medgan.calibration), the baselines a model must beat; no network, no
+  resampling.
 
 Before running a model, the input is compared with the model's recorded training domain
 (medgan.calibration.check_domain).  Outside it, a warning is printed and the input is returned
@@ -21,12 +22,13 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from medgan.calibration import DomainReport, check_domain, volume_profile
+from medgan.calibration import CALIBRATION_KINDS, DomainReport, check_domain, volume_profile
 from medgan.data.resample import needs_resampling, resample_like
 from medgan.errors import DomainError, InputError, ModelError
 from medgan.inference.enhancement import enhancement_report, keep_constraints, subtraction
@@ -40,7 +42,8 @@ from medgan.io.validate import check_hu
 from medgan.utils.device import resolve_device
 from medgan.utils.progress import bar
 
-METHODS = ("model", "linear", "histogram")
+#: what ``TranslateOptions.baseline`` may name: the model file's global HU calibrations
+BASELINES: tuple[str, ...] = tuple(CALIBRATION_KINDS)
 
 
 @dataclasses.dataclass
@@ -52,7 +55,7 @@ class TranslateOptions:
     overlap: float = 0.25
     sw_batch_size: int = 4
     quiet: bool = True
-    method: str = "model"            #: model | linear | histogram
+    baseline: str | None = None      #: None: the model; else one of BASELINES (a global HU calibration)
     #: inputs outside the training domain: by default the input is returned unchanged (with a warning);
     #: ``force`` applies the model anyway, ``strict`` refuses (DomainError)
     force: bool = False
@@ -182,6 +185,9 @@ def _translate_by_slab(model: TranslationModel, volume: Volume, work: Volume, ca
 def _translate_whole(model: TranslationModel, volume: Volume, work: Volume, cal_in, kw: dict):
     """``(result, QA map)``, float32 on ``volume``'s grid, computed on whole volumes (the QA map needs them)."""
     m = model.config.model
+    g_ba = model.g_ba
+    if g_ba is None:                 # translate() refuses --qa-map for such models before any work
+        raise ModelError(f"{model.source} has no B->A generator: no cycle-consistency QA map")
     lo, hi = model.preset.lo, model.preset.hi
     hu = np.asarray(work.array, dtype=np.float32)
     net_in = cal_in(hu) if cal_in is not None else hu
@@ -201,12 +207,30 @@ def _translate_whole(model: TranslationModel, volume: Volume, work: Volume, cal_
         sct = sct_work
         if work is not volume:
             sct = np.clip(resample_like(work.with_array(sct_work), volume, default=lo).array, lo, hi)
-    rec = run_generator(model.g_ba, sct_work, **kw)
+    rec = run_generator(g_ba, sct_work, **kw)
     err = np.abs(rec - model.preset.denormalize(model.preset.normalize(net_in)))
     qa = ndimage.gaussian_filter(err, sigma=1.0).astype(np.float32)
     if work is not volume:
         qa = resample_like(work.with_array(qa), volume, default=0.0).array
     return sct, qa
+
+
+@overload
+def translate(volume: Volume | str | Path, model: TranslationModel | str | Path | None = None,
+              options: TranslateOptions | None = None, qa_map: Literal[False] = False,
+              series_uid: str | None = None, *, dtype: str | np.dtype | None = None) -> Volume: ...
+
+
+@overload
+def translate(volume: Volume | str | Path, model: TranslationModel | str | Path | None,
+              options: TranslateOptions | None, qa_map: Literal[True], series_uid: str | None = None, *,
+              dtype: str | np.dtype | None = None) -> tuple[Volume, Volume]: ...
+
+
+@overload
+def translate(volume: Volume | str | Path, model: TranslationModel | str | Path | None = None,
+              options: TranslateOptions | None = None, *, qa_map: Literal[True], series_uid: str | None = None,
+              dtype: str | np.dtype | None = None) -> tuple[Volume, Volume]: ...
 
 
 def translate(volume: Volume | str | Path, model: TranslationModel | str | Path | None = None,  # noqa: C901
@@ -224,8 +248,9 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
     model records no domain).
     """
     opts = options or TranslateOptions()
-    if opts.method not in METHODS:
-        raise InputError(f"unknown translate method {opts.method!r}; choose from {', '.join(METHODS)}")
+    if opts.baseline is not None and opts.baseline not in BASELINES:
+        raise InputError(f"unknown baseline {opts.baseline!r}; choose from {', '.join(BASELINES)} "
+                         "(or none for the model)")
     if not isinstance(volume, Volume):
         volume = read_volume(volume, series_uid=series_uid, strict=opts.strict)
     if not opts.force:          # an MR series or an 8-bit picture is named as such, not as "outside the domain"
@@ -239,14 +264,14 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
               f"orientation) and writing back in {orient.source}", file=sys.stderr)
     check_hu_range(volume, str(original.meta.get("path") or "the input"))
     lo, hi = model.preset.lo, model.preset.hi
-    if opts.method != "model":
+    if opts.baseline is not None:
         if qa_map:
             raise ModelError("the QA map is the model's cycle error: not available with a baseline (--baseline)")
-        cal = model.calibration(opts.method)
+        cal = model.calibration(opts.baseline)
         res = Output(volume.shape, dtype)
         for a, b in slabs(volume.shape[0], opts.slab_slices):
             res[a:b] = np.clip(cal(volume.array[a:b]), lo, hi)
-        return _finish(res.array, orient, original, f"CT (CBCT, {opts.method} HU calibration)", keep_dtype=True)
+        return _finish(res.array, orient, original, f"CT (CBCT, {opts.baseline} HU calibration)", keep_dtype=True)
     if qa_map and model.g_ba is None:
         method = model.spec.method if model.spec is not None else model.config.model.method
         raise ModelError(f"{model.source} is a {method} model: it has no B->A generator, so there is "
@@ -296,6 +321,8 @@ def translate(volume: Volume | str | Path, model: TranslationModel | str | Path 
             keep_input = True
     if keep_input:
         sct = np.asarray(volume.array)         # the input's own voxels and type: "unchanged" is bit-identical
+    elif sct is None:                          # the network ran unless the input is kept
+        raise RuntimeError("internal error: no translation and no input kept")
     out = _finish(sct, orient, original, "CT (synthetic)", keep_dtype=True)
     out.meta["domain"] = dataclasses.asdict(report) if report is not None else None
     out.meta["enhancement"] = dataclasses.asdict(found) if found is not None else None

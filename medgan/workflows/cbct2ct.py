@@ -10,7 +10,7 @@ domain folders.  A paired config (``model.method: paired``) implies the same pat
 domains: it learns each CBCT beside its own CT.  With an unpaired config the training patients are
 halved (CBCTs from one half, CTs from the other) unless ``same_patients``.  The test split is
 evaluated against its true CTs with three baseline rows: the untranslated CBCT and the model file's
-two global HU calibrations (``translate`` with ``method="linear"`` / ``"histogram"``), beside the sCT.
+two global HU calibrations (``translate`` with ``baseline="linear"`` / ``"histogram"``), beside the sCT.
 
 Every stage is restartable: simulated CBCTs are cached by scanner digest, prepared data is reused
 while its split and layout are unchanged, training resumes from its last checkpoint, translated
@@ -48,6 +48,9 @@ SHARED_SITES = {"ts_example_ct": ["abdomen", "pelvis"], "ts_example_ct_dicom": [
 PHANTOM_SITES = ["abdomen"]
 #: the baselines every model is compared with, besides the untranslated CBCT (translate --baseline)
 BASELINES = ("linear", "histogram")
+#: the workflows' image labels by role: tables and figures show the labels, metrics.json is keyed by role
+#: (``prediction``, ``input``, the baselines by name, ``prediction - input`` for paired rows), as ``medgan evaluate``'s
+ROLES = {"prediction": "sCT", "input": "CBCT"}
 
 
 
@@ -283,17 +286,17 @@ def train_recipe(work: Path, data: Path, config: Path, overrides: Sequence[str],
 
 def translate_test(work: Path, data: Path, model: Path, quiet: bool) -> Path:
     """The test CBCTs through the model (``sct/``, with QA maps in ``qa/``) and through the model file's
-    global HU calibrations (``linear/``, ``histogram/``): the same ``translate`` with ``method=``."""
+    global HU calibrations (``linear/``, ``histogram/``): the same ``translate`` with ``baseline=``."""
     from medgan.inference import TranslateOptions, load_model, translate_file
 
     net = load_model(model)
     for case in sorted((data / "test" / "CBCT").iterdir()):
-        for method, folder in (("model", "sct"), *((b, b) for b in BASELINES)):
+        for baseline, folder in ((None, "sct"), *((b, b) for b in BASELINES)):
             dst = work / folder / case.name
             if dst.exists():
                 continue
-            qa = work / "qa" / case.name if method == "model" and net.g_ba is not None else None
-            translate_file(case, dst, net, TranslateOptions(quiet=quiet, method=method), qa_path=qa,
+            qa = work / "qa" / case.name if baseline is None and net.g_ba is not None else None
+            translate_file(case, dst, net, TranslateOptions(quiet=quiet, baseline=baseline), qa_path=qa,
                            overwrite=True)        # dst is not there; a QA map of an interrupted run may be
     return work / "sct"
 
@@ -310,10 +313,10 @@ def evaluate_with_baselines(name: str, sct, ct, cbct, baselines: dict, qa=None):
     res.relabel("sCT", "CBCT")
     rows, vols = {"CBCT": res.rows["CBCT"]}, {"CBCT": res.volumes["CBCT"]}
     for label, pred in baselines.items():
-        b = evaluate_case(pred, res.volumes["target"], mask=None, case=name)
+        b = evaluate_case(pred, res.volumes["reference"], mask=None, case=name)
         rows[label], vols[label] = b.rows["prediction"], b.volumes["prediction"]
     rows["sCT"], vols["sCT"] = res.rows["sCT"], res.volumes["sCT"]
-    vols["target"] = res.volumes["target"]
+    vols["reference"] = res.volumes["reference"]
     res.rows, res.volumes = rows, vols
     res.qa_spearman = None  # type: ignore[attr-defined]
     if qa is not None:
@@ -321,7 +324,7 @@ def evaluate_with_baselines(name: str, sct, ct, cbct, baselines: dict, qa=None):
         from medgan.io import Volume, read_volume
 
         qa = qa if isinstance(qa, Volume) else read_volume(qa)
-        res.qa_spearman = qa_map_correlation(qa, vols["sCT"], vols["target"], res.mask)  # type: ignore[attr-defined]
+        res.qa_spearman = qa_map_correlation(qa, vols["sCT"], vols["reference"], res.mask)  # type: ignore[attr-defined]
     return res
 
 
@@ -354,7 +357,7 @@ def evaluate_cohort(work: Path, data: Path, sct: Path, quiet: bool = False):
         results.append(res)
     summary = summary_table(results)
     qa_rho = {r.case: r.qa_spearman for r in results if r.qa_spearman is not None}
-    write_tables(report, results, summary, extra={"qa_map_spearman": qa_rho} if qa_rho else None)
+    write_tables(report, results, summary, extra={"qa_map_spearman": qa_rho} if qa_rho else None, labels=ROLES)
     print_rows(results)
     print_summary(summary, len(results), "sCT", "CBCT", results=results)
     for case, rho in qa_rho.items():
@@ -593,7 +596,7 @@ def evaluate_real_cohort(work: Path, data: Path, registered: Path, sct: Path) ->
         if failures:
             raise InputError(f"evaluation failed for {failures}")
         summary, paired = summary_table(results), paired_table(results, "sCT")
-        write_tables(report, results, summary, paired)
+        write_tables(report, results, summary, paired, labels=ROLES)
         print(format_summary(results, summary, paired, "sCT", "CBCT"))
         print(f"report: {report}")
         out[protocol] = summary

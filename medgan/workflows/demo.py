@@ -20,10 +20,8 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import cast
 
 import medgan
-from medgan.io import Volume
 
 
 def run_demo(out_dir: Path, sample: Path, train_config: Path, steps: int = 200) -> list:
@@ -73,8 +71,8 @@ def run_demo(out_dir: Path, sample: Path, train_config: Path, steps: int = 200) 
         cbct_path = out_dir / "data" / "CBCT" / f"{name}.nii.gz"
         cbct = read_volume(cbct_path)
         paths = {}
-        for method, folder in (("model", "sct"), *((b, b) for b in cbct2ct.BASELINES)):
-            out = cast(Volume, translate(cbct, model, TranslateOptions(device="cpu", method=method)))
+        for baseline, folder in ((None, "sct"), *((b, b) for b in cbct2ct.BASELINES)):
+            out = translate(cbct, model, TranslateOptions(device="cpu", baseline=baseline))
             paths[folder] = write_volume(out, out_dir / folder / f"{name}.nii.gz", dtype="int16", inputs=[cbct_path])
         sct_path = paths.pop("sct")
         res = cbct2ct.evaluate_with_baselines(name, sct_path, out_dir / "data" / "CT" / f"{name}.nii.gz", cbct_path,
@@ -84,7 +82,7 @@ def run_demo(out_dir: Path, sample: Path, train_config: Path, steps: int = 200) 
         m_in, m_out = res.rows["CBCT"], res.rows["sCT"]
         print(f"    {name}: HU MAE {m_in['mae']:.1f} (CBCT) -> {m_out['mae']:.1f} (sCT); "
               f"bias {m_in['me']:+.1f} -> {m_out['me']:+.1f} HU")
-    write_tables(out_dir / "report", results, summary_table(results))
+    write_tables(out_dir / "report", results, summary_table(results), labels=cbct2ct.ROLES)
     print()
     cbct2ct.print_rows(results)
     print()
@@ -112,7 +110,7 @@ def run_demo(out_dir: Path, sample: Path, train_config: Path, steps: int = 200) 
         real = read_volume(catphan)
         # a head-sized QA phantom is outside the starter model's (patient) training domain: translate warns
         # and returns the scan unchanged; --force would apply the model anyway
-        real_sct = cast(Volume, translate(real, model, TranslateOptions(device="cpu")))
+        real_sct = translate(real, model, TranslateOptions(device="cpu"))
         dicom_dir = write_volume(real_sct, out_dir / "catphan_sct_dicom", "dicom", dtype="int16",
                                  series_description="medgan demo sCT")
         back = read_volume(dicom_dir)

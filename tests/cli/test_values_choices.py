@@ -177,7 +177,7 @@ def test_ras_copy_of_the_target_grid_is_reoriented_exactly_with_a_notice(tmp_pat
     code, out, err = run_cli("evaluate", "--pred", pred_path, "--reference", target, "-o", tmp_path / "r",
                              "--no-figures", "--mask-mode", "body")
     assert code == 0, err
-    assert "stored RAS and the target LPS" in err and "reoriented exactly" in err
+    assert "stored RAS and the reference LPS" in err and "reoriented exactly" in err
     shifted = Volume(pred.array, pred.spacing, tuple(o + 5.0 for o in pred.origin), pred.direction)
     line = one_line(*run_cli("evaluate", "--pred", write_volume(shifted, tmp_path / "moved.nii.gz"), "--reference",
                              target, "-o", tmp_path / "r2", "--no-figures")[::2], "stored RAS vs LPS",

@@ -261,7 +261,7 @@ def test_evaluate_dose_on_folders_joins_image_metrics(run_cli, tmp_path):
                              "--input", tmp_path / "cbct", "--pred-label", "sCT", "--input-label", "CBCT",
                              "--mask-mode", "body", "--dose", "--modality", "proton", "--proton-angles", "90,270",
                              "--dose-grid", "4", "--gamma-subset", "0", "-o", tmp_path / "rep", "-q")
-    assert code == 1 and "orphan: FAILED: no target named orphan" in err  # the two real cases still ran
+    assert code == 1 and "orphan: FAILED: no reference named orphan" in err  # the two real cases still ran
     rows = list(csv.DictReader((tmp_path / "rep" / "dose.csv").open()))
     assert sorted((r["case"], r["image"], r["modality"]) for r in rows) == [
         ("a", "CBCT", "proton"), ("a", "sCT", "proton"), ("b", "CBCT", "proton"), ("b", "sCT", "proton")]

@@ -166,7 +166,7 @@ def train_cut_on_phantoms(domains, run, seed=0, steps=CUT_STEPS):
     out["nce_first"], out["nce_last"] = float(rows["nce"][:3].mean()), float(rows["nce"][-3:].mean())
     # the baselines every model is compared with: A is a global linear map of a CT, which they are made to undo
     for m in ("linear", "histogram"):
-        out[m] = mae(translate(a, model, TranslateOptions(method=m)).array.astype(np.float32), target, mask)
+        out[m] = mae(translate(a, model, TranslateOptions(baseline=m)).array.astype(np.float32), target, mask)
     return out, model
 
 

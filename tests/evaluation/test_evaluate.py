@@ -82,7 +82,7 @@ def test_evaluate_case_refuses_mismatched_grids_instead_of_resampling():
         evaluate_case(_vol(_body(), spacing=(1.0, 1.0, 2.5)), t)
     with pytest.raises(InputError, match="size differs"):
         evaluate_case(_vol(_body((5, 24, 24))), t)
-    with pytest.raises(InputError, match="input and target"):
+    with pytest.raises(InputError, match="input and reference"):
         evaluate_case(t, t, input=Volume(t.array, t.spacing, (0.0, 1.0, 0.0)))
 
 
@@ -137,7 +137,7 @@ def test_evaluate_cli_folders_baseline_reports_and_a_missing_case(tmp_path, run_
     code, out, err = run_cli("evaluate", "--pred", tmp_path / "pred", "--reference", tmp_path / "ct",
                              "--input", tmp_path / "cbct", "-o", tmp_path / "rep", "--pred-label", "sCT",
                              "--input-label", "CBCT", "-q")
-    assert code == 1 and "orphan: FAILED: no target named orphan" in err
+    assert code == 1 and "orphan: FAILED: no reference named orphan" in err
     assert "CBCT MAE 100.0 HU -> sCT MAE 20.0 HU" in out
     doc = json.loads((tmp_path / "rep" / "metrics.json").read_text(encoding="utf-8"))
     # metrics.json is keyed by role, whatever --pred-label/--input-label say; the labels are values

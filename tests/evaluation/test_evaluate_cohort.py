@@ -213,7 +213,7 @@ def test_seg_model_dice_shows_erased_anatomy_and_model_files_are_checked(tmp_pat
     erased[:, 12:18, 12:18] = 40.0                                # a translation that erased it
     res = evaluate_case(_vol(erased), _vol(ct), input=_vol(ct), seg_model=model,
                         labels=_vol((ct > 300).astype(np.float32)))
-    assert res.organs["input"]["bone"]["dice"] == pytest.approx(res.organs["target"]["bone"]["dice"])
+    assert res.organs["input"]["bone"]["dice"] == pytest.approx(res.organs["reference"]["bone"]["dice"])
     assert res.organs["input"]["bone"]["dice"] > 0.8              # the segmenter sees the bone in the CT
     assert res.organs["prediction"]["bone"]["dice"] < 0.2        # and its absence in the erased image
     assert res.organs["prediction"]["bone"]["mae"] == pytest.approx(860.0)     # per-organ MAE from the labels

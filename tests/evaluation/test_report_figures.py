@@ -59,11 +59,11 @@ def _image_axes(fig):
 def test_report_shows_input_and_prediction_differences_on_one_scale(monkeypatch, tmp_path):
     fig, _, (ct, cbct, sct) = _report(monkeypatch, tmp_path, with_input=True)
     axes = _image_axes(fig)
-    # input, prediction, target, input - target, prediction - target; axial, coronal, sagittal each
+    # input, prediction, reference, input - reference, prediction - reference; axial, coronal, sagittal each
     assert len(axes) == 15
     titles = [ax.get_title() for ax in axes if ax.get_title()]
-    assert titles[:3] == ["input", "prediction", "target"]
-    assert titles[3].startswith("input - target") and titles[4].startswith("prediction - target")
+    assert titles[:3] == ["input", "prediction", "reference"]
+    assert titles[3].startswith("input - reference") and titles[4].startswith("prediction - reference")
     diff_axes = [ax for ax in axes if ax.images[0].get_cmap().name.startswith("RdBu")]
     assert len(diff_axes) == 6
     assert len({ax.images[0].get_clim() for ax in diff_axes}) == 1                  # one colour scale

@@ -140,7 +140,7 @@ def test_calibration_baseline_by_slab_equals_the_whole_volume_calibration(starte
     vol = _body((9, 30, 28), (1.5, 1.5, 2.0))
     cal = starter.calibration("histogram")
     ref = np.clip(cal(vol.array), starter.preset.lo, starter.preset.hi)
-    out = translate(vol, starter, TranslateOptions(device="cpu", method="histogram", slab_slices=2))
+    out = translate(vol, starter, TranslateOptions(device="cpu", baseline="histogram", slab_slices=2))
     assert np.array_equal(out.array, ref)
 
 

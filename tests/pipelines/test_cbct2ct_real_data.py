@@ -76,10 +76,11 @@ def test_real_data_entry_registers_trains_translates_and_evaluates(tmp_path):
     for protocol, struct in (("synthrad2023", "ssim"), ("synthrad2025", "ms_ssim")):
         doc = json.loads((work / f"report_{protocol}" / "metrics.json").read_text(encoding="utf-8"))
         assert doc["protocol"] == protocol and doc["mask"] == "body(CT) ∩ FOV(given)"
-        assert set(doc["summary"]) == {"CBCT", "linear", "histogram", "sCT"} and struct in doc["summary"]["sCT"]
-        assert {"sCT - CBCT", "sCT - linear", "sCT - histogram"} <= set(doc["paired"])
+        assert set(doc["summary"]) == {"input", "linear", "histogram", "prediction"}      # keyed by role
+        assert struct in doc["summary"]["prediction"]
+        assert {"prediction - input", "prediction - linear", "prediction - histogram"} <= set(doc["paired"])
         # the CBCT's known -40 HU bias survives registration: its mean error against the registered CT
-        assert doc["summary"]["CBCT"]["me"]["mean"] == pytest.approx(-40.0, abs=25.0)
+        assert doc["summary"]["input"]["me"]["mean"] == pytest.approx(-40.0, abs=25.0)
     assert "protocol synthrad2025; mask body(CT) ∩ FOV(given)" in out.stdout
 
 

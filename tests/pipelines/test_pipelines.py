@@ -61,8 +61,10 @@ def test_cbct2ct_pipeline_on_a_users_folder(tmp_path):
     assert not list((work / "data").glob("*/*/pat3__*")) and meta["train_scales"] == [1.25]
     report = json.loads((work / "report" / "metrics.json").read_text(encoding="utf-8"))
     assert [c["case"] for c in report["cases"]] == ["pat3"]
-    assert list(report["summary"]) == ["CBCT", "linear", "histogram", "sCT"]       # the baselines are rows, always
-    assert report["summary"]["CBCT"]["mae"]["mean"] > 0
+    # the baselines are rows, always; keyed by role (the labels are values)
+    assert list(report["summary"]) == ["input", "linear", "histogram", "prediction"]
+    assert report["labels"]["prediction"] == "sCT" and report["labels"]["input"] == "CBCT"
+    assert report["summary"]["input"]["mae"]["mean"] > 0
     assert set(report["qa_map_spearman"]) == {"pat3"} and -1 <= report["qa_map_spearman"]["pat3"] <= 1
     assert (work / "report" / "pat3.png").stat().st_size > 10_000
     assert "CBCT MAE" in proc.stdout

@@ -9,7 +9,7 @@ each slice that holds a mask voxel gets scikit-image's SSIM (7 x 7 uniform windo
 as scikit-image does; computed here for a stack of slices at once, which the test checks against
 scikit-image slice by slice); the value is the mean over those slices.  NaN (n/a) when slices are smaller than 7 x 7.
 
-Differences from ganslate's own numbers: ganslate's default ``data_range`` is the target's maximum and it
+Differences from ganslate's own numbers: ganslate's default ``data_range`` is the reference's maximum and it
 averages every slice, including those outside the mask.  The SSIM is that of whole slices, so the background
 (identical in both images once set to the range's minimum) counts as agreement, as in ganslate.
 """
@@ -39,7 +39,7 @@ def _ssim_per_slice(x: np.ndarray, y: np.ndarray, data_range: float) -> np.ndarr
     return np.asarray(smap[:, pad:-pad, pad:-pad].mean(axis=(1, 2), dtype=np.float64))
 
 
-def slice_ssim(pred, target, mask, protocol) -> float:
+def slice_ssim(pred, reference, mask, protocol) -> float:
     """Mean over the slices (first axis) that hold a mask voxel of the 2D SSIM of each slice."""
     lo, hi = protocol.hu_min, protocol.hu_max
     if min(np.shape(pred)[1:]) < WINDOW:
@@ -50,7 +50,7 @@ def slice_ssim(pred, target, mask, protocol) -> float:
         k = keep[start:start + CHUNK]
         m = mask[k]
         p = np.where(m, np.clip(pred[k], lo, hi), lo) - lo
-        t = np.where(m, np.clip(target[k], lo, hi), lo) - lo
+        t = np.where(m, np.clip(reference[k], lo, hi), lo) - lo
         values.append(_ssim_per_slice(t, p, hi - lo))
     return float(np.concatenate(values).mean()) if values else float("nan")
 
