@@ -186,14 +186,22 @@ def displacement(transform: sitk.Transform, image: sitk.Image) -> np.ndarray:
 
 
 def resample(volume: Volume, transform: sitk.Transform, *, labels: bool = False,
-             default: float | None = None, reference: sitk.Image | None = None) -> Volume:
+             default: float | None = None, reference: sitk.Image | None = None, extend_mm: float = 0.0) -> Volume:
     """``volume`` resampled through ``transform`` onto its own grid, or onto ``reference``'s (linear; nearest
-    neighbour for labels)."""
+    neighbour for labels).
+
+    A scan ends at its first and last slice, not in air: with ``extend_mm`` the end slices are repeated that
+    far beyond them before resampling, so anatomy moved in from beyond the scan is its edge, not -1000 HU.
+    """
     array = volume.array if labels else np.asarray(volume.array, dtype=np.float32)
     image = volume.with_array(array).to_sitk()
+    target = image if reference is None else reference
+    if extend_mm > 0:
+        k = int(math.ceil(extend_mm / image.GetSpacing()[2])) + 1
+        image = sitk.ZeroFluxNeumannPad(image, [0, 0, k], [0, 0, k])
     fill = 0.0 if labels else (float(min(-1000.0, float(array.min()))) if default is None else default)
-    out = sitk.Resample(image, image if reference is None else reference, transform,
-                        sitk.sitkNearestNeighbor if labels else sitk.sitkLinear, fill, image.GetPixelID())
+    out = sitk.Resample(image, target, transform, sitk.sitkNearestNeighbor if labels else sitk.sitkLinear, fill,
+                        image.GetPixelID())
     if reference is None:
         return volume.with_array(sitk.GetArrayFromImage(out))
     return Volume.from_sitk(out, meta=volume.meta)
@@ -369,8 +377,10 @@ def pseudo_patient(ct: Volume, seed: int, site: str, labels: Volume | None = Non
     transform.AddTransform(bspline)
     transform.AddTransform(inplane_scale(image, centre, scale))
     varied = ct.with_array(apply_hu_variation(hu_in, changes))
-    out = resample(varied, transform, default=-1000.0, reference=reference)
-    out_labels = None if labels is None else resample(labels, transform, labels=True, reference=reference)
+    reach = params.deformation_mm + 20.0                        # how far the transform may reach beyond the ends
+    out = resample(varied, transform, default=-1000.0, reference=reference, extend_mm=reach)
+    out_labels = None if labels is None else resample(labels, transform, labels=True, reference=reference,
+                                                      extend_mm=reach)
     pockets: list[dict[str, Any]] = []
     if n_gas:
         warped_labels = None if out_labels is None else np.asarray(out_labels.array)

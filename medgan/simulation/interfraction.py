@@ -83,12 +83,13 @@ class DayOfTreatment:
     meta: dict[str, Any]
     cbct_overrides: dict[str, float]   #: CBCTParams fields for the scan of this day (breathing)
     transform: sitk.Transform          #: day point -> planning point
+    reach_mm: float = 0.0              #: how far beyond the scan's end slices the transform may reach
 
     def warp_labels(self, labels: Volume) -> Volume:
         """A label map (or material map) of the planning CT moved onto the day's anatomy (nearest neighbour)."""
         if labels.shape != self.ct.shape:
             raise InputError(f"the map's grid {labels.shape} differs from the CT's {self.ct.shape}")
-        return anatomy.resample(labels, self.transform, labels=True)
+        return anatomy.resample(labels, self.transform, labels=True, extend_mm=self.reach_mm)
 
 
 def site_of(preset: str, site: str | None) -> str:
@@ -178,7 +179,8 @@ def day_of_treatment(ct: Volume, site: str, seed: int, changes: DayChanges | Non
     transform.AddTransform(bspline)
     rigid = setup_transform(centre, shift, rotation)
     transform.AddTransform(rigid)                         # applied first: the day's setup
-    day = anatomy.resample(ct.with_array(hu), transform, default=-1000.0)
+    reach = ch.setup_max_mm + ch.deformation_mm + ch.baseline_shift_mm + 20.0    # beyond the scan's ends
+    day = anatomy.resample(ct.with_array(hu), transform, default=-1000.0, extend_mm=reach)
     day_hu = np.asarray(day.array, dtype=np.float32)
     if rectal_gas and rectum_centre is not None:
         day_image = day.to_sitk()
@@ -194,7 +196,7 @@ def day_of_treatment(ct: Volume, site: str, seed: int, changes: DayChanges | Non
         meta["breathing_amplitude_mm"] = breathing
         meta["mid_position"] = ("the CBCT breathes sinusoidally about this CT (breathing applied per projection),"
                                 " so this is the mid-position CT")
-    rigid_only = anatomy.resample(ct.with_array(hu), rigid, default=-1000.0)
+    rigid_only = anatomy.resample(ct.with_array(hu), rigid, default=-1000.0, extend_mm=reach)
     changed = (np.abs(day_hu - np.asarray(rigid_only.array)) > CHANGED_HU).astype(np.uint8)
     meta["changed_threshold_hu"] = CHANGED_HU
     meta["changed_voxels"] = int(changed.sum())
@@ -203,7 +205,7 @@ def day_of_treatment(ct: Volume, site: str, seed: int, changes: DayChanges | Non
     mask = ct.with_array(changed, modality="changed-anatomy mask")
     mask.meta.pop("path", None)
     return DayOfTreatment(out, mask, meta, {"breathing_amplitude_mm": breathing} if breathing > 0 else {},
-                          transform)
+                          transform, reach)
 
 
 def day_paths(ct_of_day: str) -> tuple[str, str]:

@@ -209,3 +209,14 @@ def test_cli_makes_pseudo_patients_and_refuses_bad_input(run_cli, tmp_path):
     code, _, err = run_cli("pseudo-patients", "-i", src, "-o", tmp_path / "x", "--site", "knee")
     assert code == 2 and "unknown site" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_scan_ends_are_not_filled_with_air():
+    """Anatomy moved in from beyond the first or last slice is the edge slice repeated, not -1000 HU."""
+    ct, _ = _phantom()
+    params = AnatomyParams(deformation_mm=12.0, control_spacing_mm=30.0, scale_range=(1.0, 1.0), max_gas_pockets=0)
+    area_in = (ct.array > -500).sum(axis=(1, 2))
+    for seed in range(3):
+        out, _, _ = pseudo_patient(ct, seed, "thorax", None, params, source="p")
+        area_out = (out.array > -500).sum(axis=(1, 2))
+        assert np.all(area_out > 0.8 * area_in), (seed, area_out / area_in)

@@ -188,3 +188,16 @@ def test_cli_inter_fraction_bad_input_is_one_line(run_cli, tmp_path):
                            "--ct-of-day", tmp_path / "d2.nii.gz", "--site", "knee")
     assert code == 2 and "unknown site" in err
     assert not (tmp_path / "c2.nii.gz").exists() and not (tmp_path / "d2.nii.gz").exists()
+
+
+def test_scan_ends_are_not_filled_with_air():
+    ct = _phantom()
+    ch = dataclasses.replace(STILL, setup_sd_mm=8.0, setup_max_mm=8.0, deformation_mm=5.0)
+    area_in = (ct.array > -500).sum(axis=(1, 2))
+    z_shifts = []
+    for seed in range(3):
+        day = day_of_treatment(ct, "pelvis", seed, ch)
+        z_shifts.append(abs(day.meta["setup_shift_mm"][2]))
+        area = (day.ct.array > -500).sum(axis=(1, 2))
+        assert np.all(area > 0.8 * area_in), (seed, area / area_in)
+    assert max(z_shifts) > 5.0                                  # a slice's worth moved in from beyond an end
