@@ -24,6 +24,12 @@ def add_input(p: argparse.ArgumentParser,
     p.add_argument("--series-uid", metavar="UID", help="DICOM series to read when the folder holds several")
 
 
+def add_strict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a gantry-tilted DICOM series (default: resampled onto an orthogonal grid, "
+                        "with a notice)")
+
+
 def add_output(p: argparse.ArgumentParser, help: str = "output file or folder (DICOM)") -> None:
     p.add_argument("-o", "--output", required=True, metavar="PATH", help=help)
     p.add_argument(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from medgan.cli.common import add_input
+from medgan.cli.common import add_input, add_strict
 from medgan.io import read_volume
 
 
@@ -11,11 +11,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser("info", help="describe a volume (geometry, HU range, DICOM series)")
     add_input(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_strict(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    info = read_volume(args.input, series_uid=args.series_uid, check_finite=False).describe()
+    info = read_volume(args.input, series_uid=args.series_uid, check_finite=False, strict=args.strict).describe()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
