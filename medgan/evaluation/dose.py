@@ -130,10 +130,10 @@ def write_dose_tables(out_dir: str | Path, rows: list[dict], hook: CaseDose | No
     """``dose.csv`` (one row per case, modality and image: image metrics, then dose numbers) and ``dose.json``."""
     from medgan.dose.report import _clean, _json_default, rows_csv
     from medgan.evaluation.tables import _clean as _clean_nested
-    from medgan.io.writers import atomic_write_text
+    from medgan.io.writers import write_texts
 
     out_dir = Path(out_dir)
-    csv_path = atomic_write_text(out_dir / "dose.csv", rows_csv(rows))
+    csv_path, json_path = out_dir / "dose.csv", out_dir / "dose.json"
     doc = {
         "rows": [{k: _clean(v) for k, v in r.items()} for r in rows],
         "summary": _clean_nested(summary if summary is not None else dose_summary(rows)),
@@ -144,5 +144,6 @@ def write_dose_tables(out_dir: str | Path, rows: list[dict], hook: CaseDose | No
     if hook is not None:
         doc["options"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(hook.options).items()}
         doc["cases"] = hook.cases
-    text = json.dumps(doc, indent=1, default=_json_default, allow_nan=False)
-    return csv_path, atomic_write_text(out_dir / "dose.json", text)
+    text = json.dumps(doc, indent=1, default=_json_default, allow_nan=False)    # made first: a failure writes neither
+    write_texts([(csv_path, rows_csv(rows)), (json_path, text)])
+    return csv_path, json_path

@@ -18,7 +18,7 @@ from medgan.evaluation.evaluate import CaseResult
 from medgan.evaluation.metrics import get_protocol
 from medgan.evaluation.registry import metrics_for
 from medgan.evaluation.statistics import ci_method
-from medgan.io.writers import atomic_write_text
+from medgan.io.writers import write_texts
 
 CI_NAMES = {"t": "t-interval", "bca": "BCa bootstrap", "none": "no CI"}
 
@@ -92,7 +92,6 @@ def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, paired
             w.writerow([r.case, r.patient, label, r.protocol, r.mask_source]
                        + ["" if _num(m.get(k)) is None else _num(m.get(k)) for k in cols])
     csv_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.json"
-    atomic_write_text(csv_path, buf.getvalue())
     doc = {"protocol": protocol, "mask": masks_used(results),
            "n_cases": len(results), "n_patients": len({r.patient for r in results}),
            **({"labels": {_role_of(k, role): k for k in summary}} if labels else {}),
@@ -110,7 +109,8 @@ def write_tables(out_dir: Path, results: list[CaseResult], summary: dict, paired
                          "other image per patient, Wilcoxon signed-rank two-sided p",
            "columns": columns,
            "definitions": f"docs/metrics.md, protocol {protocol}"}
-    atomic_write_text(json_path, json.dumps(_clean(doc), indent=2, allow_nan=False))
+    text = json.dumps(_clean(doc), indent=2, allow_nan=False)     # made first: a failure writes neither file
+    write_texts([(csv_path, buf.getvalue()), (json_path, text)])
     return csv_path, json_path
 
 

@@ -736,6 +736,16 @@ class OutputPlan:
         self.discard()           # after a commit nothing is left to discard; after a failure, every temporary
 
 
+def write_texts(files: Sequence[tuple[str | Path, str]], *, overwrite: bool = True) -> list[Path]:
+    """Write text files all or none (e.g. a report's metrics.csv and metrics.json): each is staged and read back,
+    then all are renamed into place together, so a failure leaves none of them new.  ``overwrite`` (default:
+    a report folder the command has already checked) replaces files of those names."""
+    with OutputPlan([(path, FILE) for path, _ in files], overwrite=overwrite) as plan:
+        for i, (_, text) in enumerate(files):
+            plan.stage_text(i, text)
+        return plan.commit()
+
+
 def write_volumes(outputs: Sequence[VolumeOutput], *, inputs: Iterable[str | Path] = (), overwrite: bool = False,
                   compress: bool = True) -> list[Path]:
     """Write several volumes all or none: each is checked, staged and verified before any is renamed into place."""

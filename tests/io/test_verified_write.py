@@ -117,3 +117,27 @@ def test_the_read_back_never_holds_more_than_one_slab(tmp_path, vol, two_slice_s
     assert max(reads) == two_slices        # two slices at a time, never the volume (nibabel sniffs 1 KiB)
     assert reads.count(two_slices) == SHAPE[0] // 2           # 9 slices: 4 slabs of two, then one slice
     assert reads[-1] == two_slices // 2
+
+
+# ---------------------------------------------------------------------------- text files written all or none
+def test_text_files_are_written_together_or_not_at_all(tmp_path, monkeypatch):
+    import errno
+
+    rep = tmp_path / "rep"
+    csv_path, json_path = writers.write_texts([(rep / "metrics.csv", "a,b\n1,2\n"), (rep / "metrics.json", "{}")])
+    assert csv_path.read_text() == "a,b\n1,2\n" and json_path.read_text() == "{}"
+    calls = []
+    real = writers._fsync
+
+    def full_on_second(path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path)
+
+    monkeypatch.setattr(writers, "_fsync", full_on_second)
+    with pytest.raises(OutputError, match="disk is full"):
+        writers.write_texts([(csv_path, "new csv"), (json_path, "new json")])
+    assert len(calls) == 2                                                  # the first file was staged
+    assert csv_path.read_text() == "a,b\n1,2\n" and json_path.read_text() == "{}"    # neither was replaced
+    assert hidden(rep) == []
