@@ -20,15 +20,17 @@ Where the voxels' materials come from:
   ``medgan phantom`` beside its phantom.  Label 0 means "from the HU table";
 * otherwise the **HU table** (:data:`SCHNEIDER_TABLE`): HU intervals -> tissue composition, after
   Schneider, Bortfeld & Schlegel (2000) Phys Med Biol 45:459-478 (Table 6; as distributed with
-  GATE as ``Schneider2000MaterialsTable.txt``).
+  GATE as ``Schneider2000MaterialsTable.txt``), each voxel's water and bone parts interpolated in HU
+  between the intervals' centres so the composition changes smoothly.
 
 A voxel's density follows its HU (exact at the CT's effective energy) unless its material is
 ``nominal_density`` (the Catphan's plastics, aluminium, metals), which keep their nominal density.
 
-**Metal limit.**  Titanium and steel are simulated through the same two-basis fit; the projector adds
-their beam hardening and photon starvation (Poisson counts clipped at one photon), but no scatter or
-edge effects of the metal itself, and the fit misses the attenuation of iron's higher atomic number
-(docs/data.md gives the error).  Metal streaks are therefore milder than on a real scanner.
+**Metal limit.**  Titanium and steel are fitted with bone alone (their water part would be negative,
+which the projector's table does not hold) and attenuate 7-20 % too little over the beam; the projector
+adds their beam hardening and photon starvation (Poisson counts clipped at one photon), but no scatter
+or edge effects of the metal itself (docs/data.md gives the error).  Metal streaks are therefore milder
+than on a real scanner.
 
 Attenuation data: NIST/Elam photo-absorption and scattering cross sections from ``xraydb``
 (shipped inside its wheel as an SQLite file; nothing is downloaded).
