@@ -25,8 +25,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("translate", help="translate a volume (or a folder of cases) with a trained model")
     add_input(p, "volume, DICOM series folder, or a folder of cases (batch mode)")
     add_output(p, "output file/folder; in batch mode a folder")
-    p.add_argument("-m", "--model", metavar="PATH", help="exported model (.safetensors), run folder or checkpoint "
-                   "(default: the shipped starter CBCT->CT model)")
+    p.add_argument("-m", "--model", metavar="PATH|NAME", help="exported model (.safetensors), run folder, checkpoint, "
+                   "or the name of a model shipped in medgan/models (e.g. cbct2ct_starter; default: the shipped "
+                   "starter CBCT->CT model)")
     p.add_argument("--baseline", choices=("linear", "histogram"), default=None,
                    help="apply the model file's global HU calibration fitted on its training domains instead of the "
                         "network (the baselines a model must beat; default: the network)")
