@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from medgan.data.sources import leave_one_source_out, source_groups, split_by_source
 from medgan.errors import InputError
@@ -220,3 +221,25 @@ def test_scan_ends_are_not_filled_with_air():
         out, _, _ = pseudo_patient(ct, seed, "thorax", None, params, source="p")
         area_out = (out.array > -500).sum(axis=(1, 2))
         assert np.all(area_out > 0.8 * area_in), (seed, area_out / area_in)
+
+
+@pytest.mark.shared_data
+def test_real_ct_labels_follow_the_vertebrae(shared_data):
+    """The real ``example_ct_sm`` with its reference segmentation: the deformed vertebra labels (26-50) hold the
+    deformed bone (> 100 HU near them) about as well as the real labels hold the real bone, and better than the
+    undeformed labels do."""
+    ct = read_volume(shared_data / "totalsegmentator" / "example_ct_sm.nii.gz")
+    seg = read_volume(shared_data / "totalsegmentator" / "example_seg.nii.gz")
+
+    def dice_in_spine(image: np.ndarray, labels: np.ndarray) -> float:
+        vertebrae = (labels >= 26) & (labels <= 50)
+        near = ndimage.binary_dilation(vertebrae, iterations=2)
+        return _dice(vertebrae, (image > 100) & near)
+
+    reference = dice_in_spine(ct.array, seg.array)
+    out, lab, _ = pseudo_patient(ct, 1, "abdomen", seg, AnatomyParams(max_gas_pockets=0), source="example_ct")
+    assert out.shape == ct.shape == lab.shape                  # this seed draws a body that fits the grid
+    deformed = dice_in_spine(out.array, lab.array)
+    assert reference > 0.7 and deformed > reference - 0.05
+    assert deformed > dice_in_spine(out.array, seg.array) + 0.03
+    assert set(np.unique(lab.array)) <= set(np.unique(seg.array))
