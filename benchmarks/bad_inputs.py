@@ -271,6 +271,8 @@ def _signal_while_registering(sig) -> None:
             time.sleep(0.1)
 
     assert sig in (_signal.SIGINT, _signal.SIGTERM)
+    if _signal.getsignal(sig) is _signal.SIG_IGN:   # a background job ignores SIGINT, and medgan keeps it so:
+        _signal.signal(sig, _signal.default_int_handler if sig == _signal.SIGINT else _signal.SIG_DFL)  # no hang
     threading.Thread(target=fire, daemon=True).start()
 
 
