@@ -31,6 +31,9 @@ from medgan.io import Volume, read_volume
 from medgan.simulation.cbct import CBCT_PRESETS, simulate_cbct
 
 REPO = Path(__file__).resolve().parents[1]
+#: reconstruction mode of the comparisons with the CT (--mode): "fast" (working grid, the numbers in
+#: docs/data.md's validation tables) or "clinical" (the protocol's grid); CBCTs come back on the CT's grid
+MODE = "fast"
 CASES = {
     "example_ct (abdomen/pelvis)": "totalsegmentator/example_ct.nii.gz",
     "pulmonary ct_cropped (chest)": "totalsegmentator/pulmonary_report/models/ct_cropped.nii.gz",
@@ -120,7 +123,8 @@ def run_presets(data: Path, out: Path, presets: list[str]) -> list[dict]:
         for name in presets:
             stats: dict = {}
             t0 = time.perf_counter()
-            cbct = simulate_cbct(ct, CBCT_PRESETS[name], seed=0, stats=stats)
+            cbct = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS[name], mode=MODE), seed=0, stats=stats,
+                                 output_grid="ct")
             dt = time.perf_counter() - t0
             _CACHE[(rel, name)] = cbct
             m = measure(ct, cbct)
@@ -142,9 +146,11 @@ def run_projection_count(data: Path) -> dict:
     res = {}
     ref = _CACHE.get(("totalsegmentator/example_ct.nii.gz", "varian-obi-pelvis"))
     if ref is None:
-        ref = simulate_cbct(ct, CBCT_PRESETS["varian-obi-pelvis"], seed=0)
+        ref = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["varian-obi-pelvis"], mode=MODE), seed=0,
+                            output_grid="ct")
     for n in (330,):
-        red = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["varian-obi-pelvis"], n_projections=n), seed=0)
+        red = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS["varian-obi-pelvis"], n_projections=n, mode=MODE),
+                            seed=0, output_grid="ct")
         res[n] = dict(vs_ct=measure(ct, red)["mae"],
                       vs_655=float(np.abs(red.array - ref.array)[body_mask(ct.array)].mean()))
         print(f"projections {n}: MAE vs CT {res[n]['vs_ct']:.1f}, "
@@ -157,7 +163,7 @@ def run_truncation(data: Path) -> dict:
     ct = read_volume(data / "totalsegmentator" / "example_ct_dicom")
     res = {}
     for name in ("varian-obi-head",):
-        cbct = simulate_cbct(ct, CBCT_PRESETS[name], seed=0)
+        cbct = simulate_cbct(ct, dataclasses.replace(CBCT_PRESETS[name], mode=MODE), seed=0, output_grid="ct")
         m = measure(ct, cbct)
         res[name] = dict(body_outside_fov=m["body_outside_fov"], mae_in_fov=m["mae"], me_in_fov=m["me"],
                          fov_mm=2 * CBCT_PRESETS[name].fov_radius_mm)
@@ -195,7 +201,8 @@ def run_speed(data: Path, projections: int) -> dict:
         f"ct = read_volume({str(data / 'totalsegmentator' / 'example_ct.nii.gz')!r}).to_sitk()\n"
         "big = sitk.Resample(ct, [512, 512, 150], sitk.Transform(), sitk.sitkLinear, ct.GetOrigin(), "
         "(366 / 512, 366 / 512, 336 / 150), ct.GetDirection(), -1000.0, sitk.sitkFloat32)\n"
-        f"params = dataclasses.replace(CBCT_PRESETS['varian-obi-pelvis'], n_projections={int(projections)})\n"
+        f"params = dataclasses.replace(CBCT_PRESETS['varian-obi-pelvis'], n_projections={int(projections)}, "
+        f"mode={MODE!r})\n"
         "load = os.getloadavg()[0]; t0 = time.perf_counter(); c0 = time.process_time()\n"
         "simulate_cbct(Volume.from_sitk(big), params, seed=0)\n"
         f"print(json.dumps(dict(projections={int(projections)}, time_s=time.perf_counter() - t0, "
@@ -218,7 +225,11 @@ def main() -> None:
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-projections", action="store_true")
     ap.add_argument("--speed-projections", type=int, nargs="+", default=[330, 655])
+    ap.add_argument("--mode", choices=("fast", "clinical"), default="fast",
+                    help="reconstruction of the real-CT comparisons and the speed test (the Catphan: always clinical)")
     args = ap.parse_args()
+    global MODE
+    MODE = args.mode
     print(f"{datetime.date.today()}, {platform.machine()} {platform.processor()}, {os.cpu_count()} cores, "
           f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
     print("| CT | preset | MAE | mean error | MAE after best linear map (share) | cupping edge-centre | SPR "
