@@ -9,6 +9,7 @@ from pathlib import Path
 from medgan.cli.common import (
     add_deprecated_alias,
     add_dose_options,
+    add_strict,
     add_target_sphere,
     dose_flags_given,
     dose_options,
@@ -51,6 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--fid-features", default="inception-v3",
                    help="registered feature extractor (default: inception-v3)")
     p.add_argument("--no-figures", action="store_true", help="tables only, no PNG report")
+    add_strict(p)
     g = p.add_argument_group("dose (--dose; needs medgan[dose], see docs/dose.md)")
     g.add_argument("--dose", action="store_true",
                    help="also plan on each reference CT and recompute on every other image: gamma, DVH, SynthRAD dose "
@@ -186,7 +188,8 @@ def run(args) -> int:  # noqa: C901
         if dose is not None:
             dose(res)
 
-    common = dict(protocol=args.protocol, mask_mode=args.mask_mode, seg_model=seg_model, allow_non_hu=args.force)
+    common = dict(protocol=args.protocol, mask_mode=args.mask_mode, seg_model=seg_model, allow_non_hu=args.force,
+                  strict=args.strict)
     if not is_case_folder(pred):
         res = evaluate_case(pred, reference, args.mask, args.input, fov=args.fov, labels=args.labels,
                             compare=compare, **common)

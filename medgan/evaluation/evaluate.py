@@ -68,12 +68,13 @@ def _same_grid(what: str, vol: Volume, reference: Volume) -> Volume:
                      "onto the other first (medgan register)")
 
 
-def _load(v: Volume | str | Path, what: str, hu: bool = False) -> Volume:
-    """``v`` read (or as given); ``hu``: refuse an image that is plainly not CT in HU (MR, 8-bit)."""
+def _load(v: Volume | str | Path, what: str, hu: bool = False, strict: bool = False) -> Volume:
+    """``v`` read (or as given); ``hu``: refuse an image that is plainly not CT in HU (MR, 8-bit); ``strict``:
+    refuse a gantry-tilted DICOM series (default: resampled onto an orthogonal grid, with a notice)."""
     if not isinstance(v, Volume):
         if not Path(v).exists():
             raise InputError(f"{what} {v} does not exist")
-        v = read_volume(v)
+        v = read_volume(v, strict=strict)
     if hu:
         check_hu(v, f"{what} {v.meta.get('path') or ''}".strip())
     return v
@@ -117,36 +118,39 @@ def evaluate_case(pred: Volume | str | Path, reference: Volume | str | Path, mas
                   pred_label: str = "prediction", input_label: str = "input", *,
                   protocol: str = DEFAULT_PROTOCOL, mask_mode: str = "auto", fov: Volume | str | Path | None = None,
                   compare: Mapping[str, Volume | str | Path] | None = None, labels: Volume | str | Path | None = None,
-                  seg_model=None, patient: Hashable | None = None, allow_non_hu: bool = False) -> CaseResult:
+                  seg_model=None, patient: Hashable | None = None, allow_non_hu: bool = False,
+                  strict: bool = False) -> CaseResult:
     """Metrics of ``pred`` (and of ``input`` and each ``compare`` baseline) against ``reference``.
 
     ``protocol`` is ``synthrad2023`` or ``synthrad2025`` (:mod:`medgan.evaluation.metrics`).
     ``labels`` (reference organ labels on the reference's grid) adds the MAE per organ;
     ``seg_model`` (:class:`medgan.evaluation.organs.SegModel`) adds Dice / HD95 per organ
     between its segmentation of each image and of the reference (or ``labels`` when given).
-    An image that is plainly not CT in HU (an MR series, 8-bit voxels) is refused unless ``allow_non_hu``.
+    An image that is plainly not CT in HU (an MR series, 8-bit voxels) is refused unless ``allow_non_hu``;
+    ``strict`` refuses a gantry-tilted DICOM series instead of resampling it.
     """
     pr = get_protocol(protocol)
-    pred, reference = _load(pred, "prediction", not allow_non_hu), _load(reference, "reference", not allow_non_hu)
+    pred = _load(pred, "prediction", not allow_non_hu, strict=strict)
+    reference = _load(reference, "reference", not allow_non_hu, strict=strict)
     pred = _same_grid("prediction", pred, reference)
     volumes: dict[str, Volume] = {}
     if input is not None:
-        input = _load(input, "input", not allow_non_hu)
+        input = _load(input, "input", not allow_non_hu, strict=strict)
         input = _same_grid("input", input, reference)
         volumes[input_label] = input
     for label, v in (compare or {}).items():
         if label in (input_label, pred_label, "reference"):
             raise InputError(f"baseline label {label!r} is already used; choose another")
-        v = _load(v, f"baseline {label}", not allow_non_hu)
+        v = _load(v, f"baseline {label}", not allow_non_hu, strict=strict)
         v = _same_grid(f"baseline {label}", v, reference)
         volumes[label] = v
     volumes[pred_label] = pred
     mask_vol = fov_vol = None
     if mask is not None:
-        mask_vol = _load(mask, "mask")
+        mask_vol = _load(mask, "mask", strict=strict)
         mask_vol = _same_grid("mask", mask_vol, reference)
     if fov is not None:
-        fov_vol = _load(fov, "FOV mask")
+        fov_vol = _load(fov, "FOV mask", strict=strict)
         fov_vol = _same_grid("FOV mask", fov_vol, reference)
     m, source, outside = build_mask(reference, input, mask_vol, fov_vol, mask_mode)
     rows = {label: image_metrics(v.array, reference.array, m, pr) for label, v in volumes.items()}
@@ -156,7 +160,7 @@ def evaluate_case(pred: Volume | str | Path, reference: Volume | str | Path, mas
 
         lab = None
         if labels is not None:
-            lab = _load(labels, "labels")
+            lab = _load(labels, "labels", strict=strict)
             lab = _same_grid("labels", lab, reference)
         organs = organ_metrics(volumes, reference, lab, seg_model)
     name = case or strip_suffix(Path(str(pred.meta.get("path", "case"))).name)
@@ -182,7 +186,7 @@ def evaluate_folders(pred_dir: Path, reference_dir: Path, mask_dir: Path | None 
                      protocol: str = DEFAULT_PROTOCOL, mask_mode: str = "auto", fov_dir: Path | None = None,
                      compare_dirs: dict[str, Path] | None = None, labels_dir: Path | None = None, seg_model=None,
                      patient_of: Callable[[str], Hashable] | None = None, allow_non_hu: bool = False,
-                     ) -> tuple[list[CaseResult], list[tuple[str, str]]]:
+                     strict: bool = False) -> tuple[list[CaseResult], list[tuple[str, str]]]:
     """Evaluate every case of ``pred_dir``; returns the results and ``(case, error)`` for the failures.
 
     ``patient_of(case)`` gives the patient id of a case (default: the case itself).
@@ -204,7 +208,8 @@ def evaluate_folders(pred_dir: Path, reference_dir: Path, mask_dir: Path | None 
                                 protocol=protocol, mask_mode=mask_mode, fov=found.get("fov"),
                                 labels=found.get("labels"), seg_model=seg_model,
                                 compare={k: found[f"compare:{k}"] for k in (compare_dirs or {})},
-                                patient=patient_of(name) if patient_of else name, allow_non_hu=allow_non_hu)
+                                patient=patient_of(name) if patient_of else name, allow_non_hu=allow_non_hu,
+                                strict=strict)
             if on_case:
                 on_case(res)
             res.volumes, res.mask = {}, None     # keep memory flat over large cohorts

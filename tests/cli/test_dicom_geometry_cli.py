@@ -125,15 +125,16 @@ def test_uint8_images_are_refused_by_evaluate_unless_forced(tmp_path, run_cli):
     assert code == 0, err
 
 
-def test_strict_info_and_convert_refuse_a_tilted_series_before_writing(tmp_path, run_cli):
+def test_strict_info_convert_and_evaluate_refuse_a_tilted_series_before_writing(tmp_path, run_cli):
     folder = _tilted(tmp_path / "tilt")
     before = _digest(folder)
     for args in (["info", "-i", folder, "--strict"],
-                 ["convert", "-i", folder, "-o", tmp_path / "c.nii.gz", "--strict"]):
+                 ["convert", "-i", folder, "-o", tmp_path / "c.nii.gz", "--strict"],
+                 ["evaluate", "--pred", folder, "--reference", folder, "-o", tmp_path / "rep", "--strict"]):
         code, out, err = run_cli(*args)
         assert code == 1 and len(_lines(err)) == 1, err
         assert "gantry-tilted series (18.50 deg" in err and "refused (--strict)" in err and out == ""
-    assert not (tmp_path / "c.nii.gz").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["tilt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tilt"]            # no output, no report folder
     code, _, err = run_cli("convert", "-i", folder, "-o", tmp_path / "c.nii.gz")     # without it: resampled
     assert code == 0 and sum("gantry-tilted" in ln for ln in _lines(err)) == 1
     assert read_volume(tmp_path / "c.nii.gz").shape == (6, 20, 18)
