@@ -155,7 +155,7 @@ def test_unknown_site_and_not_ct_are_refused():
 def test_cli_writes_cbct_of_the_day_its_ct_and_mask(run_cli, tmp_path):
     ct = _phantom(bladder=True)
     src = write_volume(ct, tmp_path / "plan.nii.gz")
-    common = ("--preset", "ideal", "--set", "n_projections=48", "--set", "working_max_size=32")
+    common = ("--preset", "ideal", "--set", "n_projections=48", "--set", "mode=fast", "--set", "working_max_size=32")
     code, _, err = run_cli("simulate-cbct", "-i", src, "-o", tmp_path / "cbct.nii.gz", *common,
                            "--inter-fraction", "3", "--site", "pelvis", "--ct-of-day", tmp_path / "day.nii.gz")
     assert code == 0, err
