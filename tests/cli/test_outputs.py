@@ -93,7 +93,9 @@ def test_evaluate_and_phantom_outputs(tmp_path, ct, run_cli):
     one_line(*run_cli(*args)[::2], "phantom_000_ct.nii.gz exists")
     assert run_cli(*args, "--overwrite")[0] == 0
     assert (tmp_path / "ph" / "phantom_001_ct.nii.gz").read_bytes() == first      # same seed, same phantom
-    assert files(tmp_path / "ph") == [f"phantom_00{i}_{k}.nii.gz" for i in (0, 1) for k in ("ct", "labels")]
+    # CT, its material map (medgan.simulation.materials) and the organ labels of each phantom
+    assert files(tmp_path / "ph") == [f"phantom_00{i}_{k}.nii.gz" for i in (0, 1)
+                                      for k in ("ct", "ct_materials", "labels")]
 
 
 # ---------------------------------------------------------------------------- row 7: no overwrite
