@@ -315,6 +315,14 @@ def cases_outputs(t: Path):
     yield "--strict and --force together", ["translate", "-i", ct, "-o", o / "s.nii.gz", "--strict", "--force"]
     yield "--series-uid on a NIfTI input", ["convert", "-i", ct, "-o", o / "c.mha", "--series-uid", "1.2.3"]
     yield "phantom -o with a volume file name", ["phantom", "-o", o / "cat.nii.gz", "-n", "1"]
+    yield "pseudo-patients --site that is no site", ["pseudo-patients", "-i", ct, "-o", o / "pp", "--site", "nowhere"]
+    yield "pseudo-patients -n 0", ["pseudo-patients", "-i", ct, "-o", o / "pp", "--site", "thorax", "-n", "0"]
+    small = write_volume(Volume(np.zeros((2, 4, 4), np.uint8), (2.0, 2.0, 3.0), (0.0, 0.0, 0.0)), o / "map.nii.gz")
+    yield ("simulate-cbct --materials on another grid than the CT",
+           ["simulate-cbct", "-i", ct, "-o", o / "m.nii.gz", "--materials", small])
+    yield ("simulate-cbct --ct-of-day without --inter-fraction",
+           ["simulate-cbct", "-i", ct, "-o", o / "d.nii.gz", "--ct-of-day", o / "day.nii.gz"])
+    yield "translate -m a model name that is not shipped", ["translate", "-i", ct, "-o", o / "s.nii.gz", "-m", "nope"]
     if Path("/proc/self/stat").exists():
         long_run = ["register", "--fixed", ct, "--moving", moving, "--iterations", "100000", "--final-iterations",
                     "100000", "--resolutions", "1", "-q"]

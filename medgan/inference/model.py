@@ -101,7 +101,9 @@ def load_model(path: str | Path | None = None) -> TranslationModel:
             raise ModelError(f"{path} is not a medgan run folder (no model.safetensors in it)")
         path = candidate
     if not path.exists():
-        raise ModelError(f"model {path} does not exist")
+        shipped = ", ".join(sorted(p.stem for p in MODELS.glob("*.safetensors"))) or "none"
+        raise ModelError(f"model {path} does not exist (neither a file or run folder nor a shipped model name; "
+                         f"shipped: {shipped})")
     if path.suffix == ".safetensors":
         tensors, spec = read_model_file(path)
         return _build(spec, tensors, path)
