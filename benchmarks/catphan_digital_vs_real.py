@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from medgan.io import read_volume
+from medgan.simulation.catphan import analyse_catphan, make_catphan504
+from medgan.utils.figures import _plt, _save
 
-from medgan.io import read_volume  # noqa: E402 - importable once the repository is on sys.path (above)
-from medgan.simulation.catphan import analyse_catphan, make_catphan504  # noqa: E402
-from medgan.utils.figures import _plt, _save  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MODULES = (("CTP404 (z = 0)", 0.0, (-300, 500)), ("CTP528 (+30 mm)", 30.0, (-200, 1200)),
            ("CTP515 (-30 mm)", -30.0, (0, 100)), ("CTP486 (-65 mm)", -65.0, (-50, 70)))
