@@ -104,15 +104,23 @@ def apply_hu_variation(hu: np.ndarray, changes: dict[str, float]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- geometry
-def body_mask(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
-    """The largest connected region above ``threshold`` HU, holes filled per slice."""
-    mask = np.asarray(hu) > threshold
+def largest_component(mask: np.ndarray) -> np.ndarray | None:
+    """The largest connected region of a boolean mask, or None when the mask is empty."""
     labels, n = ndimage.label(mask)
     if n == 0:
-        return mask
+        return None
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    mask = labels == int(np.argmax(sizes))
+    largest: np.ndarray = labels == int(np.argmax(sizes))
+    return largest
+
+
+def body_mask(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
+    """The largest connected region above ``threshold`` HU, holes filled per slice."""
+    above = np.asarray(hu) > threshold
+    mask = largest_component(above)
+    if mask is None:
+        return above
     for i in range(mask.shape[0]):
         mask[i] = ndimage.binary_fill_holes(mask[i])
     return np.asarray(mask, dtype=bool)
@@ -267,12 +275,9 @@ def find_bladder(hu: np.ndarray, image: sitk.Image, labels: np.ndarray | None = 
             return None
         cand &= grid_y < np.median(grid_y[body])
         cand = ndimage.binary_opening(cand, iterations=2)          # cut thin bridges to bowel and muscle
-        lab, n = ndimage.label(cand)
-        if n == 0:
+        blob = largest_component(cand)
+        if blob is None:
             return None
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        blob = lab == int(np.argmax(sizes))
         how = "heuristic (water-like blob, caudal and anterior)"
         if blob.sum() * voxel_ml < 20.0:
             return None
