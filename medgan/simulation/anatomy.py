@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from medgan.errors import InputError
 from medgan.io.volume import Volume
+from medgan.utils import masks
 
 #: tissue -> (anchor HU, largest inter-patient shift in HU); sources in docs/data.md
 HU_SHIFTS: dict[str, tuple[float, float]] = {"lung": (-850.0, 40.0), "fat": (-100.0, 10.0),
@@ -104,26 +105,10 @@ def apply_hu_variation(hu: np.ndarray, changes: dict[str, float]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- geometry
-def largest_component(mask: np.ndarray) -> np.ndarray | None:
-    """The largest connected region of a boolean mask, or None when the mask is empty."""
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return None
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    largest: np.ndarray = labels == int(np.argmax(sizes))
-    return largest
-
-
 def body_mask(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
-    """The largest connected region above ``threshold`` HU, holes filled per slice."""
-    above = np.asarray(hu) > threshold
-    mask = largest_component(above)
-    if mask is None:
-        return above
-    for i in range(mask.shape[0]):
-        mask[i] = ndimage.binary_fill_holes(mask[i])
-    return np.asarray(mask, dtype=bool)
+    """The largest connected region above ``threshold`` HU, holes filled per slice (no opening: thin
+    structures attached to the body stay in it)."""
+    return masks.body_mask(hu, threshold, opening=False)
 
 
 def index_to_point(image: sitk.Image, zyx: np.ndarray) -> np.ndarray:
@@ -275,7 +260,7 @@ def find_bladder(hu: np.ndarray, image: sitk.Image, labels: np.ndarray | None = 
             return None
         cand &= grid_y < np.median(grid_y[body])
         cand = ndimage.binary_opening(cand, iterations=2)          # cut thin bridges to bowel and muscle
-        blob = largest_component(cand)
+        blob = masks.largest_component(cand)
         if blob is None:
             return None
         how = "heuristic (water-like blob, caudal and anterior)"
