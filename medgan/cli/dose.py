@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-from medgan.cli.common import add_dose_options, add_target_sphere, dose_options
+from medgan.cli.common import add_dose_options, add_strict, add_target_sphere, dose_options
 from medgan.errors import InputError
 
 
@@ -25,6 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty report folder, replacing files of the same names (without it a "
                         "non-empty folder is refused before any planning)")
+    add_strict(p)
     p.add_argument("--case", default=None, help="case name in tables (default: from the sCT file name)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -49,10 +50,10 @@ def run(args) -> int:
     plan_outputs([(out, FOLDER)], [p for p in paths.values() if p], args.overwrite)    # before minutes of planning
     options = dose_options(args)
     target = parse_sphere(args.target_sphere) if args.target_sphere else args.target
-    ct = read_volume(args.ct)
-    images = {"sCT": read_volume(args.sct)}
+    ct = read_volume(args.ct, strict=args.strict)
+    images = {"sCT": read_volume(args.sct, strict=args.strict)}
     if args.cbct:
-        images["CBCT"] = read_volume(args.cbct)
+        images["CBCT"] = read_volume(args.cbct, strict=args.strict)
     oars = oars_from_label(args.oar, ct) if args.oar else None
     case = args.case or strip_suffix(Path(args.sct).name)
     t0 = time.perf_counter()

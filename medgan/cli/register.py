@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from medgan.cli.common import add_strict
 from medgan.errors import InputError
 from medgan.registration.elastix import RegistrationOptions
 
@@ -38,6 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--init", choices=("geometry", "moments", "none"), default="geometry",
                    help="initial alignment: grid centres (default), intensity moments, or none (scanner coordinates)")
     p.add_argument("--no-qa", action="store_true", help="no QA PNG/JSON")
+    add_strict(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing output files (without it they are refused before the registration starts)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -68,7 +70,7 @@ def run(args) -> int:
                                           progress=lambda it: bar(it, desc="register", quiet=args.quiet,
                                                                   unit="patient"),
                                           on_patient=lambda n, r: print(f"{n}: {describe(r)}"),
-                                          overwrite=args.overwrite, interruptible=True)
+                                          overwrite=args.overwrite, interruptible=True, strict=args.strict)
         for name, err in failures:
             print(f"{name}: FAILED: {err}", file=sys.stderr)
         print(f"registered {len(done)} patient(s) into {out}")
@@ -86,7 +88,7 @@ def run(args) -> int:
     # every output checked before anything is read or registered (register_files checks them again)
     plan_outputs(list(register_outputs(out, args.fov_output, field, not args.no_qa).values()), [fixed, moving],
                  args.overwrite)
-    fixed_v, moving_v = read_volume(fixed), read_volume(moving)
+    fixed_v, moving_v = read_volume(fixed, strict=args.strict), read_volume(moving, strict=args.strict)
     check_inputs(fixed_v, moving_v, options)          # bad input: one line, before any progress output
     fixed_v.meta["path"], moving_v.meta["path"] = str(fixed), str(moving)
     with status(f"registering {moving.name} onto {fixed.name}", quiet=args.quiet) as say:

@@ -147,7 +147,7 @@ def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, outp
                    field_output: str | Path | None = None, qa: bool = True,
                    progress: Callable[[str], None] | None = None,
                    inputs=(), overwrite: bool = False,
-                   interruptible: bool = False) -> tuple[RegistrationResult, dict[str, Path]]:
+                   interruptible: bool = False, strict: bool = False) -> tuple[RegistrationResult, dict[str, Path]]:
     """Register, then write the moved CT (int16 HU), the FOV mask, optionally the field, and the QA PNG/JSON.
 
     Every output is planned before the registration (:class:`medgan.io.writers.OutputPlan`: distinct, not an
@@ -155,14 +155,15 @@ def register_files(fixed: str | Path | Volume, moving: str | Path | Volume, outp
     ``inputs``: further paths the outputs must never overwrite (the files behind Volume arguments).
     ``interruptible``: run Elastix in a child process (:func:`register_interruptible`), so that SIGINT/SIGTERM
     stop it at once (``medgan register`` sets it).
+    ``strict``: refuse a gantry-tilted DICOM series read from a path (default: resampled, with a notice).
     """
     output = Path(output)
     inputs = [p for p in (fixed, moving) if not isinstance(p, Volume)] + list(inputs)
     planned = register_outputs(output, fov_output, field_output, qa)
     plan = OutputPlan(list(planned.values()), inputs, overwrite)       # before any work: milliseconds
     index = {k: i for i, k in enumerate(planned)}
-    fixed_v = fixed if isinstance(fixed, Volume) else read_volume(fixed)
-    moving_v = moving if isinstance(moving, Volume) else read_volume(moving)
+    fixed_v = fixed if isinstance(fixed, Volume) else read_volume(fixed, strict=strict)
+    moving_v = moving if isinstance(moving, Volume) else read_volume(moving, strict=strict)
     run = register_interruptible if interruptible else register
     result = run(fixed_v, moving_v, options, compute_field=True, progress=progress)
     with plan:
@@ -271,7 +272,7 @@ def match_patients(fixed_dir: Path, moving_dir: Path) -> tuple[list[tuple[str, P
 def register_folders(fixed_dir: Path, moving_dir: Path, out_dir: Path, options: RegistrationOptions | None = None,
                      fields: bool = False, qa: bool = True, suffix: str = ".nii.gz", progress=None,
                      on_patient: Callable[[str, RegistrationResult], None] | None = None,
-                     overwrite: bool = False, interruptible: bool = False,
+                     overwrite: bool = False, interruptible: bool = False, strict: bool = False,
                      ) -> tuple[dict[str, dict[str, Path]], list[tuple[str, str]]]:
     """Register every CT in ``moving_dir`` onto the same-named CBCT in ``fixed_dir``.
 
@@ -292,7 +293,7 @@ def register_folders(fixed_dir: Path, moving_dir: Path, out_dir: Path, options: 
         try:
             res, written = register_files(cbct, ct, out, options, qa=qa,
                                           field_output=output_paths(out)["field"] if fields else None,
-                                          overwrite=overwrite, interruptible=interruptible)
+                                          overwrite=overwrite, interruptible=interruptible, strict=strict)
             done[name] = written
             if on_patient:
                 on_patient(name, res)

@@ -3,6 +3,7 @@ exit code, one line on stderr, inputs never modified."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 
 import nibabel as nib
 import numpy as np
@@ -125,12 +126,15 @@ def test_uint8_images_are_refused_by_evaluate_unless_forced(tmp_path, run_cli):
     assert code == 0, err
 
 
-def test_strict_info_convert_and_evaluate_refuse_a_tilted_series_before_writing(tmp_path, run_cli):
+def test_strict_info_convert_evaluate_register_and_dose_refuse_a_tilted_series_before_writing(tmp_path, run_cli):
     folder = _tilted(tmp_path / "tilt")
     before = _digest(folder)
     for args in (["info", "-i", folder, "--strict"],
                  ["convert", "-i", folder, "-o", tmp_path / "c.nii.gz", "--strict"],
-                 ["evaluate", "--pred", folder, "--reference", folder, "-o", tmp_path / "rep", "--strict"]):
+                 ["evaluate", "--pred", folder, "--reference", folder, "-o", tmp_path / "rep", "--strict"],
+                 ["register", "--fixed", folder, "--moving", folder, "-o", tmp_path / "r.nii.gz", "--strict", "-q"],
+                 *([["dose", "--ct", folder, "--sct", folder, "--target-sphere", "0,5,4,3", "-o", tmp_path / "dose",
+                     "--strict", "-q"]] if importlib.util.find_spec("pyRadPlan") else [])):
         code, out, err = run_cli(*args)
         assert code == 1 and len(_lines(err)) == 1, err
         assert "gantry-tilted series (18.50 deg" in err and "refused (--strict)" in err and out == ""
