@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from medgan.errors import DependencyError
+from medgan.utils.optional import check, require
 
 #: pyRadPlan 0.5.0's default HU look-up table (``pyRadPlan.ct.default_hlut``): HU -> relative
 #: electron density / stopping power, linear in between.  Copied here so the documentation and
@@ -29,7 +29,8 @@ HLUT = np.array([
     [0.0, 1.0], [100.0, 1.095], [350.0, 1.199], [3000.0, 2.505],
 ])
 
-_EXTRA = "dose calculation needs pyRadPlan and pymedphys: pip install 'medgan[dose]'"
+#: purpose, packages, extra: "dose calculation needs pyRadPlan and pymedphys: pip install 'medgan[dose]'"
+_EXTRA = ("dose calculation", "pyRadPlan and pymedphys", "dose")
 
 
 def relative_stopping_power(hu) -> np.ndarray:
@@ -39,13 +40,10 @@ def relative_stopping_power(hu) -> np.ndarray:
 
 def pyradplan():
     """Import pyRadPlan quietly, or raise :class:`DependencyError` naming the extra."""
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            import pyRadPlan
-            from pyRadPlan.ct import default_hlut
-    except ImportError as exc:
-        raise DependencyError(_EXTRA) from exc
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        pyRadPlan = require("pyRadPlan", *_EXTRA)
+        default_hlut = require("pyRadPlan.ct", *_EXTRA).default_hlut
     for name in ("pyRadPlan", "numba", "pint"):
         logging.getLogger(name).setLevel(logging.ERROR)
     if not np.allclose(default_hlut(), HLUT):  # pragma: no cover - a future pyRadPlan
@@ -55,20 +53,12 @@ def pyradplan():
 
 
 def pymedphys():
-    try:
-        import pymedphys as pmp
-    except ImportError as exc:
-        raise DependencyError(_EXTRA) from exc
-    return pmp
+    return require("pymedphys", *_EXTRA)
 
 
 def check_extra() -> None:
     """Raise the one-line :class:`DependencyError` early (before minutes of other work)."""
-    import importlib.util
-
-    for mod in ("pyRadPlan", "pymedphys", "numba"):
-        if importlib.util.find_spec(mod) is None:
-            raise DependencyError(_EXTRA)
+    check(("pyRadPlan", "pymedphys", "numba"), *_EXTRA)
 
 
 @dataclasses.dataclass

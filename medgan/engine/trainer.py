@@ -37,6 +37,7 @@ from medgan.io.orientation import to_orientation
 from medgan.io.runs import check_fresh_run_dir
 from medgan.io.writers import atomic_write_text, remove_stale_temporaries
 from medgan.utils.device import resolve_device
+from medgan.utils.optional import require
 from medgan.utils.progress import bar
 
 
@@ -91,11 +92,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         if cfg.train.tensorboard and self.dist.is_main:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ConfigError("train.tensorboard needs the tensorboard package: pip install 'medgan[tensorboard]'"
-                                  ) from None
+            SummaryWriter = require("torch.utils.tensorboard", "train.tensorboard", "tensorboard",
+                                    "tensorboard").SummaryWriter
             # purge_step drops events a killed run wrote after its last checkpoint, like the CSV logs
             self.tb = SummaryWriter(str(self.run_dir / "tensorboard"),
                                     purge_step=self.model.step + 1 if resume else None)

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from scipy import linalg
 
-from medgan.errors import DependencyError, InputError, ModelError
+from medgan.errors import InputError, ModelError
+from medgan.utils.optional import require
 
 FEATURE_EXTRACTORS: dict[str, Callable[[dict], tuple[torch.nn.Module, int]]] = {}
 
@@ -44,10 +45,7 @@ def register_feature_extractor(name: str):
 
 @register_feature_extractor("inception-v3")
 def _inception_v3(state: dict):
-    try:
-        from torchvision.models import inception_v3
-    except ImportError:
-        raise DependencyError("FID/KID with inception-v3 need torchvision: pip install torchvision") from None
+    inception_v3 = require("torchvision.models", "FID/KID with inception-v3", "torchvision").inception_v3
     net = inception_v3(weights=None, aux_logits=True, init_weights=False)
     net.load_state_dict(state, strict=False)
     net.fc = torch.nn.Identity()                 # 2048-d pool features

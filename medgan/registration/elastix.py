@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from medgan.errors import DependencyError, InputError, MedganError
+from medgan.errors import InputError, MedganError
 from medgan.io.volume import Volume
+from medgan.utils.optional import require
 
 #: smallest size along any axis that a 3-level pyramid can register
 MIN_SIZE = 8
@@ -39,13 +40,8 @@ METRICS = {"mi": "AdvancedMattesMutualInformation", "ncc": "AdvancedNormalizedCo
 
 
 def _itk():
-    try:
-        import itk
-
-        itk.ParameterObject  # noqa: B018 - the Elastix wrapping (itk-elastix), not only itk
-    except (ImportError, AttributeError) as exc:
-        raise DependencyError("registration needs Elastix: pip install itk-elastix (or medgan[register])") from exc
-    return itk
+    # ParameterObject: the Elastix wrapping (itk-elastix), not only itk
+    return require("itk", "registration", "itk-elastix", "register", attributes=("ParameterObject",))
 
 
 @dataclasses.dataclass

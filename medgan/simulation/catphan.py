@@ -39,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from medgan.errors import DependencyError, InputError
+from medgan.errors import InputError
 from medgan.io.volume import Volume
+from medgan.utils.optional import require
 
 #: Nominal insert HU, as in pylinac 3.49 (``pylinac.ct`` module constants).
 INSERT_HU = {"Air": -1000.0, "PMP": -196.0, "LDPE": -104.0, "Poly": -47.0,
@@ -383,12 +384,8 @@ def insert_positions_mm(roll_deg: float = 0.0) -> dict[str, tuple[float, float]]
 
 # ---------------------------------------------------------------------------- pylinac
 def _pylinac():
-    try:
-        import pylinac
-        from pylinac import CatPhan504
-    except ImportError as exc:
-        raise DependencyError("Catphan analysis needs pylinac: pip install pylinac (or medgan[qa])") from exc
-    return pylinac, CatPhan504
+    pylinac = require("pylinac", "Catphan analysis", "pylinac", "qa", attributes=("CatPhan504",))
+    return pylinac, pylinac.CatPhan504
 
 
 def analyse_catphan(source: Volume | str | Path, **analyze_kwargs: Any) -> dict[str, Any]:

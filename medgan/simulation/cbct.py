@@ -43,10 +43,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from medgan.errors import DependencyError, InputError
+from medgan.errors import InputError
 from medgan.io.volume import Volume
 from medgan.simulation import spectra
 from medgan.simulation.materials import HU_TABLE_LABEL, basis_densities, label_of
+from medgan.utils.optional import require
 
 #: photons per mm^2 per mAs at 1 m behind 2.5 mm Al at 100 kVp (scaled with kVp^2)
 FLUENCE_PER_MAS_1M = 3.0e6
@@ -267,14 +268,8 @@ PRESET_ALIASES = {"head": "varian-obi-head", "pelvis": "varian-obi-pelvis", "tho
 
 
 def _rtk():
-    try:
-        import itk
-        from itk import RTK as rtk
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise DependencyError(
-            "CBCT simulation needs the Reconstruction Toolkit: pip install itk-rtk (or medgan[simulate])"
-        ) from exc
-    return itk, rtk
+    itk = require("itk", "CBCT simulation", "itk-rtk", "simulate", attributes=("RTK",))  # the Reconstruction Toolkit
+    return itk, itk.RTK
 
 
 def _working_grid(ct: sitk.Image, max_size: int) -> sitk.Image:

@@ -44,21 +44,16 @@ from pathlib import Path
 
 import numpy as np
 
-from medgan.errors import DependencyError, InputError
+from medgan.errors import InputError
 from medgan.simulation import spectra
+from medgan.utils.optional import require
 
 #: the energy spectrum used for the basis fit is the detected spectrum behind this much water (cm)
 FIT_WATER_CM = 20.0
 
 
 def _xraydb():
-    try:
-        import xraydb
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise DependencyError(
-            "CBCT materials need xraydb (NIST attenuation tables): pip install xraydb (or medgan[simulate])"
-        ) from exc
-    return xraydb
+    return require("xraydb", "CBCT material decomposition", "xraydb", "simulate")  # NIST attenuation tables
 
 
 @dataclasses.dataclass(frozen=True)

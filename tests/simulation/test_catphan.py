@@ -130,7 +130,7 @@ def test_cli_refuses_several_catphans_and_keeps_the_abdomen_default(tmp_path, ru
 # ---------------------------------------------------------------------------- pylinac
 def test_analyse_catphan_names_pylinac_when_missing(monkeypatch, ideal):
     monkeypatch.setitem(sys.modules, "pylinac", None)
-    with pytest.raises(DependencyError, match="pip install pylinac"):
+    with pytest.raises(DependencyError, match=r"needs pylinac: pip install 'medgan\[qa\]'"):
         analyse_catphan(ideal)
 
 
