@@ -73,6 +73,29 @@ def test_sparsity_is_the_mean_enhancement(domains):
     assert float(logs["sparsity"]) == pytest.approx(float(e.mean()), rel=1e-5)
 
 
+def test_native_term_is_the_mean_enhancement_on_native_inputs_even_without_identity(domains):
+    model = build_model(cfg_for(domains, "model.method_args.lambda_native=3", "loss.lambda_identity=0"),
+                        torch.device("cpu"))
+    assert model.g_objective.active("identity") and model.g_objective.active("native")
+    a, b = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32) * 0.3
+    with torch.no_grad():
+        out = model.gen(a, b, identity=True)
+        total, logs = model.g_objective({"real_a": a, "real_b": b, "sigma": 0.0, **out})
+        g_ab = model.gen.g_ab
+        assert isinstance(g_ab, EnhancementGenerator)
+        e_b = float(g_ab.enhancement(b).mean())
+    assert e_b > 0 and float(logs["native"]) == pytest.approx(e_b, rel=1e-5)
+    # identity at weight 0 is computed (for idt_b) but adds nothing to the total
+    weighted = sum(w * float(logs[n]) for n, w in (("g_adv", 1.0), ("cycle", 10.0), ("sparsity", 0.2),
+                                                      ("native", 3.0)))
+    assert float(total) == pytest.approx(weighted, rel=1e-4)
+
+
+def test_a_negative_native_weight_is_refused(domains):
+    with pytest.raises(ConfigError, match="lambda_native"):
+        build_model(cfg_for(domains, "model.method_args.lambda_native=-1"), torch.device("cpu"))
+
+
 def test_short_training_keeps_the_constraints(domains, tmp_path):
     run = tmp_path / "run"
     Trainer(cfg_for(domains, "optim.steps=12", "train.checkpoint_every=12"), run, quiet=True).fit()

@@ -6,7 +6,11 @@ contrast and non-contrast CTs, cycle and identity terms), with generators that c
 at or below ``floor_hu`` by construction.  One term is added:
 
 * ``sparsity`` (``method_args.lambda_sparsity``): the mean of E on the contrast inputs, an L1/area
-  penalty, so enhancement is removed only where the discriminator needs it removed.
+  penalty, so enhancement is removed only where the discriminator needs it removed;
+* ``native`` (``method_args.lambda_native``, default 0: off): the mean of E on the non-contrast inputs,
+  whose true enhancement is 0 everywhere.  The identity term holds it too, but weighted with ``g_ba``'s
+  identity; this term weights it on its own (and computes the identities even when ``loss.lambda_identity``
+  is 0).
 
 The discriminators see a smooth soft-tissue window of their inputs (:class:`SoftTissueView`,
 ``method_args.critic_window_hu``: centre and half width in HU), where enhancement is visible.
@@ -56,7 +60,8 @@ class SubtractionCycleGAN(CycleGAN):
     """CycleGAN with enhancement generators (subtract A -> B, add B -> A) and a sparsity term on E."""
 
     directions: ClassVar[tuple[str, ...]] = ("A->B",)  # type: ignore[assignment]  # CycleGAN: both
-    default_args: ClassVar[dict[str, Any]] = {"lambda_sparsity": 1.0, "critic_window_hu": [100.0, 250.0]}
+    default_args: ClassVar[dict[str, Any]] = {"lambda_sparsity": 1.0, "lambda_native": 0.0,
+                                              "critic_window_hu": [100.0, 250.0]}
 
     def build(self, m):
         from medgan.data.hu import get_preset
@@ -71,8 +76,9 @@ class SubtractionCycleGAN(CycleGAN):
                               f"'{preset.name}' [{preset.lo:g}, {preset.hi:g}]")
         if m.generator_args.get("sign", "subtract") != "subtract":
             raise ConfigError("model.generator_args.sign must be 'subtract' (the A -> B generator removes contrast)")
-        if float(self.args["lambda_sparsity"]) < 0:
-            raise ConfigError("model.method_args.lambda_sparsity must be >= 0")
+        for name in ("lambda_sparsity", "lambda_native"):
+            if float(self.args[name]) < 0:
+                raise ConfigError(f"model.method_args.{name} must be >= 0")
         adding = dataclasses.replace(m, generator_args={**m.generator_args, "sign": "add"})
         gens: list[nn.Module] = [self._generator(m), self._generator(adding)]
         d_args = {"in_channels": int(m.context_slices), **m.discriminator_args}
@@ -89,4 +95,10 @@ class SubtractionCycleGAN(CycleGAN):
         base = super().objective()
         # fake_b = real_a - E: their mean absolute difference is the mean of E
         sparsity = l1_term("sparsity", float(self.args["lambda_sparsity"]), [("fake_b", "real_a")])
-        return Objective([*base.terms, sparsity])
+        # idt_b = real_b - E(real_b): their mean absolute difference is the mean of E on the native inputs
+        native_w = float(self.args["lambda_native"])
+        native = l1_term("native", native_w, [("idt_b", "real_b")])
+        # the native term needs the identities (idt_b): computed whenever it is on
+        terms = [dataclasses.replace(t, always=True) if t.name == "identity" and native_w > 0 else t
+                 for t in base.terms]
+        return Objective([*terms, sparsity, native])
