@@ -6,8 +6,12 @@ docs/models.md or docs/performance.md; these tests fail when README and those do
 """
 from __future__ import annotations
 
+import json
+import math
 import re
 from pathlib import Path
+
+from benchmarks import render_results
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -148,6 +152,90 @@ def test_every_decimal_in_readme_prose_is_in_a_measurement_doc() -> None:
     prose = re.sub(r"`[^`\n]*`", "", FENCE.sub("", _read(README)))  # inline code: commands and options, not figures
     missing = [n for n in _numbers(prose) if n not in (signed if n[0] in "+-" else unsigned)]
     assert not missing, f"README numbers found in none of results.md, models.md, performance.md: {missing}"
+
+
+def test_generated_tables_equal_the_rendering_of_their_json_record() -> None:
+    """Every table between the generated markers is what benchmarks/render_results.py draws from its record."""
+    used = set()
+    for page in render_results.PAGES:
+        text = _read(ROOT / page)
+        found = render_results.blocks(text)
+        assert len(found) == text.count("<!-- generated from"), f"{page}: a generated-table marker is malformed"
+        for name, body in found:
+            assert body == render_results.render(name), (
+                f"{page}: the {name} table differs from benchmarks/results/{name}.json; "
+                "run python benchmarks/render_results.py")
+            used.add(name)
+    records = {p.stem for p in render_results.RECORDS.glob("*.json")}
+    assert records and records == used, f"records without a table: {records - used}; tables without a record: " \
+                                        f"{used - records}"
+    assert {"make_demo"} <= {n for n, _ in render_results.blocks(_read(README))}
+
+
+def test_each_record_names_its_provenance_and_holds_four_images_per_case() -> None:
+    for path in render_results.RECORDS.glob("*.json"):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        assert record["table"] == path.stem
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", record["measured"]), path
+        assert all(record[k].strip() for k in ("hardware", "command", "source")), path
+        assert ("rounded" in record["source"]) == bool(record["report"].get("rounded")), (
+            f"{path.name}: a record of rounded values says so in its source and its report")
+        for case in record["report"]["cases"]:
+            for image in render_results.IMAGES:
+                assert all(math.isfinite(case["metrics"][image][m]) for m in ("mae", "me", "psnr", "ssim"))
+
+
+def test_render_rounds_signs_and_marks_the_best_and_the_check_finds_an_edited_cell() -> None:
+    assert [render_results.number(v, 1, True) for v in (-3.74, 15.449, 0.04)] == ["−3.7", "+15.4", "+0.0"]
+    assert render_results.number(0.97466, 3) == "0.975"
+    metrics = {"input": (60.0, 2.0, 33.0, 0.95), "linear": (41.0, -9.0, 34.0, 0.93),
+               "histogram": (54.0, -17.0, 33.5, 0.96), "prediction": (45.0, 1.0, 35.0, 0.94)}
+    record = {"report": {"cases": [{"case": "c", "metrics": {i: dict(zip(("mae", "me", "psnr", "ssim"), v, strict=True))
+                                                                for i, v in metrics.items()}}]}}
+    labels = {"input": "CBCT", "linear": "lin", "histogram": "hist", "prediction": "sCT"}
+    rows = render_results.case_image_table(record, {"c": "case"}, labels).splitlines()[2:]
+    assert rows[1] == "| case | lin | **41.0** | −9.0 | 34.00 | 0.930 |"       # the lowest MAE, not the sCT's
+    assert rows[3] == "| case | sCT | 45.0 | +1.0 | 35.00 | 0.940 |"
+    compact = render_results.case_image_table(record, {"c": "case"}, {f"compact:{i}": v for i, v in labels.items()},
+                                              compact=("c",)).splitlines()[2]
+    assert compact == ("| case | CBCT / lin / hist / sCT | 60.0 / **41.0** / 54.0 / 45.0 | +2.0 / −9.0 / −17.0 / +1.0 "
+                       "| 33.00 / 34.00 / 33.50 / **35.00** | 0.950 / 0.930 / **0.960** / 0.940 |")
+    text = _read(RESULTS)
+    (name, body), *_ = render_results.blocks(text)
+    edited = text.replace(body, body.replace("| **", "| **1", 1))
+    assert [b for n, b in render_results.blocks(edited) if n == name][0] != render_results.render(name)
+    assert render_results.rendered(edited) == text
+
+
+def _make_demo_mae(case: str, image: str) -> float:
+    (found,) = [c for c in render_results.load("make_demo")["report"]["cases"] if c["case"] == case]
+    return float(found["metrics"][image]["mae"])
+
+
+def test_models_md_quotes_the_make_demo_record() -> None:
+    m = re.search(r"655 projections and other noise seeds: ([\d.]+) HU on `example_ct` and ([\d.]+) HU on the phantom "
+                  r"\(([\d-]+)\)", _read(MODELS))
+    assert m, "models.md's make demo sentence not found"
+    assert m.groups() == (f"{_make_demo_mae('ts_example_ct', 'prediction'):.1f}",
+                          f"{_make_demo_mae('phantom05', 'prediction'):.1f}",
+                          render_results.load("make_demo")["measured"])
+
+
+def test_readme_held_out_patient_and_segmentation_figures_are_their_records() -> None:
+    readme = " ".join(_read(README).split())
+    m = re.search(r"the recipe beats the CBCT and both baselines \(([\d.]+) against ([\d.]+) HU for the CBCT\)", readme)
+    assert m, "README's example_ct_dicom sentence not found"
+    (case,) = [c for c in render_results.load("starter_held_out_patients")["report"]["cases"]
+               if c["case"] == "ts_example_ct_dicom"]
+    assert m.groups() == (f"{case['metrics']['prediction']['mae']:.1f}", f"{case['metrics']['input']['mae']:.1f}")
+    m = re.search(r"kidney Dice \(c\) − \(a\) (\S+ \[\S+ \S+\]), p ([\d.]+)\)", readme)
+    assert m, "README's segmentation endpoint not found"
+    r = re.search(r"\*\*Primary: kidneys \(c\) − \(a\) = (\S+)\*\*, 95 % CI (\[\S+ \S+\]).*?Wilcoxon p\s+(\d[\d.]*\d)",
+                  _read(RESULTS), re.DOTALL)
+    assert r, "results.md's primary endpoint not found"
+    assert m.groups() == (f"{r.group(1)} {r.group(2)}", r.group(3))
+    m = re.search(r"2D ResNet-9 256² trains at ([\d.]+) pairs/s", readme)
+    assert m and f"**{m.group(1)} pairs/s**" in _read(PERFORMANCE), "README's throughput is not performance.md's"
 
 
 REFERENCE_DOCS = ("index", "quickstart", "io", "translate", "training", "data", "dose", "metrics", "architecture",

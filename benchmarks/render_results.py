@@ -1,0 +1,160 @@
+"""The measurement tables of README.md and docs/, rendered from the JSON records in benchmarks/results/.
+
+    python benchmarks/render_results.py           # rewrite every generated table in place
+    python benchmarks/render_results.py --check   # exit 1, naming each table that differs from its JSON
+
+A generated table sits between two marker lines::
+
+    <!-- generated from benchmarks/results/NAME.json by benchmarks/render_results.py: edit the JSON, not the table -->
+    | ... the table ... |
+    <!-- end of generated table -->
+
+Each record holds the numbers of one measurement with their provenance (``measured``: the date, ``hardware``,
+``command``, ``source``: where the numbers were taken from) and a ``report`` shaped like ``medgan evaluate``'s
+metrics.json (``cases[].metrics[image][metric]``).  Records copied from a command's JSON keep its full precision;
+records of earlier measurements whose JSON was not kept hold the values as that command printed them (rounded),
+and say so in ``source``.  ``tests/test_docs.py`` checks that every generated table equals its rendering, so a
+number lives in one JSON record however many pages show it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RECORDS = REPO / "benchmarks" / "results"
+#: the pages that hold generated tables
+PAGES = ("README.md", "docs/results.md", "docs/models.md")
+BEGIN = ("<!-- generated from benchmarks/results/{name}.json by benchmarks/render_results.py: "
+         "edit the JSON, not the table -->")
+END = "<!-- end of generated table -->"
+BLOCK = re.compile(r"^<!-- generated from benchmarks/results/(?P<name>[\w-]+)\.json by benchmarks/render_results\.py: "
+                   r"edit the JSON, not the table -->\n(?P<body>.*?)^<!-- end of generated table -->$",
+                   re.MULTILINE | re.DOTALL)
+
+IMAGES = ("input", "linear", "histogram", "prediction")
+#: a case-image table's columns: (header, metric key, digits, signed, better: "low" / "high" / None)
+COLUMNS = (("HU MAE", "mae", 1, False, "low"), ("mean error", "me", 1, True, None),
+           ("PSNR (dB)", "psnr", 2, False, "high"), ("SSIM", "ssim", 3, False, "high"))
+
+
+def number(value: float, digits: int, signed: bool = False) -> str:
+    """``value`` to ``digits`` decimals, with a typographic minus, and a plus sign when ``signed``."""
+    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    return text.replace("-", "−")
+
+
+def _best(values: dict[str, float], better: str | None) -> str | None:
+    if better is None:
+        return None
+    pick = min if better == "low" else max
+    return pick(values, key=lambda image: values[image])
+
+
+def case_image_table(record: dict, case_labels: dict[str, str], image_labels: dict[str, str],
+                     overrides: dict[tuple[str, str], str] | None = None,
+                     compact: tuple[str, ...] = ()) -> str:
+    """One row per (case, image): the CBCT, the two calibration baselines and the sCT.
+
+    The lowest MAE of each case is bold, and so is the sCT's image label when the sCT has it.  A case named in
+    ``compact`` is one row whose cells list the four images' values (``CBCT / linear / histogram / sCT``), with the
+    best MAE, PSNR and SSIM bold.  ``case_labels`` is keyed by the case's ``key`` (its ``run/case`` when the record
+    names the run, else its case name).
+    """
+    overrides = overrides or {}
+    lines = ["| held-out case | image | " + " | ".join(c[0] for c in COLUMNS) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in COLUMNS) + " |"]
+    for case in record["report"]["cases"]:
+        key = f"{case['run']}/{case['case']}" if "run" in case else case["case"]
+        metrics = case["metrics"]
+        label = case_labels[key]
+        if key in compact:
+            cells = []
+            for _, metric, digits, signed, better in COLUMNS:
+                best = _best({i: metrics[i][metric] for i in IMAGES}, better)
+                cells.append(" / ".join(f"**{v}**" if i == best else v for i in IMAGES
+                                        for v in [number(metrics[i][metric], digits, signed)]))
+            lines.append(f"| {label} | " + " / ".join(image_labels[f"compact:{i}"] for i in IMAGES) + " | "
+                         + " | ".join(cells) + " |")
+            continue
+        best_mae = _best({i: metrics[i]["mae"] for i in IMAGES}, "low")
+        for image in IMAGES:
+            name = overrides.get((key, image), image_labels[image])
+            if image == "prediction" and best_mae == "prediction":
+                name = f"**{name}**"
+            cells = [number(metrics[image][metric], digits, signed) for _, metric, digits, signed, _ in COLUMNS]
+            if image == best_mae:
+                cells[0] = f"**{cells[0]}**"
+            lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+SCT = {"input": "CBCT", "linear": "`linear` baseline", "histogram": "`histogram` baseline"}
+#: table name -> how its record is drawn
+TABLES = {
+    "make_demo": lambda r: case_image_table(
+        r, {"phantom05": "phantom", "ts_example_ct": "real abdomen CT"}, {**SCT, "prediction": "medgan sCT"}),
+    "starter_pipeline": lambda r: case_image_table(
+        r, {"phantom05": "phantom05", "ts_example_ct": "real `example_ct`"},
+        {**SCT, "input": "simulated CBCT", "prediction": "starter sCT"}),
+    "starter_held_out_patients": lambda r: case_image_table(
+        r, {"lopo_dicom_L/ts_example_ct_dicom": "real `example_ct_dicom`",
+            "lopo_dicom_L/phantom05": "phantom05 (same fold)",
+            "lopo_crops_L/ts_aorta_ct": "real `aorta_report` crop",
+            "lopo_crops_L/ts_pulmonary_ct": "real `pulmonary_report` crop",
+            "lopo_crops_L/phantom05": "phantom05 (same fold)"},
+        {**SCT, "input": "simulated CBCT", "prediction": "sCT", "compact:input": "CBCT",
+         "compact:linear": "`linear`", "compact:histogram": "`histogram`", "compact:prediction": "sCT"},
+        overrides={("lopo_crops_L/ts_aorta_ct", "prediction"): "sCT (guard: returned unchanged)",
+                   ("lopo_crops_L/ts_pulmonary_ct", "prediction"): "sCT (guard: returned unchanged)"},
+        compact=("lopo_dicom_L/phantom05", "lopo_crops_L/phantom05")),
+}
+
+
+def load(name: str) -> dict:
+    record: dict = json.loads((RECORDS / f"{name}.json").read_text(encoding="utf-8"))
+    return record
+
+
+def render(name: str) -> str:
+    """The markdown table of record ``name`` (without the marker lines)."""
+    if name not in TABLES:
+        raise KeyError(f"no renderer for benchmarks/results/{name}.json; known: {', '.join(sorted(TABLES))}")
+    return TABLES[name](load(name))
+
+
+def blocks(text: str) -> list[tuple[str, str]]:
+    """The generated tables of a page as (record name, table text without the markers)."""
+    return [(m.group("name"), m.group("body").rstrip("\n")) for m in BLOCK.finditer(text)]
+
+
+def rendered(text: str) -> str:
+    """``text`` with every generated table replaced by its rendering."""
+    return BLOCK.sub(lambda m: f"{BEGIN.format(name=m.group('name'))}\n{render(m.group('name'))}\n{END}", text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a table differs from its JSON")
+    args = p.parse_args(argv)
+    stale = []
+    for page in PAGES:
+        path = REPO / page
+        text = path.read_text(encoding="utf-8")
+        new = rendered(text)
+        if new != text:
+            stale += [f"{page}: {name}" for (name, body) in blocks(text) if body != render(name)]
+            if not args.check:
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text(new, encoding="utf-8")
+                tmp.replace(path)
+    for item in stale:
+        print(("differs from its JSON: " if args.check else "rewritten: ") + item)
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
