@@ -5,7 +5,7 @@
 
 A generated table sits between two marker lines::
 
-    <!-- generated from benchmarks/results/NAME.json by benchmarks/render_results.py: edit the JSON, not the table -->
+    <!-- generated table NAME (from benchmarks/results/RECORD.json) by benchmarks/render_results.py: edit the JSON, ...
     | ... the table ... |
     <!-- end of generated table -->
 
@@ -22,16 +22,17 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = REPO / "benchmarks" / "results"
 #: the pages that hold generated tables
 PAGES = ("README.md", "docs/results.md", "docs/models.md")
-BEGIN = ("<!-- generated from benchmarks/results/{name}.json by benchmarks/render_results.py: "
+BEGIN = ("<!-- generated table {name} (from {sources}) by benchmarks/render_results.py: "
          "edit the JSON, not the table -->")
 END = "<!-- end of generated table -->"
-BLOCK = re.compile(r"^<!-- generated from benchmarks/results/(?P<name>[\w-]+)\.json by benchmarks/render_results\.py: "
+BLOCK = re.compile(r"^<!-- generated table (?P<name>[\w-]+) \(from [^)\n]*\) by benchmarks/render_results\.py: "
                    r"edit the JSON, not the table -->\n(?P<body>.*?)^<!-- end of generated table -->$",
                    re.MULTILINE | re.DOTALL)
 
@@ -47,11 +48,31 @@ def number(value: float, digits: int, signed: bool = False) -> str:
     return text.replace("-", "−")
 
 
-def _best(values: dict[str, float], better: str | None) -> str | None:
+def _best(values: dict[str, float], better: str | None, digits: int = 9) -> str | None:
+    """The image with the best value as shown (``digits``), or None when none is better or two tie."""
     if better is None:
         return None
-    pick = min if better == "low" else max
-    return pick(values, key=lambda image: values[image])
+    shown = {image: round(v, digits) for image, v in values.items()}
+    best = (min if better == "low" else max)(shown.values())
+    winners = [image for image, v in shown.items() if v == best]
+    return winners[0] if len(winners) == 1 else None
+
+
+def _compact_cells(metrics: dict) -> list[str]:
+    """One cell per column listing the four images' values (``CBCT / linear / histogram / sCT``), the best bold."""
+    cells = []
+    for _, metric, digits, signed, better in COLUMNS:
+        best = _best({i: metrics[i][metric] for i in IMAGES}, better, digits)
+        cells.append(" / ".join(f"**{v}**" if i == best else v for i in IMAGES
+                                for v in [number(metrics[i][metric], digits, signed)]))
+    return cells
+
+
+def _case(record: dict, key: str) -> dict:
+    cases: list[dict] = [c for c in record["report"]["cases"]
+                         if f"{c.get('run')}/{c['case']}" == key or c["case"] == key]
+    (case,) = cases
+    return case
 
 
 def case_image_table(record: dict, case_labels: dict[str, str], image_labels: dict[str, str],
@@ -72,15 +93,11 @@ def case_image_table(record: dict, case_labels: dict[str, str], image_labels: di
         metrics = case["metrics"]
         label = case_labels[key]
         if key in compact:
-            cells = []
-            for _, metric, digits, signed, better in COLUMNS:
-                best = _best({i: metrics[i][metric] for i in IMAGES}, better)
-                cells.append(" / ".join(f"**{v}**" if i == best else v for i in IMAGES
-                                        for v in [number(metrics[i][metric], digits, signed)]))
+            cells = _compact_cells(metrics)
             lines.append(f"| {label} | " + " / ".join(image_labels[f"compact:{i}"] for i in IMAGES) + " | "
                          + " | ".join(cells) + " |")
             continue
-        best_mae = _best({i: metrics[i]["mae"] for i in IMAGES}, "low")
+        best_mae = _best({i: metrics[i]["mae"] for i in IMAGES}, "low", 1)
         for image in IMAGES:
             name = overrides.get((key, image), image_labels[image])
             if image == "prediction" and best_mae == "prediction":
@@ -92,25 +109,51 @@ def case_image_table(record: dict, case_labels: dict[str, str], image_labels: di
     return "\n".join(lines)
 
 
+def patient_table(rows: list[tuple[str, list[tuple[str, str]], str]]) -> str:
+    """One row per patient: its label, the four images' values in each column (several cases joined by "and"),
+    and a verdict.  ``rows`` holds (label, [(record name, case key), ...], verdict)."""
+    lines = ["| held-out real patient | " + " | ".join(c[0] for c in COLUMNS) + " | verdict |",
+             "| --- | " + " | ".join("---" for _ in COLUMNS) + " | --- |"]
+    for label, cases, verdict in rows:
+        per_case = [_compact_cells(_case(load(name), key)["metrics"]) for name, key in cases]
+        cells = [" and ".join(column) for column in zip(*per_case, strict=True)]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {verdict} |")
+    return "\n".join(lines)
+
+
 SCT = {"input": "CBCT", "linear": "`linear` baseline", "histogram": "`histogram` baseline"}
-#: table name -> how its record is drawn
-TABLES = {
-    "make_demo": lambda r: case_image_table(
-        r, {"phantom05": "phantom", "ts_example_ct": "real abdomen CT"}, {**SCT, "prediction": "medgan sCT"}),
-    "starter_pipeline": lambda r: case_image_table(
-        r, {"phantom05": "phantom05", "ts_example_ct": "real `example_ct`"},
-        {**SCT, "input": "simulated CBCT", "prediction": "starter sCT"}),
-    "starter_held_out_patients": lambda r: case_image_table(
-        r, {"lopo_dicom_L/ts_example_ct_dicom": "real `example_ct_dicom`",
-            "lopo_dicom_L/phantom05": "phantom05 (same fold)",
-            "lopo_crops_L/ts_aorta_ct": "real `aorta_report` crop",
-            "lopo_crops_L/ts_pulmonary_ct": "real `pulmonary_report` crop",
-            "lopo_crops_L/phantom05": "phantom05 (same fold)"},
+#: table name -> (the records it is drawn from, how)
+TABLES: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
+    "make_demo": (("make_demo",), lambda: case_image_table(
+        load("make_demo"), {"phantom05": "phantom", "ts_example_ct": "real abdomen CT"},
+        {**SCT, "prediction": "medgan sCT"})),
+    "starter_pipeline": (("starter_pipeline",), lambda: case_image_table(
+        load("starter_pipeline"), {"phantom05": "phantom05", "ts_example_ct": "real `example_ct`"},
+        {**SCT, "input": "simulated CBCT", "prediction": "starter sCT"})),
+    "starter_held_out_patients": (("starter_held_out_patients",), lambda: case_image_table(
+        load("starter_held_out_patients"),
+        {"lopo_dicom_L/ts_example_ct_dicom": "real `example_ct_dicom`",
+         "lopo_dicom_L/phantom05": "phantom05 (same fold)",
+         "lopo_crops_L/ts_aorta_ct": "real `aorta_report` crop",
+         "lopo_crops_L/ts_pulmonary_ct": "real `pulmonary_report` crop",
+         "lopo_crops_L/phantom05": "phantom05 (same fold)"},
         {**SCT, "input": "simulated CBCT", "prediction": "sCT", "compact:input": "CBCT",
          "compact:linear": "`linear`", "compact:histogram": "`histogram`", "compact:prediction": "sCT"},
         overrides={("lopo_crops_L/ts_aorta_ct", "prediction"): "sCT (guard: returned unchanged)",
                    ("lopo_crops_L/ts_pulmonary_ct", "prediction"): "sCT (guard: returned unchanged)"},
-        compact=("lopo_dicom_L/phantom05", "lopo_crops_L/phantom05")),
+        compact=("lopo_dicom_L/phantom05", "lopo_crops_L/phantom05"))),
+    # models.md: the starter pipeline's real test patient and the held-out ones, one row each
+    "real_patients_held_out": (("starter_pipeline", "starter_held_out_patients"), lambda: patient_table([
+        ("`example_ct` (the starter itself)", [("starter_pipeline", "ts_example_ct")],
+         "all criteria hold; goal ≤ 40 HU missed"),
+        ("`example_ct_dicom` (`runs/lopo_dicom_L`)",
+         [("starter_held_out_patients", "lopo_dicom_L/ts_example_ct_dicom")],
+         "all criteria hold; still over-corrected (mean error −27.5 HU); bone MAE unchanged (228.0 → 228.1 HU)"),
+        ("contrast CT crops `aorta_report` / `pulmonary_report` (`runs/lopo_crops_L`)",
+         [("starter_held_out_patients", "lopo_crops_L/ts_aorta_ct"),
+          ("starter_held_out_patients", "lopo_crops_L/ts_pulmonary_ct")],
+         "the guard flags both (body HU 157 and 212 HU from the training inputs', limit 60) and returns the CBCT "
+         "unchanged: never worse, but the `linear` baseline is far better")])),
 }
 
 
@@ -120,10 +163,15 @@ def load(name: str) -> dict:
 
 
 def render(name: str) -> str:
-    """The markdown table of record ``name`` (without the marker lines)."""
+    """The markdown table ``name`` (without the marker lines)."""
     if name not in TABLES:
-        raise KeyError(f"no renderer for benchmarks/results/{name}.json; known: {', '.join(sorted(TABLES))}")
-    return TABLES[name](load(name))
+        raise KeyError(f"no generated table {name}; known: {', '.join(sorted(TABLES))}")
+    return TABLES[name][1]()
+
+
+def begin(name: str) -> str:
+    """The marker line before table ``name``, naming its records."""
+    return BEGIN.format(name=name, sources=", ".join(f"benchmarks/results/{r}.json" for r in TABLES[name][0]))
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
@@ -133,7 +181,7 @@ def blocks(text: str) -> list[tuple[str, str]]:
 
 def rendered(text: str) -> str:
     """``text`` with every generated table replaced by its rendering."""
-    return BLOCK.sub(lambda m: f"{BEGIN.format(name=m.group('name'))}\n{render(m.group('name'))}\n{END}", text)
+    return BLOCK.sub(lambda m: f"{begin(m.group('name'))}\n{render(m.group('name'))}\n{END}", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         text = path.read_text(encoding="utf-8")
         new = rendered(text)
         if new != text:
-            stale += [f"{page}: {name}" for (name, body) in blocks(text) if body != render(name)]
+            stale += [f"{page}: {name}" for (name, body), (_, fresh) in zip(blocks(text), blocks(new), strict=True)
+                      if body != fresh] or [f"{page}: a marker line"]
             if not args.check:
                 tmp = path.with_name(path.name + ".tmp")
                 tmp.write_text(new, encoding="utf-8")

@@ -156,16 +156,16 @@ def test_every_decimal_in_readme_prose_is_in_a_measurement_doc() -> None:
 
 def test_generated_tables_equal_the_rendering_of_their_json_record() -> None:
     """Every table between the generated markers is what benchmarks/render_results.py draws from its record."""
-    used = set()
+    used: set[str] = set()
     for page in render_results.PAGES:
         text = _read(ROOT / page)
         found = render_results.blocks(text)
-        assert len(found) == text.count("<!-- generated from"), f"{page}: a generated-table marker is malformed"
+        assert len(found) == text.count("<!-- generated table"), f"{page}: a generated-table marker is malformed"
         for name, body in found:
             assert body == render_results.render(name), (
-                f"{page}: the {name} table differs from benchmarks/results/{name}.json; "
-                "run python benchmarks/render_results.py")
-            used.add(name)
+                f"{page}: the {name} table differs from its JSON records; run python benchmarks/render_results.py")
+            assert render_results.begin(name) in text, f"{page}: the marker of {name} names other records"
+            used.update(render_results.TABLES[name][0])
     records = {p.stem for p in render_results.RECORDS.glob("*.json")}
     assert records and records == used, f"records without a table: {records - used}; tables without a record: " \
                                         f"{used - records}"
@@ -188,6 +188,8 @@ def test_each_record_names_its_provenance_and_holds_four_images_per_case() -> No
 def test_render_rounds_signs_and_marks_the_best_and_the_check_finds_an_edited_cell() -> None:
     assert [render_results.number(v, 1, True) for v in (-3.74, 15.449, 0.04)] == ["−3.7", "+15.4", "+0.0"]
     assert render_results.number(0.97466, 3) == "0.975"
+    assert render_results._best({"a": 0.9251, "b": 0.9249, "c": 0.91}, "high", 3) is None   # a tie as shown: no bold
+    assert render_results._best({"a": 0.9251, "b": 0.9249, "c": 0.91}, "high", 4) == "a"
     metrics = {"input": (60.0, 2.0, 33.0, 0.95), "linear": (41.0, -9.0, 34.0, 0.93),
                "histogram": (54.0, -17.0, 33.5, 0.96), "prediction": (45.0, 1.0, 35.0, 0.94)}
     record = {"report": {"cases": [{"case": "c", "metrics": {i: dict(zip(("mae", "me", "psnr", "ssim"), v, strict=True))
