@@ -121,6 +121,32 @@ def patient_table(rows: list[tuple[str, list[tuple[str, str]], str]]) -> str:
     return "\n".join(lines)
 
 
+def protocols_table(record: dict, case_labels: dict[str, str], image_labels: dict[str, str]) -> str:
+    """SynthRAD2023 and SynthRAD2025 side by side, one row per (case, image), then the mean over the cases; MAE and
+    ME are the 2023 protocol's (equal under both).  The lowest MAE of each case is bold, with the sCT's label."""
+    columns = (("MAE (HU)", "synthrad2023", "mae", 1, False), ("ME (HU)", "synthrad2023", "me", 1, True),
+               ("PSNR 2023 (dB)", "synthrad2023", "psnr", 2, False), ("SSIM 2023", "synthrad2023", "ssim", 4, False),
+               ("PSNR 2025 (dB)", "synthrad2025", "psnr", 2, False),
+               ("MS-SSIM 2025", "synthrad2025", "ms_ssim", 4, False))
+    lines = ["| case | image | " + " | ".join(c[0] for c in columns) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in columns) + " |"]
+    report = record["report"]
+    protocols = ("synthrad2023", "synthrad2025")
+    groups = [(c["case"], {p: _case({"report": report[p]}, c["case"])["metrics"] for p in protocols})
+              for c in report["synthrad2023"]["cases"]]
+    groups.append(("mean", {p: report[p]["mean_of_cases"] for p in protocols}))
+    for key, metrics in groups:
+        best_mae = _best({i: metrics["synthrad2023"][i]["mae"] for i in IMAGES}, "low", 1)
+        for image in IMAGES:
+            cells = [number(metrics[p][image][m], digits, signed) for _, p, m, digits, signed in columns]
+            name = image_labels[image]
+            if image == best_mae:
+                cells[0] = f"**{cells[0]}**"
+                name = f"**{name}**" if image == "prediction" else name
+            lines.append(f"| {case_labels[key]} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 SCT = {"input": "CBCT", "linear": "`linear` baseline", "histogram": "`histogram` baseline"}
 #: table name -> (the records it is drawn from, how)
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
@@ -142,6 +168,10 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
         overrides={("lopo_crops_L/ts_aorta_ct", "prediction"): "sCT (guard: returned unchanged)",
                    ("lopo_crops_L/ts_pulmonary_ct", "prediction"): "sCT (guard: returned unchanged)"},
         compact=("lopo_dicom_L/phantom05", "lopo_crops_L/phantom05"))),
+    "synthrad_protocols": (("synthrad_protocols",), lambda: protocols_table(
+        load("synthrad_protocols"),
+        {"phantom05": "phantom05", "ts_example_ct": "real `example_ct`", "mean": "mean of 2"},
+        {"input": "CBCT", "linear": "`linear`", "histogram": "`histogram`", "prediction": "sCT"})),
     # models.md: the starter pipeline's real test patient and the held-out ones, one row each
     "real_patients_held_out": (("starter_pipeline", "starter_held_out_patients"), lambda: patient_table([
         ("`example_ct` (the starter itself)", [("starter_pipeline", "ts_example_ct")],
