@@ -147,6 +147,42 @@ def protocols_table(record: dict, case_labels: dict[str, str], image_labels: dic
     return "\n".join(lines)
 
 
+#: the dose table's columns: (header, key, digits, signed, better: "high", "low" or "zero" (closest to 0))
+DOSE_COLUMNS = (("γ 3%/3mm", "gamma_3pct_3mm", 1, False, "high"), ("γ 2%/2mm", "gamma_2pct_2mm", 1, False, "high"),
+                ("γ 1%/1mm", "gamma_1pct_1mm", 1, False, "high"),
+                ("target D98 − CT (Gy)", "target_D98_diff_gy", 3, True, "zero"),
+                ("target V95 − CT (%)", "target_V95_diff_pct", 2, True, "zero"),
+                ("SynthRAD dose MAE (% Rx)", "synthrad_mae_dose_pct_rx", 2, False, "low"),
+                ("SynthRAD DVH", "synthrad_dvh", 3, False, "low"),
+                ("range shift, mean (mm)", "range_shift_mean_mm", 2, True, "zero"),
+                ("\\|range shift\\| p95 (mm)", "range_shift_abs_p95_mm", 2, False, "low"))
+
+
+def dose_table(record: dict, image_labels: dict[str, str], highlight: str = "sCT") -> str:
+    """One row per (modality, image); the ``highlight`` image's cells are bold where no image of its modality does
+    better (a tie counts as best), and its label is bold.  A metric a row does not have is a dash."""
+    lines = ["| modality | image | " + " | ".join(c[0] for c in DOSE_COLUMNS) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in DOSE_COLUMNS) + " |"]
+    rows = record["report"]["rows"]
+    for row in rows:
+        others = [r for r in rows if r["modality"] == row["modality"]]
+        cells = []
+        for _, key, digits, signed, better in DOSE_COLUMNS:
+            if key not in row:
+                cells.append("–")
+                continue
+            text = number(row[key], digits, signed)
+            score = {"high": lambda v: -v, "low": lambda v: v, "zero": abs}[better]
+            shown = [score(round(r[key], digits)) for r in others]
+            if row["image"] == highlight and score(round(row[key], digits)) <= min(shown):
+                text = f"**{text}**"
+            cells.append(text)
+        name = image_labels[row["image"]]
+        name = f"**{name}**" if row["image"] == highlight else name
+        lines.append(f"| {row['modality']} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 SCT = {"input": "CBCT", "linear": "`linear` baseline", "histogram": "`histogram` baseline"}
 #: table name -> (the records it is drawn from, how)
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
@@ -172,6 +208,8 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
         load("synthrad_protocols"),
         {"phantom05": "phantom05", "ts_example_ct": "real `example_ct`", "mean": "mean of 2"},
         {"input": "CBCT", "linear": "`linear`", "histogram": "`histogram`", "prediction": "sCT"})),
+    "dose_example_ct": (("dose_example_ct",), lambda: dose_table(
+        load("dose_example_ct"), {"CBCT": "CBCT", "linear": "`linear`", "histogram": "`histogram`", "sCT": "sCT"})),
     # models.md: the starter pipeline's real test patient and the held-out ones, one row each
     "real_patients_held_out": (("starter_pipeline", "starter_held_out_patients"), lambda: patient_table([
         ("`example_ct` (the starter itself)", [("starter_pipeline", "ts_example_ct")],

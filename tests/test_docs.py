@@ -181,6 +181,10 @@ def test_each_record_names_its_provenance_and_holds_four_images_per_case() -> No
         assert ("rounded" in record["source"]) == bool(record["report"].get("rounded")), (
             f"{path.name}: a record of rounded values says so in its source and its report")
         report = record["report"]
+        if "rows" in report:                                     # a dose table: one row per modality and image
+            assert report["rows"] and all(math.isfinite(v) for r in report["rows"] for v in r.values()
+                                          if not isinstance(v, str)), path
+            continue
         cases = report.get("cases") or [c for p in ("synthrad2023", "synthrad2025") for c in report[p]["cases"]]
         assert cases, path
         for case in cases:
@@ -218,6 +222,22 @@ def test_render_rounds_signs_and_marks_the_best_and_the_check_finds_an_edited_ce
     edited = text.replace(body, body.replace("| **", "| **1", 1))
     assert [b for n, b in render_results.blocks(edited) if n == name][0] != render_results.render(name)
     assert render_results.rendered(edited) == text
+
+
+def test_results_md_dose_prose_quotes_the_dose_record() -> None:
+    record = render_results.load("dose_example_ct")["report"]
+    row = {(r["modality"], r["image"]): r for r in record["rows"]}
+    cbct, sct, photon = row["proton", "CBCT"], row["proton", "sCT"], (row["photon", "CBCT"], row["photon", "sCT"])
+    text = " ".join(_read(RESULTS).split())
+    for sentence in (
+            f"On the CT the target got D98 = {record['target_D98_ct_gy']:.2f} Gy",
+            f"({photon[0]['synthrad_mae_dose_pct_rx']:.2f} → {photon[1]['synthrad_mae_dose_pct_rx']:.2f} % of the "
+            "prescription)",
+            "overshoot by {range_shift_mean_mm:.1f} mm on average (p95 {range_shift_abs_p95_mm:.1f} mm)".format(**cbct),
+            "cuts the mean range error to {range_shift_mean_mm:.1f} mm (p95 {range_shift_abs_p95_mm:.1f} mm)"
+            .format(**sct),
+            f"pass rate from {cbct['gamma_2pct_2mm']:.1f} to {sct['gamma_2pct_2mm']:.1f} %"):
+        assert sentence in text, sentence
 
 
 def _make_demo_mae(case: str, image: str) -> float:
