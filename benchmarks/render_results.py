@@ -183,6 +183,42 @@ def dose_table(record: dict, image_labels: dict[str, str], highlight: str = "sCT
     return "\n".join(lines)
 
 
+#: the segmentation study's arms
+ARMS = {"a": "contrast CT only", "b": "+ intensity augmentation", "c": "+ medgan synthetic non-contrast",
+        "d": "+ re-sampled contrast (equal data)", "e": "+ random per-organ HU shift", "f": "oracle: true non-contrast"}
+ORGANS = ("spleen", "kidneys", "liver", "aorta", "mean")
+
+
+def dice_table(record: dict) -> str:
+    """The real patient's Dice per arm and organ, mean ± SD over the seeds (the SD left out when it is 0)."""
+    lines = ["| arm | " + " | ".join(ORGANS) + " |", "| --- | " + " | ".join("---" for _ in ORGANS) + " |"]
+    for arm, organs in record["report"]["real_patient"].items():
+        cells = [number(organs[o]["mean"], 3) + (f" ± {number(organs[o]['sd'], 3)}" if organs[o]["sd"] else "")
+                 for o in ORGANS]
+        lines.append(f"| ({arm}) {ARMS[arm]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def interval(diff: dict) -> str:
+    """``+0.074 [+0.044, +0.103]``: a paired difference and its 95 % CI."""
+    low, high = diff["ci95"]
+    return f"{number(diff['mean'], 3, True)} [{number(low, 3, True)}, {number(high, 3, True)}]"
+
+
+def phantom_dice_table(record: dict, focus: str = "c") -> str:
+    """The phantoms' kidney and mean Dice per arm and kidneys − (a); the ``focus`` arm's difference bold, with its
+    sign-test p."""
+    lines = ["| arm | kidneys | mean Dice | kidneys − (a) [95 % CI] (patients better) |", "| --- | --- | --- | --- |"]
+    for arm, row in record["report"]["phantoms"].items():
+        diff = row.get("kidneys_minus_a")
+        cell = f"{interval(diff)} ({diff['patients_better']}/{diff['patients']})" if diff else ""
+        if diff and arm == focus:
+            cell = f"**{cell}**" + (f", sign p {diff['sign_p']}" if "sign_p" in diff else "")
+        last = f" {cell} |" if cell else " |"                 # an empty cell for (a) itself
+        lines.append(f"| ({arm}) | {number(row['kidneys'], 3)} | {number(row['mean'], 3)} |{last}")
+    return "\n".join(lines)
+
+
 SCT = {"input": "CBCT", "linear": "`linear` baseline", "histogram": "`histogram` baseline"}
 #: table name -> (the records it is drawn from, how)
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
@@ -210,6 +246,9 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
         {"input": "CBCT", "linear": "`linear`", "histogram": "`histogram`", "prediction": "sCT"})),
     "dose_example_ct": (("dose_example_ct",), lambda: dose_table(
         load("dose_example_ct"), {"CBCT": "CBCT", "linear": "`linear`", "histogram": "`histogram`", "sCT": "sCT"})),
+    "segmentation_real_patient": (("segmentation_study_full",), lambda: dice_table(load("segmentation_study_full"))),
+    "segmentation_phantoms": (("segmentation_study_full",),
+                              lambda: phantom_dice_table(load("segmentation_study_full"))),
     # models.md: the starter pipeline's real test patient and the held-out ones, one row each
     "real_patients_held_out": (("starter_pipeline", "starter_held_out_patients"), lambda: patient_table([
         ("`example_ct` (the starter itself)", [("starter_pipeline", "ts_example_ct")],
