@@ -5,6 +5,7 @@ shared sample scans and phantoms) unless it exists, applies the model to the tes
 scans (medgan.workflows.contrast.measure) and prints the markdown tables; ``--json`` keeps the numbers.
 
     python benchmarks/contrast2noncontrast.py -m contrast2noncontrast --data /tmp/c2n --json c2n.json
+    python benchmarks/contrast2noncontrast.py -m runs/c2n --data /tmp/c2n --validation   # model choice only
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from medgan.workflows.contrast import build_data, measure, results_markdown
+from medgan.workflows.contrast import build_data, measure, results_markdown, validation_row
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,10 +24,18 @@ def main() -> None:
     p.add_argument("-m", "--model", default="contrast2noncontrast", help="model file, run folder or shipped name")
     p.add_argument("--data", type=Path, required=True, help="data folder (built here when it has no manifest)")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    p.add_argument("--validation", action="store_true",
+                   help="only the validation phantoms' summary (what a configuration is chosen on), as JSON")
     a = p.parse_args()
     shared = Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
     if not (a.data / "manifest.json").exists():
         build_data(shared, a.data)
+    if a.validation:
+        row = validation_row(a.model, a.data)
+        if a.json:
+            a.json.write_text(json.dumps(row, indent=1))
+        print(json.dumps(row, indent=1))
+        return
     res = measure(a.model, shared, a.data)
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))

@@ -8,6 +8,8 @@
 * **non-contrast (B):** other phantoms (other seeds: other "patients").  The real non-contrast chest and
   head CTs are not used: with abdomen-only contrast scans, a critic tells the domains apart by anatomy,
   which a subtraction cannot change, rather than by enhancement;
+* **validation** (``val/``, ``val_native/``; the model is chosen on these only): other phantoms, with simulated
+  contrast and native;
 * **test, never trained on:** ``example_ct_sm`` with contrast simulated from its 42-organ reference labels
   (both phases; the truth is the scan itself), held-out phantoms with simulated contrast, the real
   early-arterial crop (``aorta_report``; its pulmonary crop is the same patient and is used nowhere), and the
@@ -31,6 +33,7 @@ EXAMPLE_CT = "totalsegmentator/example_ct.nii.gz"
 EXAMPLE_CT_SM = "totalsegmentator/example_ct_sm.nii.gz"
 EXAMPLE_SEG = "totalsegmentator/example_seg.nii.gz"
 PORTAL_SLAB = "totalsegmentator/example_ct_dicom"
+PORTAL_SEG = "totalsegmentator/example_seg_dicom.nii.gz"
 ARTERIAL_CROP = "totalsegmentator/aorta_report/test_result/models/ct_cropped.nii.gz"
 ARTERIAL_AORTA = "totalsegmentator/aorta_report/test_result/models/aorta.nii.gz"
 LUNG1 = "pyradiomics_chest/lung1_ct.nii.gz"
@@ -47,6 +50,11 @@ class DataSize:
     phantoms_a: int = 6          #: phantoms with simulated contrast (domain A)
     phantoms_b: int = 6          #: other phantoms, native (domain B)
     phantoms_test: int = 2       #: held-out phantoms with simulated contrast (test)
+    phantoms_val: int = 2        #: other held-out phantoms with simulated contrast (validation: model choice)
+    phantoms_val_native: int = 1  #: held-out native phantoms (validation: the change on a native CT)
+    #: also put a native version of the real portal-venous slab in domain B (:func:`remove_labelled_contrast`),
+    #: so that both domains hold a real scan and a critic cannot tell them apart by real vs phantom texture
+    real_native_b: bool = False
 
 
 def _phantom(seed: int):
@@ -56,7 +64,8 @@ def _phantom(seed: int):
 
 
 def build_data(shared: Path, out: Path, size: DataSize | None = None) -> dict:
-    """Write ``out/train/A``, ``out/train/B`` and ``out/test/<case>/{contrast,truth,labels}.nii.gz``; the manifest."""
+    """Write ``out/train/A``, ``out/train/B``, ``out/{test,val}/<case>/{contrast,truth,labels}.nii.gz`` and
+    ``out/val_native/``; the manifest."""
     from medgan.simulation.contrast import simulate_contrast
 
     size = size or DataSize()
@@ -73,19 +82,26 @@ def build_data(shared: Path, out: Path, size: DataSize | None = None) -> dict:
         manifest["A"].append(f"phantom{1000 + i} ({PHASES[i % 2]}, simulated)")
     put(read_volume(shared / PORTAL_SLAB), a_dir / "example_ct_dicom.nii.gz")
     manifest["A"].append("example_ct_dicom (real, portal-venous)")
+    if size.real_native_b:
+        from medgan.data.resample import resample_like
+
+        slab = read_volume(shared / PORTAL_SLAB)
+        seg = resample_like(read_volume(shared / PORTAL_SEG), slab, labels=True)
+        put(remove_labelled_contrast(slab, seg), b_dir / "example_ct_dicom_native.nii.gz")
+        manifest["B"].append("example_ct_dicom_native (real, its labelled enhancement removed)")
     for i in range(size.phantoms_b):
         ct, _ = _phantom(2000 + i)
         put(ct, b_dir / f"phantom{2000 + i}.nii.gz")
         manifest["B"].append(f"phantom{2000 + i} (native)")
 
-    def test_case(name: str, ct: Volume, lab: Volume, phase: str, seed: int) -> None:
+    def test_case(name: str, ct: Volume, lab: Volume, phase: str, seed: int, where: Path = t_dir) -> None:
         con, levels = simulate_contrast(ct, lab, phase=phase, seed=seed)
-        d = t_dir / name
+        d = where / name
         put(con, d / "contrast.nii.gz")
         put(ct, d / "truth.nii.gz")
         put(lab, d / "labels.nii.gz")
         (d / "levels.json").write_text(json.dumps(levels, indent=1))
-        manifest["test"].append(f"{name} (simulated {phase})")
+        manifest["test" if where == t_dir else "val"].append(f"{name} (simulated {phase})")
 
     ct_sm, seg = read_volume(shared / EXAMPLE_CT_SM), read_volume(shared / EXAMPLE_SEG)
     for k, phase in enumerate(PHASES):
@@ -93,8 +109,48 @@ def build_data(shared: Path, out: Path, size: DataSize | None = None) -> dict:
     for i in range(size.phantoms_test):
         ct, lab = _phantom(4000 + i)
         test_case(f"phantom{4000 + i}_{PHASES[i % 2]}", ct, lab, PHASES[i % 2], 4000 + i)
+    manifest["val"] = []
+    for i in range(size.phantoms_val):
+        ct, lab = _phantom(5000 + i)
+        test_case(f"phantom{5000 + i}_{PHASES[i % 2]}", ct, lab, PHASES[i % 2], 5000 + i, out / "val")
+    for i in range(size.phantoms_val_native):
+        ct, _ = _phantom(5500 + i)
+        put(ct, out / "val_native" / f"phantom{5500 + i}.nii.gz")
+        manifest["val"].append(f"phantom{5500 + i} (native)")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+#: native HU per TotalSegmentator label for :func:`remove_labelled_contrast`: medgan's phantom tissue values
+#: (medgan.simulation.phantom.TISSUE_HU: liver 60, spleen 48, kidney 32, aorta 42), blood 42 for the veins, and
+#: pancreas 40 (docs/data.md's native pancreas)
+NATIVE_HU = {5: 60.0, 1: 48.0, 2: 32.0, 3: 32.0, 52: 42.0, 63: 42.0, 64: 42.0, 51: 42.0, 65: 42.0, 66: 42.0,
+             67: 42.0, 68: 42.0, 7: 40.0}
+#: unlabelled soft tissue: the portal-venous soft-tissue enhancement of medgan.simulation.contrast (7 HU)
+SOFT_TISSUE_HU = 7.0
+
+
+def remove_labelled_contrast(ct: Volume, labels: Volume, smooth_mm: float = 1.5) -> Volume:
+    """A native-looking version of a contrast-enhanced CT from its organ labels (same grid).
+
+    Inside each enhancing label of :data:`NATIVE_HU` the voxels are shifted by one constant so that the label's
+    median becomes its native HU (the scan's texture and noise are kept); unlabelled soft tissue (-30..150 HU)
+    loses :data:`SOFT_TISSUE_HU`.  The shift map is smoothed (``smooth_mm``, partial volume at the borders) and
+    never acts at or below -30 HU nor pushes a voxel below it.  A training image only: it is not a true native scan.
+    """
+    x = np.asarray(ct.array, np.float32)
+    lab = np.asarray(labels.array)
+    shift = np.zeros(x.shape, np.float32)
+    for value, native in NATIVE_HU.items():
+        m = lab == value
+        if m.sum() >= 20:
+            shift[m] = max(float(np.median(x[m])) - native, 0.0)
+    soft = (lab == 0) & (x > -30.0) & (x < 150.0)
+    shift[soft] = SOFT_TISSUE_HU
+    spacing_zyx = tuple(reversed(ct.spacing))
+    shift = ndimage.gaussian_filter(shift, [smooth_mm / s for s in spacing_zyx])
+    shift = np.clip(shift, 0.0, np.maximum(x + 30.0, 0.0))
+    return dataclasses.replace(ct, array=x - shift)
 
 
 # ------------------------------------------------------------------------------------------ measurements
@@ -344,3 +400,47 @@ def ablation_row(model, shared: Path, data: Path) -> dict[str, float]:
     return {"mae_outside": float(np.mean(mae)), "removed_median_pct": float(np.median(removed)),
             "fat_mean_e": float(np.mean(fat_e)), "bone_mean_e": float(np.mean(bone_e)) if bone_e else float("nan"),
             "example_ct_mean_abs_change": native}
+
+
+def validation_row(model, data: Path) -> dict[str, float]:
+    """One model's summary on the validation phantoms only (guard off): what a configuration is chosen on.
+
+    ``mae_outside``: the mean over the contrast cases of the MAE outside the enhanced tissue; ``removed_min_pct``,
+    ``removed_median_pct``, ``removed_max_pct``: over their structures enhanced by >= 40 HU; ``residual_weak_max``:
+    the largest |residual| of the weaker ones; ``bone_mean_e``; ``native_mean_abs_change``: on the native phantoms.
+    """
+    from medgan.data.body_mask import body_mask
+    from medgan.inference import TranslateOptions, load_model, translate
+
+    if not hasattr(model, "g_ab"):
+        model = load_model(model)
+    opts = TranslateOptions(device="cpu", guard=False)
+    mae: list[float] = []
+    removed: list[float] = []
+    weak, bone, native = [0.0], [], []
+    for d in sorted(p for p in (data / "val").iterdir() if p.is_dir()):
+        con = read_volume(d / "contrast.nii.gz")
+        out = translate(con, model, opts)
+        assert isinstance(out, Volume)
+        row = simulated_case_rows(d.name, np.asarray(con.array, np.float32), np.asarray(out.array, np.float32),
+                                  np.asarray(read_volume(d / "truth.nii.gz").array, np.float32),
+                                  np.asarray(read_volume(d / "labels.nii.gz").array), _voxel_mm(con))
+        mae.append(row["mae_outside_output"])
+        for v in row["structures"].values():
+            (removed if v["enhancement"] >= 40.0 else weak).append(
+                v["removed_pct"] if v["enhancement"] >= 40.0 else abs(v["residual"]))
+        if "bone_mean_change" in row:
+            bone.append(row["bone_mean_change"])
+    for p in sorted((data / "val_native").glob("*.nii.gz")):
+        vol = read_volume(p)
+        out = translate(vol, model, opts)
+        assert isinstance(out, Volume)
+        x = np.asarray(vol.array, np.float32)
+        native.append(float(np.abs(np.asarray(out.array, np.float32) - x)[body_mask(x)].mean()))
+    nan = float("nan")
+    return {"mae_outside": float(np.mean(mae)),
+            "removed_min_pct": float(np.min(removed)) if removed else nan,
+            "removed_median_pct": float(np.median(removed)) if removed else nan,
+            "removed_max_pct": float(np.max(removed)) if removed else nan,
+            "residual_weak_max": float(np.max(weak)), "bone_mean_e": float(np.mean(bone)) if bone else nan,
+            "native_mean_abs_change": float(np.mean(native)) if native else nan}

@@ -44,3 +44,24 @@ def test_half_the_enhancement_and_an_offset_elsewhere_are_measured():
     assert row["structures"]["liver"]["residual"] == pytest.approx(40.0)
     assert row["mae_outside_output"] == pytest.approx(3.0, abs=0.3)   # the liver's ramp voxels aside
     assert row["mae_outside_input"] == 0.0
+
+
+def test_labelled_contrast_is_removed_to_the_native_values_and_air_is_untouched():
+    from medgan.io import Volume
+    from medgan.workflows.contrast import NATIVE_HU, SOFT_TISSUE_HU, remove_labelled_contrast
+
+    contrast, truth, labels = disk_case()
+    ct = Volume(contrast.copy(), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    before = contrast.copy()
+    out = np.asarray(remove_labelled_contrast(ct, Volume(labels, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))).array)
+    np.testing.assert_array_equal(ct.array, before)                      # the input is not modified
+    liver_core = np.zeros(labels.shape, bool)
+    liver_core[:, 31:33, 31:33] = True                                   # > 3 sigma from the label's border
+    assert np.allclose(out[liver_core], NATIVE_HU[5], atol=0.1)          # 120 HU -> the native 60 HU
+    yy, xx = np.mgrid[:64, :64]
+    far = ((yy - 32) ** 2 + (xx - 32) ** 2 <= 15 ** 2) & ((np.abs(yy - 32) > 13) | (np.abs(xx - 32) > 13))
+    assert far.sum() > 10
+    assert np.allclose(out[:, far], 40.0 - SOFT_TISSUE_HU, atol=0.1)    # unlabelled soft tissue: -7 HU
+    air = truth < -500
+    np.testing.assert_array_equal(out[air], contrast[air])               # air is never touched
+    assert (out <= contrast + 1e-4).all()                                # only ever lowered
