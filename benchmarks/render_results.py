@@ -2,6 +2,9 @@
 
     python benchmarks/render_results.py           # rewrite every generated table in place
     python benchmarks/render_results.py --check   # exit 1, naming each table that differs from its JSON
+    python benchmarks/render_results.py --record make_demo --report demo_output/report/metrics.json \\
+        --measured 2026-12-03 --hardware "x86_64, 2 CPU cores, no GPU" --command "make demo" --overwrite
+                                                  # a new measurement: its record first, then every table
 
 A generated table sits between two marker lines::
 
@@ -291,10 +294,53 @@ def rendered(text: str) -> str:
     return BLOCK.sub(lambda m: f"{begin(m.group('name'))}\n{render(m.group('name'))}\n{END}", text)
 
 
+def record_from_report(name: str, report: Path, measured: str, hardware: str, command: str, notes: str = "",
+                       records: Path = RECORDS, overwrite: bool = False) -> Path:
+    """Write record ``name`` from a command's metrics.json (``medgan evaluate``'s layout), copied verbatim with its
+    provenance; an existing record is replaced only with ``overwrite``."""
+    from medgan.errors import InputError, OutputError
+    from medgan.io.writers import atomic_write_text
+
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", measured):
+        raise InputError(f"--measured {measured!r}: expected a date YYYY-MM-DD")
+    try:
+        data = json.loads(Path(report).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the report {report}: {exc}") from None
+    if not isinstance(data, dict) or not data.get("cases"):
+        raise InputError(f"{report} is not a metrics.json of medgan evaluate (no cases)")
+    out = Path(records) / f"{name}.json"
+    if out.exists() and not overwrite:
+        raise OutputError(f"{out} exists; add --overwrite to replace it")
+    record = {"table": name, "measured": measured, "hardware": hardware, "command": command,
+              "source": f"{report} written by that command, copied verbatim as report", "notes": notes, "report": data}
+    return atomic_write_text(out, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a table differs from its JSON")
+    p.add_argument("--record", metavar="NAME", help="first write benchmarks/results/NAME.json from --report")
+    p.add_argument("--report", type=Path, metavar="FILE", help="a metrics.json of the command that measured it")
+    p.add_argument("--measured", metavar="YYYY-MM-DD", help="the date it was measured")
+    p.add_argument("--hardware", help="where it ran, e.g. 'x86_64, 2 CPU cores, no GPU'")
+    p.add_argument("--command", dest="what", metavar="COMMAND", help="the command that measured it")
+    p.add_argument("--notes", default="", help="what else a reader needs (data, seeds, settings)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing record")
     args = p.parse_args(argv)
+    if args.record:
+        missing = [f"--{k}" for k in ("report", "measured", "hardware", "what") if not getattr(args, k)]
+        if missing:
+            p.error(f"--record needs {', '.join(missing)}".replace("--what", "--command"))
+        from medgan.errors import MedganError
+
+        try:
+            out = record_from_report(args.record, args.report, args.measured, args.hardware, args.what, args.notes,
+                                     overwrite=args.overwrite)
+            print(f"wrote {out}")
+        except MedganError as exc:
+            print(f"render_results: error: {exc}", file=sys.stderr)
+            return 1
     stale = []
     for page in PAGES:
         path = REPO / page
@@ -304,9 +350,9 @@ def main(argv: list[str] | None = None) -> int:
             stale += [f"{page}: {name}" for (name, body), (_, fresh) in zip(blocks(text), blocks(new), strict=True)
                       if body != fresh] or [f"{page}: a marker line"]
             if not args.check:
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(new, encoding="utf-8")
-                tmp.replace(path)
+                from medgan.io.writers import atomic_write_text
+
+                atomic_write_text(path, new)
     for item in stale:
         print(("differs from its JSON: " if args.check else "rewritten: ") + item)
     return 1 if args.check and stale else 0

@@ -11,7 +11,10 @@ import math
 import re
 from pathlib import Path
 
+import pytest
+
 from benchmarks import render_results
+from medgan.errors import InputError, OutputError
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -252,6 +255,31 @@ def test_the_primary_endpoint_in_results_md_and_readme_is_the_study_record() -> 
     assert (f"{p['seeds_better']}/{p['seeds']} seeds better, sign p {p['sign_p']}, Wilcoxon p {p['wilcoxon_p']}"
             in results)
     assert f"kidney Dice (c) − (a) {ci}, p {p['wilcoxon_p']})" in " ".join(_read(README).split())
+
+
+def test_a_record_is_written_from_a_metrics_json_and_renders_the_same_table(tmp_path: Path) -> None:
+    demo = render_results.load("make_demo")
+    report = tmp_path / "metrics.json"
+    report.write_text(json.dumps(demo["report"]), encoding="utf-8")
+    out = render_results.record_from_report("make_demo", report, "2026-12-03", "2 CPU cores", "make demo",
+                                            records=tmp_path)
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert record["report"] == demo["report"] and record["measured"] == "2026-12-03"
+    assert str(report) in record["source"] and "rounded" not in record["source"]
+    original = render_results.RECORDS
+    try:
+        render_results.RECORDS = tmp_path                # the table drawn from the new record is the committed one
+        assert render_results.render("make_demo") in _read(README)
+    finally:
+        render_results.RECORDS = original
+    with pytest.raises(OutputError, match="--overwrite"):
+        render_results.record_from_report("make_demo", report, "2026-12-03", "x", "y", records=tmp_path)
+    with pytest.raises(InputError, match="YYYY-MM-DD"):
+        render_results.record_from_report("other", report, "3 Dec", "x", "y", records=tmp_path)
+    report.write_text('{"rows": []}', encoding="utf-8")
+    with pytest.raises(InputError, match="no cases"):
+        render_results.record_from_report("other", report, "2026-12-03", "x", "y", records=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["make_demo.json", "metrics.json"]
 
 
 def _make_demo_mae(case: str, image: str) -> float:
