@@ -121,7 +121,15 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def run(args) -> int:  # noqa: C901
+def run(args) -> int:
+    """Evaluate; the report folder (``-o``) is written all or none, when the evaluation has ended."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        return _run(args, stack)
+
+
+def _run(args, stack) -> int:  # noqa: C901
     from medgan.cli.common import is_case_folder
     from medgan.evaluation.evaluate import (
         CaseResult,
@@ -143,11 +151,15 @@ def run(args) -> int:  # noqa: C901
     if args.mask_mode == "given" and not args.mask:
         raise InputError("--mask-mode given needs --mask")
     if args.output:
-        from medgan.io.writers import FOLDER, plan_outputs
+        from medgan.io.writers import FOLDER, plan_outputs, staged_folder
 
         inputs = (pred, reference, args.mask, args.input, args.fov, args.labels)
         plan_outputs([(args.output, FOLDER)], [p for p in inputs if p is not None], args.overwrite)
-    elif args.overwrite:
+        # figures and tables go to a hidden sibling, renamed into the report folder when everything is written
+        out_dir: Path | None = stack.enter_context(staged_folder(args.output))
+    else:
+        out_dir = None
+    if args.overwrite and not args.output:
         raise InputError("--overwrite applies to the report folder: it needs -o")
     given = dose_flags_given(args)
     if given and not args.dose:
@@ -159,7 +171,7 @@ def run(args) -> int:  # noqa: C901
 
         say = None if args.quiet else (lambda s: print(f"  dose {s}", file=sys.stderr, flush=True))
         dose = CaseDose(dose_options(args), parse_sphere(args.target_sphere) if args.target_sphere else None,
-                        args.output, figures=not args.no_figures, say=say)
+                        out_dir, figures=not args.no_figures, say=say)
     compare = parse_compare(args.compare)
     from medgan.evaluation.tables import by_role
 
@@ -170,7 +182,6 @@ def run(args) -> int:  # noqa: C901
     by_role(dict.fromkeys([*roles.values(), *compare]), roles)    # two images under one key: refused now
     patient_of = patient_mapper(args.patients)
     seg_model = load_seg_model(args.seg_model) if args.seg_model else None
-    out_dir = Path(args.output) if args.output else None
     figures = out_dir is not None and not args.no_figures
     fid = None
     if args.fid or args.fid_weights:
@@ -249,7 +260,7 @@ def run(args) -> int:  # noqa: C901
     for case, err in failures:
         print(f"{case}: FAILED: {err}", file=sys.stderr)
     if out_dir is not None:
-        print(f"report: {csv_path.parent}")
+        print(f"report: {args.output}")
     if failures:
         print(f"{len(results)} of {len(results) + len(failures)} cases evaluated, {len(failures)} failed",
               file=sys.stderr)

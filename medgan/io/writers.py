@@ -736,6 +736,41 @@ class OutputPlan:
         self.discard()           # after a commit nothing is left to discard; after a failure, every temporary
 
 
+def _merge_into(src: Path, dst: Path) -> None:
+    """Rename every file below ``src`` to the same place below ``dst`` (folders created, files replaced)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(src.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            _merge_into(entry, dst / entry.name)
+        else:
+            os.replace(entry, dst / entry.name)
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | Path) -> Iterator[Path]:
+    """A report folder written all or none: the body writes into a hidden sibling (``.NAME.tmp-PID-HOST-...``),
+    whose files are renamed into ``folder`` only when the body ends without an error.
+
+    On an error, Ctrl-C or SIGTERM the sibling is deleted, so ``folder`` holds nothing new; a sibling left by a
+    killed process is an orphaned temporary, removed by the next write there
+    (:func:`remove_orphaned_temporaries`).  The caller checks ``folder`` first (:func:`plan_outputs`).
+    """
+    folder = Path(folder)
+    _prepare_parent(folder)                       # also removes what a killed run left there
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-{_temp_tag()}", dir=folder.parent))
+    except OSError as exc:
+        raise _os_error(folder, exc) from None
+    try:
+        yield stage
+        try:
+            _merge_into(stage, folder)
+        except OSError as exc:
+            raise _os_error(folder, exc) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def write_texts(files: Sequence[tuple[str | Path, str]], *, overwrite: bool = True) -> list[Path]:
     """Write text files all or none (e.g. a report's metrics.csv and metrics.json): each is staged and read back,
     then all are renamed into place together, so a failure leaves none of them new.  ``overwrite`` (default:

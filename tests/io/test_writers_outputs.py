@@ -170,3 +170,25 @@ def test_two_runs_into_one_dicom_folder_leave_no_temporary_folder(tmp_path, vol)
         second.commit()
     assert hidden(tmp_path) == [] and [p.name for p in tmp_path.iterdir()] == ["same"]
     np.testing.assert_array_equal(read_volume(tmp_path / "same").array, vol.array)
+
+
+def test_a_staged_report_folder_appears_whole_or_not_at_all(tmp_path):
+    from medgan.io.writers import TEMP_NAME, staged_folder
+
+    report = tmp_path / "rep"
+    with pytest.raises(KeyboardInterrupt), staged_folder(report) as stage:   # Ctrl-C half-way through a report
+        assert stage.parent == tmp_path and TEMP_NAME.match(stage.name) and not report.exists()
+        (stage / "case1.png").write_bytes(b"png")
+        raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == []            # no folder, no hidden sibling
+    report.mkdir()
+    (report / "other.txt").write_text("kept")
+    (report / "metrics.csv").write_text("old")
+    with staged_folder(report) as stage:
+        (stage / "metrics.csv").write_text("new")
+        (stage / "dose").mkdir()
+        (stage / "dose" / "dvh.png").write_bytes(b"png")
+        assert (report / "metrics.csv").read_text() == "old"           # nothing new until the body has ended
+    assert (report / "metrics.csv").read_text() == "new" and (report / "other.txt").read_text() == "kept"
+    assert (report / "dose" / "dvh.png").read_bytes() == b"png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
