@@ -38,7 +38,6 @@ RAMP_HU = 50.0
 #: E's head: ``max_hu * softplus(SHARPNESS * (t - 0.5)) / softplus(SHARPNESS / 2)`` for the inner tanh output t:
 #: max_hu at t = 1, about 0.5 % of it at t = 0 (initialisation), about 1e-6 of it at t = -1
 SHARPNESS = 8.0
-_SOFTPLUS_TOP = math.log1p(math.exp(SHARPNESS / 2))
 
 
 @register_generator("enhancement")
@@ -56,11 +55,15 @@ class EnhancementGenerator(nn.Module):
         sign: ``"subtract"`` (contrast -> non-contrast) or ``"add"`` (non-contrast -> contrast).
         guard_hu: a translation whose mean E inside the body is below this (HU) returns its input unchanged
             (:mod:`medgan.inference.enhancement`); read by inference only.
+        sharpness: the head's ``SHARPNESS``.  A lower value starts E higher (at 6 % of ``max_hu`` for 4 against
+            0.5 % for 8) and keeps its gradient alive where E is near 0 (a sparsity or native term can push a
+            sharp head into its flat tail, where the critics cannot bring E back).
     """
 
     def __init__(self, spatial_dims: int = 2, inner: str = "resnet", inner_args: dict | None = None,
                  hu_window: tuple[float, float] | list[float] = (-1024.0, 3071.0), max_hu: float = 600.0,
-                 floor_hu: float = -30.0, sign: str = "subtract", guard_hu: float = 1.0):
+                 floor_hu: float = -30.0, sign: str = "subtract", guard_hu: float = 1.0,
+                 sharpness: float = SHARPNESS):
         super().__init__()
         if sign not in SIGNS:
             raise TypeError(f"sign must be one of {', '.join(SIGNS)}, not {sign!r}")
@@ -73,6 +76,8 @@ class EnhancementGenerator(nn.Module):
             raise TypeError(f"floor_hu must lie inside the HU window [{lo:g}, {hi:g}), not {floor_hu}")
         if guard_hu < 0:
             raise TypeError(f"guard_hu must be >= 0, not {guard_hu}")
+        if not 0 < sharpness <= 50:
+            raise TypeError(f"sharpness must be in (0, 50], not {sharpness}")
         self.inner = build_generator(inner, spatial_dims, **dict(inner_args or {}))
         self.hu_window = (lo, hi)
         self.sign = sign
@@ -82,6 +87,8 @@ class EnhancementGenerator(nn.Module):
         self.bound = 2.0 * float(max_hu) / (hi - lo)
         self.floor = 2.0 * (float(floor_hu) - lo) / (hi - lo) - 1.0
         self.ramp = 2.0 * RAMP_HU / (hi - lo)
+        self.sharpness = float(sharpness)
+        self._top = math.log1p(math.exp(self.sharpness / 2))
 
     @property
     def encoder_layers(self) -> tuple[str, ...]:
@@ -91,7 +98,7 @@ class EnhancementGenerator(nn.Module):
     def enhancement(self, x: torch.Tensor) -> torch.Tensor:
         """E >= 0 in normalised units (multiply by half the window's width for HU); zero at or below the floor."""
         # a softplus head: positive, with a gradient everywhere (a rectified head can die in training)
-        raw = self.bound * F.softplus(SHARPNESS * (self.inner(x) - 0.5)) / _SOFTPLUS_TOP
+        raw = self.bound * F.softplus(self.sharpness * (self.inner(x) - 0.5)) / self._top
         if self.sign == "subtract":
             # never below the floor: a subtraction cannot turn tissue into fat or air
             e: torch.Tensor = torch.minimum(raw, torch.relu(x - self.floor))

@@ -76,8 +76,38 @@ def test_adding_generator_only_adds_and_not_in_air():
 
 
 @pytest.mark.parametrize("bad", [{"sign": "multiply"}, {"max_hu": 0.0}, {"floor_hu": 5000.0},
-                                 {"hu_window": [10.0, 0.0]}, {"guard_hu": -1.0}])
+                                 {"hu_window": [10.0, 0.0]}, {"guard_hu": -1.0}, {"sharpness": 0.0}])
 def test_bad_arguments_are_config_errors(bad):
     args = {"inner": "resnet", "inner_args": {"channels": 4, "n_blocks": 1}, **bad}
     with pytest.raises(ConfigError):
         build_generator("enhancement", 2, **args)
+
+
+class ConstantInner(torch.nn.Module):
+    """An inner generator whose tanh output is ``t`` everywhere."""
+
+    def __init__(self, t: float):
+        super().__init__()
+        self.t = t
+
+    def forward(self, x):
+        return torch.full_like(x, self.t)
+
+
+@pytest.mark.parametrize("sharpness", [8.0, 4.0, 2.0])
+@pytest.mark.parametrize("t", [-1.0, 0.0, 1.0])
+def test_the_head_maps_the_inner_output_to_e_with_its_sharpness(sharpness, t):
+    import math
+
+    net = build_generator("enhancement", 2, inner="resnet", inner_args={"channels": 4, "n_blocks": 1},
+                          hu_window=[LO, HI], max_hu=600.0, floor_hu=-30.0, sharpness=sharpness)
+    assert isinstance(net, EnhancementGenerator)
+    net.inner = ConstantInner(t)
+    x = torch.full((1, 1, 4, 4), norm(1000.0))              # far above the floor: the cap is not reached
+    e_hu = float(net.enhancement(x)[0, 0, 0, 0]) * (HI - LO) / 2.0
+
+    def softplus(v: float) -> float:
+        return math.log1p(math.exp(v))
+
+    expected = 600.0 * softplus(sharpness * (t - 0.5)) / softplus(sharpness / 2.0)
+    assert e_hu == pytest.approx(expected, rel=1e-4, abs=1e-4)
