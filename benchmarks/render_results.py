@@ -222,6 +222,49 @@ def phantom_dice_table(record: dict, focus: str = "c") -> str:
     return "\n".join(lines)
 
 
+def before_after_table(record: dict, case_labels: dict[str, str]) -> str:
+    """CBCT beside sCT for each metric, one row per case and one for the mean over the cases; the sCT's MAE bold."""
+    metrics = (("MAE", "mae", 1, False), ("ME", "me", 1, True), ("PSNR", "psnr", 2, False), ("SSIM", "ssim", 3, False))
+    lines = ["| held-out case | " + " | ".join(f"{image} {m[0]}" for m in metrics for image in ("CBCT", "sCT")) + " |",
+             "| --- | " + " | ".join("---" for _ in range(2 * len(metrics))) + " |"]
+    report = record["report"]
+    for key, values in [*((c["case"], c["metrics"]) for c in report["cases"]), ("mean", report["mean_of_cases"])]:
+        cells = []
+        for _, metric, digits, signed in metrics:
+            cbct, sct = (number(values[i][metric], digits, signed) for i in ("input", "prediction"))
+            cells += [cbct, f"**{sct}**" if metric == "mae" else sct]
+        lines.append(f"| {case_labels[key]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def dice_sd_table(record: dict) -> str:
+    """Dice per arm and organ, mean ± SD; the highest mean of each organ bold."""
+    dice = record["report"]["dice"]
+    best = {o: max(dice, key=lambda arm: dice[arm][o]["mean"]) for o in ORGANS}
+    lines = ["| arm | " + " | ".join(ORGANS) + " |", "| --- | " + " | ".join("---" for _ in ORGANS) + " |"]
+    for arm, organs in dice.items():
+        cells = [(f"**{number(organs[o]['mean'], 3)}**" if best[o] == arm else number(organs[o]["mean"], 3))
+                 + f" ± {number(organs[o]['sd'], 3)}" for o in ORGANS]
+        lines.append(f"| ({arm}) {ARMS[arm]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_dice_table(record: dict, focus: str = "c") -> str:
+    """Each arm minus (a) per organ: mean [95 % CI, 2 decimals] patients better; the ``focus`` arm's mean bold where
+    its CI lies above 0."""
+    lines = ["| | " + " | ".join(ORGANS) + " |", "| --- | " + " | ".join("---" for _ in ORGANS) + " |"]
+    for arm, organs in record["report"]["minus_a"].items():
+        cells = []
+        for o in ORGANS:
+            d = organs[o]
+            mean = number(d["mean"], 3, True)
+            mean = f"**{mean}**" if arm == focus and d["ci95"][0] > 0 else mean
+            low, high = (number(v, 2, True) for v in d["ci95"])
+            cells.append(f"{mean} [{low}, {high}] {d['patients_better']}/{d['patients']}")
+        lines.append(f"| ({arm}) − (a) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 SCT = {"input": "CBCT", "linear": "`linear` baseline", "histogram": "`histogram` baseline"}
 #: table name -> (the records it is drawn from, how)
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
@@ -252,6 +295,11 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
     "segmentation_real_patient": (("segmentation_study_full",), lambda: dice_table(load("segmentation_study_full"))),
     "segmentation_phantoms": (("segmentation_study_full",),
                               lambda: phantom_dice_table(load("segmentation_study_full"))),
+    "first_starter": (("first_starter",), lambda: before_after_table(
+        load("first_starter"), {"phantom05": "phantom05", "ts_example_ct": "real `example_ct`", "mean": "mean"})),
+    "segmentation_3arm_dice": (("segmentation_study_3arm",), lambda: dice_sd_table(load("segmentation_study_3arm"))),
+    "segmentation_3arm_paired": (("segmentation_study_3arm",),
+                                 lambda: paired_dice_table(load("segmentation_study_3arm"))),
     # models.md: the starter pipeline's real test patient and the held-out ones, one row each
     "real_patients_held_out": (("starter_pipeline", "starter_held_out_patients"), lambda: patient_table([
         ("`example_ct` (the starter itself)", [("starter_pipeline", "ts_example_ct")],
