@@ -35,9 +35,10 @@ PAGES = ("README.md", "docs/results.md", "docs/models.md")
 BEGIN = ("<!-- generated table {name} (from {sources}) by benchmarks/render_results.py: "
          "edit the JSON, not the table -->")
 END = "<!-- end of generated table -->"
-BLOCK = re.compile(r"^<!-- generated table (?P<name>[\w-]+) \(from [^)\n]*\) by benchmarks/render_results\.py: "
-                   r"edit the JSON, not the table -->\n(?P<body>.*?)^<!-- end of generated table -->$",
-                   re.MULTILINE | re.DOTALL)
+#: a generated table; its markers and lines may be indented alike (a table inside a list item)
+BLOCK = re.compile(r"^(?P<indent>[ ]*)<!-- generated table (?P<name>[\w-]+) \(from [^)\n]*\) by "
+                   r"benchmarks/render_results\.py: edit the JSON, not the table -->\n(?P<body>.*?)"
+                   r"^(?P=indent)<!-- end of generated table -->$", re.MULTILINE | re.DOTALL)
 
 IMAGES = ("input", "linear", "histogram", "prediction")
 #: a case-image table's columns: (header, metric key, digits, signed, better: "low" / "high" / None)
@@ -265,6 +266,20 @@ def paired_dice_table(record: dict, focus: str = "c") -> str:
     return "\n".join(lines)
 
 
+def fidelity_table(record: dict) -> str:
+    """The translator's fidelity: body HU MAE of the contrast and the synthetic CT, and the enhancement removed."""
+    groups = record["report"]["fidelity"]
+    lines = ["| | test patients (mean of 9) | the real `example_ct_sm` |", "| --- | --- | --- |"]
+    for label, key in (("body HU MAE, contrast CT → true", "body_mae_contrast_hu"),
+                       ("body HU MAE, synthetic → true", "body_mae_synthetic_hu")):
+        lines.append(f"| {label} | " + " | ".join(number(g[key], 1) for g in groups.values()) + " |")
+    for organ in groups["test_patients_mean"]["enhancement_removed_pct"]:
+        cells = [groups[g]["enhancement_removed_pct"][organ] for g in groups]
+        lines.append(f"| {organ} enhancement removed | "
+                     + " | ".join(f"{number(v, 0)} %" + (" (brighter)" if v < 0 else "") for v in cells) + " |")
+    return "\n".join(lines)
+
+
 SCT = {"input": "CBCT", "linear": "`linear` baseline", "histogram": "`histogram` baseline"}
 #: table name -> (the records it is drawn from, how)
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
@@ -300,6 +315,8 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[], str]]] = {
     "segmentation_3arm_dice": (("segmentation_study_3arm",), lambda: dice_sd_table(load("segmentation_study_3arm"))),
     "segmentation_3arm_paired": (("segmentation_study_3arm",),
                                  lambda: paired_dice_table(load("segmentation_study_3arm"))),
+    "segmentation_3arm_fidelity": (("segmentation_study_3arm",),
+                                   lambda: fidelity_table(load("segmentation_study_3arm"))),
     # models.md: the starter pipeline's real test patient and the held-out ones, one row each
     "real_patients_held_out": (("starter_pipeline", "starter_held_out_patients"), lambda: patient_table([
         ("`example_ct` (the starter itself)", [("starter_pipeline", "ts_example_ct")],
@@ -332,14 +349,24 @@ def begin(name: str) -> str:
     return BEGIN.format(name=name, sources=", ".join(f"benchmarks/results/{r}.json" for r in TABLES[name][0]))
 
 
+def _dedent(body: str, indent: str) -> str:
+    return "\n".join(line[len(indent):] if line.startswith(indent) else line for line in body.rstrip("\n").split("\n"))
+
+
 def blocks(text: str) -> list[tuple[str, str]]:
-    """The generated tables of a page as (record name, table text without the markers)."""
-    return [(m.group("name"), m.group("body").rstrip("\n")) for m in BLOCK.finditer(text)]
+    """The generated tables of a page as (table name, table text without the markers and the indent)."""
+    return [(m.group("name"), _dedent(m.group("body"), m.group("indent"))) for m in BLOCK.finditer(text)]
+
+
+def _block(m: re.Match) -> str:
+    indent = m.group("indent")
+    lines = [begin(m.group("name")), *render(m.group("name")).split("\n"), END]
+    return "\n".join(indent + line for line in lines)
 
 
 def rendered(text: str) -> str:
     """``text`` with every generated table replaced by its rendering."""
-    return BLOCK.sub(lambda m: f"{begin(m.group('name'))}\n{render(m.group('name'))}\n{END}", text)
+    return BLOCK.sub(_block, text)
 
 
 def record_from_report(name: str, report: Path, measured: str, hardware: str, command: str, notes: str = "",

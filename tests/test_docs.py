@@ -228,6 +228,12 @@ def test_render_rounds_signs_and_marks_the_best_and_the_check_finds_an_edited_ce
     edited = text.replace(body, body.replace("| **", "| **1", 1))
     assert [b for n, b in render_results.blocks(edited) if n == name][0] != render_results.render(name)
     assert render_results.rendered(edited) == text
+    # a table inside a list item: markers and lines indented alike, the indent kept
+    stale = f"- item\n\n  {render_results.begin('make_demo')}\n  | old |\n  {render_results.END}\n"
+    assert render_results.blocks(stale) == [("make_demo", "| old |")]
+    fresh = render_results.rendered(stale)
+    assert fresh.splitlines()[3:-1] == [f"  {line}" for line in render_results.render("make_demo").splitlines()]
+    assert render_results.blocks(fresh) == [("make_demo", render_results.render("make_demo"))]
 
 
 def test_results_md_dose_prose_quotes_the_dose_record() -> None:
