@@ -315,6 +315,22 @@ def test_the_superseded_study_reading_quotes_its_record() -> None:
             f"{d['patients_better']} of {d['patients']} patients") in " ".join(_read(RESULTS).split())
 
 
+def test_translate_md_quotes_the_held_out_patient_record() -> None:
+    cases = {c["case"]: c["metrics"] for c in render_results.load("starter_held_out_patients")["report"]["cases"]}
+    mae = {case: {image: f"{m[image]['mae']:.1f}" for image in m} for case, m in cases.items()}
+    text = " ".join(_read(ROOT / "docs" / "translate.md").split())
+    aorta, lung, dicom = mae["ts_aorta_ct"], mae["ts_pulmonary_ct"], mae["ts_example_ct_dicom"]
+    assert (f"lowered their MAE from {aorta['input']} to {aorta['linear']} HU and from {lung['input']} to "
+            f"{lung['linear']} HU") in text
+    assert f"({dicom['linear']} and {dicom['histogram']} against {dicom['input']} HU)" in text
+
+
+def test_data_md_quotes_the_make_demo_cbct() -> None:
+    record = render_results.load("make_demo")
+    assert (f"{_make_demo_mae('ts_example_ct', 'input'):.1f} HU in the demo's of {record['measured']}"
+            in " ".join(_read(ROOT / "docs" / "data.md").split()))
+
+
 def _make_demo_mae(case: str, image: str) -> float:
     (found,) = [c for c in render_results.load("make_demo")["report"]["cases"] if c["case"] == case]
     return float(found["metrics"][image]["mae"])
