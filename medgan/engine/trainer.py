@@ -58,6 +58,9 @@ class Trainer:
             raise ConfigError("data.train_a and data.train_b must name the two domain folders")
         self.preset = get_preset(cfg.data.hu_preset)
         check_spacing(cfg.data.spacing)
+        # an optional extra that is missing: one line before anything is read or written
+        summary_writer = (require("torch.utils.tensorboard", "train.tensorboard", "tensorboard", "tensorboard")
+                          .SummaryWriter if cfg.train.tensorboard else None)
         self.paths_a, self.paths_b = list_volumes(cfg.data.train_a), list_volumes(cfg.data.train_b)
         self.val_pairs = validation_pairs(cfg)
         self.spec = PatchSpec.from_config(cfg)
@@ -91,11 +94,9 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        if cfg.train.tensorboard and self.dist.is_main:
-            SummaryWriter = require("torch.utils.tensorboard", "train.tensorboard", "tensorboard",
-                                    "tensorboard").SummaryWriter
+        if summary_writer is not None and self.dist.is_main:
             # purge_step drops events a killed run wrote after its last checkpoint, like the CSV logs
-            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"),
+            self.tb = summary_writer(str(self.run_dir / "tensorboard"),
                                     purge_step=self.model.step + 1 if resume else None)
 
     # ------------------------------------------------------------------ resume

@@ -79,6 +79,7 @@ def test_tensorboard_logging_names_its_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(DependencyError, match=r"^train.tensorboard needs tensorboard: pip install 'medgan\[tensorb"):
         Trainer(cfg, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()          # refused before the run folder or its config is written
 
 
 def test_the_cli_prints_one_line_and_exits_1(monkeypatch, run_cli, tmp_path):
