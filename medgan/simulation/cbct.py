@@ -58,6 +58,8 @@ SCATTER_AMPLITUDE = 0.0013
 #: scatter kernel on the detector: two Gaussians (sigma in mm at the detector, weight)
 TRUNCATION_CORRECTION = 0.5
 SCATTER_KERNEL = ((30.0, 0.5), (100.0, 0.5))
+#: fixed-point iterations of the scanner's scatter correction (primary estimate -> scatter estimate)
+SCATTER_CORRECTION_ITERATIONS = 3
 #: how the volume is reconstructed: on the protocol's clinical grid (``recon_matrix`` x
 #: ``recon_matrix`` over ``recon_fov_mm``, ``slice_thickness_mm`` slices, the panel's pixels), or
 #: "fast": on a working grid of at most ``working_max_size`` voxels per axis with the detector
@@ -104,6 +106,7 @@ class CBCTParams:
     grid_primary_transmission: float = 0.72
     grid_scatter_transmission: float = 0.22
     scatter_scale: float = 1.0            #: multiplies the physical scatter model (0 = no scatter)
+    scatter_correction: float = 0.0       #: scanner's kernel scatter correction: share of its estimate removed
     lag: float = 0.03                     #: fraction of each frame's signal carried into the next
     ring_gain_sd: float = 0.0             #: relative SD of per-pixel gain errors left after calibration
     breathing_amplitude_mm: float = 0.0   #: rigid superior-inferior breathing (peak), thorax
@@ -139,6 +142,7 @@ class CBCTParams:
             (self.filtration_mm_al >= 0 and self.bowtie_radius_mm >= 0 and self.bowtie_max_mm_al >= 0,
              "filtration and bowtie sizes must be >= 0"),
             (self.scatter_scale >= 0, "scatter_scale must be >= 0"),
+            (0.0 <= self.scatter_correction <= 1.0, "scatter_correction must be in [0, 1]"),
             (0.0 <= self.lag < 1.0, "lag must be in [0, 1)"),
             (self.ring_gain_sd >= 0 and self.electronic_noise >= 0 and self.breathing_amplitude_mm >= 0,
              "noise, ring and breathing amplitudes must be >= 0"),
@@ -191,7 +195,8 @@ class CBCTParams:
     def ideal(self) -> CBCTParams:
         """The same geometry without scatter, noise, lag, beam hardening or rings."""
         return dataclasses.replace(self, name=f"{self.name} (ideal)", mas=0.0, electronic_noise=0.0,
-                                   scatter_scale=0.0, polychromatic=False, lag=0.0, ring_gain_sd=0.0,
+                                   scatter_scale=0.0, scatter_correction=0.0, polychromatic=False, lag=0.0,
+                                   ring_gain_sd=0.0,
                                    breathing_amplitude_mm=0.0, hann_cutoff=0.0, water_calibration=None)
 
     def describe(self) -> str:
@@ -204,6 +209,12 @@ class CBCTParams:
 #: the scanner geometry shared by each vendor's presets (CBCTParams keyword arguments)
 # Varian OBI / TrueBeam: PaxScan 4030CB panel, 2048 x 1536 pixels of 0.194 mm (397 x 298 mm), read
 # 2x2 binned (1024 x 768, 0.388 mm) in CBCT mode; reconstructions 512 x 512, 2.5 mm slices.
+# Sources (docs/data.md, "Where the scanner values come from"): the binned 1024 x 768 read-out of
+# 0.388 mm, the 1000 mm source-isocentre and 500 mm isocentre-detector distances as in the CASToR
+# reconstruction software's "CBCT_VARIAN_TRUEBEAM" scanner file; the 512 x 512 x 2.5 mm grid and
+# 0.488 mm pixels as in the real OBI Catphan scan's DICOM headers (../shared/data/cbct_catphan).
+# Not found in a citable source here: the unbinned 0.194 mm pitch, the 0.8 mm focal spot and the
+# body protocols' reconstruction diameters (kept as the scanner's commonly quoted values).
 _VARIAN: dict[str, Any] = dict(source_to_isocenter_mm=1000.0, source_to_detector_mm=1500.0, panel_width_mm=397.0,
                                panel_height_mm=298.0, detector_pixel_mm=0.388, slice_thickness_mm=2.5)
 # Elekta XVI: PerkinElmer XRD 1640 panel, 1024 x 1024 pixels of 0.4 mm, 2x2 binned (0.8 mm) for
@@ -214,7 +225,7 @@ _ELEKTA: dict[str, Any] = dict(source_to_isocenter_mm=1000.0, source_to_detector
 # (air, water) reconstructed attenuation (1/mm) measured by water_calibration() for each preset
 # (`python -m medgan.simulation.cbct` prints them; tests/simulation/test_simulation.py re-measures one).
 _CAL: dict[str, tuple[float, float] | None] = {
-    "varian-obi-head": (0.00170393, 0.0211767),
+    "varian-obi-head": (-5.32710e-05, 0.0221825),  # with its scatter correction: air reads ~0
     "varian-obi-pelvis": (0.00366689, 0.0187276),
     "varian-obi-thorax": (0.00366689, 0.0187276),  # the pelvis protocol at another mAs: same calibration
     "elekta-xvi-s": (0.00181383, 0.0211062),
@@ -228,10 +239,12 @@ CBCT_PRESETS: dict[str, CBCTParams] = {
     # (docs/data.md, "Noise and sharpness against the real scan"): the plain ramp put the noise power
     # spectrum's peak at 0.59 lp/mm against the real 0.43; the Shepp-Logan kernel (a standard CT
     # reconstruction filter) puts it at 0.43.  The noise SD then falls as 1/sqrt(mAs) and meets the
-    # real scan's at 360 mAs.  A standard-dose head scan: --set mas=150.
+    # real scan's at 360 mAs.  A standard-dose head scan: --set mas=150.  The scanner's kernel-based scatter
+    # correction (TrueBeam's standard FDK reconstruction has one: docs/data.md) removes the scatter the water
+    # calibration left in: without it Teflon read 952 HU (nominal 1000) and the uniformity module cupped.
     "varian-obi-head": CBCTParams(name="varian-obi-head", **_VARIAN, panel_offset_mm=0.0, arc_degrees=200.0,
                                   n_projections=366, rotation_time_s=33.0, kvp=100.0, mas=360.0,
-                                  shepp_logan_cutoff=1.0,
+                                  shepp_logan_cutoff=1.0, scatter_correction=1.0,
                                   bowtie_radius_mm=120.0, calibration_diameter_mm=200.0,
                                   calibration_insert_mm=12.5, recon_fov_mm=250.0),
     # Varian "Pelvis": half-fan (panel shifted 160 mm), half bowtie, 360 deg, 125 kVp, 1080 mAs.
@@ -379,6 +392,42 @@ class _Scan:
         return src
 
     # ---------------------------------------------------------------------- detector physics
+    def scatter(self, line: np.ndarray, n0: np.ndarray, scale: float) -> np.ndarray:
+        """Scatter reaching the detector (photons per pixel, [view, v, u]) behind log-attenuation ``line``.
+
+        The water-equivalent thickness (cm) behind each pixel drives a scatter source that the
+        kernel (:data:`SCATTER_KERNEL`) spreads over the panel; the grid, if any, passes its share.
+        """
+        p = self.params
+        wet = line / self.mu_eff_water
+        source = n0 * (SCATTER_AMPLITUDE * scale) * wet * np.exp(-0.5 * self.mu_eff_water * wet)
+        scatter = np.zeros_like(source)
+        for sigma_mm, weight in SCATTER_KERNEL:
+            scatter += weight * ndimage.gaussian_filter(source, sigma=(0, sigma_mm / self.dv, sigma_mm / self.du),
+                                                        mode="nearest")
+        result: np.ndarray = scatter * (p.grid_scatter_transmission if p.grid else 1.0)
+        return result
+
+    def correct_scatter(self, total: np.ndarray, open_field: np.ndarray) -> np.ndarray:
+        """The scanner's kernel-based scatter correction of measured signals ``total`` ([view, v, u]).
+
+        As in adaptive scatter kernel superposition, the primary is estimated by fixed-point
+        iteration from the measured projections alone: scatter = kernel model of the current
+        primary estimate's water-equivalent thickness, primary = total - ``scatter_correction`` x
+        scatter (:data:`SCATTER_CORRECTION_ITERATIONS` times).  The scanner's kernel is taken to be
+        the physical one (scale 1), so what is left is the model's own error on the object, and the
+        noise of the measured signal (raised relative to the primary).  Signals are floored at 5 %
+        of the measured value, as the correction must not produce negative intensities.
+        """
+        p = self.params
+        primary = total
+        floor = 0.05 * total
+        for _ in range(SCATTER_CORRECTION_ITERATIONS):
+            est_line = -np.log(np.clip(primary / open_field, 1e-6, None))
+            estimate = self.scatter(est_line, open_field / (p.grid_primary_transmission if p.grid else 1.0), 1.0)
+            primary = np.maximum(total - p.scatter_correction * estimate, floor)
+        return primary
+
     def measure(self, water: np.ndarray, bone: np.ndarray, rng: np.random.Generator,
                 stats: dict | None = None) -> np.ndarray:
         """Line integrals of water and bone (g/cm^2, [view, v, u]) -> flat-fielded log projections."""
@@ -406,14 +455,7 @@ class _Scan:
             primary = ndimage.gaussian_filter(primary, sigma=(0.0, *self.focal_blur_px), mode="nearest")
         total = primary
         if p.scatter_scale > 0:
-            # water-equivalent thickness (cm) behind each pixel drives the scatter amplitude
-            wet = line / self.mu_eff_water
-            source = n0 * (SCATTER_AMPLITUDE * p.scatter_scale) * wet * np.exp(-0.5 * self.mu_eff_water * wet)
-            scatter = np.zeros_like(source)
-            for sigma_mm, weight in SCATTER_KERNEL:
-                scatter += weight * ndimage.gaussian_filter(source, sigma=(0, sigma_mm / self.dv, sigma_mm / self.du),
-                                                            mode="nearest")
-            scatter *= p.grid_scatter_transmission if p.grid else 1.0
+            scatter = self.scatter(line, n0, p.scatter_scale)
             total = primary + scatter
             if stats is not None:
                 centre = int(np.argmin(np.abs(self.u)))
@@ -438,6 +480,8 @@ class _Scan:
         if p.ring_gain_sd > 0:
             gain = 1.0 + rng.normal(0.0, p.ring_gain_sd, size=(1, self.nv, self.nu))
             total = total * gain
+        if p.scatter_correction > 0:
+            total = self.correct_scatter(total, n0 * grid_p)
         measured: np.ndarray = -np.log(total / (n0 * grid_p))
         if self.projector is not None and p.water_precorrection:
             measured = self.projector.water_equivalent(measured, self.bowtie) * self.mu_eff_water

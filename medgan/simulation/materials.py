@@ -134,7 +134,7 @@ for _label, _m in enumerate([
     Material("ldpe", "C2H4", 0.92, _CATPHAN + " (low-density polyethylene)", nominal_density=True),
     Material("polystyrene", "C8H8", 1.03, _CATPHAN, nominal_density=True),
     Material("acrylic", "C5H8O2", 1.18, _CATPHAN + " (PMMA)", nominal_density=True),
-    Material("delrin", "CH2O", 1.41, _CATPHAN + " (polyoxymethylene)", nominal_density=True),
+    Material("delrin", "CH2O", 1.42, _CATPHAN + " (polyoxymethylene)", nominal_density=True),
     Material("teflon", "C2F4", 2.16, _CATPHAN + " (PTFE)", nominal_density=True),
     Material("aluminium", "Al", 2.699, _NIST, nominal_density=True),
     Material("titanium", "Ti", 4.51, _NIST + " (implant: pure titanium)", nominal_density=True),

@@ -17,7 +17,7 @@ from medgan.simulation import materials as M  # noqa: E402
 LOW_Z = ("air", "lung", "adipose", "soft_tissue", "water", "blood", "pmp", "ldpe", "polystyrene", "acrylic",
          "delrin", "teflon")
 FORMULA = {"water": ("H2O", 1.0), "pmp": ("C6H12", 0.83), "ldpe": ("C2H4", 0.92), "polystyrene": ("C8H8", 1.03),
-           "acrylic": ("C5H8O2", 1.18), "delrin": ("CH2O", 1.41), "teflon": ("C2F4", 2.16)}
+           "acrylic": ("C5H8O2", 1.18), "delrin": ("CH2O", 1.42), "teflon": ("C2F4", 2.16)}
 
 
 def _xraydb_mu_rho(name: str, e_kev: np.ndarray) -> np.ndarray:
