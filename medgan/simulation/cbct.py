@@ -15,7 +15,8 @@ From a CT in HU the simulation does what a linac-mounted CBCT does, and nothing 
 4. **Detector.** Object-dependent scatter by kernel superposition driven by the water-equivalent
    thickness (so the scatter-to-primary ratio follows the patient's size), an optional
    anti-scatter grid, the focal spot's blur, Poisson noise from the protocol's mAs spread by the
-   scintillator, electronic noise, detector lag, optional gain errors (rings) and breathing motion.
+   scintillator, electronic noise, detector lag, optional gain errors (rings) and breathing motion;
+   optionally the scanner's own kernel-based scatter correction of the measured projections.
 5. **Reconstruction.** Displaced-detector and Parker short-scan weighting, FDK (ramp filter,
    optional Hann window), and the **vendor water calibration**: a linear map, measured on a
    simulated water cylinder of the preset's size, so that water reads 0 HU and air -1000 HU.
