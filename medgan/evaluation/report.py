@@ -46,9 +46,70 @@ def diff_scale(diff: np.ndarray, mask: np.ndarray | None, percentile: float = 99
     """Symmetric colour limit of a difference map: the ``percentile`` of |difference| inside the body,
     rounded up to 10 HU."""
     vals = np.abs(diff[mask] if mask is not None and mask.any() else diff.ravel())
-    vals = vals[np.isfinite(vals)]
-    top = float(np.percentile(vals, percentile)) if vals.size else 1.0
+    return _scale_of(vals[np.isfinite(vals)], percentile)
+
+
+def _scale_of(vals: np.ndarray, percentile: float = 99.0) -> float:
+    """:func:`diff_scale` of finite |difference| values (``vals`` is reordered in place)."""
+    top = float(np.percentile(vals, percentile, overwrite_input=True)) if vals.size else 1.0
     return max(10.0, float(np.ceil(top / 10.0) * 10.0))
+
+
+#: slices per slab when the report walks a whole volume (the views need three planes only)
+_SLAB = 16
+
+
+def _slabs(n: int):
+    return (slice(a, min(a + _SLAB, n)) for a in range(0, n, _SLAB))
+
+
+def _abs_diff_in_mask(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``|a - b|`` (float32) at the finite voxels of ``mask`` (all voxels without a mask, or when it is empty), in
+    the order of ``np.abs((a - b)[mask])``: filled a slab at a time, never a whole-volume difference."""
+    use = mask if mask is not None and mask.any() else None
+    n = int(np.count_nonzero(use)) if use is not None else int(np.prod(np.shape(a)))
+    out = np.empty(n, np.float32)
+    k = 0
+    for s in _slabs(np.shape(a)[0]):
+        d = np.asarray(a[s], np.float32) - np.asarray(b[s], np.float32)
+        v = np.abs(d[use[s]] if use is not None else d.ravel())
+        out[k:k + v.size] = v
+        k += v.size
+    finite = np.isfinite(out)
+    return out if finite.all() else out[finite]
+
+
+def _mask_centre(mask: np.ndarray) -> tuple[int, ...]:
+    """``np.argwhere(mask).mean(axis=0)`` rounded, from the mask's three projections (the index array it would
+    build takes 24 bytes a voxel)."""
+    n = int(np.count_nonzero(mask))
+    centre = []
+    for axis in range(mask.ndim):
+        counts = mask.sum(axis=tuple(a for a in range(mask.ndim) if a != axis), dtype=np.int64)
+        centre.append(int(round(float(np.dot(np.arange(mask.shape[axis], dtype=np.float64), counts)) / n)))
+    return tuple(centre)
+
+
+def _diff_views(views, ref_views, mask_views):
+    """The three views of ``image - reference`` (float32), NaN outside the mask's views when there is a mask."""
+    out = []
+    for i, (plane, img, aspect) in enumerate(views):
+        d = np.asarray(img, np.float32) - np.asarray(ref_views[i][1], np.float32)
+        out.append((plane, np.where(mask_views[i][1], d, np.nan) if mask_views is not None else d, aspect))
+    return out
+
+
+def _histogram(arr: np.ndarray, mask: np.ndarray | None, bins: np.ndarray) -> tuple[np.ndarray, int]:
+    """Counts of ``arr`` inside ``mask`` (clipped to the bins' range) and how many lay outside it, by slab."""
+    lo, hi = float(bins[0]), float(bins[-1])
+    counts = np.zeros(len(bins) - 1, np.int64)
+    n_out = 0
+    for s in _slabs(np.shape(arr)[0]):
+        vals = np.asarray(arr[s])
+        vals = vals[np.asarray(mask[s])] if mask is not None else vals.ravel()
+        n_out += int(((vals < lo) | (vals > hi)).sum())
+        counts += np.histogram(np.clip(vals, lo, hi), bins=bins)[0]
+    return counts, n_out
 
 
 def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_range: float | None = None,
@@ -75,20 +136,26 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     def canon(a):
         return plan.apply(np.asarray(a))
     # centre the views on the mask's centre of mass so the anatomy, not the air, is shown
-    centre = tuple(int(round(c)) for c in np.argwhere(mask).mean(axis=0)) if mask is not None and mask.any() \
-        else tuple(s // 2 for s in reference.shape)
+    centre = _mask_centre(mask) if mask is not None and mask.any() else tuple(s // 2 for s in reference.shape)
     cols = [(k, canon(v.array)) for k, v in images] + [("reference", reference.array)]
+    # only the three planes are drawn: every panel holds its three views, and the whole-volume quantities (the
+    # difference scale, the histograms) are taken a slab at a time, so the figure adds little to the volumes' memory
+    ref_views = _views(np.asarray(reference.array), reference.spacing, centre)
+    mask_views = _views(mask, reference.spacing, centre) if mask is not None else None
+
+    def views(arr):
+        return _views(np.asarray(arr), reference.spacing, centre)
+
     # the baseline's difference beside the prediction's, both on one colour scale
-    diffs = {k: np.asarray(a, np.float32) - np.asarray(reference.array, np.float32)
-             for k, a in ([cols[0], cols[-2]] if len(images) > 1 else [cols[-2]])}
-    scale = diff_range or max(diff_scale(d, mask) for d in diffs.values())
-    panels = [(t, a, "image") for t, a in cols]
-    panels += [(f"{k} - reference\n(inside the mask)", np.where(mask, d, np.nan) if mask is not None else d, "diff")
-               for k, d in diffs.items()]
+    diffed = [cols[0], cols[-2]] if len(images) > 1 else [cols[-2]]
+    scale = diff_range or max(_scale_of(_abs_diff_in_mask(a, reference.array, mask)) for _, a in diffed)
+    panels = [(t, views(a), "image") for t, a in cols]
+    panels += [(f"{k} - reference\n(inside the mask)", _diff_views(views(a), ref_views, mask_views), "diff")
+               for k, a in diffed]
     last_diff = len(panels) - 1
     if qa_map is not None:
         qa = canon(qa_map.array).astype(np.float32)
-        panels.append(("QA map: cycle error\n(|G_BA(G_AB(x)) - x|, HU)", qa, "qa"))
+        panels.append(("QA map: cycle error\n(|G_BA(G_AB(x)) - x|, HU)", views(qa), "qa"))
         qa_top = max(1.0, float(np.percentile(qa[mask] if mask is not None and mask.any() else qa, 99)))
     n_cols = len(panels)
     # row heights follow the physical aspect of each plane, so thin slabs leave no blank rows
@@ -101,8 +168,8 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     grid = fig.add_gridspec(4, max(n_cols, 4), height_ratios=ratios)
     where = _positions(reference, centre)
     cmap_diff = plt.get_cmap("RdBu_r").with_extremes(bad="0.85")
-    for col, (title, arr, kind) in enumerate(panels):
-        for row, (plane, img, aspect) in enumerate(_views(np.asarray(arr), reference.spacing, centre)):
+    for col, (title, planes, kind) in enumerate(panels):
+        for row, (plane, img, aspect) in enumerate(planes):
             ax = fig.add_subplot(grid[row, col])
             if kind == "diff":
                 im = ax.imshow(img, cmap=cmap_diff, aspect=aspect, vmin=-scale, vmax=scale)
@@ -125,11 +192,11 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
     bins = np.linspace(lo, hi, 165)
     outside = []
     for title, arr in cols:
-        vals = np.asarray(arr)[mask] if mask is not None else np.asarray(arr).ravel()
-        n_out = int(((vals < lo) | (vals > hi)).sum())
+        counts, n_out = _histogram(arr, mask, bins)
         if n_out:
             outside.append(f"{title}: {n_out}")
-        ax_h.hist(np.clip(vals, lo, hi), bins=bins, histtype="step", density=True, label=title)
+        # the counts drawn as ax.hist draws the values themselves (one weighted entry per bin)
+        ax_h.hist(bins[:-1], bins=bins, weights=counts, histtype="step", density=True, label=title)
     ax_h.set_yscale("log")
     ax_h.set_xlim(lo, hi)
     ax_h.set_xlabel(f"HU inside the mask, full range [{lo:g}, {hi:g}]"
@@ -166,7 +233,7 @@ def case_report(path: Path, result: CaseResult, window=(-400.0, 600.0), diff_ran
                  f"grey window [{window[0]:g}, {window[1]:g}] HU (W {window[1] - window[0]:g} / L "
                  f"{(window[0] + window[1]) / 2:g}); difference scale +/-{scale:g} HU "
                  f"({'fixed' if diff_range else '99th percentile of |difference| in the mask'}"
-                 f"{', the larger of the two maps, shared' if len(diffs) > 1 and not diff_range else ''})\n"
+                 f"{', the larger of the two maps, shared' if len(diffed) > 1 and not diff_range else ''})\n"
                  f"views in LPS, radiological convention (patient's right on the image left; positions in LPS mm); "
                  f"file stored {plan.source}", fontsize=10)
     fig.tight_layout()
