@@ -236,6 +236,7 @@ def main(argv=None) -> int:
                    help="also print the interpolation floors of four moved-with / back-with pairs (~1 min)")
     p.add_argument("--floor-only", action="store_true", help="only the floors, no registration")
     p.add_argument("--no-pad", action="store_true", help="do not pad: tissue near the grid faces leaves the grid")
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=V[,V...]",
                    help="override an Elastix parameter of the B-spline map (one value per resolution allowed), "
                         "e.g. --set MaximumStepLength=3,2,1; repeatable; 'rigid:KEY=V' patches the rigid map")
@@ -261,13 +262,18 @@ def main(argv=None) -> int:
             "metric": args.metric, "seed": args.seed, "final_iterations": args.final_iterations}
     if args.set:
         _override_parameters(args.set)
-    out["cases"] = [round_trip(ct, kt, body, m, opts, args) for m in args.moving_interpolator]
+    out["cases"] = []
+    for m in args.moving_interpolator:                  # each case on stderr as soon as it is done (runs are long)
+        out["cases"].append(round_trip(ct, kt, body, m, opts, args))
+        print(json.dumps(out["cases"][-1]), file=sys.stderr, flush=True)
     out.update(overrides=args.set, iterations=args.iterations, final_iterations=args.final_iterations,
                resolutions=args.resolutions,
                grid_spacing_mm=args.spacing,
                samples=args.samples, seed=args.seed, bending_weight=args.bending, metric=args.metric,
                cpus=os.cpu_count(), load_average=[round(x, 1) for x in os.getloadavg()])
     print(json.dumps(out, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
     back = out["cases"][0]["floor_interpolator"]
     print(f"\n| CT | moved with | before (HU) | exact-inverse floor (HU, back with {back}) "
           "| round trip (HU) | over the floor (HU) | field error mean / p95 (mm) | target met |")
