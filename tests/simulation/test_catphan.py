@@ -193,22 +193,25 @@ def test_analyse_catphan_reproduces_pylinac_on_the_real_obi_scan(shared_data):
 
 
 @pytest.mark.slow
-def test_command_line_catphan_through_obi_head_passes_pylinac(tmp_path, run_cli):
+def test_command_line_catphan_through_obi_head_passes_pylinac(catphan_cli):
     """Acceptance: exactly the user's command-line path.  ``medgan phantom --kind catphan504`` writes the
     phantom and its material map; ``medgan simulate-cbct`` finds the map beside its input; the CBCT,
-    written to DICOM by analyse_catphan, passes pylinac's HU linearity (40 HU), uniformity and geometry."""
+    written to DICOM by analyse_catphan, passes pylinac's HU linearity (40 HU), uniformity and geometry.
+    The commands run once per session (tests/simulation/conftest.py); the noise test reuses them."""
     pytest.importorskip("itk", reason="CBCT simulation needs itk-rtk")
     pytest.importorskip("pylinac")
     from medgan.simulation.materials import map_path_for
 
-    code, out, err = run_cli("phantom", "--kind", "catphan504", "-o", tmp_path / "cat")
+    from .conftest import PHANTOM_COMMAND, simulate_command
+
+    assert PHANTOM_COMMAND == ("phantom", "--kind", "catphan504", "-o", "{tmp}/cat")
+    assert simulate_command(0) == ("simulate-cbct", "-i", "{tmp}/cat/catphan504.nii.gz", "-o",
+                                   "{tmp}/cbct_seed0.nii.gz", "--preset", "varian-obi-head", "--seed", "0")
+    code, out, err, cbct = catphan_cli.catphan_cbct(0)
     assert code == 0, err
-    assert map_path_for(tmp_path / "cat" / "catphan504.nii.gz").is_file()
-    code, out, err = run_cli("simulate-cbct", "-i", tmp_path / "cat" / "catphan504.nii.gz", "-o",
-                             tmp_path / "cbct.nii.gz", "--preset", "varian-obi-head", "--seed", "0")
-    assert code == 0, err
-    assert "using the material map" in out
-    res = analyse_catphan(tmp_path / "cbct.nii.gz", hu_tolerance=40)
+    assert map_path_for(catphan_cli.path("{tmp}/cat/catphan504.nii.gz")).is_file()
+    assert "using the material map" in out and cbct.is_file()
+    res = catphan_cli.catphan_analysis(0)
     assert res["uniformity_passed"], res["uniformity_hu"]
     assert res["geometry_passed"], res["geometry_mm"]
     for name, hu in res["insert_hu"].items():

@@ -89,15 +89,18 @@ _CTP486_MM = -65.0
 
 
 @pytest.mark.slow
-def test_simulated_catphan_has_the_real_obi_scans_noise_and_sharpness(shared_data):
-    """Acceptance: ``medgan phantom --kind catphan504`` through ``varian-obi-head`` (clinical grid, material
-    map), analysed by pylinac like the real OBI scan: noise SD (centre ROI of CTP486) and MTF50 (CTP528,
-    mean over 3 noise seeds) within 20 % of the real scan's, and the NPS peak of CTP486 within 20 %."""
+def test_simulated_catphan_has_the_real_obi_scans_noise_and_sharpness(shared_data, catphan_cli):
+    """Acceptance: ``medgan phantom --kind catphan504`` through ``medgan simulate-cbct --preset varian-obi-head``
+    (clinical grid, the material map found beside the phantom), analysed by pylinac like the real OBI scan: noise
+    SD (centre ROI of CTP486) and MTF50 (CTP528), each the mean over 3 noise seeds, within 20 % of the real scan's,
+    and the NPS peak of CTP486 within 20 %.  The command-line runs are shared with the pylinac test of
+    test_catphan.py (tests/simulation/conftest.py)."""
     pytest.importorskip("itk", reason="CBCT simulation needs itk-rtk")
     pytest.importorskip("pylinac")
     from medgan.io import read_volume
-    from medgan.simulation.catphan import analyse_catphan, make_catphan504, make_catphan504_materials
-    from medgan.simulation.cbct import simulate_cbct
+    from medgan.simulation.catphan import analyse_catphan
+
+    from .conftest import SEEDS
 
     zip_path = shared_data / _REAL_SCAN
     if not zip_path.is_file():
@@ -105,15 +108,18 @@ def test_simulated_catphan_has_the_real_obi_scans_noise_and_sharpness(shared_dat
     real = analyse_catphan(zip_path)
     real_vol = read_volume(zip_path)
     real_peak = nps_peak_frequency(*_ctp486_nps(real_vol, real), f_min=0.15)
-    ct, materials = make_catphan504(), make_catphan504_materials()
+    assert SEEDS == (0, 1, 2)
     noise, mtf50, spectra = [], [], []
-    for seed in (0, 1, 2):
-        cbct = simulate_cbct(ct, "varian-obi-head", seed=seed, materials=materials)
+    for seed in SEEDS:
+        code, _, err, path = catphan_cli.catphan_cbct(seed)
+        assert code == 0, err
+        cbct = read_volume(path)
         assert cbct.spacing == pytest.approx(real_vol.spacing, abs=1e-3)   # the real scan's 0.488 x 0.488 x 2.5 mm
-        res = analyse_catphan(cbct, hu_tolerance=40)
+        res = catphan_cli.catphan_analysis(seed)
         noise.append(res["noise_hu"])
         mtf50.append(res["mtf50_lp_mm"])
         spectra.append(_ctp486_nps(cbct, res))
+    assert len(set(noise)) == len(SEEDS)                                  # three noise realisations, not one
     freq = spectra[0][0]
     sim_peak = nps_peak_frequency(freq, np.mean([s[1] for s in spectra], axis=0), f_min=0.15)
     assert np.mean(noise) == pytest.approx(real["noise_hu"], rel=0.2), (noise, real["noise_hu"])
