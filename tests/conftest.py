@@ -13,6 +13,51 @@ from medgan.io import Volume
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: test files that share a session fixture's costly outputs (the Catphan's command-line runs,
+#: tests/simulation/conftest.py): under pytest-xdist they go to one worker, so that the fixture runs once
+SHARED_WORK_UNITS = {"tests/simulation/test_noise_sharpness.py": "tests/simulation/test_catphan.py"}
+#: the longest test files (docs/performance.md), started first under pytest-xdist so that no worker is
+#: left running one of them alone at the end
+LONGEST_FIRST = ("tests/simulation/test_catphan.py", "tests/simulation/test_noise_sharpness.py",
+                 "tests/registration/test_registration.py", "tests/pipelines/test_cbct2ct_real_data.py",
+                 "tests/pipelines/test_pipelines.py", "tests/simulation/test_simulation.py", "tests/dose/test_dose.py")
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs 2 workers on 2 cores) each worker and the commands its tests start
+    use one thread for torch and the BLAS libraries, so that two workers do not fight over the cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the files of :data:`LONGEST_FIRST` run first, in that order (the others keep theirs)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))   # stable: the rest keep order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the files of :data:`SHARED_WORK_UNITS` sent to one worker, in collection order."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return SHARED_WORK_UNITS.get(scope, scope)
+
+    config.option.loadscopereorder = False         # keep the order of pytest_collection_modifyitems
+    return SharedFileScheduling(config, log)
+
+
 def shared_data_dir() -> Path:
     return Path(os.environ.get("MEDGAN_SAMPLE_DATA", REPO.parent / "shared" / "data"))
 
