@@ -9,7 +9,8 @@ under ``/usr/bin/time -v`` (the "Maximum resident set size"):
   shows the guard's warning if it returned the input unchanged);
 * ``translate unchanged``: the same volume + 500 HU, which the guard returns unchanged;
 * ``translate --force``: the model applied whatever the guard says;
-* ``evaluate``: ``--pred`` the forced translation, ``--target`` the CT (no figures);
+* ``evaluate``: ``--pred`` the forced translation, ``--reference`` the CT (no figures);
+* ``evaluate report``: the same with ``--input`` the +500 HU volume and ``-o`` a report folder (the PNG figure);
 * the same three commands on a 512 x 512 x 8 slab of the same volume: the fixed cost (Python, torch,
   the model), so the bound of "3 x the input's size plus the model" reads as
   ``fixed cost + 3 x input bytes`` (for evaluate the input is the two volumes it reads).
@@ -90,7 +91,7 @@ def main() -> int:
     ap.add_argument("--src", type=Path, default=None, help="source tree to run (default: this checkout)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--label", default="this checkout")
-    ap.add_argument("--commands", default="translate,translate unchanged,translate --force,evaluate",
+    ap.add_argument("--commands", default="translate,translate unchanged,translate --force,evaluate,evaluate report",
                     help="which rows to run (comma-separated), default all")
     args = ap.parse_args()
     env = dict(os.environ)
@@ -122,6 +123,10 @@ def main() -> int:
                                        "--force", "-q"]),
                 ("evaluate", [*medgan, "evaluate", "--pred", str(t / f"{tag}_force.nii"), "--reference", str(t / ct),
                               "-q"]),
+                # the whole report: three images, the body-in-FOV mask and the PNG figure
+                ("evaluate report", [*medgan, "evaluate", "--pred", str(t / f"{tag}_force.nii"), "--reference",
+                                     str(t / ct), "--input", str(t / f"{tag}_shifted.nii"),
+                                     "-o", str(t / f"{tag}_report"), "-q"]),
             ]
             wanted = [c.strip() for c in args.commands.split(",")]
             for name, cmd in runs:
