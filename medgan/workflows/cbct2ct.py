@@ -304,20 +304,15 @@ def translate_test(work: Path, data: Path, model: Path, quiet: bool) -> Path:
 def evaluate_with_baselines(name: str, sct, ct, cbct, baselines: dict, qa=None):
     """One case's rows in report order: CBCT, each baseline (label -> volume/path), sCT.
 
-    Uses ``medgan.evaluation.evaluate_case`` for every row (same mask: the CT's body); with a QA
-    map, also its Spearman correlation with |sCT - CT| (``res.qa_spearman``, else None).
+    One ``medgan.evaluation.evaluate_case`` call scores every row inside one mask (the CT's body within the
+    CBCT's field of view); with a QA map, also its Spearman correlation with |sCT - CT| (``res.qa_spearman``,
+    else None).
     """
     from medgan.evaluation.evaluate import evaluate_case
 
-    res = evaluate_case(sct, ct, input=cbct, case=name)
+    res = evaluate_case(sct, ct, input=cbct, case=name, compare=dict(baselines))
     res.relabel("sCT", "CBCT")
-    rows, vols = {"CBCT": res.rows["CBCT"]}, {"CBCT": res.volumes["CBCT"]}
-    for label, pred in baselines.items():
-        b = evaluate_case(pred, res.volumes["reference"], mask=None, case=name)
-        rows[label], vols[label] = b.rows["prediction"], b.volumes["prediction"]
-    rows["sCT"], vols["sCT"] = res.rows["sCT"], res.volumes["sCT"]
-    vols["reference"] = res.volumes["reference"]
-    res.rows, res.volumes = rows, vols
+    vols = res.volumes
     res.qa_spearman = None  # type: ignore[attr-defined]
     if qa is not None:
         from medgan.inference.qa import qa_map_correlation
