@@ -1,6 +1,7 @@
 # medgan: two commands on a fresh machine with python3 and make.
 #   make demo   sets up .venv when missing, then runs the end-to-end demo
-#   make test   sets up .venv when missing, then runs the test suite (all of it: what CI runs)
+#   make test   sets up .venv when missing, then runs the test suite (all of it: what CI runs), in 2 pytest-xdist
+#               workers (TEST_WORKERS=1 for one process); tests/conftest.py gives each worker one thread
 #   make test-fast   the same without the tests marked slow (pytest -m "not slow")
 #   make lint   sets up .venv when missing, then runs ruff (lint, import order, complexity), mypy and lint-imports
 #               (the layer contract of docs/architecture.md), all configured in pyproject.toml
@@ -11,6 +12,10 @@ STAMP  := $(VENV)/.medgan-installed
 # The CPU build of PyTorch is installed first when no NVIDIA GPU is present, so that
 # pip does not pull a multi-GB CUDA build to satisfy `torch>=2.4`.
 TORCH_CPU ?= torch==2.13.0
+# pytest-xdist workers: one per CPU core of the CI machine; whole files per worker (--dist loadfile), so that
+# a file's module and session fixtures (the Catphan simulation, tests/simulation/conftest.py) are built once
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 # Dose evaluation (medgan[dose]) for the tests: pyRadPlan 0.5.0 declares numpy<2.4 and an LLM-agent
 # library it does not use for planning, so it is installed without its dependencies, with the
 # packages it imports (docs/dose.md, "Installing").
@@ -37,10 +42,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
