@@ -110,9 +110,10 @@ def _params_with_overrides(base, overrides):
 
 def run_cbct(args) -> int:
     from medgan.simulation import interfraction
-    from medgan.simulation.cbct import CBCT_PRESETS, simulate_cbct
+    from medgan.simulation.cbct import CBCT_PRESETS, require_rtk, simulate_cbct
     from medgan.utils.progress import status
 
+    require_rtk()                               # a missing extra: one line before anything is read or printed
     params = _params_with_overrides(CBCT_PRESETS[args.preset], args.overrides)
     materials_path = _materials_map(args)
     day_outputs = interfraction.day_outputs(args.ct_of_day, args.inter_fraction)

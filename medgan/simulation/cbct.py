@@ -281,7 +281,8 @@ CBCT_PRESETS["ideal"] = dataclasses.replace(CBCT_PRESETS["varian-obi-pelvis"].id
 PRESET_ALIASES = {"head": "varian-obi-head", "pelvis": "varian-obi-pelvis", "thorax": "varian-obi-thorax"}
 
 
-def _rtk():
+def require_rtk():
+    """``(itk, itk.RTK)``, or the one-line error naming ``medgan[simulate]`` when itk-rtk is missing."""
     itk = require("itk", "CBCT simulation", "itk-rtk", "simulate", attributes=("RTK",))  # the Reconstruction Toolkit
     return itk, itk.RTK
 
@@ -548,7 +549,7 @@ def cbct_device() -> str:
     there falls back to the CPU filters."""
     if os.environ.get("MEDGAN_CBCT_DEVICE", "auto").lower() == "cpu" or _CUDA_FAILED:
         return "cpu"
-    itk, rtk = _rtk()
+    itk, rtk = require_rtk()
     ok = hasattr(itk, "CudaImage") and hasattr(itk, "cuda_image_from_image") and all(
         hasattr(rtk, name) for name in ("CudaFDKConeBeamReconstructionFilter", "CudaForwardProjectionImageFilter"))
     return "cuda" if ok else "cpu"
@@ -562,7 +563,7 @@ def _simulate_mu(work_hu: np.ndarray, spacing_xyz, params: CBCTParams, rng, prog
     The CT (``work_hu``, on its working grid) is projected; the reconstruction is on ``recon``
     (default: the working grid itself).
     """
-    itk, rtk = _rtk()
+    itk, rtk = require_rtk()
     sx, sy, sz = (float(s) for s in spacing_xyz)
     nz, ny, nx = work_hu.shape
     radius = float(np.hypot((nx - 1) * sx / 2.0, (ny - 1) * sy / 2.0))

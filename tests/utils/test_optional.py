@@ -44,7 +44,7 @@ def test_check_finds_modules_without_importing_them(monkeypatch):
     ("itk", "medgan.registration.elastix:_itk", "register"),
     ("pylinac", "medgan.simulation.catphan:_pylinac", "qa"),
     ("xraydb", "medgan.simulation.materials:_xraydb", "simulate"),
-    ("itk", "medgan.simulation.cbct:_rtk", "simulate"),
+    ("itk", "medgan.simulation.cbct:require_rtk", "simulate"),
     ("pymedphys", "medgan.dose.backend:pymedphys", "dose"),
     ("pymedphys", "medgan.dose.backend:check_extra", "dose"),
     ("pyRadPlan", "medgan.dose.backend:pyradplan", "dose"),
