@@ -150,16 +150,15 @@ def _run(args, stack) -> int:  # noqa: C901
             raise InputError(f"{what} {p} does not exist")
     if args.mask_mode == "given" and not args.mask:
         raise InputError("--mask-mode given needs --mask")
+    out_dir: Path | None = None
     if args.output:
         from medgan.io.writers import FOLDER, plan_outputs, staged_folder
 
         inputs = (pred, reference, args.mask, args.input, args.fov, args.labels)
         plan_outputs([(args.output, FOLDER)], [p for p in inputs if p is not None], args.overwrite)
         # figures and tables go to a hidden sibling, renamed into the report folder when everything is written
-        out_dir: Path | None = stack.enter_context(staged_folder(args.output))
-    else:
-        out_dir = None
-    if args.overwrite and not args.output:
+        out_dir = stack.enter_context(staged_folder(args.output))
+    elif args.overwrite:
         raise InputError("--overwrite applies to the report folder: it needs -o")
     given = dose_flags_given(args)
     if given and not args.dose:

@@ -749,7 +749,8 @@ def _merge_into(src: Path, dst: Path) -> None:
 @contextlib.contextmanager
 def staged_folder(folder: str | Path) -> Iterator[Path]:
     """A report folder written all or none: the body writes into a hidden sibling (``.NAME.tmp-PID-HOST-...``),
-    whose files are renamed into ``folder`` only when the body ends without an error.
+    renamed to ``folder`` (or, when ``folder`` exists, whose files are renamed into it) only when the body ends
+    without an error.
 
     On an error, Ctrl-C or SIGTERM the sibling is deleted, so ``folder`` holds nothing new; a sibling left by a
     killed process is an orphaned temporary, removed by the next write there
@@ -764,7 +765,11 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
     try:
         yield stage
         try:
-            _merge_into(stage, folder)
+            if folder.exists():
+                _merge_into(stage, folder)          # --overwrite into a report folder: file by file
+            else:                                   # a new folder appears whole, in one rename
+                os.chmod(stage, 0o777 & ~_umask())  # mkdtemp's 0700 -> what mkdir would have given
+                os.rename(stage, folder)
         except OSError as exc:
             raise _os_error(folder, exc) from None
     finally:

@@ -312,14 +312,13 @@ def evaluate_with_baselines(name: str, sct, ct, cbct, baselines: dict, qa=None):
 
     res = evaluate_case(sct, ct, input=cbct, case=name, compare=dict(baselines))
     res.relabel("sCT", "CBCT")
-    vols = res.volumes
     res.qa_spearman = None  # type: ignore[attr-defined]
     if qa is not None:
         from medgan.inference.qa import qa_map_correlation
         from medgan.io import Volume, read_volume
 
         qa = qa if isinstance(qa, Volume) else read_volume(qa)
-        res.qa_spearman = qa_map_correlation(qa, vols["sCT"], vols["reference"], res.mask)  # type: ignore[attr-defined]
+        res.qa_spearman = qa_map_correlation(qa, res.volumes["sCT"], res.volumes["reference"], res.mask)  # type: ignore[attr-defined]
     return res
 
 

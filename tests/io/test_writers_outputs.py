@@ -181,6 +181,11 @@ def test_a_staged_report_folder_appears_whole_or_not_at_all(tmp_path):
         (stage / "case1.png").write_bytes(b"png")
         raise KeyboardInterrupt
     assert sorted(p.name for p in tmp_path.iterdir()) == []            # no folder, no hidden sibling
+    with staged_folder(tmp_path / "new") as stage:
+        (stage / "a.csv").write_text("a")
+    assert (tmp_path / "new" / "a.csv").read_text() == "a"
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o777 & ~writers._umask()   # as mkdir makes it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]
     report.mkdir()
     (report / "other.txt").write_text("kept")
     (report / "metrics.csv").write_text("old")
@@ -191,4 +196,4 @@ def test_a_staged_report_folder_appears_whole_or_not_at_all(tmp_path):
         assert (report / "metrics.csv").read_text() == "old"           # nothing new until the body has ended
     assert (report / "metrics.csv").read_text() == "new" and (report / "other.txt").read_text() == "kept"
     assert (report / "dose" / "dvh.png").read_bytes() == b"png"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "rep"]
